@@ -1,0 +1,11 @@
+/* cmd_bench.c: `phi3c bench`. Not implemented yet: it says so and fails (see the open issues). */
+#include "cli.h"
+
+int cmd_bench(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: phi3c bench ... (not implemented yet)\n");
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "phi3c bench: not implemented yet\n");
+    return CLI_EXIT_FAIL;
+}

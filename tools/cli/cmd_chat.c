@@ -1,0 +1,11 @@
+/* cmd_chat.c: `phi3c chat`. Not implemented yet: it says so and fails (see the open issues). */
+#include "cli.h"
+
+int cmd_chat(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: phi3c chat ... (not implemented yet)\n");
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "phi3c chat: not implemented yet\n");
+    return CLI_EXIT_FAIL;
+}

@@ -1,0 +1,11 @@
+/* cmd_info.c: `phi3c info`. Not implemented yet: it says so and fails (see the open issues). */
+#include "cli.h"
+
+int cmd_info(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: phi3c info ... (not implemented yet)\n");
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "phi3c info: not implemented yet\n");
+    return CLI_EXIT_FAIL;
+}
