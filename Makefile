@@ -147,6 +147,11 @@ fuzz: $(FUZZ_BIN)
 fuzz-smoke: fuzz
 	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
+# Regenerates the oracle fixtures with transformers (needs PyPI; see tests/fixtures/README.md).
+fixtures:
+	@tools/make_venv.sh $(BUILD)/venv-fixtures tools/requirements-fixtures.txt
+	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
+
 bench: all
 	@tools/bench.sh
 
