@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+extern const p3_backend_iface p3_backend_cpu;
+
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
 static const p3_backend_iface *const backends[] = {
     NULL, /* keeps the array non-empty until the first backend is listed */
+    &p3_backend_cpu,
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
