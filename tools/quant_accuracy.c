@@ -13,7 +13,7 @@
 
 enum { N_METHODS = 5, Q4_0_BLOCK = 32 };
 static const char *const method_names[N_METHODS] = {"I4 sym RTN", "I4 sym search", "I4 asym RTN",
-                                                     "I4 asym search", "Q4_0 (g32)"};
+                                                    "I4 asym search", "Q4_0 (g32)"};
 
 /* ggml Q4_0 as its format defines it: per 32 weights, d = (signed absmax) / -8 stored as f16,
  * q = clamp(round(x / d) + 8, 0, 15), w = d * (q - 8). */
@@ -156,8 +156,7 @@ int main(int argc, char **argv) {
             gaussian(w, (size_t)(rows * cols), 1);
             if (measure(find_kind(list, &n, "Gaussian"), w, rows, cols, threads)) return 1;
             add_outlier_channels(w, rows, cols);
-            if (measure(find_kind(list, &n, "Gaussian + outlier channels"), w, rows, cols,
-                        threads))
+            if (measure(find_kind(list, &n, "Gaussian + outlier channels"), w, rows, cols, threads))
                 return 1;
             free(w);
         } else if (strcmp(argv[i], "--raw") == 0 && i + 4 < argc && n < 60) {
