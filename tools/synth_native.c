@@ -2,7 +2,8 @@
  * generated on the fly, nothing held in memory), then opens it with checksum verification and
  * reports the file size, the time to write it and the cost of verifying it (ms per GB).
  *
- * usage: synth_native OUT.phi3c [--layers N] [--rtn] [--asym] [--embed-int4] [--threads N] */
+ * usage: synth_native OUT.phi3c [--layers N] [--rtn] [--asym] [--embed-int4] [--threads N]
+ *        synth_native --verify FILE.phi3c   (only the timed open with verification) */
 #include "phi3c_file.h"
 
 #include <math.h>
@@ -100,7 +101,23 @@ static bool show_progress(void *user, size_t i, size_t n, uint64_t done, uint64_
     return true;
 }
 
+static int verify_only(const char *path) {
+    p3_model_source *s = NULL;
+    p3_error err = {0};
+    double t0 = p3_time_now();
+    if (p3_native_open(path, true, &s, &err) != PHI3C_OK) {
+        fprintf(stderr, "synth_native: %s\n", err.message);
+        return 1;
+    }
+    double gb = (double)s->file_bytes / 1e9;
+    printf("%s: %.3f GB opened with verification in %.0f ms (verify %.0f ms = %.0f ms/GB)\n", path,
+           gb, (p3_time_now() - t0) * 1e3, s->native->verify_ms, s->native->verify_ms / gb);
+    p3_native_close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--verify") == 0) return verify_only(argv[2]);
     if (argc < 2) {
         fprintf(stderr, "usage: synth_native OUT.phi3c [--layers N] [--rtn] [--asym] "
                         "[--embed-int4] [--threads N]\n");
