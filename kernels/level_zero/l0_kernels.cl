@@ -80,46 +80,76 @@ __kernel void p3_rmsnorm(__global float *out, __global const float *x, __global 
     for (int i = 0; i < dim; i++) yr[i] = xr[i] * r * w[i];
 }
 
-/* y[t][n] = sum_k x[t][k] * W[n][k], f32 accumulation in k order. Grid: (rows, n_tokens). */
+/* Matmuls, y[t][n] = sum_k x[t][k] * W[n][k]: one work-group of 64 lanes per output row and up
+ * to 4 tokens (weights are read once for those tokens). Lane l takes k = l, l + 64, ... so a
+ * row's weights and an activation row are read with consecutive addresses, then the 64 partial
+ * sums are added in local memory. Grid: (rows * 64, ceil(n_tokens / 4)), groups of exactly 64. */
+#define P3_MM_LANES 64
+#define P3_MM_TOKENS 4
+
+/* Adds the lanes' partial sums (partial[tt][lane]) and lets lane 0 store the row's outputs. */
+#define P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)                                          \
+    __local float partial[P3_MM_TOKENS][P3_MM_LANES];                                              \
+    int lane_ = (int)get_local_id(0);                                                              \
+    for (int tt = 0; tt < P3_MM_TOKENS; tt++) partial[tt][lane_] = acc[tt];                        \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                  \
+    for (int span = P3_MM_LANES / 2; span > 0; span /= 2) {                                        \
+        if (lane_ < span)                                                                          \
+            for (int tt = 0; tt < P3_MM_TOKENS; tt++)                                              \
+                partial[tt][lane_] += partial[tt][lane_ + span];                                   \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+    }                                                                                              \
+    if (lane_ == 0)                                                                                \
+        for (int tt = 0; tt < P3_MM_TOKENS && t0 + tt < n_tokens; tt++)                            \
+            y[(size_t)(t0 + tt) * rows + n] = partial[tt][0];
+
 #define P3_MATMUL_KERNEL(name, type, load)                                                         \
-    __kernel void name(__global float *y, __global const float *x, __global const type *w,        \
-                       int rows, int cols) {                                                       \
-        int n = (int)get_global_id(0), t = (int)get_global_id(1);                                  \
-        if (n >= rows) return;                                                                     \
-        __global const float *xr = x + (size_t)t * cols;                                           \
+    __kernel __attribute__((reqd_work_group_size(P3_MM_LANES, 1, 1))) void name(                  \
+        __global float *y, __global const float *x, __global const type *w, int rows, int cols,    \
+        int n_tokens) {                                                                            \
+        int n = (int)get_group_id(0), lane = (int)get_local_id(0);                                 \
+        int t0 = (int)get_global_id(1) * P3_MM_TOKENS;                                             \
+        int nt = min(P3_MM_TOKENS, n_tokens - t0);                                                 \
+        float acc[P3_MM_TOKENS] = {0.0f, 0.0f, 0.0f, 0.0f};                                        \
         size_t base = (size_t)n * cols;                                                            \
-        float acc = 0.0f;                                                                          \
-        for (int k = 0; k < cols; k++) acc += xr[k] * load(w, base + k);                           \
-        y[(size_t)t * rows + n] = acc;                                                             \
+        for (int k = lane; k < cols; k += P3_MM_LANES) {                                           \
+            float wk = load(w, base + k);                                                          \
+            for (int tt = 0; tt < nt; tt++) acc[tt] += x[(size_t)(t0 + tt) * cols + k] * wk;       \
+        }                                                                                          \
+        P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)                                          \
     }
 
 P3_MATMUL_KERNEL(p3_matmul_f32, float, P3_LOAD_F32)
 P3_MATMUL_KERNEL(p3_matmul_f16, ushort, P3_LOAD_F16)
 P3_MATMUL_KERNEL(p3_matmul_bf16, ushort, P3_LOAD_BF16)
 
-/* w4a32 on the repacked INT4 layout: each weight dequantized exactly (d * (q - z)) and
- * accumulated in k order, as p3_matmul_w4a32_ref does. Grid: (rows, n_tokens). */
-__kernel void p3_matmul_i4(__global float *y, __global const float *x, __global const uchar *qs,
-                           __global const float *scale, __global const uchar *zero, int rows,
-                           int cols) {
-    int n = (int)get_global_id(0), t = (int)get_global_id(1);
-    if (n >= rows) return;
+/* w4a32 on the repacked INT4 layout: each weight dequantized exactly (d * (q - z)) as
+ * p3_matmul_w4a32_ref does. Lane l reads byte l of each 64-byte group: its low nibble is weight l,
+ * its high nibble weight l + 64, so a group is one coalesced 64-byte read. */
+__kernel __attribute__((reqd_work_group_size(P3_MM_LANES, 1, 1))) void
+p3_matmul_i4(__global float *y, __global const float *x, __global const uchar *qs,
+             __global const float *scale, __global const uchar *zero, int rows, int cols,
+             int n_tokens) {
+    int n = (int)get_group_id(0), lane = (int)get_local_id(0);
+    int t0 = (int)get_global_id(1) * P3_MM_TOKENS;
+    int nt = min(P3_MM_TOKENS, n_tokens - t0);
     int groups = (cols + P3_QK - 1) / P3_QK;
-    __global const float *xr = x + (size_t)t * cols;
-    float acc = 0.0f;
+    float acc[P3_MM_TOKENS] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int g = 0; g < groups; g++) {
         size_t gi = (size_t)n * groups + g;
         float d = scale[gi];
         int z = (int)zero[gi];
-        __global const uchar *q = qs + gi * (P3_QK / 2);
-        int len = min(P3_QK, cols - g * P3_QK);
-        for (int j = 0; j < len; j++) {
-            uint byte = q[j & 63];
-            int v = (int)(j < 64 ? (byte & 15u) : (byte >> 4));
-            acc += xr[g * P3_QK + j] * (d * (float)(v - z));
+        uint byte = qs[gi * (P3_QK / 2) + lane];
+        int k_lo = g * P3_QK + lane, k_hi = k_lo + 64;
+        float w_lo = d * (float)((int)(byte & 15u) - z);
+        float w_hi = d * (float)((int)(byte >> 4) - z);
+        for (int tt = 0; tt < nt; tt++) {
+            __global const float *xr = x + (size_t)(t0 + tt) * cols;
+            if (k_lo < cols) acc[tt] += xr[k_lo] * w_lo;
+            if (k_hi < cols) acc[tt] += xr[k_hi] * w_hi;
         }
     }
-    y[(size_t)t * rows + n] = acc;
+    P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)
 }
 
 /* Rotates pair (i, i + rot_dim/2) of every Q and K head of token t at position pos0 + t.
