@@ -1,6 +1,7 @@
 /* registry.c: the list of compiled-in backends, their probe results (the one piece of global
  * mutable state: filled once, under a lock, read-only afterwards) and opening one by name. */
 #include "backend.h"
+#include "opencl_backend.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
 static const p3_backend_iface *const backends[] = {
     NULL, /* keeps the array non-empty until the first backend is listed */
+    &p3_backend_opencl, /* after cpu: PoCL is no faster, and no real GPU has been measured */
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
