@@ -1,16 +1,21 @@
 /* registry.c: the list of compiled-in backends, their probe results (the one piece of global
  * mutable state: filled once, under a lock, read-only afterwards) and opening one by name. */
 #include "backend.h"
-#include "opencl_backend.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+extern const p3_backend_iface p3_backend_cpu;
+extern const p3_backend_iface p3_backend_level_zero;
+extern const p3_backend_iface p3_backend_opencl;
+
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
 static const p3_backend_iface *const backends[] = {
     NULL, /* keeps the array non-empty until the first backend is listed */
-    &p3_backend_opencl, /* after cpu: PoCL is no faster, and no real GPU has been measured */
+    &p3_backend_cpu, /* the default until a GPU backend is measured faster */
+    &p3_backend_opencl, /* after cpu: only PoCL (CPU) has run it, no real GPU was measured */
+    &p3_backend_level_zero,
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -22,8 +27,9 @@ static void probe_all(void) {
         p3_backend_info *info = &probe_results[i];
         if (!b) continue;
         info->name = b->name;
-        info->available = b->version == P3_BACKEND_IFACE_VERSION &&
-                          b->probe(info->why, sizeof info->why, info->devices, sizeof info->devices);
+        info->available =
+            b->version == P3_BACKEND_IFACE_VERSION &&
+            b->probe(info->why, sizeof info->why, info->devices, sizeof info->devices);
         if (b->version != P3_BACKEND_IFACE_VERSION)
             snprintf(info->why, sizeof info->why, "built for interface version %d, engine has %d",
                      b->version, P3_BACKEND_IFACE_VERSION);

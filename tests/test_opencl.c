@@ -143,7 +143,8 @@ P3_TEST(opencl_rope_partial_longrope_matches_reference) {
         check_nmse(t, "rope", got, want, N, 1e-9);
         bool v_untouched = true;
         for (int tk = 0; tk < T; tk++)
-            for (int i = (H + KVH) * HD; i < W; i++) v_untouched &= got[tk * W + i] == qkv[tk * W + i];
+            for (int i = (H + KVH) * HD; i < W; i++)
+                v_untouched &= got[tk * W + i] == qkv[tk * W + i];
         CHECK_MSG(v_untouched, "rope changed V");
     }
     p3_be_buffer_free(&be, bq);

@@ -10,8 +10,9 @@ bool p3_ocl_api_load(p3_ocl_api *api, char *why, size_t why_len) {
     memset(api, 0, sizeof *api);
     api->lib = dlopen("libOpenCL.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!api->lib) {
-        snprintf(why, why_len, "libOpenCL.so.1 not found (install an OpenCL ICD loader, e.g. "
-                               "Debian ocl-icd-libopencl1, and a driver such as pocl-opencl-icd)");
+        snprintf(why, why_len,
+                 "libOpenCL.so.1 not found (install an OpenCL ICD loader, e.g. "
+                 "Debian ocl-icd-libopencl1, and a driver such as pocl-opencl-icd)");
         return false;
     }
     /* dlsym returns void *; ISO C has no cast to function pointers, so copy the bits. */
@@ -39,7 +40,8 @@ void p3_ocl_api_unload(p3_ocl_api *api) {
 const char *p3_ocl_strerror(cl_int code) {
     switch (code) {
 #define P3_CL_CASE(c)                                                                              \
-    case c: return #c;
+    case c:                                                                                        \
+        return #c;
         P3_CL_CASE(CL_SUCCESS)
         P3_CL_CASE(CL_DEVICE_NOT_FOUND)
         P3_CL_CASE(CL_DEVICE_NOT_AVAILABLE)
@@ -72,6 +74,7 @@ const char *p3_ocl_strerror(cl_int code) {
         P3_CL_CASE(CL_INVALID_OPERATION)
         P3_CL_CASE(CL_PLATFORM_NOT_FOUND_KHR)
 #undef P3_CL_CASE
-    default: return "unknown OpenCL error";
+    default:
+        return "unknown OpenCL error";
     }
 }

@@ -1,9 +1,9 @@
 /* opencl_backend.c: the OpenCL backend (kernels/backend.h): device discovery, one context and
- * in-order queue per backend, the embedded kernels (the .cl files of kernels/opencl/) built once per context as
- * one program, device buffers, weights repacked at upload into the K-major layout of matmul.cl,
- * and every op enqueued without host round trips; buffer_read and sync are the only waits. */
-#include "opencl_backend.h"
-
+ * in-order queue per backend, the embedded kernels (the .cl files of kernels/opencl/) built once
+ * per context as one program, device buffers, weights repacked at upload into the K-major layout of
+ * matmul.cl, and every op enqueued without host round trips; buffer_read and sync are the only
+ * waits. */
+#include "backend.h"
 #include "int4.h"
 #include "ocl_api.h"
 #include "opencl_source.h"
@@ -143,8 +143,9 @@ static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) 
 #ifdef P3_OCL_SANITIZED
     const char *opt_in = getenv("PHI3C_OPENCL_SANITIZE");
     if (!opt_in || strcmp(opt_in, "1") != 0) {
-        snprintf(why, why_len, "not probed in sanitizer builds (vendor ICDs are not sanitizer "
-                               "clean; PHI3C_OPENCL_SANITIZE=1 overrides)");
+        snprintf(why, why_len,
+                 "not probed in sanitizer builds (vendor ICDs are not sanitizer "
+                 "clean; PHI3C_OPENCL_SANITIZE=1 overrides)");
         return false;
     }
 #endif
@@ -180,8 +181,9 @@ static p3_status build_program(ocl_ctx *c, p3_error *err) {
     c->api.clGetProgramBuildInfo(c->program, c->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
                                  &log_len);
     log[sizeof log - 1] = 0;
-    return p3_fail(err, PHI3C_ERR_BACKEND, "opencl: kernels failed to build on %s: %s (%d); log: %s",
-                   c->name, p3_ocl_strerror(rc), (int)rc, log[0] ? log : "(empty)");
+    return p3_fail(err, PHI3C_ERR_BACKEND,
+                   "opencl: kernels failed to build on %s: %s (%d); log: %s", c->name,
+                   p3_ocl_strerror(rc), (int)rc, log[0] ? log : "(empty)");
 }
 
 static p3_status create_kernels(ocl_ctx *c, p3_error *err) {
@@ -355,8 +357,7 @@ static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
                                            NULL, NULL);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "reading the error flag");
     if (!flag) return PHI3C_OK;
-    c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0, NULL,
-                                NULL);
+    c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0, NULL, NULL);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
                    "opencl embed: a token id was outside the embedding table");
 }
@@ -380,7 +381,9 @@ static p3_status sync(void *ctx, p3_error *err) {
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
-static size_t plain_elem_size(p3_dtype dt) { return dt == P3_DT_F32 ? 4 : 2; }
+static size_t plain_elem_size(p3_dtype dt) {
+    return dt == P3_DT_F32 ? 4 : 2;
+}
 
 /* Plain weights are transposed to [cols][rows] (see matmul.cl for why). */
 static p3_status upload_plain(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w, p3_error *err) {
@@ -392,7 +395,8 @@ static p3_status upload_plain(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w
     const uint8_t *src = d->data;
     size_t rows = (size_t)d->rows, cols = (size_t)d->cols;
     for (size_t r = 0; r < rows; r++)
-        for (size_t k = 0; k < cols; k++) memcpy(t + (k * rows + r) * es, src + (r * cols + k) * es, es);
+        for (size_t k = 0; k < cols; k++)
+            memcpy(t + (k * rows + r) * es, src + (r * cols + k) * es, es);
     p3_status st = device_alloc(c, bytes, d->name, &w->a, err);
     if (st == PHI3C_OK) st = upload(c, w->a, 0, t, bytes, err);
     p3_free(t);
@@ -464,11 +468,10 @@ static p3_status weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **o
     bool int4 = d->dtype == P3_DT_I4G128S || d->dtype == P3_DT_I4G128A;
     bool plain = d->dtype == P3_DT_F32 || d->dtype == P3_DT_F16 || d->dtype == P3_DT_BF16;
     if (!int4 && !plain)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: weight %s has dtype %d (F32, F16, BF16, "
-                       "I4G128S or I4G128A expected)", d->name, (int)d->dtype);
-    if (int4 && d->act != P3_ACT_F32)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "opencl: weight %s: only w4a32 (f32 activations) is implemented", d->name);
+                       "opencl: weight %s has dtype %d (F32, F16, BF16, "
+                       "I4G128S or I4G128A expected)",
+                       d->name, (int)d->dtype);
     if (d->rows > INT32_MAX || d->cols > INT32_MAX)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: weight %s is too large", d->name);
     ocl_weight *w = p3_calloc(1, sizeof *w);
@@ -545,7 +548,9 @@ static void arg(kargs *a, size_t size, const void *value) {
     cl_int rc = a->c->api.clSetKernelArg(a->k, a->i++, size, value);
     if (a->rc == CL_SUCCESS) a->rc = rc;
 }
-static void arg_mem(kargs *a, cl_mem m) { arg(a, sizeof m, &m); }
+static void arg_mem(kargs *a, cl_mem m) {
+    arg(a, sizeof m, &m);
+}
 static void arg_int(kargs *a, int v) {
     cl_int x = v;
     arg(a, sizeof x, &x);
@@ -566,15 +571,17 @@ static bool arg_ref(kargs *a, p3_ref r, size_t elem) {
     return r.offset % elem == 0;
 }
 
-static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+static size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
 
 static p3_status launch(kargs *a, const char *op, cl_uint dims, const size_t *global,
                         const size_t *local, p3_error *err) {
     if (a->rc != CL_SUCCESS)
         return p3_fail(err, PHI3C_ERR_BACKEND, "opencl %s: setting argument %u: %s", op,
                        (unsigned)a->i, p3_ocl_strerror(a->rc));
-    cl_int rc =
-        a->c->api.clEnqueueNDRangeKernel(a->c->queue, a->k, dims, NULL, global, local, 0, NULL, NULL);
+    cl_int rc = a->c->api.clEnqueueNDRangeKernel(a->c->queue, a->k, dims, NULL, global, local, 0,
+                                                 NULL, NULL);
     if (rc != CL_SUCCESS)
         return p3_fail(err, rc == CL_OUT_OF_RESOURCES ? PHI3C_ERR_DEVICE_OOM : PHI3C_ERR_BACKEND,
                        "opencl %s: clEnqueueNDRangeKernel: %s (%d)", op, p3_ocl_strerror(rc),
@@ -594,10 +601,10 @@ static p3_status embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids
     ocl_ctx *c = ctx;
     const ocl_weight *w = table->impl;
     bool int4 = table->dtype == P3_DT_I4G128S || table->dtype == P3_DT_I4G128A;
-    cl_kernel k = int4                          ? c->k.embed_i4
-                  : table->dtype == P3_DT_F32  ? c->k.embed_f32
-                  : table->dtype == P3_DT_F16  ? c->k.embed_f16
-                                               : c->k.embed_bf16;
+    cl_kernel k = int4                        ? c->k.embed_i4
+                  : table->dtype == P3_DT_F32 ? c->k.embed_f32
+                  : table->dtype == P3_DT_F16 ? c->k.embed_f16
+                                              : c->k.embed_bf16;
     kargs a = {c, k, 0, CL_SUCCESS};
     bool ok = arg_ref(&a, out, 4);
     arg_mem(&a, w->a);
@@ -635,10 +642,18 @@ static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int 
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl matmul: only w4a32 is implemented");
     cl_kernel k;
     switch (pw->dtype) {
-    case P3_DT_F32: k = wide ? c->k.mm_f32_t4 : c->k.mm_f32_t1; break;
-    case P3_DT_F16: k = wide ? c->k.mm_f16_t4 : c->k.mm_f16_t1; break;
-    case P3_DT_BF16: k = wide ? c->k.mm_bf16_t4 : c->k.mm_bf16_t1; break;
-    default: k = wide ? c->k.mm_i4_t4 : c->k.mm_i4_t1; break;
+    case P3_DT_F32:
+        k = wide ? c->k.mm_f32_t4 : c->k.mm_f32_t1;
+        break;
+    case P3_DT_F16:
+        k = wide ? c->k.mm_f16_t4 : c->k.mm_f16_t1;
+        break;
+    case P3_DT_BF16:
+        k = wide ? c->k.mm_bf16_t4 : c->k.mm_bf16_t1;
+        break;
+    default:
+        k = wide ? c->k.mm_i4_t4 : c->k.mm_i4_t1;
+        break;
     }
     kargs a = {c, k, 0, CL_SUCCESS};
     bool ok = arg_ref(&a, y, 4) & arg_ref(&a, x, 4);
