@@ -46,6 +46,7 @@ const p3_backend_iface p3_backend_level_zero = {
     X(zeDriverGet, ze_pfnDriverGet_t)                                                              \
     X(zeDeviceGet, ze_pfnDeviceGet_t)                                                              \
     X(zeDeviceGetProperties, ze_pfnDeviceGetProperties_t)                                          \
+    X(zeDeviceGetCommandQueueGroupProperties, ze_pfnDeviceGetCommandQueueGroupProperties_t)        \
     X(zeContextCreate, ze_pfnContextCreate_t)                                                      \
     X(zeContextDestroy, ze_pfnContextDestroy_t)                                                    \
     X(zeCommandQueueCreate, ze_pfnCommandQueueCreate_t)                                            \
@@ -439,15 +440,40 @@ static void l0_destroy(void *ctx) {
     p3_free(c);
 }
 
+/* The first queue group that runs compute kernels (GPUs also have copy-only engines). */
+static p3_status compute_ordinal(l0_ctx *c, uint32_t *ordinal, p3_error *err) {
+    uint32_t n = 0;
+    ZE_TRY(c->api.zeDeviceGetCommandQueueGroupProperties(c->device, &n, NULL),
+           "zeDeviceGetCommandQueueGroupProperties");
+    ze_command_queue_group_properties_t props[16];
+    if (n > 16) n = 16;
+    for (uint32_t i = 0; i < n; i++)
+        props[i] = (ze_command_queue_group_properties_t){
+            .stype = ZE_STRUCTURE_TYPE_COMMAND_QUEUE_GROUP_PROPERTIES};
+    ZE_TRY(c->api.zeDeviceGetCommandQueueGroupProperties(c->device, &n, props),
+           "zeDeviceGetCommandQueueGroupProperties");
+    for (uint32_t i = 0; i < n; i++)
+        if (props[i].flags & ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE) {
+            *ordinal = i;
+            return PHI3C_OK;
+        }
+    return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "level-zero: %s has no compute queue group",
+                   c->device_name);
+}
+
 static p3_status create_objects(l0_ctx *c, ze_driver_handle_t driver, p3_error *err) {
     ze_context_desc_t cd = {.stype = ZE_STRUCTURE_TYPE_CONTEXT_DESC};
     ZE_TRY(c->api.zeContextCreate(driver, &cd, &c->context), "zeContextCreate");
+    uint32_t ordinal = 0;
+    p3_status st = compute_ordinal(c, &ordinal, err);
+    if (st != PHI3C_OK) return st;
     ze_command_queue_desc_t qd = {.stype = ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC,
-                                  .ordinal = 0,
+                                  .ordinal = ordinal,
                                   .mode = ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS};
     ZE_TRY(c->api.zeCommandQueueCreate(c->context, c->device, &qd, &c->queue),
            "zeCommandQueueCreate");
-    ze_command_list_desc_t ld = {.stype = ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC};
+    ze_command_list_desc_t ld = {.stype = ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+                                 .commandQueueGroupOrdinal = ordinal};
     ZE_TRY(c->api.zeCommandListCreate(c->context, c->device, &ld, &c->list), "zeCommandListCreate");
     ze_fence_desc_t fd = {.stype = ZE_STRUCTURE_TYPE_FENCE_DESC};
     ZE_TRY(c->api.zeFenceCreate(c->queue, &fd, &c->fence), "zeFenceCreate");
@@ -645,10 +671,6 @@ static p3_status l0_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight 
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "level-zero: weight %s: only F32, F16, BF16 and INT4 g128 are implemented",
                        d->name);
-    if (i4 && d->act != P3_ACT_F32)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "level-zero: weight %s: only w4a32 (f32 activations) is implemented",
-                       d->name);
     if (d->rows <= 0 || d->cols <= 0 || d->rows > INT_MAX || d->cols > INT_MAX)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "level-zero: weight %s has shape %lldx%lld",
                        d->name, (long long)d->rows, (long long)d->cols);
@@ -782,6 +804,9 @@ static p3_status l0_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tok
 static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
                            p3_error *err) {
     const l0_weight_impl *impl = w->impl;
+    if (w->act != P3_ACT_F32)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "level-zero matmul: only w4a32 (f32 activations) is implemented");
     l0_args a = {0};
     l0_kernel_id k;
     switch (w->dtype) {

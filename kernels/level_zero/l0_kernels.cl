@@ -6,6 +6,9 @@
 
 #define P3_QK 128
 
+/* Results must match the scalar reference's rounding: no a*b+c contraction into fma. */
+#pragma OPENCL FP_CONTRACT OFF
+
 /* IEEE half bits to float, exactly (subnormals, inf, NaN), without needing cl_khr_fp16. */
 static float p3_half_to_float(uint h) {
     uint sign = (h & 0x8000u) << 16;
