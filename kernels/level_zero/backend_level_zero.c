@@ -803,7 +803,8 @@ static p3_status l0_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tok
     arg_int(&a, n_tokens);
     arg_int(&a, dim);
     arg_float(&a, eps);
-    return launch(ctx, K_RMSNORM, (size_t)n_tokens, 1, 1, &a, err);
+    /* l0_kernels.cl: one group of 64 lanes per token */
+    return launch_grouped(ctx, K_RMSNORM, (size_t)n_tokens * 64, 1, 1, 64, &a, err);
 }
 
 static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
@@ -875,6 +876,9 @@ static p3_status l0_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, 
 
 static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
                               int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
+    if (p->head_dim > 512)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "level-zero attention: head_dim %d > 512",
+                       p->head_dim);
     const l0_kv_impl *impl = kv->impl;
     size_t base = (size_t)layer * impl->layer_floats;
     l0_args a = {0};
@@ -888,7 +892,9 @@ static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv
     arg_int(&a, p->head_dim);
     arg_int(&a, p->window);
     arg_float(&a, p->scale);
-    return launch(ctx, K_ATTENTION, (size_t)p->n_heads, (size_t)n_tokens, 1, &a, err);
+    /* l0_kernels.cl: one group of 64 lanes per (head, token), head_dim <= 512 */
+    return launch_grouped(ctx, K_ATTENTION, (size_t)p->n_heads * 64, (size_t)n_tokens, 1, 64, &a,
+                          err);
 }
 
 static p3_status l0_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
