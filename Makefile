@@ -17,7 +17,7 @@ INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
-LDLIBS   := -ldl -lm -lpthread
+LDLIBS   := -ldl -lm -lpthread -lxxhash
 
 ARCH := $(shell uname -m)
 
