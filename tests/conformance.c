@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const cpu_levels[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const cpu_levels[] = {"scalar", "avx2", "avx2-novnni", "avx512", "neon"};
 
 static bool open_one(p3_test_ctx *t, const char *name, const char *variant, int n_threads,
                      conf_target *out) {
