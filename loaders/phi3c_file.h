@@ -88,6 +88,13 @@ typedef struct p3_native_write_opts {
     p3_native_fault test_fault;
 } p3_native_write_opts;
 
+/* The blobs a native file of src should carry (docs/FORMAT.md): a HF folder's tokenizer and
+ * config files, a native source's blobs, a GGUF's tokenizer metadata. Free with
+ * p3_native_blobs_free. */
+p3_status p3_native_gather_blobs(const p3_model_source *src, p3_native_blob **blobs, size_t *n,
+                                 p3_error *err);
+void p3_native_blobs_free(p3_native_blob *blobs, size_t n);
+
 /* The dtype a source tensor gets in a native file. */
 p3_dtype p3_native_plan_dtype(const p3_tensor *t, const p3_native_write_opts *o);
 
