@@ -414,7 +414,8 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
             }
             line = end + 1;
         }
-        printf("    %s: %zu/%zu chat renderings identical to jinja2\n", chat_versions[v], pass, total);
+        printf("    %s: %zu/%zu chat renderings identical to jinja2\n", chat_versions[v], pass,
+               total);
         CHECK(total >= 10);
         free(data);
         p3_tokenizer_free(tok);
@@ -423,12 +424,16 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
 
 P3_TEST(tokenizer_chat_unknown_template_is_refused) {
     size_t size;
-    char *json = p3_test_read_file(t, shared_path("data/phi3/tokenizer-phi-3-mini/tokenizer.json"), &size);
+    char *json =
+        p3_test_read_file(t, shared_path("data/phi3/tokenizer-phi-3-mini/tokenizer.json"), &size);
     if (!json) return;
-    static const char config[] = "{\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\","
-                                 " \"add_bos_token\": false, \"eos_token\": \"<|endoftext|>\"}";
+    static const char config[] =
+        "{\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\","
+        " \"add_bos_token\": false, \"eos_token\": \"<|endoftext|>\"}";
     static const char generation[] = "{\"eos_token_id\": [32000, 32001, 32007]}";
-    p3_tokenizer_files f = {.what = "memory", .tokenizer_json = json, .tokenizer_json_len = size,
+    p3_tokenizer_files f = {.what = "memory",
+                            .tokenizer_json = json,
+                            .tokenizer_json_len = size,
                             .tokenizer_config_json = config,
                             .tokenizer_config_json_len = sizeof config - 1,
                             .generation_config_json = generation,
@@ -462,7 +467,8 @@ P3_TEST(tokenizer_refuses_byte_level_bpe) {
         "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
         "\"decoder\":{\"type\":\"ByteLevel\"},"
         "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
-    p3_tokenizer_files f = {.what = "phi4", .tokenizer_json = phi4, .tokenizer_json_len = sizeof phi4 - 1};
+    p3_tokenizer_files f = {
+        .what = "phi4", .tokenizer_json = phi4, .tokenizer_json_len = sizeof phi4 - 1};
     p3_tokenizer *tok = NULL;
     p3_error err = {0};
     CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
@@ -474,7 +480,11 @@ P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
     p3_tokenizer *tok = load_or_fail(t, shared_path("data/phi3/tokenizer-phi-3-mini"));
     if (!tok) return;
     /* a stray 0xFF, a truncated 3-byte character, an overlong '/', a surrogate, then text */
-    static const char text[] = "\xff" "a\xe4\xbd" "\xc0\xaf" "\xed\xa0\x80" "b";
+    static const char text[] = "\xff"
+                               "a\xe4\xbd"
+                               "\xc0\xaf"
+                               "\xed\xa0\x80"
+                               "b";
     int32_t *ids = NULL;
     size_t n = 0;
     p3_error err = {0};
