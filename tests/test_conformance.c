@@ -12,7 +12,7 @@
 /* NMSE bounds: the tightest that hold with margin on every level here. Most ops are computed in
  * the same order as the reference or differ only by the order of f32 sums. */
 #define BOUND_EXACT 0.0         /* embed, add, copy, rope, kv round trips: bit-identical */
-#define BOUND_ROWSUM 1e-12      /* rmsnorm: vector sum of squares */
+#define BOUND_ROWSUM 1e-11      /* rmsnorm: vector sum of squares */
 #define BOUND_SWIGLU 1e-12      /* vector exp */
 #define BOUND_MATMUL 1e-10      /* f32/f16/bf16 weights: vector dot order */
 #define BOUND_W4A8 1e-12        /* integer dots, same f32 group order as the reference */
@@ -458,14 +458,14 @@ P3_TEST(conformance_attention) {
 
 /* ---- CPU thread counts: 1, 2 and 3 threads give byte-identical outputs on every level. */
 
-static const char *const cpu_level_names[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const cpu_level_names[] = {"scalar", "avx2", "avx2-novnni", "avx512", "neon"};
 
 /* Runs a fixed mix of ops and returns all outputs concatenated (heap, *len floats). */
 static float *run_mix(p3_test_ctx *t, p3_backend *be, size_t *len) {
     p3_error err = {0};
     p3_test_rng rng;
     p3_test_rng_seed(&rng, 99);
-    enum { ROWS = 200, COLS = 384, TOK = 9, NH = 4, NKV = 2, HD = 64, CTX = 64 };
+    enum { ROWS = 200, COLS = 384, TOK = 19, NH = 4, NKV = 2, HD = 64, CTX = 64 };
     size_t total = (size_t)TOK * ROWS * 4 + (size_t)TOK * NH * HD * 2 + (size_t)TOK * COLS;
     float *res = p3_calloc(total, 4), *o = res;
     float *wf = rand_floats(&rng, (size_t)ROWS * COLS, 0.5f);
