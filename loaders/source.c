@@ -2,6 +2,7 @@
  * hands it to the right loader; lookup by HF name and the check of the tensor set against the
  * config live here too. */
 #include "gguf.h"
+#include "phi3c_file.h"
 #include "safetensors.h"
 #include "source.h"
 
@@ -15,6 +16,7 @@ void p3_source_close(p3_model_source *src) {
     p3_free(src->files);
     p3_free(src->tensors);
     p3_gguf_free(src->gguf);
+    p3_native_free(src->native);
     p3_free(src->path);
     p3_free(src->tokenizer_dir);
     p3_free(src);
@@ -131,12 +133,9 @@ static p3_status open_safetensors_file(const char *path, p3_model_source *src, p
 
 /* ---- native phi3c files ---- */
 
-/* Hook for the native format (loaders/phi3c_file.c, written with the quantization work): when
- * that reader lands, this returns its result instead of refusing. */
+/* The native reader (loaders/phi3c_file.c) builds its own source; checksums are verified. */
 static p3_status open_native_file(const char *path, p3_model_source **out, p3_error *err) {
-    (void)out;
-    return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                   "%s: native phi3c files are not supported by this build yet", path);
+    return p3_native_open(path, true, out, err);
 }
 
 /* ---- dispatch ---- */
@@ -166,7 +165,7 @@ static p3_status open_by_kind(const char *path, p3_model_source *src, p3_model_s
     if (st != PHI3C_OK) return st;
     if (n == 0) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: empty file", path);
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return p3_gguf_open_file(path, src, err);
-    if (n >= 5 && memcmp(head, "PHI3C", 5) == 0) return open_native_file(path, native, err);
+    if (p3_native_is_magic(head, n)) return open_native_file(path, native, err);
     if (looks_like_safetensors(head, n)) return open_safetensors_file(path, src, err);
     return p3_fail(err, PHI3C_ERR_FORMAT,
                    "%s: not a model (neither a folder with config.json, a GGUF file, a "
