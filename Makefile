@@ -59,7 +59,7 @@ LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 .PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench format \
         format-check clean venv fixtures info
 
-all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples
+all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
 Q ?= @
 $(REL)/%.o: %.c
@@ -105,6 +105,13 @@ $(BUILD)/phi3c.pc: tools/phi3c.pc.in
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath include)|' \
 	    -e 's|@VERSION@|0.1.0|' $< > $@
+
+# Measurement tools (C programs in tools/ linked against the library).
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native
+tools: $(TOOLS)
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(OPT) -o $@ $< $(BUILD)/libphi3c.a $(LDLIBS)
 
 EXAMPLES := $(patsubst tools/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 examples: $(EXAMPLES)

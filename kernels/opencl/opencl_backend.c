@@ -33,7 +33,10 @@
     X(mm_f16_t1, "p3_mm_f16_t1")                                                                   \
     X(mm_f16_t4, "p3_mm_f16_t4")                                                                   \
     X(mm_bf16_t1, "p3_mm_bf16_t1")                                                                 \
-    X(mm_bf16_t4, "p3_mm_bf16_t4")
+    X(mm_bf16_t4, "p3_mm_bf16_t4")                                                                 \
+    X(quant_act, "p3_quant_act")                                                                   \
+    X(mm_i4q8_t1, "p3_mm_i4q8_t1")                                                                 \
+    X(mm_i4q8_t4, "p3_mm_i4q8_t4")
 
 typedef struct ocl_kernels {
 #define P3_KFIELD(field, name) cl_kernel field;
@@ -55,6 +58,13 @@ typedef struct ocl_ctx {
     cl_mem bad_id; /* int flag raised by embed kernels for ids outside the table */
     cl_ulong max_alloc, global_mem;
     char name[128], platform_name[96], version[64];
+    bool int_dot;          /* cl_khr_integer_dot_product on an OpenCL 3.0 device: DP4A variant */
+    bool int_dot_emulated; /* the same variant with the built-in emulated (tests) */
+    bool exact_divide;     /* -cl-fp32-correctly-rounded-divide-sqrt available */
+    /* w4a8 scratch: int8 activations [T][groups*128], scales and sums [T][groups]; grown to the
+     * largest matmul seen (the first prefill), then reused: the queue is in order. */
+    cl_mem act_q, act_d, act_s;
+    size_t act_groups; /* capacity in token-groups */
 } ocl_ctx;
 
 /* An uploaded weight: a (INT4 nibble words or plain [cols][rows]), b (INT4 scales), c (INT4 zero
@@ -173,8 +183,16 @@ static p3_status build_program(ocl_ctx *c, p3_error *err) {
     cl_int rc;
     c->program = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource");
-    /* Portable OpenCL C 1.2; denormals kept (no -cl-denorms-are-zero), no fast-math. */
-    rc = c->api.clBuildProgram(c->program, 1, &c->device, "-cl-std=CL1.2", NULL, NULL);
+    /* Portable OpenCL C 1.2 (3.0 for the integer dot product built-ins); denormals kept, no
+     * fast-math; correctly rounded division where offered, so w4a8's activation scales match the
+     * reference bit for bit. */
+    char options[160];
+    snprintf(options, sizeof options, "%s%s",
+             c->int_dot_emulated ? "-cl-std=CL1.2 -DP3_INT_DOT=1 -DP3_INT_DOT_EMULATE=1"
+             : c->int_dot        ? "-cl-std=CL3.0 -DP3_INT_DOT=1"
+                                 : "-cl-std=CL1.2",
+             c->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+    rc = c->api.clBuildProgram(c->program, 1, &c->device, options, NULL, NULL);
     if (rc == CL_SUCCESS) return PHI3C_OK;
     char log[400] = "";
     size_t log_len = 0;
@@ -207,6 +225,9 @@ static void destroy(void *ctx) {
     P3_OCL_KERNELS(P3_KRELEASE)
 #undef P3_KRELEASE
     if (c->bad_id) c->api.clReleaseMemObject(c->bad_id);
+    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
+    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
+    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
     if (c->program) c->api.clReleaseProgram(c->program);
     if (c->queue) c->api.clReleaseCommandQueue(c->queue);
     if (c->context) c->api.clReleaseContext(c->context);
@@ -234,7 +255,37 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
                            &c->max_alloc, NULL);
     c->api.clGetDeviceInfo(c->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof c->global_mem,
                            &c->global_mem, NULL);
+    cl_device_fp_config fp = 0;
+    c->api.clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    c->exact_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    char ext[4096];
+    device_string(&c->api, c->device, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
+    c->int_dot = strstr(ext, "cl_khr_integer_dot_product") != NULL &&
+                 strncmp(c->version, "OpenCL 3.", 9) == 0;
     return PHI3C_OK;
+}
+
+/* Kernel variants: NULL or "auto" = the best the device offers; "portable" = OpenCL C 1.2 only;
+ * "int-dot" = w4a8 with cl_khr_integer_dot_product (fails when the device lacks it);
+ * "int-dot-emulated" = that code path with the built-in emulated, to test it anywhere. */
+static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
+    if (!v || strcmp(v, "auto") == 0) return PHI3C_OK;
+    if (strcmp(v, "portable") == 0) {
+        c->int_dot = false;
+        return PHI3C_OK;
+    }
+    if (strcmp(v, "int-dot-emulated") == 0) {
+        c->int_dot = true;
+        c->int_dot_emulated = true;
+        return PHI3C_OK;
+    }
+    if (strcmp(v, "int-dot") == 0)
+        return c->int_dot
+                   ? PHI3C_OK
+                   : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
+                             "opencl: %s lacks cl_khr_integer_dot_product on OpenCL 3.0", c->name);
+    return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                   "opencl: unknown variant '%s' (auto, portable, int-dot, int-dot-emulated)", v);
 }
 
 static p3_status create(const p3_backend_options *opt, void **out, p3_error *err) {
@@ -248,6 +299,7 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
     }
     cl_int rc;
     p3_status st = open_device(c, opt->device, err);
+    if (st == PHI3C_OK) st = choose_variant(c, opt->variant, err);
     if (st == PHI3C_OK) {
         c->context = c->api.clCreateContext(NULL, 1, &c->device, NULL, NULL, &rc);
         if (rc != CL_SUCCESS) st = cl_fail(err, rc, "clCreateContext");
@@ -276,8 +328,11 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
 
 static void describe(void *ctx, char *buf, size_t len) {
     ocl_ctx *c = ctx;
-    snprintf(buf, len, "opencl %s (%s, %s), portable OpenCL C 1.2 kernels", c->name,
-             c->platform_name, c->version);
+    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s", c->name,
+             c->platform_name, c->version,
+             c->int_dot_emulated ? ", w4a8 integer dots emulated"
+             : c->int_dot        ? ", w4a8 with integer dot products"
+                                 : "");
 }
 
 static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
@@ -285,7 +340,7 @@ static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_k
     if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION) return kv == P3_KV_F32 || kv == P3_KV_F16;
     if (op == P3_OP_MATMUL || op == P3_OP_EMBED) {
         if (weight == P3_DT_I4G128S || weight == P3_DT_I4G128A)
-            return op == P3_OP_EMBED || act == P3_ACT_F32;
+            return act == P3_ACT_F32 || act == P3_ACT_Q8;
         return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
     }
     return true;
@@ -633,13 +688,70 @@ static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens
     return launch(&a, "rmsnorm", 2, global, local, err);
 }
 
+/* Grows the w4a8 scratch to hold `need` token-groups (only the first prefill allocates). */
+static p3_status ensure_act_scratch(ocl_ctx *c, size_t need, p3_error *err) {
+    if (need <= c->act_groups) return PHI3C_OK;
+    cl_mem q = NULL, d = NULL, s = NULL;
+    p3_status st = device_alloc(c, need * 128, "w4a8 activations", &q, err);
+    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation scales", &d, err);
+    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation sums", &s, err);
+    if (st != PHI3C_OK) {
+        if (q) c->api.clReleaseMemObject(q);
+        if (d) c->api.clReleaseMemObject(d);
+        return st;
+    }
+    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
+    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
+    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
+    c->act_q = q;
+    c->act_d = d;
+    c->act_s = s;
+    c->act_groups = need;
+    return PHI3C_OK;
+}
+
+/* w4a8: quantize the activations into the scratch, then the integer matmul. */
+static p3_status matmul_q8(ocl_ctx *c, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
+                           p3_error *err) {
+    const ocl_weight *w = pw->impl;
+    size_t groups = (size_t)p3_groups(pw->cols);
+    p3_status st = ensure_act_scratch(c, groups * (size_t)n_tokens, err);
+    if (st != PHI3C_OK) return st;
+    kargs q = {c, c->k.quant_act, 0, CL_SUCCESS};
+    arg_mem(&q, c->act_q);
+    arg_mem(&q, c->act_d);
+    arg_mem(&q, c->act_s);
+    bool ok = arg_ref(&q, x, 4);
+    arg_int(&q, (int)pw->cols);
+    size_t qglobal[2] = {64 * groups, (size_t)n_tokens}, qlocal[2] = {64, 1};
+    if (!ok) return misaligned("matmul", err);
+    st = launch(&q, "matmul (activation quantization)", 2, qglobal, qlocal, err);
+    if (st != PHI3C_OK) return st;
+    bool wide = n_tokens > 1;
+    kargs a = {c, wide ? c->k.mm_i4q8_t4 : c->k.mm_i4q8_t1, 0, CL_SUCCESS};
+    ok = arg_ref(&a, y, 4);
+    arg_mem(&a, c->act_q);
+    arg_mem(&a, c->act_d);
+    arg_mem(&a, c->act_s);
+    arg_mem(&a, w->a);
+    arg_mem(&a, w->b);
+    arg_mem(&a, w->c);
+    arg_int(&a, (int)pw->rows);
+    arg_int(&a, (int)pw->cols);
+    arg_int(&a, n_tokens);
+    if (!ok) return misaligned("matmul", err);
+    size_t tiles = wide ? ((size_t)n_tokens + MM_TT - 1) / MM_TT : 1;
+    size_t global[3] = {round_up((size_t)pw->rows, MM_LR), MM_LK, tiles};
+    size_t local[3] = {MM_LR, MM_LK, 1};
+    return launch(&a, "matmul", 3, global, local, err);
+}
+
 static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
                         p3_error *err) {
     ocl_ctx *c = ctx;
     const ocl_weight *w = pw->impl;
     bool wide = n_tokens > 1, int4 = pw->dtype == P3_DT_I4G128S || pw->dtype == P3_DT_I4G128A;
-    if (int4 && pw->act != P3_ACT_F32)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl matmul: only w4a32 is implemented");
+    if (int4 && pw->act == P3_ACT_Q8) return matmul_q8(c, y, x, pw, n_tokens, err);
     cl_kernel k;
     switch (pw->dtype) {
     case P3_DT_F32:

@@ -55,7 +55,7 @@ fi
 
 for filter in level_zero conformance; do
   echo "--- $BUILD/phi3c-tests $filter"
-  PHI3C_BACKEND=level-zero "$BUILD/phi3c-tests" "$filter" 2>&1 | tee "$log"
+  PHI3C_CONF_BACKEND=level-zero PHI3C_CONF_REPORT=1 "$BUILD/phi3c-tests" "$filter" 2>&1 | tee "$log"
   add_summary "$log"
 done
 echo "--- $BUILD/asan/phi3c-tests level_zero"
