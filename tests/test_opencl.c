@@ -285,6 +285,10 @@ static void check_attention(p3_test_ctx *t, p3_backend *be, p3_kv_dtype kvt, int
             p3_ref_kv_round_f16(kc, (int)((T1 + 1) * kvw));
             p3_ref_kv_round_f16(vc, (int)((T1 + 1) * kvw));
         }
+        for (size_t row = 0; kvt == P3_KV_Q8 && row < (size_t)(T1 + 1) * KVH; row++) {
+            p3_ref_kv_round_q8(kc + row * (size_t)hd, hd); /* one scale per head and position */
+            p3_ref_kv_round_q8(vc + row * (size_t)hd, hd);
+        }
         p3_ref_attention(want, qkv, kc, vc, T1 + 1, 0, &p);
         char what[80];
         snprintf(what, sizeof what, "attention kv %d window %d head_dim %d", (int)kvt, window, hd);
@@ -307,6 +311,8 @@ P3_TEST(opencl_attention_matches_reference) {
     check_attention(t, &be, P3_KV_F32, 37, 16);
     check_attention(t, &be, P3_KV_F16, 0, 80);
     check_attention(t, &be, P3_KV_F16, 100, 128);
+    check_attention(t, &be, P3_KV_Q8, 0, 96);
+    check_attention(t, &be, P3_KV_Q8, 50, 200);
     p3_backend_close(&be);
 }
 
