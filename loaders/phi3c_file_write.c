@@ -88,6 +88,7 @@ typedef struct writer {
     uint64_t *blob_offsets, *blob_hashes;
     uint64_t data_offset, file_bytes, tensor_bytes_total, tensor_bytes_done;
     uint64_t written; /* bytes handed to pwrite so far (for the test fault hook) */
+    uint8_t *image;   /* in-memory mode: the whole file is built here instead of on disk */
     p3n_buf config;
     p3_error *err;
 } writer;
@@ -224,6 +225,10 @@ static int fault_hook(writer *w, size_t n) {
 }
 
 static p3_status pwrite_all(writer *w, const void *buf, size_t n, uint64_t off, const char *what) {
+    if (w->image) {
+        memcpy(w->image + off, buf, n);
+        return PHI3C_OK;
+    }
     int injected = fault_hook(w, n);
     if (injected) return write_failed(w, injected, what);
     const uint8_t *p = buf;
@@ -479,6 +484,61 @@ p3_status p3_native_write(const p3_model_source *src, const p3_native_blob *blob
     if (st == PHI3C_OK) st = move_into_place(&w);
     if (st != PHI3C_OK && w.tmp_path) unlink(w.tmp_path);
     p3_free(w.tmp_path);
+    p3_free(w.plan);
+    p3_free(w.blob_offsets);
+    p3_free(w.blob_hashes);
+    p3_free(w.config.p);
+    return st;
+}
+
+/* Load-time quantization: the same plan, encoding and layout as p3_native_write, into memory;
+ * the image is then read back by the native reader, so its tensors are the file's, byte for byte.
+ */
+p3_status p3_native_quantize_in_memory(const p3_model_source *src, const p3_native_write_opts *o,
+                                       p3_model_source **out, p3_error *err) {
+    *out = NULL;
+    if (!src || !o || !o->to_f32 || !src->has_config)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "quantize: needs a model source with a config");
+    const char *what = src->path ? src->path : "model";
+    p3_status st = p3n_check_config(&src->config, what, err);
+    if (st != PHI3C_OK) return st;
+    p3_native_blob *blobs = NULL;
+    size_t n_blobs = 0;
+    st = p3_native_gather_blobs(src, &blobs, &n_blobs, err);
+    writer w = {.src = src,
+                .o = o,
+                .out_path = what,
+                .blobs = blobs,
+                .n_blobs = n_blobs,
+                .fd = -1,
+                .err = err};
+    if (st == PHI3C_OK) st = plan_tensors(&w);
+    if (st == PHI3C_OK) st = plan_layout(&w);
+    if (st == PHI3C_OK && !(w.image = p3_malloc_aligned((size_t)w.file_bytes, P3N_ALIGN)))
+        st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory for %.2f GB of quantized weights",
+                     what, (double)w.file_bytes / 1e9);
+    if (st == PHI3C_OK) {
+        memset(w.image, 0, (size_t)w.file_bytes); /* alignment gaps are zero, as in a file */
+        st = report_progress(&w, 0);
+    }
+    if (st == PHI3C_OK) st = write_body(&w);
+    if (st == PHI3C_OK) {
+        p3n_buf hdr = {0};
+        build_header_region(&w, &hdr);
+        if (hdr.oom)
+            st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", what);
+        else
+            memcpy(w.image, hdr.p, hdr.len);
+        p3_free(hdr.p);
+    }
+    if (st == PHI3C_OK)
+        st = p3_native_open_memory(w.image, (size_t)w.file_bytes, what, false, out, err);
+    if (st == PHI3C_OK) {
+        (*out)->native->owned_image = w.image; /* freed with the source */
+        w.image = NULL;
+    }
+    p3_free_aligned(w.image);
+    p3_native_blobs_free(blobs, n_blobs);
     p3_free(w.plan);
     p3_free(w.blob_offsets);
     p3_free(w.blob_hashes);
