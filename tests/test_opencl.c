@@ -12,9 +12,10 @@
 #include <string.h>
 
 /* f32 kernels differ from the reference only in summation order: rounding-level error. */
-#define NMSE_F32 1e-10
+#define NMSE_F32  1e-10
+#define NMSE_W4A8 1e-12
 
-static bool open_ocl(p3_test_ctx *t, p3_backend *be) {
+static bool open_ocl_variant(p3_test_ctx *t, p3_backend *be, const char *variant) {
     p3_error err = {0};
     for (size_t i = 0; i < p3_backend_count(); i++) {
         p3_backend_info info;
@@ -25,11 +26,16 @@ static bool open_ocl(p3_test_ctx *t, p3_backend *be) {
         }
     }
     p3_backend_options opt = {0};
+    opt.variant = variant;
     if (p3_backend_open("opencl", &opt, be, &err) != PHI3C_OK) {
         CHECK_MSG(false, "opening opencl: %s", err.message);
         return false;
     }
     return true;
+}
+
+static bool open_ocl(p3_test_ctx *t, p3_backend *be) {
+    return open_ocl_variant(t, be, NULL);
 }
 
 static void fill_normal(p3_test_rng *r, float *x, size_t n, float sd) {
@@ -153,10 +159,10 @@ P3_TEST(opencl_rope_partial_longrope_matches_reference) {
 }
 
 /* Uploads `data` as a weight of dtype dt and checks matmul (n_tokens 1 and 5) and embed. */
-static void check_weight(p3_test_ctx *t, p3_backend *be, p3_dtype dt, const void *data, int rows,
-                         int cols, double bound) {
+static void check_weight(p3_test_ctx *t, p3_backend *be, p3_dtype dt, p3_act_mode act,
+                         const void *data, int rows, int cols, double bound) {
     p3_error err = {0};
-    p3_weight_desc d = {"test", dt, rows, cols, data, P3_ACT_F32};
+    p3_weight_desc d = {"test", dt, rows, cols, data, act};
     p3_weight *w = NULL;
     if (!CHECK_OK(p3_be_weight_upload(be, &d, &w, &err), &err)) return;
     p3_test_rng r;
@@ -169,12 +175,15 @@ static void check_weight(p3_test_ctx *t, p3_backend *be, p3_dtype dt, const void
     for (int nt = 1; nt <= TMAX && bx && by; nt += TMAX - 1) {
         CHECK_OK(p3_be_matmul(be, p3_ref_at(by, 0), p3_ref_at(bx, 0), w, nt, &err), &err);
         read_floats(t, be, by, 0, got, (size_t)nt * (size_t)rows);
-        if (dt == P3_DT_I4G128S || dt == P3_DT_I4G128A)
+        if (act == P3_ACT_Q8)
+            p3_matmul_w4a8_ref(want, x, data, dt, rows, cols, nt);
+        else if (dt == P3_DT_I4G128S || dt == P3_DT_I4G128A)
             p3_matmul_w4a32_ref(want, x, data, dt, rows, cols, nt);
         else
             p3_ref_matmul(want, x, data, dt, rows, cols, nt);
         char what[64];
-        snprintf(what, sizeof what, "matmul dtype %d %dx%d, %d tokens", (int)dt, rows, cols, nt);
+        snprintf(what, sizeof what, "matmul dtype %d act %d %dx%d, %d tokens", (int)dt, (int)act,
+                 rows, cols, nt);
         check_nmse(t, what, got, want, (size_t)nt * (size_t)rows, bound);
     }
     int32_t ids[3] = {rows - 1, 0, rows / 2};
@@ -226,11 +235,15 @@ P3_TEST(opencl_matmul_and_embed_match_reference) {
             p3_quantize_row_i4s(wf + (size_t)row * cols, cols, qs + (size_t)row * g, P3_QUANT_RTN);
             p3_quantize_row_i4a(wf + (size_t)row * cols, cols, qa + (size_t)row * g, P3_QUANT_RTN);
         }
-        check_weight(t, &be, P3_DT_F32, wf, rows, cols, NMSE_F32);
-        check_weight(t, &be, P3_DT_F16, h, rows, cols, NMSE_F32);
-        check_weight(t, &be, P3_DT_BF16, bf, rows, cols, NMSE_F32);
-        check_weight(t, &be, P3_DT_I4G128S, qs, rows, cols, NMSE_F32);
-        check_weight(t, &be, P3_DT_I4G128A, qa, rows, cols, NMSE_F32);
+        check_weight(t, &be, P3_DT_F32, P3_ACT_F32, wf, rows, cols, NMSE_F32);
+        check_weight(t, &be, P3_DT_F16, P3_ACT_F32, h, rows, cols, NMSE_F32);
+        check_weight(t, &be, P3_DT_BF16, P3_ACT_F32, bf, rows, cols, NMSE_F32);
+        check_weight(t, &be, P3_DT_I4G128S, P3_ACT_F32, qs, rows, cols, NMSE_F32);
+        check_weight(t, &be, P3_DT_I4G128A, P3_ACT_F32, qa, rows, cols, NMSE_F32);
+        /* w4a8: same integers and per-group f32 terms as the reference, groups summed in
+         * another order */
+        check_weight(t, &be, P3_DT_I4G128S, P3_ACT_Q8, qs, rows, cols, NMSE_W4A8);
+        check_weight(t, &be, P3_DT_I4G128A, P3_ACT_Q8, qa, rows, cols, NMSE_W4A8);
         p3_free(wf);
         p3_free(h);
         p3_free(bf);
@@ -272,6 +285,10 @@ static void check_attention(p3_test_ctx *t, p3_backend *be, p3_kv_dtype kvt, int
             p3_ref_kv_round_f16(kc, (int)((T1 + 1) * kvw));
             p3_ref_kv_round_f16(vc, (int)((T1 + 1) * kvw));
         }
+        for (size_t row = 0; kvt == P3_KV_Q8 && row < (size_t)(T1 + 1) * KVH; row++) {
+            p3_ref_kv_round_q8(kc + row * (size_t)hd, hd); /* one scale per head and position */
+            p3_ref_kv_round_q8(vc + row * (size_t)hd, hd);
+        }
         p3_ref_attention(want, qkv, kc, vc, T1 + 1, 0, &p);
         char what[80];
         snprintf(what, sizeof what, "attention kv %d window %d head_dim %d", (int)kvt, window, hd);
@@ -294,6 +311,8 @@ P3_TEST(opencl_attention_matches_reference) {
     check_attention(t, &be, P3_KV_F32, 37, 16);
     check_attention(t, &be, P3_KV_F16, 0, 80);
     check_attention(t, &be, P3_KV_F16, 100, 128);
+    check_attention(t, &be, P3_KV_Q8, 0, 96);
+    check_attention(t, &be, P3_KV_Q8, 50, 200);
     p3_backend_close(&be);
 }
 
@@ -316,4 +335,37 @@ P3_TEST(opencl_errors_are_clear) {
     opt.device = 999;
     CHECK_STATUS(p3_backend_open("opencl", &opt, &be, &err), PHI3C_ERR_INVALID_ARG);
     CHECK_MSG(strstr(err.message, "--device 999") != NULL, "message: %s", err.message);
+}
+
+/* The integer-dot-product variant's packing (even nibbles with activations 0, 2, 4, 6...) with
+ * the built-in emulated, since PoCL lacks cl_khr_integer_dot_product. */
+P3_TEST(opencl_int_dot_variant_matches_w4a8_reference) {
+    p3_backend be;
+    if (!open_ocl_variant(t, &be, "int-dot-emulated")) return;
+    p3_test_rng r;
+    p3_test_rng_seed(&r, 16);
+    enum { ROWS = 37, COLS = 1000 };
+    size_t g = (size_t)p3_groups(COLS);
+    float *wf = p3_malloc((size_t)ROWS * COLS * 4);
+    p3_block_i4s *qs = p3_malloc(ROWS * g * sizeof *qs);
+    p3_block_i4a *qa = p3_malloc(ROWS * g * sizeof *qa);
+    fill_normal(&r, wf, (size_t)ROWS * COLS, 0.1f);
+    for (int row = 0; row < ROWS; row++) {
+        p3_quantize_row_i4s(wf + (size_t)row * COLS, COLS, qs + (size_t)row * g, P3_QUANT_RTN);
+        p3_quantize_row_i4a(wf + (size_t)row * COLS, COLS, qa + (size_t)row * g, P3_QUANT_RTN);
+    }
+    check_weight(t, &be, P3_DT_I4G128S, P3_ACT_Q8, qs, ROWS, COLS, NMSE_W4A8);
+    check_weight(t, &be, P3_DT_I4G128A, P3_ACT_Q8, qa, ROWS, COLS, NMSE_W4A8);
+    char desc[256];
+    be.iface->describe(be.ctx, desc, sizeof desc);
+    CHECK_MSG(strstr(desc, "emulated") != NULL, "describe: %s", desc);
+    p3_free(wf);
+    p3_free(qs);
+    p3_free(qa);
+    p3_backend_close(&be);
+
+    p3_error err = {0};
+    p3_backend_options opt = {0};
+    opt.variant = "no-such-variant";
+    CHECK_STATUS(p3_backend_open("opencl", &opt, &be, &err), PHI3C_ERR_INVALID_ARG);
 }

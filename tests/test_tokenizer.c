@@ -356,3 +356,158 @@ done:
     p3_tokenizer_free(gguf);
     p3_tokenizer_free(spm);
 }
+
+/* ---- chat template: jinja2 rendering of each tokenizer_config.json template ----------------- */
+
+P3_TEST(tokenizer_chat_template_matches_jinja) {
+    static const char *const chat_versions[] = {"tokenizer-phi-3-mini", "tokenizer-phi-3-apr2024",
+                                                "tokenizer-phi-3-medium"};
+    static const p3_chat_format formats[] = {P3_CHAT_PHI3, P3_CHAT_PHI3_APR2024,
+                                             P3_CHAT_PHI3_MEDIUM};
+    for (size_t v = 0; v < P3_ARRAY_LEN(chat_versions); v++) {
+        char dir[256], file[256];
+        snprintf(dir, sizeof dir, "data/phi3/%s", chat_versions[v]);
+        snprintf(file, sizeof file, FIXTURES "%s.chat", chat_versions[v]);
+        p3_tokenizer *tok = load_or_fail(t, shared_path(dir));
+        size_t size;
+        char *data = p3_test_read_file(t, file, &size);
+        if (!tok || !data) {
+            p3_tokenizer_free(tok);
+            free(data);
+            continue;
+        }
+        CHECK_EQ_INT(p3_tokenizer_chat_format(tok), formats[v]);
+        size_t total = 0, pass = 0;
+        for (char *line = data; line < data + size;) {
+            char *nl = memchr(line, '\n', (size_t)(data + size - line));
+            char *end = nl ? nl : data + size;
+            const char *f[4], *fe[4];
+            if (line[0] == 'C' && split_fields(line, end, f, fe, 4) == 4) {
+                p3_chat_message msgs[16];
+                char *owned[32];
+                size_t n_msgs = 0, n_owned = 0;
+                for (const char *p = f[2]; p < fe[2] && n_msgs < 16;) {
+                    const char *bar = memchr(p, '|', (size_t)(fe[2] - p));
+                    const char *me = bar ? bar : fe[2];
+                    const char *comma = memchr(p, ',', (size_t)(me - p));
+                    size_t l;
+                    owned[n_owned++] = unhex(p, comma, &l);
+                    owned[n_owned++] = unhex(comma + 1, me, &l);
+                    msgs[n_msgs].role = owned[n_owned - 2];
+                    msgs[n_msgs++].content = owned[n_owned - 1];
+                    p = bar ? bar + 1 : fe[2];
+                }
+                size_t want_len, len;
+                char *want = unhex(f[3], fe[3], &want_len), *text = NULL;
+                p3_error err = {0};
+                bool gen = f[1][0] == '1';
+                total++;
+                if (CHECK_OK(p3_tokenizer_apply_chat(tok, msgs, n_msgs, gen, &text, &len, &err),
+                             &err)) {
+                    bool ok = len == want_len && memcmp(text, want, len) == 0;
+                    pass += ok;
+                    CHECK_MSG(ok, "%s: chat rendered \"%s\", want \"%s\"", file, text, want);
+                }
+                p3_free(text);
+                free(want);
+                for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+            }
+            line = end + 1;
+        }
+        printf("    %s: %zu/%zu chat renderings identical to jinja2\n", chat_versions[v], pass,
+               total);
+        CHECK(total >= 10);
+        free(data);
+        p3_tokenizer_free(tok);
+    }
+}
+
+P3_TEST(tokenizer_chat_unknown_template_is_refused) {
+    size_t size;
+    char *json =
+        p3_test_read_file(t, shared_path("data/phi3/tokenizer-phi-3-mini/tokenizer.json"), &size);
+    if (!json) return;
+    static const char config[] =
+        "{\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\","
+        " \"add_bos_token\": false, \"eos_token\": \"<|endoftext|>\"}";
+    static const char generation[] = "{\"eos_token_id\": [32000, 32001, 32007]}";
+    p3_tokenizer_files f = {.what = "memory",
+                            .tokenizer_json = json,
+                            .tokenizer_json_len = size,
+                            .tokenizer_config_json = config,
+                            .tokenizer_config_json_len = sizeof config - 1,
+                            .generation_config_json = generation,
+                            .generation_config_json_len = sizeof generation - 1};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err)) {
+        CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_UNKNOWN);
+        p3_chat_message m = {"user", "hi"};
+        char *text = NULL;
+        size_t len;
+        CHECK_STATUS(p3_tokenizer_apply_chat(tok, &m, 1, true, &text, &len, &err),
+                     PHI3C_ERR_UNSUPPORTED);
+        CHECK(strstr(err.message, "chat template") != NULL);
+        const int32_t *stops;
+        CHECK_EQ_INT(p3_tokenizer_stop_ids(tok, &stops), 3);
+        CHECK(p3_tokenizer_is_stop(tok, 32001) && p3_tokenizer_is_stop(tok, 32007));
+        CHECK(!p3_tokenizer_add_bos(tok));
+        CHECK_EQ_INT(p3_tokenizer_eos_id(tok), 32000);
+        CHECK_EQ_INT(p3_tokenizer_bos_id(tok), 1);
+    }
+    p3_tokenizer_free(tok);
+    free(json);
+}
+
+/* ---- refusals and hostile input ------------------------------------------------------------ */
+
+P3_TEST(tokenizer_refuses_byte_level_bpe) {
+    static const char phi4[] =
+        "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,"
+        "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
+        "\"decoder\":{\"type\":\"ByteLevel\"},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
+    p3_tokenizer_files f = {
+        .what = "phi4", .tokenizer_json = phi4, .tokenizer_json_len = sizeof phi4 - 1};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "byte-level") != NULL, "message: %s", err.message);
+    CHECK(tok == NULL);
+}
+
+P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
+    p3_tokenizer *tok = load_or_fail(t, shared_path("data/phi3/tokenizer-phi-3-mini"));
+    if (!tok) return;
+    /* a stray 0xFF, a truncated 3-byte character, an overlong '/', a surrogate, then text */
+    static const char text[] = "\xff"
+                               "a\xe4\xbd"
+                               "\xc0\xaf"
+                               "\xed\xa0\x80"
+                               "b";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    p3_error err = {0};
+    if (CHECK_OK(p3_tokenizer_encode(tok, text, sizeof text - 1, 0, &ids, &n, &err), &err)) {
+        /* each invalid byte is its own <0xXX> token, found by name in the vocabulary */
+        static const uint8_t bad[] = {0xff, 0xe4, 0xbd, 0xc0, 0xaf, 0xed, 0xa0, 0x80};
+        size_t found = 0;
+        for (size_t i = 0, j = 0; i < n && j < sizeof bad; i++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", bad[j]);
+            if (ids[i] == p3_tokenizer_find(tok, name, 6)) found++, j++;
+        }
+        CHECK_EQ_INT(found, sizeof bad);
+        char *out = NULL;
+        size_t len;
+        CHECK_OK(p3_tokenizer_decode(tok, ids, n, 0, &out, &len, &err), &err);
+        CHECK(out && p3_utf8_valid(out, len)); /* U+FFFD for the bad bytes */
+        p3_free(out);
+    }
+    p3_free(ids);
+    ids = NULL;
+    CHECK_OK(p3_tokenizer_encode(tok, "Hi", 2, P3_ENCODE_ADD_BOS, &ids, &n, &err), &err);
+    CHECK(n >= 1 && ids[0] == p3_tokenizer_bos_id(tok) && ids[0] == 1);
+    p3_free(ids);
+    p3_tokenizer_free(tok);
+}

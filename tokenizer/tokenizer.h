@@ -25,8 +25,8 @@ typedef struct p3_tokenizer_files {
 } p3_tokenizer_files;
 
 /* Loads whatever `path` is: a folder (tokenizer.json [+ tokenizer_config.json,
- * generation_config.json], or only tokenizer.model), a .gguf file, or a native .phi3c file (not
- * handled here yet: PHI3C_ERR_UNSUPPORTED names the hook, p3_tokenizer_load_buffers). */
+ * generation_config.json], or only tokenizer.model), a .gguf file, a native .phi3c file, or a
+ * tokenizer.json / tokenizer.model file (its folder is read). */
 p3_status p3_tokenizer_load_path(const char *path, p3_tokenizer **out, p3_error *err);
 p3_status p3_tokenizer_load_dir(const char *dir, p3_tokenizer **out, p3_error *err);
 p3_status p3_tokenizer_load_buffers(const p3_tokenizer_files *files, p3_tokenizer **out,
@@ -34,6 +34,11 @@ p3_status p3_tokenizer_load_buffers(const p3_tokenizer_files *files, p3_tokenize
 /* From a parsed GGUF's tokenizer.ggml.* metadata (model "llama" only; "gpt2" is refused). */
 p3_status p3_tokenizer_load_gguf(const struct p3_gguf *gguf, const char *what, p3_tokenizer **out,
                                  p3_error *err);
+/* From an opened native .phi3c file (src->native): its blobs named tokenizer.json,
+ * tokenizer_config.json, generation_config.json and tokenizer.model. */
+struct p3_native;
+p3_status p3_tokenizer_load_native(const struct p3_native *nat, const char *what,
+                                   p3_tokenizer **out, p3_error *err);
 void p3_tokenizer_free(p3_tokenizer *tok);
 
 /* Encode flags. Special tokens written in the text are recognised (HF's default) unless

@@ -104,3 +104,108 @@ P3_MM_PLAIN(p3_mm_f16_t1, half, vload_half(wi, w), 1)
 P3_MM_PLAIN(p3_mm_f16_t4, half, vload_half(wi, w), 4)
 P3_MM_PLAIN(p3_mm_bf16_t1, ushort, as_float((uint)w[wi] << 16), 1)
 P3_MM_PLAIN(p3_mm_bf16_t4, ushort, as_float((uint)w[wi] << 16), 4)
+
+/* ---- w4a8: activations quantized per 128-group to int8 (quant/int4.h p3_quantize_act_q8g),
+ * exact int32 dot per group, one f32 multiply-add per group.
+ * Quantized activations, written by p3_quant_act into backend scratch: qx char [T][groups*128]
+ * (zero padded, so the padded weight nibbles add nothing and no tail loop is needed), xd float
+ * [T][groups] (d), xs int [T][groups] (sum of qx). One work-group of 64 per (group, token); the
+ * division is exact when the device rounds it correctly (the backend then builds with
+ * -cl-fp32-correctly-rounded-divide-sqrt), which keeps qx identical to the reference. */
+__kernel __attribute__((reqd_work_group_size(64, 1, 1))) void
+p3_quant_act(__global char *qx, __global float *xd, __global int *xs, __global const float *x,
+             ulong x_off, int cols) {
+    __local float red[64];
+    __local int sums[64];
+    int lid = (int)get_local_id(0), g = (int)get_group_id(0), t = (int)get_group_id(1);
+    int groups = (cols + 127) / 128, k0 = g * 128;
+    ulong xo = x_off + (ulong)t * (ulong)cols;
+    float v0 = k0 + lid < cols ? x[xo + k0 + lid] : 0.0f;
+    float v1 = k0 + lid + 64 < cols ? x[xo + k0 + lid + 64] : 0.0f;
+    red[lid] = fmax(fabs(v0), fabs(v1));
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = 32; s > 0; s >>= 1) {
+        if (lid < s) red[lid] = fmax(red[lid], red[lid + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float amax = red[0], d = amax / 127.0f;
+    float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+    int q0 = (int)rint(v0 * inv), q1 = (int)rint(v1 * inv);
+    ulong qo = (ulong)t * (ulong)groups * 128 + (ulong)k0;
+    qx[qo + lid] = (char)q0;
+    qx[qo + lid + 64] = (char)q1;
+    sums[lid] = q0 + q1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = 32; s > 0; s >>= 1) {
+        if (lid < s) sums[lid] += sums[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        xd[(ulong)t * (ulong)groups + g] = d;
+        xs[(ulong)t * (ulong)groups + g] = sums[0];
+    }
+}
+
+/* Integer dot of one weight word (8 unsigned nibbles, weight k + i in nibble i) with the 8 int8
+ * activations k .. k+7. With cl_khr_integer_dot_product (P3_INT_DOT, set by the backend from the
+ * device's extensions; its built-ins need OpenCL C 3.0) it is two packed 4x8-bit dot instructions
+ * (DP4A on Intel Xe): the even nibbles meet activations 0, 2, 4, 6 and the odd ones 1, 3, 5, 7. */
+#ifdef P3_INT_DOT
+#ifdef P3_INT_DOT_EMULATE
+/* The built-in's definition (unsigned bytes of a times signed bytes of b), so the packing below
+ * is tested on devices without the extension (backend variant "int-dot-emulated"). */
+static int p3_dot4_us(uint a, uint b) {
+    int4 bs = convert_int4(as_char4(b));
+    int4 as = convert_int4(as_uchar4(a));
+    return as.s0 * bs.s0 + as.s1 * bs.s1 + as.s2 * bs.s2 + as.s3 * bs.s3;
+}
+#else
+#define p3_dot4_us dot_4x8packed_us_int
+#endif
+static int p3_dot8(uint w, char8 xa) {
+    return p3_dot4_us(w & 0x0f0f0f0fu, as_uint(xa.s0246)) +
+           p3_dot4_us((w >> 4) & 0x0f0f0f0fu, as_uint(xa.s1357));
+}
+#else
+static int p3_dot8(uint w, char8 xa) {
+    int8 q = as_int8(((uint8)(w) >> (uint8)(0, 4, 8, 12, 16, 20, 24, 28)) & (uint8)(15u));
+    int8 p = q * convert_int8(xa);
+    return (p.s0 + p.s1) + (p.s2 + p.s3) + (p.s4 + p.s5) + (p.s6 + p.s7);
+}
+#endif
+
+/* y[t][n] = sum_g (d_w * d_x) * (sum_k qx * q - z * xs): the same integers and the same per-group
+ * f32 expression as the reference (sym weights use z = 8, which equals summing qx * (q - 8)). */
+#define P3_MM_I4Q8(name, TT)                                                                       \
+    __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) void name(               \
+        __global float *y, ulong y_off, __global const char *qx, __global const float *xd,         \
+        __global const int *xs, __global const uint *qw, __global const float *scale,              \
+        __global const uchar *zero, int rows, int cols, int n_tokens) {                            \
+        __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
+        int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
+        int t0 = (int)get_group_id(2) * TT, nt = min(TT, n_tokens - t0);                           \
+        int groups = (cols + 127) / 128;                                                           \
+        float acc[TT];                                                                             \
+        for (int t = 0; t < TT; t++) acc[t] = 0.0f;                                                \
+        for (int g = ly; g < groups && row < rows; g += P3_MM_LK) {                                \
+            ulong gi = (ulong)g * (ulong)rows + (ulong)row;                                        \
+            float d = scale[gi];                                                                   \
+            int z = (int)zero[gi];                                                                 \
+            int idot[TT];                                                                          \
+            for (int t = 0; t < TT; t++) idot[t] = 0;                                              \
+            for (int j = 0; j < 16; j++) {                                                         \
+                uint w = qw[((ulong)g * 16 + (ulong)j) * (ulong)rows + (ulong)row];                \
+                for (int t = 0; t < TT && t < nt; t++)                                             \
+                    idot[t] += p3_dot8(w, vload8(0, qx + ((ulong)(t0 + t) * (ulong)groups + g) *   \
+                                                           128 + (ulong)(j * 8)));                 \
+            }                                                                                      \
+            for (int t = 0; t < TT && t < nt; t++) {                                               \
+                ulong xg = (ulong)(t0 + t) * (ulong)groups + (ulong)g;                             \
+                acc[t] += d * xd[xg] * (float)(idot[t] - z * xs[xg]);                              \
+            }                                                                                      \
+        }                                                                                          \
+        P3_MM_REDUCE(TT)                                                                           \
+    }
+
+P3_MM_I4Q8(p3_mm_i4q8_t1, 1)
+P3_MM_I4Q8(p3_mm_i4q8_t4, 4)

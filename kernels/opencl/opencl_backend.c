@@ -24,8 +24,10 @@
     X(add, "p3_add")                                                                               \
     X(kv_write_f32, "p3_kv_write_f32")                                                             \
     X(kv_write_f16, "p3_kv_write_f16")                                                             \
+    X(kv_write_q8, "p3_kv_write_q8")                                                               \
     X(attention_f32, "p3_attention_f32")                                                           \
     X(attention_f16, "p3_attention_f16")                                                           \
+    X(attention_q8, "p3_attention_q8")                                                             \
     X(mm_i4_t1, "p3_mm_i4_t1")                                                                     \
     X(mm_i4_t4, "p3_mm_i4_t4")                                                                     \
     X(mm_f32_t1, "p3_mm_f32_t1")                                                                   \
@@ -33,7 +35,10 @@
     X(mm_f16_t1, "p3_mm_f16_t1")                                                                   \
     X(mm_f16_t4, "p3_mm_f16_t4")                                                                   \
     X(mm_bf16_t1, "p3_mm_bf16_t1")                                                                 \
-    X(mm_bf16_t4, "p3_mm_bf16_t4")
+    X(mm_bf16_t4, "p3_mm_bf16_t4")                                                                 \
+    X(quant_act, "p3_quant_act")                                                                   \
+    X(mm_i4q8_t1, "p3_mm_i4q8_t1")                                                                 \
+    X(mm_i4q8_t4, "p3_mm_i4q8_t4")
 
 typedef struct ocl_kernels {
 #define P3_KFIELD(field, name) cl_kernel field;
@@ -55,6 +60,13 @@ typedef struct ocl_ctx {
     cl_mem bad_id; /* int flag raised by embed kernels for ids outside the table */
     cl_ulong max_alloc, global_mem;
     char name[128], platform_name[96], version[64];
+    bool int_dot;          /* cl_khr_integer_dot_product on an OpenCL 3.0 device: DP4A variant */
+    bool int_dot_emulated; /* the same variant with the built-in emulated (tests) */
+    bool exact_divide;     /* -cl-fp32-correctly-rounded-divide-sqrt available */
+    /* w4a8 scratch: int8 activations [T][groups*128], scales and sums [T][groups]; grown to the
+     * largest matmul seen (the first prefill), then reused: the queue is in order. */
+    cl_mem act_q, act_d, act_s;
+    size_t act_groups; /* capacity in token-groups */
 } ocl_ctx;
 
 /* An uploaded weight: a (INT4 nibble words or plain [cols][rows]), b (INT4 scales), c (INT4 zero
@@ -68,7 +80,9 @@ typedef struct ocl_weight {
 typedef struct ocl_kv {
     p3_kv_cache pub;
     cl_mem k, v;
+    cl_mem ks, vs;      /* q8 only: f32 scales [layer][kv_head][n_ctx] */
     size_t layer_elems; /* n_kv_heads * n_ctx * head_dim */
+    size_t layer_rows;  /* n_kv_heads * n_ctx */
 } ocl_kv;
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
@@ -173,8 +187,16 @@ static p3_status build_program(ocl_ctx *c, p3_error *err) {
     cl_int rc;
     c->program = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource");
-    /* Portable OpenCL C 1.2; denormals kept (no -cl-denorms-are-zero), no fast-math. */
-    rc = c->api.clBuildProgram(c->program, 1, &c->device, "-cl-std=CL1.2", NULL, NULL);
+    /* Portable OpenCL C 1.2 (3.0 for the integer dot product built-ins); denormals kept, no
+     * fast-math; correctly rounded division where offered, so w4a8's activation scales match the
+     * reference bit for bit. */
+    char options[160];
+    snprintf(options, sizeof options, "%s%s",
+             c->int_dot_emulated ? "-cl-std=CL1.2 -DP3_INT_DOT=1 -DP3_INT_DOT_EMULATE=1"
+             : c->int_dot        ? "-cl-std=CL3.0 -DP3_INT_DOT=1"
+                                 : "-cl-std=CL1.2",
+             c->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+    rc = c->api.clBuildProgram(c->program, 1, &c->device, options, NULL, NULL);
     if (rc == CL_SUCCESS) return PHI3C_OK;
     char log[400] = "";
     size_t log_len = 0;
@@ -207,6 +229,9 @@ static void destroy(void *ctx) {
     P3_OCL_KERNELS(P3_KRELEASE)
 #undef P3_KRELEASE
     if (c->bad_id) c->api.clReleaseMemObject(c->bad_id);
+    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
+    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
+    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
     if (c->program) c->api.clReleaseProgram(c->program);
     if (c->queue) c->api.clReleaseCommandQueue(c->queue);
     if (c->context) c->api.clReleaseContext(c->context);
@@ -234,7 +259,37 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
                            &c->max_alloc, NULL);
     c->api.clGetDeviceInfo(c->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof c->global_mem,
                            &c->global_mem, NULL);
+    cl_device_fp_config fp = 0;
+    c->api.clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    c->exact_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    char ext[4096];
+    device_string(&c->api, c->device, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
+    c->int_dot = strstr(ext, "cl_khr_integer_dot_product") != NULL &&
+                 strncmp(c->version, "OpenCL 3.", 9) == 0;
     return PHI3C_OK;
+}
+
+/* Kernel variants: NULL or "auto" = the best the device offers; "portable" = OpenCL C 1.2 only;
+ * "int-dot" = w4a8 with cl_khr_integer_dot_product (fails when the device lacks it);
+ * "int-dot-emulated" = that code path with the built-in emulated, to test it anywhere. */
+static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
+    if (!v || strcmp(v, "auto") == 0) return PHI3C_OK;
+    if (strcmp(v, "portable") == 0) {
+        c->int_dot = false;
+        return PHI3C_OK;
+    }
+    if (strcmp(v, "int-dot-emulated") == 0) {
+        c->int_dot = true;
+        c->int_dot_emulated = true;
+        return PHI3C_OK;
+    }
+    if (strcmp(v, "int-dot") == 0)
+        return c->int_dot
+                   ? PHI3C_OK
+                   : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
+                             "opencl: %s lacks cl_khr_integer_dot_product on OpenCL 3.0", c->name);
+    return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                   "opencl: unknown variant '%s' (auto, portable, int-dot, int-dot-emulated)", v);
 }
 
 static p3_status create(const p3_backend_options *opt, void **out, p3_error *err) {
@@ -248,6 +303,7 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
     }
     cl_int rc;
     p3_status st = open_device(c, opt->device, err);
+    if (st == PHI3C_OK) st = choose_variant(c, opt->variant, err);
     if (st == PHI3C_OK) {
         c->context = c->api.clCreateContext(NULL, 1, &c->device, NULL, NULL, &rc);
         if (rc != CL_SUCCESS) st = cl_fail(err, rc, "clCreateContext");
@@ -276,16 +332,20 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
 
 static void describe(void *ctx, char *buf, size_t len) {
     ocl_ctx *c = ctx;
-    snprintf(buf, len, "opencl %s (%s, %s), portable OpenCL C 1.2 kernels", c->name,
-             c->platform_name, c->version);
+    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s", c->name,
+             c->platform_name, c->version,
+             c->int_dot_emulated ? ", w4a8 integer dots emulated"
+             : c->int_dot        ? ", w4a8 with integer dot products"
+                                 : "");
 }
 
 static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
     (void)ctx;
-    if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION) return kv == P3_KV_F32 || kv == P3_KV_F16;
+    if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION)
+        return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
     if (op == P3_OP_MATMUL || op == P3_OP_EMBED) {
         if (weight == P3_DT_I4G128S || weight == P3_DT_I4G128A)
-            return op == P3_OP_EMBED || act == P3_ACT_F32;
+            return act == P3_ACT_F32 || act == P3_ACT_Q8;
         return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
     }
     return true;
@@ -497,41 +557,48 @@ static size_t weight_bytes(void *ctx, const p3_weight *w) {
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 
+static void kv_free(void *ctx, p3_kv_cache *pkv) {
+    ocl_ctx *c = ctx;
+    ocl_kv *kv = (ocl_kv *)pkv;
+    if (!kv) return;
+    cl_mem mems[4] = {kv->k, kv->v, kv->ks, kv->vs};
+    for (int i = 0; i < 4; i++)
+        if (mems[i]) c->api.clReleaseMemObject(mems[i]);
+    p3_free(kv);
+}
+
 static p3_status kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out, p3_error *err) {
     ocl_ctx *c = ctx;
-    if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: only f32 and f16 KV caches");
+    if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16 && d->dtype != P3_KV_Q8)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: KV cache type %d", (int)d->dtype);
     if (d->head_dim > ATT_MAX_HEAD_DIM)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: head_dim %d exceeds %d", d->head_dim,
                        ATT_MAX_HEAD_DIM);
-    size_t layer, all, bytes;
-    if (!p3_mul_size((size_t)d->n_kv_heads * (size_t)d->head_dim, (size_t)d->n_ctx, &layer) ||
-        !p3_mul_size(layer, (size_t)d->n_layers, &all) ||
-        !p3_mul_size(all, d->dtype == P3_KV_F32 ? 4 : 2, &bytes))
+    size_t elem = d->dtype == P3_KV_F32 ? 4 : d->dtype == P3_KV_F16 ? 2 : 1;
+    size_t rows, layer, all, bytes, scale_bytes;
+    if (!p3_mul_size((size_t)d->n_kv_heads, (size_t)d->n_ctx, &rows) ||
+        !p3_mul_size(rows, (size_t)d->head_dim, &layer) ||
+        !p3_mul_size(layer, (size_t)d->n_layers, &all) || !p3_mul_size(all, elem, &bytes) ||
+        !p3_mul_size(rows * 4, (size_t)d->n_layers, &scale_bytes))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: KV cache size overflows");
     ocl_kv *kv = p3_calloc(1, sizeof *kv);
     if (!kv) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
     kv->pub.desc = *d;
     kv->pub.impl = kv;
     kv->layer_elems = layer;
+    kv->layer_rows = rows;
     p3_status st = device_alloc(c, bytes, "the KV cache (keys)", &kv->k, err);
     if (st == PHI3C_OK) st = device_alloc(c, bytes, "the KV cache (values)", &kv->v, err);
+    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
+        st = device_alloc(c, scale_bytes, "the KV cache (key scales)", &kv->ks, err);
+    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
+        st = device_alloc(c, scale_bytes, "the KV cache (value scales)", &kv->vs, err);
     if (st != PHI3C_OK) {
-        if (kv->k) c->api.clReleaseMemObject(kv->k);
-        p3_free(kv);
+        kv_free(c, &kv->pub);
         return st;
     }
     *out = &kv->pub;
     return PHI3C_OK;
-}
-
-static void kv_free(void *ctx, p3_kv_cache *pkv) {
-    ocl_ctx *c = ctx;
-    ocl_kv *kv = (ocl_kv *)pkv;
-    if (!kv) return;
-    if (kv->k) c->api.clReleaseMemObject(kv->k);
-    if (kv->v) c->api.clReleaseMemObject(kv->v);
-    p3_free(kv);
 }
 
 /* ---- launching ----------------------------------------------------------------------------- */
@@ -633,13 +700,70 @@ static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens
     return launch(&a, "rmsnorm", 2, global, local, err);
 }
 
+/* Grows the w4a8 scratch to hold `need` token-groups (only the first prefill allocates). */
+static p3_status ensure_act_scratch(ocl_ctx *c, size_t need, p3_error *err) {
+    if (need <= c->act_groups) return PHI3C_OK;
+    cl_mem q = NULL, d = NULL, s = NULL;
+    p3_status st = device_alloc(c, need * 128, "w4a8 activations", &q, err);
+    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation scales", &d, err);
+    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation sums", &s, err);
+    if (st != PHI3C_OK) {
+        if (q) c->api.clReleaseMemObject(q);
+        if (d) c->api.clReleaseMemObject(d);
+        return st;
+    }
+    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
+    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
+    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
+    c->act_q = q;
+    c->act_d = d;
+    c->act_s = s;
+    c->act_groups = need;
+    return PHI3C_OK;
+}
+
+/* w4a8: quantize the activations into the scratch, then the integer matmul. */
+static p3_status matmul_q8(ocl_ctx *c, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
+                           p3_error *err) {
+    const ocl_weight *w = pw->impl;
+    size_t groups = (size_t)p3_groups(pw->cols);
+    p3_status st = ensure_act_scratch(c, groups * (size_t)n_tokens, err);
+    if (st != PHI3C_OK) return st;
+    kargs q = {c, c->k.quant_act, 0, CL_SUCCESS};
+    arg_mem(&q, c->act_q);
+    arg_mem(&q, c->act_d);
+    arg_mem(&q, c->act_s);
+    bool ok = arg_ref(&q, x, 4);
+    arg_int(&q, (int)pw->cols);
+    size_t qglobal[2] = {64 * groups, (size_t)n_tokens}, qlocal[2] = {64, 1};
+    if (!ok) return misaligned("matmul", err);
+    st = launch(&q, "matmul (activation quantization)", 2, qglobal, qlocal, err);
+    if (st != PHI3C_OK) return st;
+    bool wide = n_tokens > 1;
+    kargs a = {c, wide ? c->k.mm_i4q8_t4 : c->k.mm_i4q8_t1, 0, CL_SUCCESS};
+    ok = arg_ref(&a, y, 4);
+    arg_mem(&a, c->act_q);
+    arg_mem(&a, c->act_d);
+    arg_mem(&a, c->act_s);
+    arg_mem(&a, w->a);
+    arg_mem(&a, w->b);
+    arg_mem(&a, w->c);
+    arg_int(&a, (int)pw->rows);
+    arg_int(&a, (int)pw->cols);
+    arg_int(&a, n_tokens);
+    if (!ok) return misaligned("matmul", err);
+    size_t tiles = wide ? ((size_t)n_tokens + MM_TT - 1) / MM_TT : 1;
+    size_t global[3] = {round_up((size_t)pw->rows, MM_LR), MM_LK, tiles};
+    size_t local[3] = {MM_LR, MM_LK, 1};
+    return launch(&a, "matmul", 3, global, local, err);
+}
+
 static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
                         p3_error *err) {
     ocl_ctx *c = ctx;
     const ocl_weight *w = pw->impl;
     bool wide = n_tokens > 1, int4 = pw->dtype == P3_DT_I4G128S || pw->dtype == P3_DT_I4G128A;
-    if (int4 && pw->act != P3_ACT_F32)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl matmul: only w4a32 is implemented");
+    if (int4 && pw->act == P3_ACT_Q8) return matmul_q8(c, y, x, pw, n_tokens, err);
     cl_kernel k;
     switch (pw->dtype) {
     case P3_DT_F32:
@@ -693,11 +817,19 @@ static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
                           int pos0, const p3_attn_params *p, p3_error *err) {
     ocl_ctx *c = ctx;
     ocl_kv *kv = pkv->impl;
-    kargs a = {c, pkv->desc.dtype == P3_KV_F16 ? c->k.kv_write_f16 : c->k.kv_write_f32, 0,
-               CL_SUCCESS};
+    p3_kv_dtype dt = pkv->desc.dtype;
+    cl_kernel k = dt == P3_KV_F16  ? c->k.kv_write_f16
+                  : dt == P3_KV_Q8 ? c->k.kv_write_q8
+                                   : c->k.kv_write_f32;
+    kargs a = {c, k, 0, CL_SUCCESS};
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
+    if (dt == P3_KV_Q8) {
+        arg_mem(&a, kv->ks);
+        arg_mem(&a, kv->vs);
+        arg_ulong(&a, (size_t)layer * kv->layer_rows);
+    }
     bool ok = arg_ref(&a, qkv, 4);
     arg_int(&a, pos0);
     arg_int(&a, pkv->desc.n_ctx);
@@ -705,6 +837,11 @@ static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
     arg_int(&a, p->n_kv_heads);
     arg_int(&a, p->head_dim);
     if (!ok) return misaligned("kv_write", err);
+    if (dt == P3_KV_Q8) { /* one work-group per (kv head, token) */
+        size_t global[2] = {(size_t)ATT_WG * (size_t)p->n_kv_heads, (size_t)n_tokens};
+        size_t local[2] = {ATT_WG, 1};
+        return launch(&a, "kv_write", 2, global, local, err);
+    }
     size_t global[2] = {round_up((size_t)p->n_kv_heads * (size_t)p->head_dim, 64),
                         (size_t)n_tokens};
     return launch(&a, "kv_write", 2, global, NULL, err);
@@ -717,12 +854,19 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
     if (p->head_dim > ATT_MAX_HEAD_DIM)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl attention: head_dim %d exceeds %d",
                        p->head_dim, ATT_MAX_HEAD_DIM);
-    kargs a = {c, pkv->desc.dtype == P3_KV_F16 ? c->k.attention_f16 : c->k.attention_f32, 0,
-               CL_SUCCESS};
+    p3_kv_dtype dt = pkv->desc.dtype;
+    cl_kernel k = dt == P3_KV_F16  ? c->k.attention_f16
+                  : dt == P3_KV_Q8 ? c->k.attention_q8
+                                   : c->k.attention_f32;
+    kargs a = {c, k, 0, CL_SUCCESS};
     bool ok = arg_ref(&a, out, 4) & arg_ref(&a, qkv, 4);
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
+    /* f32/f16 kernels never read the scales: any valid buffer will do */
+    arg_mem(&a, dt == P3_KV_Q8 ? kv->ks : c->bad_id);
+    arg_mem(&a, dt == P3_KV_Q8 ? kv->vs : c->bad_id);
+    arg_ulong(&a, (size_t)layer * kv->layer_rows);
     arg_int(&a, pkv->desc.n_ctx);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);

@@ -11,12 +11,18 @@ out=$BUILD/ocloc-gate
 mkdir -p "$out"
 pass=0 fail=0 skip=0
 targets=(tgllp dg2)
-options="-cl-std=CL1.2" # what opencl_backend.c passes to clBuildProgram
+# The backend's build options: portable, and the integer-dot-product variant it picks on OpenCL 3.0
+# devices with cl_khr_integer_dot_product (both targets have DP4A).
+variants=("portable:-cl-std=CL1.2" "int_dot:-cl-std=CL3.0 -DP3_INT_DOT=1")
 
 all=$out/all_kernels.cl
 cat kernels/opencl/*.cl >"$all"
 for cl in kernels/opencl/*.cl "$all"; do
-  name=$(basename "$cl" .cl)
+ for variant in "${variants[@]}"; do
+  vname=${variant%%:*} options=${variant#*:}
+  # the integer dot variant only changes matmul.cl
+  [ "$vname" = portable ] || grep -q P3_INT_DOT "$cl" || continue
+  name=$(basename "$cl" .cl).$vname
   for dev in "${targets[@]}"; do
     if ! command -v ocloc >/dev/null; then
       echo "skip  $cl $dev (ocloc not installed: Debian intel-opencl-icd)"
@@ -28,14 +34,15 @@ for cl in kernels/opencl/*.cl "$all"; do
     if ocloc compile -file "$cl" -device "$dev" -options "$options" -output_no_suffix \
          -output "$name.$dev" -out_dir "$out" >"$log" 2>&1 && [ -s "$out/$name.$dev" ] &&
        ! grep -qi "warning" "$log"; then
-      echo "ok    $cl ocloc -device $dev"
+      echo "ok    $cl ($vname: $options) ocloc -device $dev"
       pass=$((pass + 1))
     else
-      echo "FAIL  $cl ocloc -device $dev"
+      echo "FAIL  $cl ($vname: $options) ocloc -device $dev"
       sed 's/^/      /' "$log" | head -n 20
       fail=$((fail + 1))
     fi
   done
+ done
 done
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
