@@ -369,3 +369,43 @@ P3_TEST(opencl_int_dot_variant_matches_w4a8_reference) {
     opt.variant = "no-such-variant";
     CHECK_STATUS(p3_backend_open("opencl", &opt, &be, &err), PHI3C_ERR_INVALID_ARG);
 }
+
+/* Decode at a long context (split over work-groups, then merged), with and without a window. */
+P3_TEST(opencl_split_decode_attention_matches_reference) {
+    p3_backend be;
+    if (!open_ocl(t, &be)) return;
+    enum { H = 4, KVH = 2, HD = 64, NCTX = 1300, POS = 1100 };
+    size_t width = (size_t)(H + 2 * KVH) * HD, kvw = (size_t)KVH * HD;
+    float *qkv = p3_malloc((POS + 1) * width * 4), *kc = p3_calloc(NCTX * kvw, 4);
+    float *vc = p3_calloc(NCTX * kvw, 4), got[H * HD], want[H * HD];
+    p3_test_rng r;
+    p3_test_rng_seed(&r, 17);
+    fill_normal(&r, qkv, (POS + 1) * width, 1.0f);
+    p3_kv_desc kd = {1, NCTX, KVH, HD, P3_KV_F32};
+    p3_kv_cache *kv = NULL;
+    p3_error err = {0};
+    p3_buffer *bq = dev_floats(t, &be, qkv, (POS + 1) * width),
+              *bo = dev_floats(t, &be, NULL, H * HD);
+    if (bq && bo && CHECK_OK(p3_be_kv_alloc(&be, &kd, &kv, &err), &err)) {
+        p3_ref_kv_write(kc, vc, qkv, POS + 1, 0, &(p3_attn_params){H, KVH, HD, 0, 0.125f});
+        static const int windows[] = {0, 700, 513};
+        for (size_t w = 0; w < P3_ARRAY_LEN(windows); w++) {
+            p3_attn_params p = {H, KVH, HD, windows[w], 0.125f};
+            CHECK_OK(p3_be_kv_write(&be, kv, 0, p3_ref_at(bq, 0), POS + 1, 0, &p, &err), &err);
+            p3_ref last = p3_ref_at(bq, (size_t)POS * width * 4);
+            CHECK_OK(p3_be_attention(&be, p3_ref_at(bo, 0), last, kv, 0, 1, POS, &p, &err), &err);
+            read_floats(t, &be, bo, 0, got, H * HD);
+            p3_ref_attention(want, qkv + (size_t)POS * width, kc, vc, 1, POS, &p);
+            char what[64];
+            snprintf(what, sizeof what, "split decode at %d, window %d", POS, windows[w]);
+            check_nmse(t, what, got, want, H * HD, NMSE_F32);
+        }
+    }
+    p3_be_kv_free(&be, kv);
+    p3_be_buffer_free(&be, bq);
+    p3_be_buffer_free(&be, bo);
+    p3_free(qkv);
+    p3_free(kc);
+    p3_free(vc);
+    p3_backend_close(&be);
+}

@@ -28,6 +28,7 @@
     X(attention_f32, "p3_attention_f32")                                                           \
     X(attention_f16, "p3_attention_f16")                                                           \
     X(attention_q8, "p3_attention_q8")                                                             \
+    X(attention_merge, "p3_attention_merge")                                                       \
     X(mm_i4_t1, "p3_mm_i4_t1")                                                                     \
     X(mm_i4_t4, "p3_mm_i4_t4")                                                                     \
     X(mm_f32_t1, "p3_mm_f32_t1")                                                                   \
@@ -48,6 +49,8 @@ typedef struct ocl_kernels {
 
 /* Matmul geometry shared with matmul.cl (P3_MM_LR x P3_MM_LK work-groups). */
 enum { MM_LR = 16, MM_LK = 4, MM_TT = 4, ATT_WG = 64, ATT_MAX_HEAD_DIM = 256, NORM_WG = 64 };
+/* A decode step over more than 2 chunks of keys splits them over work-groups (attention.cl). */
+enum { ATT_CHUNK = 256 };
 
 typedef struct ocl_ctx {
     p3_ocl_api api;
@@ -67,6 +70,8 @@ typedef struct ocl_ctx {
      * largest matmul seen (the first prefill), then reused: the queue is in order. */
     cl_mem act_q, act_d, act_s;
     size_t act_groups; /* capacity in token-groups */
+    cl_mem att_part;   /* split-decode partials, grown like the w4a8 scratch */
+    size_t att_part_bytes;
 } ocl_ctx;
 
 /* An uploaded weight: a (INT4 nibble words or plain [cols][rows]), b (INT4 scales), c (INT4 zero
@@ -232,6 +237,7 @@ static void destroy(void *ctx) {
     if (c->act_q) c->api.clReleaseMemObject(c->act_q);
     if (c->act_d) c->api.clReleaseMemObject(c->act_d);
     if (c->act_s) c->api.clReleaseMemObject(c->act_s);
+    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
     if (c->program) c->api.clReleaseProgram(c->program);
     if (c->queue) c->api.clReleaseCommandQueue(c->queue);
     if (c->context) c->api.clReleaseContext(c->context);
@@ -847,6 +853,18 @@ static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
     return launch(&a, "kv_write", 2, global, NULL, err);
 }
 
+/* Grows the split-decode scratch (the first long decode step allocates it once). */
+static p3_status ensure_att_part(ocl_ctx *c, size_t bytes, p3_error *err) {
+    if (bytes <= c->att_part_bytes) return PHI3C_OK;
+    cl_mem m;
+    p3_status st = device_alloc(c, bytes, "attention partials", &m, err);
+    if (st != PHI3C_OK) return st;
+    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
+    c->att_part = m;
+    c->att_part_bytes = bytes;
+    return PHI3C_OK;
+}
+
 static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, int layer,
                            int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
     ocl_ctx *c = ctx;
@@ -875,9 +893,27 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
     arg_int(&a, p->window);
     arg_float(&a, p->scale);
     if (!ok) return misaligned("attention", err);
-    size_t global[2] = {(size_t)ATT_WG * (size_t)p->n_heads, (size_t)n_tokens};
-    size_t local[2] = {ATT_WG, 1};
-    return launch(&a, "attention", 2, global, local, err);
+    int lo = p->window > 0 ? P3_MAX(0, pos0 - p->window + 1) : 0;
+    size_t keys = (size_t)(pos0 - lo + 1), chunks = (keys + ATT_CHUNK - 1) / ATT_CHUNK;
+    bool split = n_tokens == 1 && chunks > 2;
+    if (split) {
+        size_t bytes = (size_t)p->n_heads * chunks * ((size_t)p->head_dim + 2) * sizeof(float);
+        p3_status st = ensure_att_part(c, bytes, err);
+        if (st != PHI3C_OK) return st;
+    }
+    arg_int(&a, split ? ATT_CHUNK : 0);
+    arg_mem(&a, split ? c->att_part : c->bad_id);
+    size_t global[3] = {(size_t)ATT_WG * (size_t)p->n_heads, (size_t)n_tokens, split ? chunks : 1};
+    size_t local[3] = {ATT_WG, 1, 1};
+    p3_status st = launch(&a, "attention", 3, global, local, err);
+    if (st != PHI3C_OK || !split) return st;
+    kargs m = {c, c->k.attention_merge, 0, CL_SUCCESS};
+    arg_ref(&m, out, 4);
+    arg_mem(&m, c->att_part);
+    arg_int(&m, p->head_dim);
+    arg_int(&m, (int)chunks);
+    size_t mglobal[1] = {(size_t)ATT_WG * (size_t)p->n_heads}, mlocal[1] = {ATT_WG};
+    return launch(&m, "attention (merge)", 1, mglobal, mlocal, err);
 }
 
 static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
