@@ -38,7 +38,8 @@ EXAMPLE_SRC := $(wildcard tools/examples/*.c)
 ISA_avx2   := -mavx2 -mfma -mf16c -mavxvnni
 ISA_avx512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 ISA_amx    := $(ISA_avx512) -mamx-tile -mamx-int8
-isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))
+ISA_neon   := -march=armv8.2-a+dotprod
+isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
 
 # Generated sources (embedded OpenCL/SPIR-V) may be added by kernel folders' make fragments.
 GEN_SRC :=
@@ -89,6 +90,13 @@ $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
 
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)
+
+# The conformance suite alone, with only the kernels and what they need (no file-format libraries):
+# tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+            $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
+$(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
+	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
 
 $(BUILD)/asan/phi3c-tests: $(call objs,$(ASAN),$(TEST_SRC)) $(BUILD)/asan/libphi3c.a
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)

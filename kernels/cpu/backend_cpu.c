@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 typedef struct cpu_ctx {
     const cpu_isa *isa;
@@ -44,6 +47,9 @@ static bool has_avx2_vnni(void) {
     return has_avx2() && __builtin_cpu_supports("avxvnni");
 }
 #endif
+#if defined(__aarch64__)
+static bool has_dotprod(void) { return (getauxval(AT_HWCAP) & (1ul << 20)) != 0; /* ASIMDDP */ }
+#endif
 
 /* Best first; a name may appear twice (the better flavour first). "avx2-novnni" is the AVX2
  * level without AVX-VNNI, reachable by name for testing on CPUs that have it. */
@@ -55,7 +61,7 @@ static const level_entry levels[] = {
     {"avx2-novnni", &cpu_isa_avx2, has_avx2, "avx2 and fma"},
 #endif
 #if defined(__aarch64__)
-    {"neon", &cpu_isa_neon, always, "aarch64 with dotprod"},
+    {"neon", &cpu_isa_neon, has_dotprod, "the dot-product extension (asimddp)"},
 #endif
     {"scalar", &cpu_isa_scalar, always, "nothing"},
 };
