@@ -133,9 +133,11 @@ static p3_status open_safetensors_file(const char *path, p3_model_source *src, p
 
 /* ---- native phi3c files ---- */
 
-/* The native reader (loaders/phi3c_file.c) builds its own source; checksums are verified. */
-static p3_status open_native_file(const char *path, p3_model_source **out, p3_error *err) {
-    return p3_native_open(path, true, out, err);
+/* The native reader (loaders/phi3c_file.c) builds its own source; checksums are verified unless
+ * the caller asked not to (--no-verify). */
+static p3_status open_native_file(const char *path, bool verify, p3_model_source **out,
+                                  p3_error *err) {
+    return p3_native_open(path, verify, out, err);
 }
 
 /* ---- dispatch ---- */
@@ -154,8 +156,8 @@ static bool looks_like_safetensors(const uint8_t *head, size_t n) {
     return n >= 9 && head[8] == '{' && head[7] == 0 && head[6] == 0 && head[5] == 0;
 }
 
-static p3_status open_by_kind(const char *path, p3_model_source *src, p3_model_source **native,
-                              p3_error *err) {
+static p3_status open_by_kind(const char *path, bool verify, p3_model_source *src,
+                              p3_model_source **native, p3_error *err) {
     if (p3_is_directory(path)) return open_hf_folder(path, src, err);
     if (!p3_file_exists(path))
         return p3_fail(err, PHI3C_ERR_IO, "%s: no such file or folder", path);
@@ -165,7 +167,7 @@ static p3_status open_by_kind(const char *path, p3_model_source *src, p3_model_s
     if (st != PHI3C_OK) return st;
     if (n == 0) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: empty file", path);
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return p3_gguf_open_file(path, src, err);
-    if (p3_native_is_magic(head, n)) return open_native_file(path, native, err);
+    if (p3_native_is_magic(head, n)) return open_native_file(path, verify, native, err);
     if (looks_like_safetensors(head, n)) return open_safetensors_file(path, src, err);
     return p3_fail(err, PHI3C_ERR_FORMAT,
                    "%s: not a model (neither a folder with config.json, a GGUF file, a "
@@ -174,6 +176,11 @@ static p3_status open_by_kind(const char *path, p3_model_source *src, p3_model_s
 }
 
 p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err) {
+    return p3_source_open_verify(path, true, out, err);
+}
+
+p3_status p3_source_open_verify(const char *path, bool verify_checksums, p3_model_source **out,
+                                p3_error *err) {
     *out = NULL;
     if (!path || !*path) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "no model path given");
     p3_model_source *src = p3_calloc(1, sizeof *src);
@@ -182,7 +189,7 @@ p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err)
         return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", path);
     }
     p3_model_source *native = NULL;
-    p3_status st = open_by_kind(path, src, &native, err);
+    p3_status st = open_by_kind(path, verify_checksums, src, &native, err);
     if (st == PHI3C_OK && native) { /* the native reader builds its own source */
         p3_source_close(src);
         *out = native;

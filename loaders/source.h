@@ -107,6 +107,10 @@ typedef struct p3_model_source {
  * native .phi3c file. Validates the config and every tensor's bounds; does not check the tensor set
  * against the config (p3_source_check_tensors does). */
 p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err);
+/* The same; verify_checksums false skips the per-tensor checksum pass of a native file
+ * (`--no-verify`; its header region is always checked). */
+p3_status p3_source_open_verify(const char *path, bool verify_checksums, p3_model_source **out,
+                                p3_error *err);
 void p3_source_close(p3_model_source *src);
 /* Finds a tensor by canonical HF name; NULL if absent. */
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name);
