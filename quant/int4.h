@@ -5,6 +5,7 @@
 #define P3_QUANT_INT4_H
 
 #include "p3.h"
+#include "source.h" /* p3_dtype */
 
 #define P3_QK 128 /* weights per group, along the input (K) dimension */
 
