@@ -3,12 +3,11 @@
  * quantization of the linear weights at load on several threads, and the RoPE frequency tables. */
 #include "engine.h"
 
+#include "quantize.h"
 #include "ref.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #define TRY(expr)                                                                                  \
     do {                                                                                           \
@@ -30,12 +29,6 @@ const char *p3_weight_quant_name(p3_weight_quant q) {
     case P3_WQ_INT4_ASYM: return "int4-g128 (asymmetric)";
     }
     return "?";
-}
-
-static int thread_count(int requested) {
-    if (requested > 0) return requested;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)P3_MIN(n, 64) : 1;
 }
 
 static bool is_int4(p3_dtype dt) { return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A; }
@@ -88,75 +81,29 @@ static p3_status upload_vector(p3_model *m, const p3_model_source *src, const ch
     return st;
 }
 
-/* ---- INT4 quantization at load: rows split over threads, each converting its rows to f32. */
-typedef struct quant_job {
-    const p3_tensor *t;
-    int64_t cols;
-    int64_t row0, row1;
-    uint8_t *out; /* all rows' blocks */
-    size_t row_bytes;
-    p3_dtype fmt;
-    p3_quant_method method;
-    p3_status status;
-    p3_error err;
-} quant_job;
-
-static void *quantize_rows(void *arg) {
-    quant_job *job = arg;
-    float *row = p3_malloc((size_t)job->cols * sizeof(float));
-    if (!row) {
-        job->status = p3_fail(&job->err, PHI3C_ERR_NOMEM, "out of memory quantizing %s",
-                              job->t->hf_name);
-        return NULL;
-    }
-    for (int64_t r = job->row0; r < job->row1 && job->status == PHI3C_OK; r++) {
-        job->status = p3_tensor_to_f32(job->t, (size_t)(r * job->cols), (size_t)job->cols, row,
-                                       &job->err);
-        uint8_t *dst = job->out + (size_t)r * job->row_bytes;
-        if (job->fmt == P3_DT_I4G128S)
-            p3_quantize_row_i4s(row, job->cols, (p3_block_i4s *)dst, job->method);
-        else
-            p3_quantize_row_i4a(row, job->cols, (p3_block_i4a *)dst, job->method);
-    }
-    p3_free(row);
-    return NULL;
+/* Rows of a source tensor as f32, for the threaded quantizer (quant/quantize.h). */
+static p3_status fetch_tensor_row(void *user, int64_t row, float *out, p3_error *err) {
+    const p3_tensor *t = user;
+    int64_t cols = t->shape[1];
+    return p3_tensor_to_f32(t, (size_t)(row * cols), (size_t)cols, out, err);
 }
 
-static p3_status quantize_tensor(const p3_tensor *t, int64_t rows, int64_t cols, p3_dtype fmt,
-                                 p3_quant_method method, int n_threads, void **out,
-                                 p3_error *err) {
-    size_t row_bytes, bytes;
-    if (!p3_dtype_row_bytes(fmt, cols, &row_bytes) || !p3_mul_size(row_bytes, (size_t)rows, &bytes))
+static p3_status quantize_tensor(const p3_model *m, const p3_tensor *t, int64_t rows, int64_t cols,
+                                 p3_dtype fmt, void **out, p3_error *err) {
+    size_t bytes;
+    if (!p3_quant_matrix_bytes(fmt, rows, cols, &bytes))
         return p3_fail(err, PHI3C_ERR_NOMEM, "tensor %s is too large", t->hf_name);
-    uint8_t *blocks = p3_malloc(bytes);
+    void *blocks = p3_malloc(bytes);
     if (!blocks)
         return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)",
                        t->hf_name, bytes);
-    enum { MAX_JOBS = 64 };
-    quant_job jobs[MAX_JOBS];
-    pthread_t threads[MAX_JOBS];
-    bool started[MAX_JOBS] = {false};
-    int n_jobs = (int)P3_MIN((int64_t)P3_MIN(n_threads, MAX_JOBS), rows);
-    for (int j = 0; j < n_jobs; j++) {
-        jobs[j] = (quant_job){.t = t, .cols = cols, .row0 = rows * j / n_jobs,
-                              .row1 = rows * (j + 1) / n_jobs, .out = blocks,
-                              .row_bytes = row_bytes, .fmt = fmt, .method = method};
-        /* job 0 runs on this thread; a failed thread start runs its rows here too */
-        if (j > 0) started[j] = pthread_create(&threads[j], NULL, quantize_rows, &jobs[j]) == 0;
-    }
-    quantize_rows(&jobs[0]);
-    for (int j = 1; j < n_jobs; j++) {
-        if (started[j])
-            pthread_join(threads[j], NULL);
-        else
-            quantize_rows(&jobs[j]);
-    }
-    for (int j = 0; j < n_jobs; j++) {
-        if (jobs[j].status != PHI3C_OK) {
-            p3_free(blocks);
-            if (err) *err = jobs[j].err;
-            return jobs[j].status;
-        }
+    p3_quant_matrix_args a = {.rows = rows, .cols = cols, .fmt = fmt,
+                              .method = m->opt.quant_method, .fetch = fetch_tensor_row,
+                              .fetch_user = (void *)t, .n_threads = m->opt.n_threads};
+    p3_status st = p3_quantize_matrix(&a, blocks, err);
+    if (st != PHI3C_OK) {
+        p3_free(blocks);
+        return st;
     }
     *out = blocks;
     return PHI3C_OK;
@@ -183,8 +130,7 @@ static p3_status upload_weight(p3_model *m, const p3_tensor *t, int64_t rows, in
     p3_status st = PHI3C_OK;
     if (quantize) {
         d.dtype = m->opt.quant == P3_WQ_INT4_ASYM ? P3_DT_I4G128A : P3_DT_I4G128S;
-        st = quantize_tensor(t, rows, cols, d.dtype, m->opt.quant_method,
-                             thread_count(m->opt.n_threads), &owned, err);
+        st = quantize_tensor(m, t, rows, cols, d.dtype, &owned, err);
         d.data = owned;
     } else if (!backend_takes(m, t->dtype, ops, n_ops)) {
         d.dtype = P3_DT_F32;

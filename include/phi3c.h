@@ -139,7 +139,10 @@ typedef enum phi3c_stop_reason {
 
 /* Called for every generated token with its text piece (UTF-8; complete characters only, so a
  * piece may be empty while a multi-byte character is incomplete; NULL when the model has no
- * tokenizer). Return false to stop. */
+ * tokenizer). Return false to stop. A last call with token -1 may deliver bytes of an unfinished
+ * character (as U+FFFD) when generation ends. The leading space of the first piece is dropped
+ * (as HF's decode does) when the text starts fresh, i.e. after a special token such as
+ * <|assistant|>; after ordinary text it is kept. */
 typedef bool (*phi3c_token_fn)(void *user, int32_t token, const char *text, size_t len);
 
 typedef struct phi3c_generate_result {
@@ -148,6 +151,30 @@ typedef struct phi3c_generate_result {
     double seconds;               /* generation time (sampling + feeding) */
     double first_token_seconds;   /* from the call to the first token */
 } phi3c_generate_result;
+
+/* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
+ * the GGUF's tokenizer metadata). */
+bool phi3c_model_has_tokenizer(const phi3c_model *model);
+/* UTF-8 text to ids in a new array (free with phi3c_free). Special tokens written in the text
+ * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it. */
+phi3c_status phi3c_tokenize(const phi3c_model *model, const char *text, size_t len, bool add_bos,
+                            int32_t **ids, size_t *n_ids, phi3c_error *err);
+/* Ids to UTF-8 text (NUL-terminated, free with phi3c_free), as HF's decode. */
+phi3c_status phi3c_detokenize(const phi3c_model *model, const int32_t *ids, size_t n_ids,
+                              char **text, phi3c_error *err);
+
+typedef struct phi3c_chat_message {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+} phi3c_chat_message;
+
+/* Renders a conversation with the model's chat template (Phi-3: "<|user|>\n...<|end|>\n
+ * <|assistant|>\n"), ending with the assistant prompt when add_generation_prompt; tokenize the
+ * result with add_bos false (the template writes any BOS itself). Free with phi3c_free. */
+phi3c_status phi3c_chat_render(const phi3c_model *model, const phi3c_chat_message *messages,
+                               size_t n_messages, bool add_generation_prompt, char **text,
+                               size_t *len, phi3c_error *err);
+void phi3c_free(void *ptr);
 
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each one back. Stops on the model's stop ids. */

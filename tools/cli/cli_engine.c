@@ -1,6 +1,7 @@
 /* cli_engine.c: parsing of the model, session and sampling flags shared by the engine commands. */
 #include "cli_engine.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char cli_engine_help[] =
@@ -127,3 +128,32 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
     }
     return true;
 }
+
+bool cli_parse_ids(const char *text, int32_t **out, size_t *n_out) {
+    size_t cap = 16, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    const char *p = text;
+    while (ids) {
+        while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+        if (!*p) break;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX) {
+            free(ids);
+            return false;
+        }
+        if (n == cap) {
+            int32_t *grown = realloc(ids, 2 * cap * sizeof *ids);
+            if (!grown) break;
+            ids = grown;
+            cap *= 2;
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    if (!ids) return false;
+    *out = ids;
+    *n_out = n;
+    return n > 0;
+}
+

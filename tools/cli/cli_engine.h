@@ -31,4 +31,8 @@ extern const char cli_sampler_help[];
 bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,
                      phi3c_session **session);
 
+/* Parses token ids separated by spaces, commas or newlines into a new malloc'd array; false when
+ * there is something else or no id at all. */
+bool cli_parse_ids(const char *text, int32_t **ids, size_t *n);
+
 #endif /* P3_CLI_ENGINE_H */

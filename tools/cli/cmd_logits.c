@@ -21,35 +21,6 @@ static const char usage[] =
     "  -o, --out FILE        output file (required)\n"
     "  --decode              feed one token at a time\n";
 
-/* Parses whitespace/comma separated decimal ids into a new array. */
-static bool parse_ids(const char *text, int32_t **out, size_t *n_out) {
-    size_t cap = 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    const char *p = text;
-    while (ids) {
-        while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > INT32_MAX) {
-            free(ids);
-            return false;
-        }
-        if (n == cap) {
-            int32_t *grown = realloc(ids, 2 * cap * sizeof *ids);
-            if (!grown) break;
-            ids = grown;
-            cap *= 2;
-        }
-        ids[n++] = (int32_t)v;
-        p = end;
-    }
-    if (!ids) return false;
-    *out = ids;
-    *n_out = n;
-    return n > 0;
-}
-
 static bool read_ids_file(const char *path, int32_t **ids, size_t *n) {
     char *text = NULL;
     size_t size;
@@ -58,7 +29,7 @@ static bool read_ids_file(const char *path, int32_t **ids, size_t *n) {
         cli_fail("logits", &err);
         return false;
     }
-    bool ok = parse_ids(text, ids, n);
+    bool ok = cli_parse_ids(text, ids, n);
     p3_free(text);
     if (!ok) fprintf(stderr, "phi3c logits: %s: expected decimal token ids\n", path);
     return ok;
@@ -121,7 +92,7 @@ int cmd_logits(int argc, char **argv) {
     if (!ids_text == !ids_file) return cli_usage_error("logits", "give one of --ids, --ids-file");
     int32_t *ids = NULL;
     size_t n = 0;
-    if (ids_text && !parse_ids(ids_text, &ids, &n))
+    if (ids_text && !cli_parse_ids(ids_text, &ids, &n))
         return cli_usage_error("logits", "--ids wants decimal token ids, got '%s'", ids_text);
     if (ids_file && !read_ids_file(ids_file, &ids, &n)) return CLI_EXIT_FAIL;
 
