@@ -6,9 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 
+extern const p3_backend_iface p3_backend_cpu;
+extern const p3_backend_iface p3_backend_level_zero;
+
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
 static const p3_backend_iface *const backends[] = {
     NULL, /* keeps the array non-empty until the first backend is listed */
+    &p3_backend_cpu, /* the default until a GPU backend is measured faster */
+    &p3_backend_level_zero,
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -20,8 +25,9 @@ static void probe_all(void) {
         p3_backend_info *info = &probe_results[i];
         if (!b) continue;
         info->name = b->name;
-        info->available = b->version == P3_BACKEND_IFACE_VERSION &&
-                          b->probe(info->why, sizeof info->why, info->devices, sizeof info->devices);
+        info->available =
+            b->version == P3_BACKEND_IFACE_VERSION &&
+            b->probe(info->why, sizeof info->why, info->devices, sizeof info->devices);
         if (b->version != P3_BACKEND_IFACE_VERSION)
             snprintf(info->why, sizeof info->why, "built for interface version %d, engine has %d",
                      b->version, P3_BACKEND_IFACE_VERSION);

@@ -8,3 +8,10 @@ $(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
 	@mkdir -p $(@D)
 	@echo "SPIRV $(L0_CL)"
 	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)
+
+# The test-only Level Zero driver (tests/l0driver/) that runs these modules on OpenCL/PoCL through
+# the stock loader; tests/stages/level_zero.sh builds it. It links libOpenCL (test machines only).
+L0_TEST_DRIVER := $(BUILD)/libp3_l0_test_driver.so
+$(L0_TEST_DRIVER): tests/l0driver/l0driver.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -fPIC -shared -O1 -g $(WARN) -o $@ $< -lOpenCL
