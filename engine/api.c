@@ -1,19 +1,9 @@
 /* api.c: the public model / session / generation API of include/phi3c.h over the engine's
  * p3_model and p3_session, and the generation loop (sample, report, feed back). */
-#include "engine.h"
+#include "api_internal.h"
 
 #include <stdio.h>
 #include <string.h>
-
-struct phi3c_model {
-    p3_model *m;
-};
-
-struct phi3c_session {
-    phi3c_model *model;
-    p3_session *s;
-    float *scratch; /* [vocab] logits the sampler may modify */
-};
 
 phi3c_model_params phi3c_model_params_default(void) {
     phi3c_model_params p;
@@ -51,7 +41,15 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
     if (st != PHI3C_OK) return st;
     phi3c_model *model = p3_calloc(1, sizeof *model);
     if (!model) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the model");
-    st = p3_model_load(path, &o, &model->m, err);
+    double t0 = p3_time_now();
+    p3_model_source *src = NULL;
+    st = p3_source_open(path, &src, err);
+    if (st == PHI3C_OK) st = p3_model_from_source(src, &o, &model->m, err);
+    if (st == PHI3C_OK) {
+        p3_api_load_tokenizer(model, src);
+        model->m->load_seconds = p3_time_now() - t0;
+    }
+    p3_source_close(src);
     if (st != PHI3C_OK) {
         phi3c_model_free(model);
         return st;
@@ -63,6 +61,7 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
 void phi3c_model_free(phi3c_model *model) {
     if (!model) return;
     p3_model_free(model->m);
+    p3_tokenizer_free(model->tok);
     p3_free(model);
 }
 
@@ -196,6 +195,13 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     p3_sampler *smp = NULL;
     p3_status st = p3_sampler_create(&so, c->vocab_size, &smp, err);
     if (st != PHI3C_OK) return st;
+    p3_detok_stream stream;
+    bool text = false;
+    st = p3_api_stream_begin(session, &stream, &text, err);
+    if (st != PHI3C_OK) {
+        p3_sampler_free(smp);
+        return st;
+    }
     double t0 = p3_time_now();
     r.stop = PHI3C_STOP_LENGTH;
     while (r.n_generated < max_tokens) {
@@ -208,7 +214,11 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         }
         r.n_generated++;
         if (r.n_generated == 1) r.first_token_seconds = p3_time_now() - t0;
-        if (on_token && !on_token(user, id, NULL, 0)) {
+        const char *piece = NULL;
+        size_t piece_len = 0;
+        if (text && (st = p3_detok_stream_push(&stream, id, &piece, &piece_len, err)) != PHI3C_OK)
+            break;
+        if (on_token && !on_token(user, id, piece, piece_len)) {
             r.stop = PHI3C_STOP_CALLBACK;
             break;
         }
@@ -219,6 +229,13 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         }
         st = p3_session_feed(s, &id, 1, NULL, err);
         if (st != PHI3C_OK) break;
+    }
+    if (text) {
+        const char *rest = NULL;
+        size_t rest_len = 0;
+        p3_detok_stream_finish(&stream, &rest, &rest_len);
+        if (st == PHI3C_OK && rest_len && on_token) on_token(user, -1, rest, rest_len);
+        p3_detok_stream_free(&stream);
     }
     r.seconds = p3_time_now() - t0;
     p3_sampler_free(smp);
