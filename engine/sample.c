@@ -105,6 +105,32 @@ static int compare_keys(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Restores the max-heap property below node i of heap[0..n). */
+static void sift_down(uint64_t *heap, int n, int i) {
+    for (;;) {
+        int largest = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && heap[l] > heap[largest]) largest = l;
+        if (r < n && heap[r] > heap[largest]) largest = r;
+        if (largest == i) return;
+        uint64_t tmp = heap[i];
+        heap[i] = heap[largest];
+        heap[largest] = tmp;
+        i = largest;
+    }
+}
+
+/* Keeps the k smallest keys (the k most likely tokens) in keys[0..k), sorted: a max-heap of the
+ * k best so far, so a top-k of 40 over 32064 tokens does not sort the whole vocabulary. */
+static void select_smallest(uint64_t *keys, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(keys, k, i);
+    for (int i = k; i < n; i++) {
+        if (keys[i] >= keys[0]) continue;
+        keys[0] = keys[i];
+        sift_down(keys, k, 0);
+    }
+    qsort(keys, (size_t)k, sizeof *keys, compare_keys);
+}
+
 /* probs = softmax(logits / temperature) */
 static void softmax_with_temperature(float *probs, const float *logits, int n, float temperature) {
     float max = logits[p3_argmax(logits, n)];
@@ -144,8 +170,14 @@ int32_t p3_sampler_pick(p3_sampler *s, float *logits, const int32_t *recent, int
     if (s->opt.temperature <= 0.0f || s->opt.top_k == 1) return p3_argmax(logits, s->vocab);
     softmax_with_temperature(s->probs, logits, s->vocab, s->opt.temperature);
     for (int i = 0; i < s->vocab; i++) s->keys[i] = sort_key(s->probs[i], i);
-    qsort(s->keys, (size_t)s->vocab, sizeof *s->keys, compare_keys);
-    int n = truncate_candidates(s, s->keys, s->vocab);
+    int n = s->vocab;
+    if (s->opt.top_k > 0 && s->opt.top_k < n) {
+        n = s->opt.top_k;
+        select_smallest(s->keys, s->vocab, n);
+    } else {
+        qsort(s->keys, (size_t)n, sizeof *s->keys, compare_keys);
+    }
+    n = truncate_candidates(s, s->keys, n);
     double total = 0.0;
     for (int i = 0; i < n; i++) total += s->probs[(int32_t)(s->keys[i] & 0xffffffffu)];
     double r = p3_rng_uniform(&s->rng) * total, cum = 0.0;
