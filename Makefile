@@ -17,7 +17,7 @@ INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
-LDLIBS   := -ldl -lm -lpthread
+LDLIBS   := -ldl -lm -lpthread -lxxhash
 
 ARCH := $(shell uname -m)
 
@@ -38,7 +38,8 @@ EXAMPLE_SRC := $(wildcard tools/examples/*.c)
 ISA_avx2   := -mavx2 -mfma -mf16c -mavxvnni
 ISA_avx512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 ISA_amx    := $(ISA_avx512) -mamx-tile -mamx-int8
-isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))
+ISA_neon   := -march=armv8.2-a+dotprod
+isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
 
 # Generated sources (embedded OpenCL/SPIR-V) may be added by kernel folders' make fragments.
 GEN_SRC :=
@@ -58,7 +59,7 @@ LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 .PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench format \
         format-check clean venv fixtures info
 
-all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples
+all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
 Q ?= @
 $(REL)/%.o: %.c
@@ -90,6 +91,13 @@ $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)
 
+# The conformance suite alone, with only the kernels and what they need (no file-format libraries):
+# tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+            $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
+$(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
+	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
+
 $(BUILD)/asan/phi3c-tests: $(call objs,$(ASAN),$(TEST_SRC)) $(BUILD)/asan/libphi3c.a
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
@@ -97,6 +105,13 @@ $(BUILD)/phi3c.pc: tools/phi3c.pc.in
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath include)|' \
 	    -e 's|@VERSION@|0.1.0|' $< > $@
+
+# Measurement tools (C programs in tools/ linked against the library).
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native
+tools: $(TOOLS)
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(OPT) -o $@ $< $(BUILD)/libphi3c.a $(LDLIBS)
 
 EXAMPLES := $(patsubst tools/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 examples: $(EXAMPLES)

@@ -83,7 +83,8 @@ typedef enum p3_source_format {
     P3_FORMAT_PHI3C,
 } p3_source_format;
 
-struct p3_gguf; /* loaders/gguf.h */
+struct p3_gguf;   /* loaders/gguf.h */
+struct p3_native; /* loaders/phi3c_file.h */
 
 typedef struct p3_model_source {
     p3_source_format format;
@@ -97,6 +98,8 @@ typedef struct p3_model_source {
     uint64_t file_bytes; /* total size of all files read */
     struct p3_gguf *gguf; /* parsed GGUF (metadata incl. tokenizer), NULL for other formats */
     char *tokenizer_dir;  /* folder holding tokenizer.json / tokenizer.model, or NULL */
+    struct p3_native *native; /* native file: tokenizer blobs, quant info, checksum state; else NULL
+                                 (p3_source_close frees it with p3_native_free) */
 } p3_model_source;
 
 /* Opens a model path: a HF folder (config.json + safetensors, single or sharded), a .gguf file or a

@@ -147,6 +147,15 @@ static uint16_t sym_search_scale(const float *x, int n) {
             }
         }
     }
+    /* Alternate rounding and refitting from the best candidate: neither step can increase the
+     * error (nearest levels are optimal for a fixed d; the refit is optimal for fixed levels). */
+    for (int it = 0; it < 2; it++) {
+        float d_fit;
+        double e = sym_candidate(x, n, best_d, xx, &d_fit);
+        if (!(e < best)) break;
+        best = e;
+        best_d = d_fit;
+    }
     return p3_f32_to_f16(best_d);
 }
 
@@ -264,6 +273,13 @@ static void asym_search(const float *x, int n, float lo, float hi, uint16_t *d16
                 best_z = zc;
             }
         }
+    }
+    for (int it = 0; it < 2; it++) { /* refine as for sym, the zero point kept */
+        double xp, pp;
+        level_moments(x, n, 1.0f / best_d, (float)-best_z, (float)(15 - best_z), &xp, &pp);
+        if (pp == 0.0 || !(xx - xp * xp / pp < best) || !(xp / pp > 0.0)) break;
+        best = xx - xp * xp / pp;
+        best_d = (float)(xp / pp);
     }
     *d16 = p3_f32_to_f16(best_d);
     *z = best_z;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const cpu_levels[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const cpu_levels[] = {"scalar", "avx2", "avx2-novnni", "avx512", "neon"};
 
 static bool open_one(p3_test_ctx *t, const char *name, const char *variant, int n_threads,
                      conf_target *out) {
@@ -24,10 +24,12 @@ static bool open_one(p3_test_ctx *t, const char *name, const char *variant, int 
 
 int conf_open_all(p3_test_ctx *t, conf_target *out, int n_threads) {
     int n = 0;
+    /* PHI3C_CONF_BACKEND=name limits the run to one backend (a stage testing one backend) */
+    const char *only = getenv("PHI3C_CONF_BACKEND");
     for (size_t i = 0; i < p3_backend_count(); i++) {
         p3_backend_info info;
         p3_backend_info_at(i, &info);
-        if (!info.available) continue;
+        if (!info.available || (only && *only && strcmp(info.name, only) != 0)) continue;
         if (strcmp(info.name, "cpu") == 0) {
             for (size_t l = 0; l < P3_ARRAY_LEN(cpu_levels) && n < CONF_MAX_TARGETS; l++)
                 n += open_one(t, info.name, cpu_levels[l], n_threads, &out[n]);

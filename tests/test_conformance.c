@@ -12,12 +12,15 @@
 /* NMSE bounds: the tightest that hold with margin on every level here. Most ops are computed in
  * the same order as the reference or differ only by the order of f32 sums. */
 #define BOUND_EXACT 0.0         /* embed, add, copy, rope, kv round trips: bit-identical */
-#define BOUND_ROWSUM 1e-12      /* rmsnorm: vector sum of squares */
+#define BOUND_ROWSUM 1e-11      /* rmsnorm: vector sum of squares */
 #define BOUND_SWIGLU 1e-12      /* vector exp */
 #define BOUND_MATMUL 1e-10      /* f32/f16/bf16 weights: vector dot order */
 #define BOUND_W4A8 1e-12        /* integer dots, same f32 group order as the reference */
 #define BOUND_W4A32 1e-10       /* dequantized weights, vector dot order */
 #define BOUND_ATTENTION 1e-10   /* online softmax, vector exp and dot order */
+/* rope on a device backend: OpenCL/SPIR-V cos and sin are not correctly rounded (OpenCL allows
+ * 4 ulp), so the CPU's libm results cannot be matched bit for bit. */
+#define BOUND_ROPE_DEVICE 1e-12
 
 static float *rand_floats(p3_test_rng *r, size_t n, float scale) {
     float *v = p3_malloc(n * sizeof(float) + 1);
@@ -101,7 +104,11 @@ static void embed_case(p3_test_ctx *t, conf_target *tg, p3_dtype dt, p3_act_mode
         /* an id outside the table is refused */
         int32_t bad = (int32_t)rows;
         p3_be_write(be, idb.ref, &bad, 4, &err);
-        CHECK_STATUS(p3_be_embed(be, out.ref, w, idb.ref, 1, &err), PHI3C_ERR_INVALID_ARG);
+        /* device backends see the ids only on the device: they may report it at the next sync
+         * (backend.h allows deferred errors) */
+        p3_status st = p3_be_embed(be, out.ref, w, idb.ref, 1, &err);
+        if (st == PHI3C_OK) st = p3_be_sync(be, &err);
+        CHECK_STATUS(st, PHI3C_ERR_INVALID_ARG);
         p3_be_sync(be, &err);
     }
     conf_buf_free(be, &out);
@@ -340,7 +347,8 @@ static void rope_case(p3_test_ctx *t, conf_target *tg, int nh, int nkv, int hd, 
         p3_rope_params p = {nh, nkv, hd, rd, fb.ref, mscale};
         CHECK_OK(p3_be_rope(be, qb.ref, n_tokens, pos0, &p, &err), &err);
         if (conf_buf_read(t, be, &qb, got, what))
-            conf_expect(t, "rope", tg->label, what, got, ref, n, BOUND_EXACT);
+            conf_expect(t, "rope", tg->label, what, got, ref, n,
+                        strncmp(tg->label, "cpu", 3) == 0 ? BOUND_EXACT : BOUND_ROPE_DEVICE);
     }
     conf_buf_free(be, &qb);
     conf_buf_free(be, &fb);
@@ -450,14 +458,14 @@ P3_TEST(conformance_attention) {
 
 /* ---- CPU thread counts: 1, 2 and 3 threads give byte-identical outputs on every level. */
 
-static const char *const cpu_level_names[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const cpu_level_names[] = {"scalar", "avx2", "avx2-novnni", "avx512", "neon"};
 
 /* Runs a fixed mix of ops and returns all outputs concatenated (heap, *len floats). */
 static float *run_mix(p3_test_ctx *t, p3_backend *be, size_t *len) {
     p3_error err = {0};
     p3_test_rng rng;
     p3_test_rng_seed(&rng, 99);
-    enum { ROWS = 200, COLS = 384, TOK = 9, NH = 4, NKV = 2, HD = 64, CTX = 64 };
+    enum { ROWS = 200, COLS = 384, TOK = 19, NH = 4, NKV = 2, HD = 64, CTX = 64 };
     size_t total = (size_t)TOK * ROWS * 4 + (size_t)TOK * NH * HD * 2 + (size_t)TOK * COLS;
     float *res = p3_calloc(total, 4), *o = res;
     float *wf = rand_floats(&rng, (size_t)ROWS * COLS, 0.5f);

@@ -127,3 +127,45 @@ P3_TEST(level_zero_first_op_add) {
     p3_be_buffer_free(&be, by);
     p3_backend_close(&be);
 }
+
+/* The driver's build log must reach the error message (test driver hook P3_L0DRV_FAIL_BUILD). */
+P3_TEST(level_zero_build_log_reported) {
+    char why[256] = "", devices[256] = "";
+    if (!test_driver() || !p3_backend_level_zero.probe(why, sizeof why, devices, sizeof devices)) {
+        p3_test_skip(t, "needs the test driver (tests/stages/level_zero.sh)");
+        return;
+    }
+    setenv("P3_L0DRV_FAIL_BUILD", "1", 1);
+    void *ctx = NULL;
+    p3_error err = {0};
+    p3_backend_options opt = {0};
+    CHECK_STATUS(p3_backend_level_zero.create(&opt, &ctx, &err), PHI3C_ERR_BACKEND);
+    unsetenv("P3_L0DRV_FAIL_BUILD");
+    CHECK_MSG(strstr(err.message, "build log") && strstr(err.message, "injected build failure"),
+              "message: %s", err.message);
+    CHECK(ctx == NULL);
+}
+
+P3_TEST(level_zero_device_oom_is_clear) {
+    p3_backend be;
+    if (!open_l0(t, &be)) return;
+    p3_error err = {0};
+    p3_buffer *b = NULL;
+    CHECK_STATUS(p3_be_buffer_alloc(&be, (size_t)1 << 46, &b, &err), PHI3C_ERR_DEVICE_OOM);
+    CHECK_MSG(strstr(err.message, "device memory") != NULL, "message: %s", err.message);
+    CHECK(b == NULL);
+    p3_backend_close(&be);
+}
+
+P3_TEST(level_zero_device_index_checked) {
+    char why[256] = "", devices[256] = "";
+    if (!p3_backend_level_zero.probe(why, sizeof why, devices, sizeof devices)) {
+        p3_test_skip(t, "level-zero unavailable: %s", why);
+        return;
+    }
+    void *ctx = NULL;
+    p3_error err = {0};
+    p3_backend_options opt = {.device = 99};
+    CHECK_STATUS(p3_backend_level_zero.create(&opt, &ctx, &err), PHI3C_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err.message, "device 99") != NULL, "message: %s", err.message);
+}

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 typedef struct cpu_ctx {
     const cpu_isa *isa;
@@ -39,16 +42,26 @@ static bool has_avx512(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vnni");
 }
+static bool has_avx2_vnni(void) {
+    __builtin_cpu_init();
+    return has_avx2() && __builtin_cpu_supports("avxvnni");
+}
+#endif
+#if defined(__aarch64__)
+static bool has_dotprod(void) { return (getauxval(AT_HWCAP) & (1ul << 20)) != 0; /* ASIMDDP */ }
 #endif
 
-/* Best first. */
+/* Best first; a name may appear twice (the better flavour first). "avx2-novnni" is the AVX2
+ * level without AVX-VNNI, reachable by name for testing on CPUs that have it. */
 static const level_entry levels[] = {
 #if defined(__x86_64__)
     {"avx512", &cpu_isa_avx512, has_avx512, "avx512f/bw/vl/dq and avx512vnni"},
+    {"avx2", &cpu_isa_avx2_vnni, has_avx2_vnni, "avx2, fma and avx-vnni"},
     {"avx2", &cpu_isa_avx2, has_avx2, "avx2 and fma"},
+    {"avx2-novnni", &cpu_isa_avx2, has_avx2, "avx2 and fma"},
 #endif
 #if defined(__aarch64__)
-    {"neon", &cpu_isa_neon, always, "aarch64 with dotprod"},
+    {"neon", &cpu_isa_neon, has_dotprod, "the dot-product extension (asimddp)"},
 #endif
     {"scalar", &cpu_isa_scalar, always, "nothing"},
 };
@@ -62,6 +75,8 @@ static p3_status pick_level(const char *want, const cpu_isa **out, p3_error *err
             *out = levels[i].isa;
             return PHI3C_OK;
         }
+        if (!any && i + 1 < P3_ARRAY_LEN(levels) && !strcmp(levels[i + 1].name, want))
+            continue; /* a lesser flavour of the same level follows */
         if (!any)
             return p3_fail(err, PHI3C_ERR_UNAVAILABLE,
                            "cpu backend: level %s needs %s, which this CPU lacks", want,
@@ -70,7 +85,7 @@ static p3_status pick_level(const char *want, const cpu_isa **out, p3_error *err
     return p3_fail(err, PHI3C_ERR_UNAVAILABLE,
                    "cpu backend: unknown level '%s' (this build knows: %s)", want,
 #if defined(__x86_64__)
-                   "scalar, avx2, avx512"
+                   "scalar, avx2, avx2-novnni, avx512"
 #elif defined(__aarch64__)
                    "scalar, neon"
 #else
@@ -338,6 +353,8 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
     cpu_ctx *c = ctx;
     if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16 && d->dtype != P3_KV_Q8)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "cpu backend: KV type %d", (int)d->dtype);
+    if (d->head_dim > 512)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "cpu backend: head_dim %d > 512", d->head_dim);
     cpu_kv *kv = p3_calloc(1, sizeof *kv);
     if (!kv) return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: out of memory");
     kv->pub.desc = *d;

@@ -103,6 +103,7 @@ typedef struct cpu_isa {
 extern const cpu_isa cpu_isa_scalar;
 #if defined(__x86_64__)
 extern const cpu_isa cpu_isa_avx2;
+extern const cpu_isa cpu_isa_avx2_vnni;
 extern const cpu_isa cpu_isa_avx512;
 #endif
 #if defined(__aarch64__)

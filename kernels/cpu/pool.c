@@ -15,13 +15,14 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_ROUNDS 5000
+#define SPIN_ROUNDS 2000
 
 struct cpu_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    pthread_cond_t done; /* signalled when the last worker finishes a task */
     atomic_uint generation; /* bumped for every task */
     atomic_int pending;     /* workers still running the current task */
     atomic_bool quit;
@@ -61,7 +62,11 @@ static void *worker_main(void *p) {
         seen = wait_generation(pool, seen);
         if (atomic_load(&pool->quit)) return NULL;
         pool->fn(pool->arg, wa->index, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_broadcast(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
 }
 
@@ -77,6 +82,7 @@ p3_status cpu_pool_create(int n_threads, cpu_pool **out, p3_error *err) {
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
+    pthread_cond_init(&pool->done, NULL);
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->quit, false);
@@ -111,6 +117,7 @@ void cpu_pool_destroy(cpu_pool *pool) {
     }
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->wake);
+    pthread_cond_destroy(&pool->done);
     p3_free(pool->threads);
     p3_free(pool);
 }
@@ -127,5 +134,14 @@ void cpu_pool_run(cpu_pool *pool, cpu_task_fn fn, void *arg) {
     atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_release);
     publish(pool);
     fn(arg, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) cpu_relax();
+    /* Spin briefly (the others usually finish together with us), then sleep: on a busy machine
+     * a spinning caller would take the core a worker needs. */
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool->lock);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0)
+        pthread_cond_wait(&pool->done, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
 }

@@ -46,6 +46,7 @@ const p3_backend_iface p3_backend_level_zero = {
     X(zeDriverGet, ze_pfnDriverGet_t)                                                              \
     X(zeDeviceGet, ze_pfnDeviceGet_t)                                                              \
     X(zeDeviceGetProperties, ze_pfnDeviceGetProperties_t)                                          \
+    X(zeDeviceGetCommandQueueGroupProperties, ze_pfnDeviceGetCommandQueueGroupProperties_t)        \
     X(zeContextCreate, ze_pfnContextCreate_t)                                                      \
     X(zeContextDestroy, ze_pfnContextDestroy_t)                                                    \
     X(zeCommandQueueCreate, ze_pfnCommandQueueCreate_t)                                            \
@@ -364,17 +365,17 @@ static void arg_float(l0_args *a, float v) {
     memcpy(a->value[a->n++], &v, sizeof v);
 }
 
-/* Launches kernel k over a grid of gx * gy * gz work-items: groups of up to 64 along x (the
- * kernels check x against their bound), one along y and z. */
-static p3_status launch(l0_ctx *c, l0_kernel_id k, size_t gx, size_t gy, size_t gz,
-                        const l0_args *a, p3_error *err) {
+/* Launches kernel k over a grid of gx * gy * gz work-items in groups of `group` along x (0: up
+ * to 64, the kernel checks x against its bound), one along y and z. */
+static p3_status launch_grouped(l0_ctx *c, l0_kernel_id k, size_t gx, size_t gy, size_t gz,
+                                uint32_t group, const l0_args *a, p3_error *err) {
     if (gx == 0 || gy == 0 || gz == 0) return PHI3C_OK;
     if (gx > INT_MAX || gy > INT_MAX || gz > INT_MAX)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "level-zero %s: grid too large",
                        kernel_names[k]);
     ze_kernel_handle_t kern = c->kernels[k];
-    uint32_t group = 1;
-    while (group < 64 && group < gx) group *= 2;
+    if (group == 0)
+        for (group = 1; group < 64 && group < gx;) group *= 2;
     ZE_TRY(c->api.zeKernelSetGroupSize(kern, group, 1, 1), "zeKernelSetGroupSize");
     for (int i = 0; i < a->n; i++)
         ZE_TRY(c->api.zeKernelSetArgumentValue(kern, (uint32_t)i, a->size[i], a->value[i]),
@@ -382,6 +383,11 @@ static p3_status launch(l0_ctx *c, l0_kernel_id k, size_t gx, size_t gy, size_t 
     ze_group_count_t count = {(uint32_t)((gx + group - 1) / group), (uint32_t)gy, (uint32_t)gz};
     return appended(c, c->api.zeCommandListAppendLaunchKernel(c->list, kern, &count, NULL, 0, NULL),
                     kernel_names[k], err);
+}
+
+static p3_status launch(l0_ctx *c, l0_kernel_id k, size_t gx, size_t gy, size_t gz,
+                        const l0_args *a, p3_error *err) {
+    return launch_grouped(c, k, gx, gy, gz, 0, a, err);
 }
 
 static p3_status build_module(l0_ctx *c, p3_error *err) {
@@ -439,15 +445,40 @@ static void l0_destroy(void *ctx) {
     p3_free(c);
 }
 
+/* The first queue group that runs compute kernels (GPUs also have copy-only engines). */
+static p3_status compute_ordinal(l0_ctx *c, uint32_t *ordinal, p3_error *err) {
+    uint32_t n = 0;
+    ZE_TRY(c->api.zeDeviceGetCommandQueueGroupProperties(c->device, &n, NULL),
+           "zeDeviceGetCommandQueueGroupProperties");
+    ze_command_queue_group_properties_t props[16];
+    if (n > 16) n = 16;
+    for (uint32_t i = 0; i < n; i++)
+        props[i] = (ze_command_queue_group_properties_t){
+            .stype = ZE_STRUCTURE_TYPE_COMMAND_QUEUE_GROUP_PROPERTIES};
+    ZE_TRY(c->api.zeDeviceGetCommandQueueGroupProperties(c->device, &n, props),
+           "zeDeviceGetCommandQueueGroupProperties");
+    for (uint32_t i = 0; i < n; i++)
+        if (props[i].flags & ZE_COMMAND_QUEUE_GROUP_PROPERTY_FLAG_COMPUTE) {
+            *ordinal = i;
+            return PHI3C_OK;
+        }
+    return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "level-zero: %s has no compute queue group",
+                   c->device_name);
+}
+
 static p3_status create_objects(l0_ctx *c, ze_driver_handle_t driver, p3_error *err) {
     ze_context_desc_t cd = {.stype = ZE_STRUCTURE_TYPE_CONTEXT_DESC};
     ZE_TRY(c->api.zeContextCreate(driver, &cd, &c->context), "zeContextCreate");
+    uint32_t ordinal = 0;
+    p3_status st = compute_ordinal(c, &ordinal, err);
+    if (st != PHI3C_OK) return st;
     ze_command_queue_desc_t qd = {.stype = ZE_STRUCTURE_TYPE_COMMAND_QUEUE_DESC,
-                                  .ordinal = 0,
+                                  .ordinal = ordinal,
                                   .mode = ZE_COMMAND_QUEUE_MODE_ASYNCHRONOUS};
     ZE_TRY(c->api.zeCommandQueueCreate(c->context, c->device, &qd, &c->queue),
            "zeCommandQueueCreate");
-    ze_command_list_desc_t ld = {.stype = ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC};
+    ze_command_list_desc_t ld = {.stype = ZE_STRUCTURE_TYPE_COMMAND_LIST_DESC,
+                                 .commandQueueGroupOrdinal = ordinal};
     ZE_TRY(c->api.zeCommandListCreate(c->context, c->device, &ld, &c->list), "zeCommandListCreate");
     ze_fence_desc_t fd = {.stype = ZE_STRUCTURE_TYPE_FENCE_DESC};
     ZE_TRY(c->api.zeFenceCreate(c->queue, &fd, &c->fence), "zeFenceCreate");
@@ -645,10 +676,6 @@ static p3_status l0_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight 
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "level-zero: weight %s: only F32, F16, BF16 and INT4 g128 are implemented",
                        d->name);
-    if (i4 && d->act != P3_ACT_F32)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "level-zero: weight %s: only w4a32 (f32 activations) is implemented",
-                       d->name);
     if (d->rows <= 0 || d->cols <= 0 || d->rows > INT_MAX || d->cols > INT_MAX)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "level-zero: weight %s has shape %lldx%lld",
                        d->name, (long long)d->rows, (long long)d->cols);
@@ -776,12 +803,16 @@ static p3_status l0_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tok
     arg_int(&a, n_tokens);
     arg_int(&a, dim);
     arg_float(&a, eps);
-    return launch(ctx, K_RMSNORM, (size_t)n_tokens, 1, 1, &a, err);
+    /* l0_kernels.cl: one group of 64 lanes per token */
+    return launch_grouped(ctx, K_RMSNORM, (size_t)n_tokens * 64, 1, 1, 64, &a, err);
 }
 
 static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
                            p3_error *err) {
     const l0_weight_impl *impl = w->impl;
+    if (w->act != P3_ACT_F32)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "level-zero matmul: only w4a32 (f32 activations) is implemented");
     l0_args a = {0};
     l0_kernel_id k;
     switch (w->dtype) {
@@ -807,7 +838,9 @@ static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, in
     }
     arg_int(&a, (int)w->rows);
     arg_int(&a, (int)w->cols);
-    return launch(ctx, k, (size_t)w->rows, (size_t)n_tokens, 1, &a, err);
+    arg_int(&a, n_tokens);
+    /* l0_kernels.cl: 64 lanes per output row, 4 tokens per work-group row */
+    return launch_grouped(ctx, k, (size_t)w->rows * 64, ((size_t)n_tokens + 3) / 4, 1, 64, &a, err);
 }
 
 static p3_status l0_rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
@@ -843,6 +876,9 @@ static p3_status l0_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, 
 
 static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
                               int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
+    if (p->head_dim > 512)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "level-zero attention: head_dim %d > 512",
+                       p->head_dim);
     const l0_kv_impl *impl = kv->impl;
     size_t base = (size_t)layer * impl->layer_floats;
     l0_args a = {0};
@@ -856,7 +892,9 @@ static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv
     arg_int(&a, p->head_dim);
     arg_int(&a, p->window);
     arg_float(&a, p->scale);
-    return launch(ctx, K_ATTENTION, (size_t)p->n_heads, (size_t)n_tokens, 1, &a, err);
+    /* l0_kernels.cl: one group of 64 lanes per (head, token), head_dim <= 512 */
+    return launch_grouped(ctx, K_ATTENTION, (size_t)p->n_heads * 64, (size_t)n_tokens, 1, 64, &a,
+                          err);
 }
 
 static p3_status l0_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,

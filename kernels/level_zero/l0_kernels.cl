@@ -6,6 +6,9 @@
 
 #define P3_QK 128
 
+/* Results must match the scalar reference's rounding: no a*b+c contraction into fma. */
+#pragma OPENCL FP_CONTRACT OFF
+
 /* IEEE half bits to float, exactly (subnormals, inf, NaN), without needing cl_khr_fp16. */
 static float p3_half_to_float(uint h) {
     uint sign = (h & 0x8000u) << 16;
@@ -64,59 +67,97 @@ __kernel void p3_embed_i4(__global float *out, __global const uchar *qs, __globa
     out[(size_t)t * cols + c] = scale[g] * (float)(q - (int)zero[g]);
 }
 
-/* One work-item per token row; sum of squares in element order. Grid: (n_tokens). */
-__kernel void p3_rmsnorm(__global float *out, __global const float *x, __global const float *w,
-                         int n_tokens, int dim, float eps) {
-    int t = (int)get_global_id(0);
-    if (t >= n_tokens) return;
+/* One work-group of 64 lanes per token row: strided partial sums of squares, added in local
+ * memory, then every lane scales its elements. Grid: (n_tokens * 64), groups of exactly 64. */
+__kernel __attribute__((reqd_work_group_size(64, 1, 1))) void
+p3_rmsnorm(__global float *out, __global const float *x, __global const float *w, int n_tokens,
+           int dim, float eps) {
+    __local float partial[64];
+    int t = (int)get_group_id(0), lane = (int)get_local_id(0);
     __global const float *xr = x + (size_t)t * dim;
     float ss = 0.0f;
-    for (int i = 0; i < dim; i++) ss += xr[i] * xr[i];
-    float r = 1.0f / sqrt(ss / (float)dim + eps);
+    for (int i = lane; i < dim; i += 64) ss += xr[i] * xr[i];
+    partial[lane] = ss;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int span = 32; span > 0; span /= 2) {
+        if (lane < span) partial[lane] += partial[lane + span];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float r = 1.0f / sqrt(partial[0] / (float)dim + eps);
     __global float *yr = out + (size_t)t * dim;
-    for (int i = 0; i < dim; i++) yr[i] = xr[i] * r * w[i];
+    for (int i = lane; i < dim; i += 64) yr[i] = xr[i] * r * w[i];
 }
 
-/* y[t][n] = sum_k x[t][k] * W[n][k], f32 accumulation in k order. Grid: (rows, n_tokens). */
+/* Matmuls, y[t][n] = sum_k x[t][k] * W[n][k]: one work-group of 64 lanes per output row and up
+ * to 4 tokens (weights are read once for those tokens). Lane l takes k = l, l + 64, ... so a
+ * row's weights and an activation row are read with consecutive addresses, then the 64 partial
+ * sums are added in local memory. Grid: (rows * 64, ceil(n_tokens / 4)), groups of exactly 64. */
+#define P3_MM_LANES 64
+#define P3_MM_TOKENS 4
+
+/* Adds the lanes' partial sums (partial[tt][lane]) and lets lane 0 store the row's outputs. */
+#define P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)                                          \
+    __local float partial[P3_MM_TOKENS][P3_MM_LANES];                                              \
+    int lane_ = (int)get_local_id(0);                                                              \
+    for (int tt = 0; tt < P3_MM_TOKENS; tt++) partial[tt][lane_] = acc[tt];                        \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                  \
+    for (int span = P3_MM_LANES / 2; span > 0; span /= 2) {                                        \
+        if (lane_ < span)                                                                          \
+            for (int tt = 0; tt < P3_MM_TOKENS; tt++)                                              \
+                partial[tt][lane_] += partial[tt][lane_ + span];                                   \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+    }                                                                                              \
+    if (lane_ == 0)                                                                                \
+        for (int tt = 0; tt < P3_MM_TOKENS && t0 + tt < n_tokens; tt++)                            \
+            y[(size_t)(t0 + tt) * rows + n] = partial[tt][0];
+
 #define P3_MATMUL_KERNEL(name, type, load)                                                         \
-    __kernel void name(__global float *y, __global const float *x, __global const type *w,        \
-                       int rows, int cols) {                                                       \
-        int n = (int)get_global_id(0), t = (int)get_global_id(1);                                  \
-        if (n >= rows) return;                                                                     \
-        __global const float *xr = x + (size_t)t * cols;                                           \
+    __kernel __attribute__((reqd_work_group_size(P3_MM_LANES, 1, 1))) void name(                  \
+        __global float *y, __global const float *x, __global const type *w, int rows, int cols,    \
+        int n_tokens) {                                                                            \
+        int n = (int)get_group_id(0), lane = (int)get_local_id(0);                                 \
+        int t0 = (int)get_global_id(1) * P3_MM_TOKENS;                                             \
+        int nt = min(P3_MM_TOKENS, n_tokens - t0);                                                 \
+        float acc[P3_MM_TOKENS] = {0.0f, 0.0f, 0.0f, 0.0f};                                        \
         size_t base = (size_t)n * cols;                                                            \
-        float acc = 0.0f;                                                                          \
-        for (int k = 0; k < cols; k++) acc += xr[k] * load(w, base + k);                           \
-        y[(size_t)t * rows + n] = acc;                                                             \
+        for (int k = lane; k < cols; k += P3_MM_LANES) {                                           \
+            float wk = load(w, base + k);                                                          \
+            for (int tt = 0; tt < nt; tt++) acc[tt] += x[(size_t)(t0 + tt) * cols + k] * wk;       \
+        }                                                                                          \
+        P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)                                          \
     }
 
 P3_MATMUL_KERNEL(p3_matmul_f32, float, P3_LOAD_F32)
 P3_MATMUL_KERNEL(p3_matmul_f16, ushort, P3_LOAD_F16)
 P3_MATMUL_KERNEL(p3_matmul_bf16, ushort, P3_LOAD_BF16)
 
-/* w4a32 on the repacked INT4 layout: each weight dequantized exactly (d * (q - z)) and
- * accumulated in k order, as p3_matmul_w4a32_ref does. Grid: (rows, n_tokens). */
-__kernel void p3_matmul_i4(__global float *y, __global const float *x, __global const uchar *qs,
-                           __global const float *scale, __global const uchar *zero, int rows,
-                           int cols) {
-    int n = (int)get_global_id(0), t = (int)get_global_id(1);
-    if (n >= rows) return;
+/* w4a32 on the repacked INT4 layout: each weight dequantized exactly (d * (q - z)) as
+ * p3_matmul_w4a32_ref does. Lane l reads byte l of each 64-byte group: its low nibble is weight l,
+ * its high nibble weight l + 64, so a group is one coalesced 64-byte read. */
+__kernel __attribute__((reqd_work_group_size(P3_MM_LANES, 1, 1))) void
+p3_matmul_i4(__global float *y, __global const float *x, __global const uchar *qs,
+             __global const float *scale, __global const uchar *zero, int rows, int cols,
+             int n_tokens) {
+    int n = (int)get_group_id(0), lane = (int)get_local_id(0);
+    int t0 = (int)get_global_id(1) * P3_MM_TOKENS;
+    int nt = min(P3_MM_TOKENS, n_tokens - t0);
     int groups = (cols + P3_QK - 1) / P3_QK;
-    __global const float *xr = x + (size_t)t * cols;
-    float acc = 0.0f;
+    float acc[P3_MM_TOKENS] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int g = 0; g < groups; g++) {
         size_t gi = (size_t)n * groups + g;
         float d = scale[gi];
         int z = (int)zero[gi];
-        __global const uchar *q = qs + gi * (P3_QK / 2);
-        int len = min(P3_QK, cols - g * P3_QK);
-        for (int j = 0; j < len; j++) {
-            uint byte = q[j & 63];
-            int v = (int)(j < 64 ? (byte & 15u) : (byte >> 4));
-            acc += xr[g * P3_QK + j] * (d * (float)(v - z));
+        uint byte = qs[gi * (P3_QK / 2) + lane];
+        int k_lo = g * P3_QK + lane, k_hi = k_lo + 64;
+        float w_lo = d * (float)((int)(byte & 15u) - z);
+        float w_hi = d * (float)((int)(byte >> 4) - z);
+        for (int tt = 0; tt < nt; tt++) {
+            __global const float *xr = x + (size_t)(t0 + tt) * cols;
+            if (k_lo < cols) acc[tt] += xr[k_lo] * w_lo;
+            if (k_hi < cols) acc[tt] += xr[k_hi] * w_hi;
         }
     }
-    y[(size_t)t * rows + n] = acc;
+    P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)
 }
 
 /* Rotates pair (i, i + rot_dim/2) of every Q and K head of token t at position pos0 + t.
@@ -150,41 +191,67 @@ __kernel void p3_kv_write(__global float *k_cache, __global float *v_cache,
     v_cache[dst] = row[kv_dim + i];
 }
 
-/* Causal attention, one work-item per (query head, token): a pass for the score maximum, then a
- * pass accumulating exp(score - max) * V straight into out, divided by the sum at the end.
- * Grid: (n_heads, n_tokens). */
-__kernel void p3_attention(__global float *out, __global const float *qkv,
-                           __global const float *k_cache, __global const float *v_cache, int pos0,
-                           int n_heads, int n_kv_heads, int head_dim, int window, float scale) {
-    int h = (int)get_global_id(0), t = (int)get_global_id(1);
-    if (h >= n_heads) return;
+/* Causal attention, one work-group of 64 lanes per (query head, token), keys in chunks of 64:
+ * lane l scores key l of the chunk, the chunk maximum updates the running maximum (rescaling
+ * the running sum and output, the online softmax), then every lane adds the chunk's weighted
+ * values to the output dims it owns (d = l, l + 64, ...; head_dim <= 512).
+ * Grid: (n_heads * 64, n_tokens), groups of exactly 64. */
+#define P3_ATT_LANES 64
+#define P3_ATT_MAX_DIMS (512 / P3_ATT_LANES)
+
+__kernel __attribute__((reqd_work_group_size(P3_ATT_LANES, 1, 1))) void
+p3_attention(__global float *out, __global const float *qkv, __global const float *k_cache,
+             __global const float *v_cache, int pos0, int n_heads, int n_kv_heads, int head_dim,
+             int window, float scale) {
+    __local float score[P3_ATT_LANES];
+    __local float reduce[P3_ATT_LANES];
+    int h = (int)get_group_id(0), t = (int)get_global_id(1), lane = (int)get_local_id(0);
     int kv_dim = n_kv_heads * head_dim;
     size_t stride = (size_t)(n_heads * head_dim + 2 * kv_dim);
     __global const float *q = qkv + (size_t)t * stride + (size_t)h * head_dim;
-    int kvh = h / (n_heads / n_kv_heads);
+    size_t kv_off = (size_t)(h / (n_heads / n_kv_heads)) * head_dim;
     int pos = pos0 + t;
     int lo = window > 0 ? max(0, pos - window + 1) : 0;
-    float m = -INFINITY;
-    for (int j = lo; j <= pos; j++) {
-        __global const float *k = k_cache + (size_t)j * kv_dim + (size_t)kvh * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; d++) s += q[d] * k[d];
-        m = fmax(m, s * scale);
+    float m = -INFINITY, sum = 0.0f, acc[P3_ATT_MAX_DIMS];
+    for (int i = 0; i < P3_ATT_MAX_DIMS; i++) acc[i] = 0.0f;
+    for (int j0 = lo; j0 <= pos; j0 += P3_ATT_LANES) {
+        int n_keys = min(P3_ATT_LANES, pos - j0 + 1);
+        float s = -INFINITY;
+        if (lane < n_keys) {
+            __global const float *k = k_cache + (size_t)(j0 + lane) * kv_dim + kv_off;
+            float dot = 0.0f;
+            for (int d = 0; d < head_dim; d++) dot += q[d] * k[d];
+            s = dot * scale;
+        }
+        score[lane] = s;
+        reduce[lane] = s;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int span = P3_ATT_LANES / 2; span > 0; span /= 2) {
+            if (lane < span) reduce[lane] = fmax(reduce[lane], reduce[lane + span]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        float m_new = fmax(m, reduce[0]);
+        float rescale = exp(m - m_new); /* 0 on the first chunk (m = -inf) */
+        sum *= rescale;
+        for (int i = 0; i < P3_ATT_MAX_DIMS; i++) acc[i] *= rescale;
+        for (int j = 0; j < n_keys; j++) {
+            float p = exp(score[j] - m_new);
+            sum += p;
+            __global const float *v = v_cache + (size_t)(j0 + j) * kv_dim + kv_off;
+            for (int i = 0; i < P3_ATT_MAX_DIMS; i++) {
+                int d = lane + i * P3_ATT_LANES;
+                if (d < head_dim) acc[i] += p * v[d];
+            }
+        }
+        m = m_new;
+        barrier(CLK_LOCAL_MEM_FENCE); /* score and reduce are rewritten by the next chunk */
     }
     __global float *o = out + (size_t)t * n_heads * head_dim + (size_t)h * head_dim;
-    for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
-    float sum = 0.0f;
-    for (int j = lo; j <= pos; j++) {
-        __global const float *k = k_cache + (size_t)j * kv_dim + (size_t)kvh * head_dim;
-        __global const float *v = v_cache + (size_t)j * kv_dim + (size_t)kvh * head_dim;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; d++) s += q[d] * k[d];
-        float e = exp(s * scale - m);
-        sum += e;
-        for (int d = 0; d < head_dim; d++) o[d] += e * v[d];
-    }
     float inv = 1.0f / sum;
-    for (int d = 0; d < head_dim; d++) o[d] *= inv;
+    for (int i = 0; i < P3_ATT_MAX_DIMS; i++) {
+        int d = lane + i * P3_ATT_LANES;
+        if (d < head_dim) o[d] = acc[i] * inv;
+    }
 }
 
 /* out[t][i] = silu(gate) * up with gate_up rows [gate | up]. Grid: (dim, n_tokens). */

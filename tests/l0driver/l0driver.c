@@ -602,6 +602,10 @@ static ze_result_t drv_module_create(ze_context_handle_t c, ze_device_handle_t d
                                      ze_module_build_log_handle_t *log) {
     (void)c;
     (void)d;
+    if (getenv("P3_L0DRV_FAIL_BUILD")) { /* lets tests see the build log reach the user */
+        set_log(log, "test driver: injected build failure (P3_L0DRV_FAIL_BUILD)");
+        return ZE_RESULT_ERROR_MODULE_BUILD_FAILURE;
+    }
     if (desc->format != ZE_MODULE_FORMAT_IL_SPIRV) {
         set_log(log, "test driver: only SPIR-V modules are supported");
         return ZE_RESULT_ERROR_INVALID_ENUMERATION;

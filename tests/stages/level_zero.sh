@@ -33,7 +33,7 @@ export ZE_ENABLE_ALT_DRIVERS
 # with RTLD_DEEPBIND, which ASan refuses) makes the run the same on every machine.
 [ -e /etc/OpenCL/vendors/pocl.icd ] && export OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd
 if ldconfig -p 2>/dev/null | grep -q libze_validation_layer.so; then
-  export ZE_ENABLE_VALIDATION_LAYER=1
+  export ZE_ENABLE_VALIDATION_LAYER=1 ZE_ENABLE_PARAMETER_VALIDATION=1
   echo "loader validation layer: on"
 else
   echo "loader validation layer: not installed"
@@ -55,7 +55,7 @@ fi
 
 for filter in level_zero conformance; do
   echo "--- $BUILD/phi3c-tests $filter"
-  PHI3C_BACKEND=level-zero "$BUILD/phi3c-tests" "$filter" 2>&1 | tee "$log"
+  PHI3C_CONF_BACKEND=level-zero PHI3C_CONF_REPORT=1 "$BUILD/phi3c-tests" "$filter" 2>&1 | tee "$log"
   add_summary "$log"
 done
 echo "--- $BUILD/asan/phi3c-tests level_zero"
