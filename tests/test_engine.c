@@ -196,6 +196,35 @@ P3_TEST(engine_context_full_is_an_error_that_changes_nothing) {
     p3_model_free(m);
 }
 
+#ifdef P3_FAULT_INJECTION
+/* Every allocation of load, session creation and a forward pass failing in turn: each gives a
+ * clean error with a message (the sanitizer build also proves nothing leaks or crashes). */
+P3_TEST(engine_allocation_failures_are_clean_errors) {
+    const int32_t ids[5] = {1, 2, 3, 4, 5};
+    bool succeeded = false;
+    for (long n = 0; n < 5000 && !succeeded; n++) {
+        p3_model *m = NULL;
+        p3_session *s = NULL;
+        p3_error err = {0};
+        p3_load_options lo;
+        p3_load_options_init(&lo);
+        lo.quant = n % 2 ? P3_WQ_INT4_SYM : P3_WQ_NONE;
+        lo.n_threads = 1;
+        p3_alloc_fail_after(n);
+        p3_status st = p3_model_load("tests/fixtures/medium/hf-bf16", &lo, &m, &err);
+        if (st == PHI3C_OK) st = p3_session_create(m, NULL, &s, &err);
+        if (st == PHI3C_OK) st = p3_session_feed(s, ids, 5, NULL, &err);
+        p3_alloc_fail_after(-1);
+        p3_session_free(s);
+        p3_model_free(m);
+        succeeded = st == PHI3C_OK && lo.quant == P3_WQ_INT4_SYM;
+        if (st != PHI3C_OK && !CHECK_MSG(err.message[0] != '\0', "failure %ld: %s without a message", n, phi3c_strerror(st)))
+            break;
+    }
+    CHECK_MSG(succeeded, "no run succeeded within 5000 allocations");
+}
+#endif
+
 /* ---- INT4 wiring: quantizing at load must equal the f32 path run on the dequantized weights. */
 
 static bool is_linear(const p3_tensor *tn) {
