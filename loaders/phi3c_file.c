@@ -566,6 +566,7 @@ p3_status p3_native_open(const char *path, bool verify, p3_model_source **out, p
 void p3_native_free(p3_native *n) {
     if (!n) return;
     p3_free(n->blobs);
+    p3_free_aligned(n->owned_image);
     p3_free(n);
 }
 

@@ -39,6 +39,7 @@ typedef struct p3_native {
     uint64_t header_hash;  /* XXH3-64 of header + config + tables */
     p3_native_blob *blobs; /* views into the mapped file */
     size_t n_blobs;
+    void *owned_image; /* p3_native_quantize_in_memory: the file image, else NULL */
 } p3_native;
 
 /* Finds a stored blob by name; NULL when absent. */
@@ -88,6 +89,13 @@ typedef struct p3_native_write_opts {
     p3_native_fault test_fault;
 } p3_native_write_opts;
 
+/* The blobs a native file of src should carry (docs/FORMAT.md): a HF folder's tokenizer and
+ * config files, a native source's blobs, a GGUF's tokenizer metadata. Free with
+ * p3_native_blobs_free. */
+p3_status p3_native_gather_blobs(const p3_model_source *src, p3_native_blob **blobs, size_t *n,
+                                 p3_error *err);
+void p3_native_blobs_free(p3_native_blob *blobs, size_t n);
+
 /* The dtype a source tensor gets in a native file. */
 p3_dtype p3_native_plan_dtype(const p3_tensor *t, const p3_native_write_opts *o);
 
@@ -96,5 +104,12 @@ p3_dtype p3_native_plan_dtype(const p3_tensor *t, const p3_native_write_opts *o)
  * failure the temp file is removed and out_path is untouched. */
 p3_status p3_native_write(const p3_model_source *src, const p3_native_blob *blobs, size_t n_blobs,
                           const char *out_path, const p3_native_write_opts *o, p3_error *err);
+
+/* Load-time quantization (`--quant int4-g128`): builds the native file image of src in memory
+ * (same tensors, byte for byte, as p3_native_write with the same options, on o->n_threads threads)
+ * and opens it as a source (format P3_FORMAT_PHI3C, tokenizer files as blobs). src may be closed
+ * afterwards; close the result with p3_source_close / p3_native_close. */
+p3_status p3_native_quantize_in_memory(const p3_model_source *src, const p3_native_write_opts *o,
+                                       p3_model_source **out, p3_error *err);
 
 #endif /* P3_LOADERS_PHI3C_FILE_H */

@@ -44,4 +44,19 @@ uint64_t p3n_header_hash(const uint8_t *region, size_t n);
 /* Range and consistency checks of a config read from (or about to be written to) a native file. */
 p3_status p3n_check_config(const p3_config *cfg, const char *what, p3_error *err);
 
+/* A growable byte buffer; an allocation failure sets oom and makes later puts no-ops. */
+typedef struct p3n_buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool oom;
+} p3n_buf;
+void p3n_put_bytes(p3n_buf *b, const void *src, size_t n);
+void p3n_put_u32(p3n_buf *b, uint32_t v);
+void p3n_put_u64(p3n_buf *b, uint64_t v);
+void p3n_put_i32(p3n_buf *b, int32_t v);
+void p3n_put_f32(p3n_buf *b, float f);
+/* name NUL-padded into a field of `field` bytes (truncated to field - 1). */
+void p3n_put_name(p3n_buf *b, const char *name, size_t field);
+void p3n_put_zeros(p3n_buf *b, size_t n);
+
 #endif /* P3_LOADERS_PHI3C_FILE_IMPL_H */

@@ -16,69 +16,9 @@
 
 enum { CHUNK_FLOATS = 1 << 22 }; /* f32 values converted per chunk (16 MB) */
 
-/* ---- a growable little-endian byte buffer for the header region */
-
-typedef struct bytebuf {
-    uint8_t *p;
-    size_t len, cap;
-    bool oom;
-} bytebuf;
-
-static void put_bytes(bytebuf *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = P3_MAX(b->cap * 2, b->len + n + 256);
-        uint8_t *p = p3_realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put_u32(bytebuf *b, uint32_t v) {
-    uint8_t s[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    put_bytes(b, s, 4);
-}
-
-static void put_u64(bytebuf *b, uint64_t v) {
-    put_u32(b, (uint32_t)v);
-    put_u32(b, (uint32_t)(v >> 32));
-}
-
-static void put_i32(bytebuf *b, int32_t v) {
-    put_u32(b, (uint32_t)v);
-}
-
-static void put_f32(bytebuf *b, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    put_u32(b, u);
-}
-
-static void put_name(bytebuf *b, const char *name, size_t field) {
-    uint8_t tmp[P3_TENSOR_NAME_MAX] = {0};
-    size_t n = strnlen(name, field - 1);
-    memcpy(tmp, name, n);
-    put_bytes(b, tmp, field);
-}
-
-static void put_zeros(bytebuf *b, size_t n) {
-    static const uint8_t z[64] = {0};
-    while (n > 0) {
-        size_t k = P3_MIN(n, sizeof z);
-        put_bytes(b, z, k);
-        n -= k;
-    }
-}
-
 /* Mirrors parse_config in phi3c_file.c field for field. */
-static void put_config(bytebuf *b, const p3_config *c) {
-    put_name(b, c->architecture, P3N_CONFIG_ARCH_BYTES);
+static void put_config(p3n_buf *b, const p3_config *c) {
+    p3n_put_name(b, c->architecture, P3N_CONFIG_ARCH_BYTES);
     const int ints[] = {c->hidden_size,
                         c->num_layers,
                         c->num_heads,
@@ -88,23 +28,23 @@ static void put_config(bytebuf *b, const p3_config *c) {
                         c->vocab_size,
                         c->max_position_embeddings,
                         c->original_max_position_embeddings};
-    for (size_t i = 0; i < P3_ARRAY_LEN(ints); i++) put_i32(b, ints[i]);
-    put_f32(b, c->rms_norm_eps);
-    put_u32(b, (uint32_t)c->rope.type);
-    put_f32(b, c->rope.theta);
-    put_f32(b, c->rope.partial_rotary_factor);
-    put_i32(b, c->rope.rot_dim);
-    put_i32(b, c->rope.n_factors);
-    put_f32(b, c->rope.attn_factor);
-    for (int i = 0; i < c->rope.n_factors; i++) put_f32(b, c->rope.short_factor[i]);
-    for (int i = 0; i < c->rope.n_factors; i++) put_f32(b, c->rope.long_factor[i]);
-    put_i32(b, c->sliding_window);
-    put_u32(b, c->tie_word_embeddings ? 1 : 0);
-    put_i32(b, c->bos_id);
-    put_i32(b, c->eos_id);
-    put_i32(b, c->pad_id);
-    put_i32(b, c->n_stop_ids);
-    for (int i = 0; i < c->n_stop_ids; i++) put_i32(b, c->stop_ids[i]);
+    for (size_t i = 0; i < P3_ARRAY_LEN(ints); i++) p3n_put_i32(b, ints[i]);
+    p3n_put_f32(b, c->rms_norm_eps);
+    p3n_put_u32(b, (uint32_t)c->rope.type);
+    p3n_put_f32(b, c->rope.theta);
+    p3n_put_f32(b, c->rope.partial_rotary_factor);
+    p3n_put_i32(b, c->rope.rot_dim);
+    p3n_put_i32(b, c->rope.n_factors);
+    p3n_put_f32(b, c->rope.attn_factor);
+    for (int i = 0; i < c->rope.n_factors; i++) p3n_put_f32(b, c->rope.short_factor[i]);
+    for (int i = 0; i < c->rope.n_factors; i++) p3n_put_f32(b, c->rope.long_factor[i]);
+    p3n_put_i32(b, c->sliding_window);
+    p3n_put_u32(b, c->tie_word_embeddings ? 1 : 0);
+    p3n_put_i32(b, c->bos_id);
+    p3n_put_i32(b, c->eos_id);
+    p3n_put_i32(b, c->pad_id);
+    p3n_put_i32(b, c->n_stop_ids);
+    for (int i = 0; i < c->n_stop_ids; i++) p3n_put_i32(b, c->stop_ids[i]);
 }
 
 /* ---- plan */
@@ -148,7 +88,8 @@ typedef struct writer {
     uint64_t *blob_offsets, *blob_hashes;
     uint64_t data_offset, file_bytes, tensor_bytes_total, tensor_bytes_done;
     uint64_t written; /* bytes handed to pwrite so far (for the test fault hook) */
-    bytebuf config;
+    uint8_t *image;   /* in-memory mode: the whole file is built here instead of on disk */
+    p3n_buf config;
     p3_error *err;
 } writer;
 
@@ -201,50 +142,50 @@ static p3_status plan_layout(writer *w) {
     return PHI3C_OK;
 }
 
-static void build_header_region(writer *w, bytebuf *b) {
+static void build_header_region(writer *w, p3n_buf *b) {
     uint64_t tensor_table = (P3N_HEADER_BYTES + w->config.len + 7) / 8 * 8;
     uint64_t blob_table = tensor_table + (uint64_t)w->n_plan * P3N_TENSOR_ENTRY_BYTES;
-    put_bytes(b, P3N_MAGIC, P3N_MAGIC_LEN);
-    put_u32(b, P3N_VERSION_MAJOR);
-    put_u32(b, P3N_VERSION_MINOR);
-    put_u64(b, w->file_bytes);
-    put_u64(b, w->data_offset);
-    put_u64(b, P3N_HEADER_BYTES); /* config offset */
-    put_u64(b, w->config.len);
-    put_u64(b, tensor_table);
-    put_u32(b, (uint32_t)w->n_plan);
-    put_u32(b, P3N_TENSOR_ENTRY_BYTES);
-    put_u64(b, blob_table);
-    put_u32(b, (uint32_t)w->n_blobs);
-    put_u32(b, P3N_BLOB_ENTRY_BYTES);
-    put_u32(b, P3_QK);
-    put_u32(b, w->o->asym ? P3N_FLAG_ASYM : 0);
-    put_u32(b, (uint32_t)w->o->method);
-    put_zeros(b, 4 + 3 * 8); /* reserved */
-    put_u64(b, 0);           /* header hash, filled below */
-    put_bytes(b, w->config.p, w->config.len);
-    put_zeros(b, (size_t)(tensor_table - b->len));
+    p3n_put_bytes(b, P3N_MAGIC, P3N_MAGIC_LEN);
+    p3n_put_u32(b, P3N_VERSION_MAJOR);
+    p3n_put_u32(b, P3N_VERSION_MINOR);
+    p3n_put_u64(b, w->file_bytes);
+    p3n_put_u64(b, w->data_offset);
+    p3n_put_u64(b, P3N_HEADER_BYTES); /* config offset */
+    p3n_put_u64(b, w->config.len);
+    p3n_put_u64(b, tensor_table);
+    p3n_put_u32(b, (uint32_t)w->n_plan);
+    p3n_put_u32(b, P3N_TENSOR_ENTRY_BYTES);
+    p3n_put_u64(b, blob_table);
+    p3n_put_u32(b, (uint32_t)w->n_blobs);
+    p3n_put_u32(b, P3N_BLOB_ENTRY_BYTES);
+    p3n_put_u32(b, P3_QK);
+    p3n_put_u32(b, w->o->asym ? P3N_FLAG_ASYM : 0);
+    p3n_put_u32(b, (uint32_t)w->o->method);
+    p3n_put_zeros(b, 4 + 3 * 8); /* reserved */
+    p3n_put_u64(b, 0);           /* header hash, filled below */
+    p3n_put_bytes(b, w->config.p, w->config.len);
+    p3n_put_zeros(b, (size_t)(tensor_table - b->len));
     for (size_t i = 0; i < w->n_plan; i++) {
         const planned *p = &w->plan[i];
         uint32_t code = 0;
         p3n_dtype_code(p->dtype, &code);
-        put_name(b, p->src->hf_name, P3_TENSOR_NAME_MAX);
-        put_u32(b, code);
-        put_u32(b, (uint32_t)p->src->n_dims);
+        p3n_put_name(b, p->src->hf_name, P3_TENSOR_NAME_MAX);
+        p3n_put_u32(b, code);
+        p3n_put_u32(b, (uint32_t)p->src->n_dims);
         for (int d = 0; d < P3_MAX_DIMS; d++)
-            put_u64(b, d < p->src->n_dims ? (uint64_t)p->src->shape[d] : 0);
-        put_u64(b, p->offset);
-        put_u64(b, p->nbytes);
-        put_u64(b, p->hash);
+            p3n_put_u64(b, d < p->src->n_dims ? (uint64_t)p->src->shape[d] : 0);
+        p3n_put_u64(b, p->offset);
+        p3n_put_u64(b, p->nbytes);
+        p3n_put_u64(b, p->hash);
     }
     for (size_t i = 0; i < w->n_blobs; i++) {
-        put_name(b, w->blobs[i].name, P3N_BLOB_NAME_MAX);
-        put_u64(b, w->blob_offsets[i]);
-        put_u64(b, w->blobs[i].size);
-        put_u64(b, w->blob_hashes[i]);
-        put_u64(b, 0); /* reserved */
+        p3n_put_name(b, w->blobs[i].name, P3N_BLOB_NAME_MAX);
+        p3n_put_u64(b, w->blob_offsets[i]);
+        p3n_put_u64(b, w->blobs[i].size);
+        p3n_put_u64(b, w->blob_hashes[i]);
+        p3n_put_u64(b, 0); /* reserved */
     }
-    put_zeros(b, (size_t)(w->data_offset - b->len));
+    p3n_put_zeros(b, (size_t)(w->data_offset - b->len));
     if (b->oom) return;
     uint64_t h = p3n_header_hash(b->p, b->len);
     for (int i = 0; i < 8; i++) b->p[P3N_HASH_FIELD + i] = (uint8_t)(h >> (8 * i));
@@ -284,6 +225,10 @@ static int fault_hook(writer *w, size_t n) {
 }
 
 static p3_status pwrite_all(writer *w, const void *buf, size_t n, uint64_t off, const char *what) {
+    if (w->image) {
+        memcpy(w->image + off, buf, n);
+        return PHI3C_OK;
+    }
     int injected = fault_hook(w, n);
     if (injected) return write_failed(w, injected, what);
     const uint8_t *p = buf;
@@ -416,7 +361,7 @@ static p3_status write_body(writer *w) {
 
 /* The header goes last; the file gets its final size first (trailing alignment is a hole). */
 static p3_status finish_file(writer *w) {
-    bytebuf hdr = {0};
+    p3n_buf hdr = {0};
     build_header_region(w, &hdr);
     if (hdr.oom) return p3_fail(w->err, PHI3C_ERR_NOMEM, "%s: out of memory", w->out_path);
     p3_status st = PHI3C_OK;
@@ -539,6 +484,61 @@ p3_status p3_native_write(const p3_model_source *src, const p3_native_blob *blob
     if (st == PHI3C_OK) st = move_into_place(&w);
     if (st != PHI3C_OK && w.tmp_path) unlink(w.tmp_path);
     p3_free(w.tmp_path);
+    p3_free(w.plan);
+    p3_free(w.blob_offsets);
+    p3_free(w.blob_hashes);
+    p3_free(w.config.p);
+    return st;
+}
+
+/* Load-time quantization: the same plan, encoding and layout as p3_native_write, into memory;
+ * the image is then read back by the native reader, so its tensors are the file's, byte for byte.
+ */
+p3_status p3_native_quantize_in_memory(const p3_model_source *src, const p3_native_write_opts *o,
+                                       p3_model_source **out, p3_error *err) {
+    *out = NULL;
+    if (!src || !o || !o->to_f32 || !src->has_config)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "quantize: needs a model source with a config");
+    const char *what = src->path ? src->path : "model";
+    p3_status st = p3n_check_config(&src->config, what, err);
+    if (st != PHI3C_OK) return st;
+    p3_native_blob *blobs = NULL;
+    size_t n_blobs = 0;
+    st = p3_native_gather_blobs(src, &blobs, &n_blobs, err);
+    writer w = {.src = src,
+                .o = o,
+                .out_path = what,
+                .blobs = blobs,
+                .n_blobs = n_blobs,
+                .fd = -1,
+                .err = err};
+    if (st == PHI3C_OK) st = plan_tensors(&w);
+    if (st == PHI3C_OK) st = plan_layout(&w);
+    if (st == PHI3C_OK && !(w.image = p3_malloc_aligned((size_t)w.file_bytes, P3N_ALIGN)))
+        st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory for %.2f GB of quantized weights",
+                     what, (double)w.file_bytes / 1e9);
+    if (st == PHI3C_OK) {
+        memset(w.image, 0, (size_t)w.file_bytes); /* alignment gaps are zero, as in a file */
+        st = report_progress(&w, 0);
+    }
+    if (st == PHI3C_OK) st = write_body(&w);
+    if (st == PHI3C_OK) {
+        p3n_buf hdr = {0};
+        build_header_region(&w, &hdr);
+        if (hdr.oom)
+            st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", what);
+        else
+            memcpy(w.image, hdr.p, hdr.len);
+        p3_free(hdr.p);
+    }
+    if (st == PHI3C_OK)
+        st = p3_native_open_memory(w.image, (size_t)w.file_bytes, what, false, out, err);
+    if (st == PHI3C_OK) {
+        (*out)->native->owned_image = w.image; /* freed with the source */
+        w.image = NULL;
+    }
+    p3_free_aligned(w.image);
+    p3_native_blobs_free(blobs, n_blobs);
     p3_free(w.plan);
     p3_free(w.blob_offsets);
     p3_free(w.blob_hashes);

@@ -10,13 +10,13 @@ typedef enum p3_dtype {
     P3_DT_F32 = 0,
     P3_DT_F16,
     P3_DT_BF16,
-    P3_DT_Q8_0,      /* ggml: 32 weights, f16 scale */
-    P3_DT_Q4_0,      /* ggml: 32 weights, f16 scale, offset-8 nibbles */
-    P3_DT_Q4_K,      /* ggml k-quants: 256-weight super blocks */
+    P3_DT_Q8_0, /* ggml: 32 weights, f16 scale */
+    P3_DT_Q4_0, /* ggml: 32 weights, f16 scale, offset-8 nibbles */
+    P3_DT_Q4_K, /* ggml k-quants: 256-weight super blocks */
     P3_DT_Q5_K,
     P3_DT_Q6_K,
-    P3_DT_I4G128S,   /* phi3c: INT4 group 128 symmetric (quant/int4.h) */
-    P3_DT_I4G128A,   /* phi3c: INT4 group 128 asymmetric (quant/int4.h) */
+    P3_DT_I4G128S, /* phi3c: INT4 group 128 symmetric (quant/int4.h) */
+    P3_DT_I4G128A, /* phi3c: INT4 group 128 asymmetric (quant/int4.h) */
     P3_DT_I32,
     P3_DT_COUNT
 } p3_dtype;
@@ -28,12 +28,13 @@ const char *p3_dtype_name(p3_dtype dtype);
  * blocks (a shorter last group, zero padded). */
 bool p3_dtype_row_bytes(p3_dtype dtype, int64_t n_cols, size_t *bytes);
 
-#define P3_MAX_DIMS 4
+#define P3_MAX_DIMS        4
 #define P3_TENSOR_NAME_MAX 128
 
 typedef struct p3_tensor {
     char name[P3_TENSOR_NAME_MAX];    /* the file's own name (GGUF: blk.0.attn_qkv.weight) */
-    char hf_name[P3_TENSOR_NAME_MAX]; /* canonical HF name (model.layers.0.self_attn.qkv_proj.weight) */
+    char hf_name[P3_TENSOR_NAME_MAX]; /* canonical HF name
+                                         (model.layers.0.self_attn.qkv_proj.weight) */
     p3_dtype dtype;
     int n_dims;
     int64_t shape[P3_MAX_DIMS]; /* HF order, outermost first: a linear weight is [out, in] */
@@ -44,7 +45,7 @@ typedef struct p3_tensor {
 typedef enum p3_rope_type { P3_ROPE_DEFAULT = 0, P3_ROPE_LONGROPE } p3_rope_type;
 
 #define P3_MAX_ROPE_FACTORS 256 /* rot_dim / 2 entries; head_dim up to 512 */
-#define P3_MAX_STOP_IDS 16
+#define P3_MAX_STOP_IDS     16
 
 typedef struct p3_rope_config {
     p3_rope_type type;
@@ -88,14 +89,14 @@ struct p3_native; /* loaders/phi3c_file.h */
 
 typedef struct p3_model_source {
     p3_source_format format;
-    char *path;          /* what the user passed */
-    bool has_config;     /* false for a vocab-only GGUF */
+    char *path;      /* what the user passed */
+    bool has_config; /* false for a vocab-only GGUF */
     p3_config config;
-    p3_tensor *tensors;  /* n_tensors views; HF order shapes */
+    p3_tensor *tensors; /* n_tensors views; HF order shapes */
     size_t n_tensors;
     p3_mapped_file *files;
     size_t n_files;
-    uint64_t file_bytes; /* total size of all files read */
+    uint64_t file_bytes;  /* total size of all files read */
     struct p3_gguf *gguf; /* parsed GGUF (metadata incl. tokenizer), NULL for other formats */
     char *tokenizer_dir;  /* folder holding tokenizer.json / tokenizer.model, or NULL */
     struct p3_native *native; /* native file: tokenizer blobs, quant info, checksum state; else NULL
@@ -106,6 +107,10 @@ typedef struct p3_model_source {
  * native .phi3c file. Validates the config and every tensor's bounds; does not check the tensor set
  * against the config (p3_source_check_tensors does). */
 p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err);
+/* The same; verify_checksums false skips the per-tensor checksum pass of a native file
+ * (`--no-verify`; its header region is always checked). */
+p3_status p3_source_open_verify(const char *path, bool verify_checksums, p3_model_source **out,
+                                p3_error *err);
 void p3_source_close(p3_model_source *src);
 /* Finds a tensor by canonical HF name; NULL if absent. */
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name);
@@ -134,5 +139,9 @@ p3_status p3_config_finish(p3_config *cfg, const char *what, p3_error *err);
  * starting at element `first` (must be a row start for block formats) to f32. */
 p3_status p3_tensor_to_f32(const p3_tensor *t, size_t first, size_t count, float *out,
                            p3_error *err);
+
+/* Defaults before parsing: eps 1e-5, theta 1e4, partial factor 1, ids -1, everything else 0.
+ * rope.attn_factor 0 means "not given": p3_config_finish computes it then. */
+void p3_config_init(p3_config *cfg);
 
 #endif /* P3_LOADERS_SOURCE_H */

@@ -285,6 +285,10 @@ static void check_attention(p3_test_ctx *t, p3_backend *be, p3_kv_dtype kvt, int
             p3_ref_kv_round_f16(kc, (int)((T1 + 1) * kvw));
             p3_ref_kv_round_f16(vc, (int)((T1 + 1) * kvw));
         }
+        for (size_t row = 0; kvt == P3_KV_Q8 && row < (size_t)(T1 + 1) * KVH; row++) {
+            p3_ref_kv_round_q8(kc + row * (size_t)hd, hd); /* one scale per head and position */
+            p3_ref_kv_round_q8(vc + row * (size_t)hd, hd);
+        }
         p3_ref_attention(want, qkv, kc, vc, T1 + 1, 0, &p);
         char what[80];
         snprintf(what, sizeof what, "attention kv %d window %d head_dim %d", (int)kvt, window, hd);
@@ -307,6 +311,8 @@ P3_TEST(opencl_attention_matches_reference) {
     check_attention(t, &be, P3_KV_F32, 37, 16);
     check_attention(t, &be, P3_KV_F16, 0, 80);
     check_attention(t, &be, P3_KV_F16, 100, 128);
+    check_attention(t, &be, P3_KV_Q8, 0, 96);
+    check_attention(t, &be, P3_KV_Q8, 50, 200);
     p3_backend_close(&be);
 }
 
@@ -362,4 +368,44 @@ P3_TEST(opencl_int_dot_variant_matches_w4a8_reference) {
     p3_backend_options opt = {0};
     opt.variant = "no-such-variant";
     CHECK_STATUS(p3_backend_open("opencl", &opt, &be, &err), PHI3C_ERR_INVALID_ARG);
+}
+
+/* Decode at a long context (split over work-groups, then merged), with and without a window. */
+P3_TEST(opencl_split_decode_attention_matches_reference) {
+    p3_backend be;
+    if (!open_ocl(t, &be)) return;
+    enum { H = 4, KVH = 2, HD = 64, NCTX = 1300, POS = 1100 };
+    size_t width = (size_t)(H + 2 * KVH) * HD, kvw = (size_t)KVH * HD;
+    float *qkv = p3_malloc((POS + 1) * width * 4), *kc = p3_calloc(NCTX * kvw, 4);
+    float *vc = p3_calloc(NCTX * kvw, 4), got[H * HD], want[H * HD];
+    p3_test_rng r;
+    p3_test_rng_seed(&r, 17);
+    fill_normal(&r, qkv, (POS + 1) * width, 1.0f);
+    p3_kv_desc kd = {1, NCTX, KVH, HD, P3_KV_F32};
+    p3_kv_cache *kv = NULL;
+    p3_error err = {0};
+    p3_buffer *bq = dev_floats(t, &be, qkv, (POS + 1) * width),
+              *bo = dev_floats(t, &be, NULL, H * HD);
+    if (bq && bo && CHECK_OK(p3_be_kv_alloc(&be, &kd, &kv, &err), &err)) {
+        p3_ref_kv_write(kc, vc, qkv, POS + 1, 0, &(p3_attn_params){H, KVH, HD, 0, 0.125f});
+        static const int windows[] = {0, 700, 513};
+        for (size_t w = 0; w < P3_ARRAY_LEN(windows); w++) {
+            p3_attn_params p = {H, KVH, HD, windows[w], 0.125f};
+            CHECK_OK(p3_be_kv_write(&be, kv, 0, p3_ref_at(bq, 0), POS + 1, 0, &p, &err), &err);
+            p3_ref last = p3_ref_at(bq, (size_t)POS * width * 4);
+            CHECK_OK(p3_be_attention(&be, p3_ref_at(bo, 0), last, kv, 0, 1, POS, &p, &err), &err);
+            read_floats(t, &be, bo, 0, got, H * HD);
+            p3_ref_attention(want, qkv + (size_t)POS * width, kc, vc, 1, POS, &p);
+            char what[64];
+            snprintf(what, sizeof what, "split decode at %d, window %d", POS, windows[w]);
+            check_nmse(t, what, got, want, H * HD, NMSE_F32);
+        }
+    }
+    p3_be_kv_free(&be, kv);
+    p3_be_buffer_free(&be, bq);
+    p3_be_buffer_free(&be, bo);
+    p3_free(qkv);
+    p3_free(kc);
+    p3_free(vc);
+    p3_backend_close(&be);
 }

@@ -253,17 +253,22 @@ typedef enum l0_kernel_id {
     K_MATMUL_BF16,
     K_MATMUL_I4,
     K_ROPE,
-    K_KV_WRITE,
-    K_ATTENTION,
+    K_KV_WRITE_F32, /* the three cache types in p3_kv_dtype order */
+    K_KV_WRITE_F16,
+    K_KV_WRITE_Q8,
+    K_ATTENTION_F32,
+    K_ATTENTION_F16,
+    K_ATTENTION_Q8,
     K_SWIGLU,
     K_ADD,
     K_COUNT
 } l0_kernel_id;
 
 static const char *const kernel_names[K_COUNT] = {
-    "p3_embed_f32",  "p3_embed_f16",  "p3_embed_bf16",  "p3_embed_i4",  "p3_rmsnorm",
-    "p3_matmul_f32", "p3_matmul_f16", "p3_matmul_bf16", "p3_matmul_i4", "p3_rope",
-    "p3_kv_write",   "p3_attention",  "p3_swiglu",      "p3_add",
+    "p3_embed_f32",    "p3_embed_f16",    "p3_embed_bf16",  "p3_embed_i4",      "p3_rmsnorm",
+    "p3_matmul_f32",   "p3_matmul_f16",   "p3_matmul_bf16", "p3_matmul_i4",     "p3_rope",
+    "p3_kv_write_f32", "p3_kv_write_f16", "p3_kv_write_q8", "p3_attention_f32", "p3_attention_f16",
+    "p3_attention_q8", "p3_swiglu",       "p3_add",
 };
 
 typedef struct l0_ctx {
@@ -287,9 +292,12 @@ typedef struct l0_weight_impl {
     size_t scale_off, zero_off; /* INT4 only: byte offsets of the scale and zero arrays */
 } l0_weight_impl;
 
+/* Per layer: values [n_ctx][n_kv_heads * head_dim] (f32, f16 bits or int8) and, for q8, f32
+ * scales [n_ctx][n_kv_heads]; K and V in separate allocations. */
 typedef struct l0_kv_impl {
-    float *k, *v;
-    size_t layer_floats;
+    char *k, *v;
+    char *k_scale, *v_scale; /* q8 only */
+    size_t layer_bytes, layer_scale_bytes;
 } l0_kv_impl;
 
 static p3_status ze_fail(p3_error *err, ze_result_t r, const char *what) {
@@ -546,7 +554,7 @@ static bool l0_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p
         return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
     case P3_OP_KV_WRITE:
     case P3_OP_ATTENTION:
-        return kv == P3_KV_F32;
+        return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
     default:
         return true;
     }
@@ -715,17 +723,18 @@ static size_t l0_weight_bytes(void *ctx, const p3_weight *w) {
     return ((const l0_weight_impl *)w->impl)->bytes;
 }
 
-/* ---- KV cache: f32 [layer][n_ctx][n_kv_heads * head_dim] for K and for V */
+/* ---- KV cache */
 static p3_status l0_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err) {
     l0_ctx *c = ctx;
-    if (desc->dtype != P3_KV_F32)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "level-zero: only an f32 KV cache is implemented");
-    size_t per_pos = (size_t)desc->n_kv_heads * (size_t)desc->head_dim, layer, bytes;
+    size_t elem = desc->dtype == P3_KV_F32 ? 4 : desc->dtype == P3_KV_F16 ? 2 : 1;
+    size_t per_pos = (size_t)desc->n_kv_heads * (size_t)desc->head_dim, layer, bytes, scales = 0;
     if (desc->n_layers <= 0 || desc->n_ctx <= 0 || per_pos == 0 ||
-        !p3_mul_size(per_pos, (size_t)desc->n_ctx, &layer) ||
-        !p3_mul_size(layer, (size_t)desc->n_layers * sizeof(float), &bytes))
+        !p3_mul_size(per_pos * elem, (size_t)desc->n_ctx, &layer) ||
+        !p3_mul_size(layer, (size_t)desc->n_layers, &bytes) ||
+        !p3_mul_size((size_t)desc->n_ctx * (size_t)desc->n_kv_heads * sizeof(float),
+                     (size_t)desc->n_layers, &scales))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "level-zero: bad KV cache shape");
+    bool q8 = desc->dtype == P3_KV_Q8;
     p3_kv_cache *kv = p3_calloc(1, sizeof *kv);
     l0_kv_impl *impl = p3_calloc(1, sizeof *impl);
     if (!kv || !impl) {
@@ -733,18 +742,23 @@ static p3_status l0_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **ou
         p3_free(impl);
         return p3_fail(err, PHI3C_ERR_NOMEM, "level-zero: out of memory");
     }
-    void *k = NULL, *v = NULL;
-    p3_status s = dev_alloc(c, bytes, &k, err);
-    if (s == PHI3C_OK) s = dev_alloc(c, bytes, &v, err);
+    void *mem[4] = {NULL, NULL, NULL, NULL};
+    p3_status s = dev_alloc(c, bytes, &mem[0], err);
+    if (s == PHI3C_OK) s = dev_alloc(c, bytes, &mem[1], err);
+    if (s == PHI3C_OK && q8) s = dev_alloc(c, scales, &mem[2], err);
+    if (s == PHI3C_OK && q8) s = dev_alloc(c, scales, &mem[3], err);
     if (s != PHI3C_OK) {
-        dev_free(c, k);
+        for (int i = 0; i < 4; i++) dev_free(c, mem[i]);
         p3_free(kv);
         p3_free(impl);
         return s;
     }
-    impl->k = k;
-    impl->v = v;
-    impl->layer_floats = layer;
+    impl->k = mem[0];
+    impl->v = mem[1];
+    impl->k_scale = q8 ? mem[2] : mem[0]; /* unused by the f32/f16 kernels, but a valid pointer */
+    impl->v_scale = q8 ? mem[3] : mem[1];
+    impl->layer_bytes = layer;
+    impl->layer_scale_bytes = q8 ? scales / (size_t)desc->n_layers : 0;
     kv->desc = *desc;
     kv->impl = impl;
     *out = kv;
@@ -756,6 +770,10 @@ static void l0_kv_free(void *ctx, p3_kv_cache *kv) {
     l0_kv_impl *impl = kv->impl;
     dev_free(ctx, impl->k);
     dev_free(ctx, impl->v);
+    if (kv->desc.dtype == P3_KV_Q8) {
+        dev_free(ctx, impl->k_scale);
+        dev_free(ctx, impl->v_scale);
+    }
     p3_free(impl);
     p3_free(kv);
 }
@@ -861,17 +879,23 @@ static p3_status l0_rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3
 static p3_status l0_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens,
                              int pos0, const p3_attn_params *p, p3_error *err) {
     const l0_kv_impl *impl = kv->impl;
-    size_t base = (size_t)layer * impl->layer_floats;
+    size_t base = (size_t)layer * impl->layer_bytes;
+    size_t scale_base = (size_t)layer * impl->layer_scale_bytes;
+    bool q8 = kv->desc.dtype == P3_KV_Q8;
     l0_args a = {0};
     arg_ptr(&a, impl->k + base);
+    if (q8) arg_ptr(&a, impl->k_scale + scale_base);
     arg_ptr(&a, impl->v + base);
+    if (q8) arg_ptr(&a, impl->v_scale + scale_base);
     arg_ptr(&a, dev_ptr(qkv));
     arg_int(&a, pos0);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
     arg_int(&a, p->head_dim);
-    return launch(ctx, K_KV_WRITE, (size_t)p->n_kv_heads * (size_t)p->head_dim, (size_t)n_tokens, 1,
-                  &a, err);
+    l0_kernel_id k = (l0_kernel_id)(K_KV_WRITE_F32 + (int)kv->desc.dtype);
+    if (q8) return launch(ctx, k, (size_t)p->n_kv_heads, (size_t)n_tokens, 2, &a, err);
+    return launch(ctx, k, (size_t)p->n_kv_heads * (size_t)p->head_dim, (size_t)n_tokens, 1, &a,
+                  err);
 }
 
 static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
@@ -880,12 +904,15 @@ static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "level-zero attention: head_dim %d > 512",
                        p->head_dim);
     const l0_kv_impl *impl = kv->impl;
-    size_t base = (size_t)layer * impl->layer_floats;
+    size_t base = (size_t)layer * impl->layer_bytes;
+    size_t scale_base = (size_t)layer * impl->layer_scale_bytes;
     l0_args a = {0};
     arg_ptr(&a, dev_ptr(out));
     arg_ptr(&a, dev_ptr(qkv));
     arg_ptr(&a, impl->k + base);
     arg_ptr(&a, impl->v + base);
+    arg_ptr(&a, impl->k_scale + scale_base);
+    arg_ptr(&a, impl->v_scale + scale_base);
     arg_int(&a, pos0);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
@@ -893,8 +920,8 @@ static p3_status l0_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv
     arg_int(&a, p->window);
     arg_float(&a, p->scale);
     /* l0_kernels.cl: one group of 64 lanes per (head, token), head_dim <= 512 */
-    return launch_grouped(ctx, K_ATTENTION, (size_t)p->n_heads * 64, (size_t)n_tokens, 1, 64, &a,
-                          err);
+    l0_kernel_id k = (l0_kernel_id)(K_ATTENTION_F32 + (int)kv->desc.dtype);
+    return launch_grouped(ctx, k, (size_t)p->n_heads * 64, (size_t)n_tokens, 1, 64, &a, err);
 }
 
 static p3_status l0_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,

@@ -4,7 +4,7 @@ L0_CL  := kernels/level_zero/l0_kernels.cl
 L0_GEN := $(BUILD)/gen/l0_spirv.c
 GEN_SRC += $(L0_GEN)
 
-$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
+$(L0_GEN): $(L0_CL) $(wildcard kernels/level_zero/*.clh) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
 	@mkdir -p $(@D)
 	@echo "SPIRV $(L0_CL)"
 	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)

@@ -176,83 +176,104 @@ __kernel void p3_rope(__global float *qkv, __global const float *inv_freq, int p
     v[i + half_rot] = x1 * c + x0 * s;
 }
 
-/* Copies K and V of token t into the layer's f32 caches [n_ctx][n_kv_heads * head_dim].
- * Grid: (n_kv_heads * head_dim, n_tokens). */
-__kernel void p3_kv_write(__global float *k_cache, __global float *v_cache,
-                          __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
-                          int head_dim) {
+/* float to IEEE half bits, round to nearest even (p3_f32_to_f16's rounding), without fp16. */
+static ushort p3_float_to_half(float f) {
+    uint x = as_uint(f);
+    uint sign = (x >> 16) & 0x8000u;
+    uint ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or NaN (NaN stays NaN) */
+        return (ushort)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0u));
+    if (ax >= 0x477ff000u) return (ushort)(sign | 0x7c00u); /* rounds past the largest half */
+    if (ax < 0x38800000u) {                                  /* half subnormal or zero */
+        if (ax < 0x33000000u) return (ushort)sign;           /* below half the smallest */
+        uint e = ax >> 23, man = (ax & 0x7fffffu) | 0x800000u;
+        uint shift = 126u - e; /* 14..24 */
+        uint h = man >> shift, rem = man & ((1u << shift) - 1u), mid = 1u << (shift - 1u);
+        if (rem > mid || (rem == mid && (h & 1u))) h++;
+        return (ushort)(sign | h);
+    }
+    uint h = ((ax >> 13) - (112u << 10));
+    uint rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return (ushort)(sign | h);
+}
+
+/* K and V rows of token t of the qkv rows. */
+#define P3_KV_ROWS                                                                                 \
+    int kv_dim = n_kv_heads * head_dim;                                                            \
+    size_t stride = (size_t)(n_heads * head_dim + 2 * kv_dim);                                     \
+    __global const float *krow = qkv + (size_t)t * stride + (size_t)n_heads * head_dim;            \
+    __global const float *vrow = krow + kv_dim;
+
+/* Stores K and V of token t at position pos0 + t of the layer's caches [n_ctx][kv_dim] (f32 or
+ * f16). Grid: (n_kv_heads * head_dim, n_tokens). */
+__kernel void p3_kv_write_f32(__global float *k_cache, __global float *v_cache,
+                              __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
+                              int head_dim) {
     int i = (int)get_global_id(0), t = (int)get_global_id(1);
-    int kv_dim = n_kv_heads * head_dim;
+    P3_KV_ROWS
     if (i >= kv_dim) return;
-    size_t stride = (size_t)(n_heads * head_dim + 2 * kv_dim);
-    __global const float *row = qkv + (size_t)t * stride + (size_t)n_heads * head_dim;
     size_t dst = (size_t)(pos0 + t) * kv_dim + i;
-    k_cache[dst] = row[i];
-    v_cache[dst] = row[kv_dim + i];
+    k_cache[dst] = krow[i];
+    v_cache[dst] = vrow[i];
 }
 
-/* Causal attention, one work-group of 64 lanes per (query head, token), keys in chunks of 64:
- * lane l scores key l of the chunk, the chunk maximum updates the running maximum (rescaling
- * the running sum and output, the online softmax), then every lane adds the chunk's weighted
- * values to the output dims it owns (d = l, l + 64, ...; head_dim <= 512).
- * Grid: (n_heads * 64, n_tokens), groups of exactly 64. */
-#define P3_ATT_LANES 64
-#define P3_ATT_MAX_DIMS (512 / P3_ATT_LANES)
-
-__kernel __attribute__((reqd_work_group_size(P3_ATT_LANES, 1, 1))) void
-p3_attention(__global float *out, __global const float *qkv, __global const float *k_cache,
-             __global const float *v_cache, int pos0, int n_heads, int n_kv_heads, int head_dim,
-             int window, float scale) {
-    __local float score[P3_ATT_LANES];
-    __local float reduce[P3_ATT_LANES];
-    int h = (int)get_group_id(0), t = (int)get_global_id(1), lane = (int)get_local_id(0);
-    int kv_dim = n_kv_heads * head_dim;
-    size_t stride = (size_t)(n_heads * head_dim + 2 * kv_dim);
-    __global const float *q = qkv + (size_t)t * stride + (size_t)h * head_dim;
-    size_t kv_off = (size_t)(h / (n_heads / n_kv_heads)) * head_dim;
-    int pos = pos0 + t;
-    int lo = window > 0 ? max(0, pos - window + 1) : 0;
-    float m = -INFINITY, sum = 0.0f, acc[P3_ATT_MAX_DIMS];
-    for (int i = 0; i < P3_ATT_MAX_DIMS; i++) acc[i] = 0.0f;
-    for (int j0 = lo; j0 <= pos; j0 += P3_ATT_LANES) {
-        int n_keys = min(P3_ATT_LANES, pos - j0 + 1);
-        float s = -INFINITY;
-        if (lane < n_keys) {
-            __global const float *k = k_cache + (size_t)(j0 + lane) * kv_dim + kv_off;
-            float dot = 0.0f;
-            for (int d = 0; d < head_dim; d++) dot += q[d] * k[d];
-            s = dot * scale;
-        }
-        score[lane] = s;
-        reduce[lane] = s;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int span = P3_ATT_LANES / 2; span > 0; span /= 2) {
-            if (lane < span) reduce[lane] = fmax(reduce[lane], reduce[lane + span]);
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        float m_new = fmax(m, reduce[0]);
-        float rescale = exp(m - m_new); /* 0 on the first chunk (m = -inf) */
-        sum *= rescale;
-        for (int i = 0; i < P3_ATT_MAX_DIMS; i++) acc[i] *= rescale;
-        for (int j = 0; j < n_keys; j++) {
-            float p = exp(score[j] - m_new);
-            sum += p;
-            __global const float *v = v_cache + (size_t)(j0 + j) * kv_dim + kv_off;
-            for (int i = 0; i < P3_ATT_MAX_DIMS; i++) {
-                int d = lane + i * P3_ATT_LANES;
-                if (d < head_dim) acc[i] += p * v[d];
-            }
-        }
-        m = m_new;
-        barrier(CLK_LOCAL_MEM_FENCE); /* score and reduce are rewritten by the next chunk */
-    }
-    __global float *o = out + (size_t)t * n_heads * head_dim + (size_t)h * head_dim;
-    float inv = 1.0f / sum;
-    for (int i = 0; i < P3_ATT_MAX_DIMS; i++) {
-        int d = lane + i * P3_ATT_LANES;
-        if (d < head_dim) o[d] = acc[i] * inv;
-    }
+__kernel void p3_kv_write_f16(__global ushort *k_cache, __global ushort *v_cache,
+                              __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
+                              int head_dim) {
+    int i = (int)get_global_id(0), t = (int)get_global_id(1);
+    P3_KV_ROWS
+    if (i >= kv_dim) return;
+    size_t dst = (size_t)(pos0 + t) * kv_dim + i;
+    k_cache[dst] = p3_float_to_half(krow[i]);
+    v_cache[dst] = p3_float_to_half(vrow[i]);
 }
+
+/* q8 cache: per (position, KV head) an f32 scale d = max|x| / 127 and int8 values rint(x / d),
+ * as p3_ref_kv_round_q8. One work-item per (KV head, token, K or V): head_dim values each.
+ * Grid: (n_kv_heads, n_tokens, 2). */
+__kernel void p3_kv_write_q8(__global char *k_cache, __global float *k_scale,
+                             __global char *v_cache, __global float *v_scale,
+                             __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
+                             int head_dim) {
+    int h = (int)get_global_id(0), t = (int)get_global_id(1), which = (int)get_global_id(2);
+    if (h >= n_kv_heads) return;
+    P3_KV_ROWS
+    __global const float *src = (which ? vrow : krow) + (size_t)h * head_dim;
+    __global char *dst = (which ? v_cache : k_cache) + (size_t)(pos0 + t) * kv_dim +
+                         (size_t)h * head_dim;
+    float amax = 0.0f;
+    for (int d = 0; d < head_dim; d++) amax = fmax(amax, fabs(src[d]));
+    float scale = amax / 127.0f;
+    float inv = amax > 0.0f ? 1.0f / scale : 0.0f;
+    for (int d = 0; d < head_dim; d++) dst[d] = (char)(int)rint(src[d] * inv);
+    (which ? v_scale : k_scale)[(size_t)(pos0 + t) * n_kv_heads + h] = scale;
+}
+
+/* Causal attention, one kernel per cache type (l0_attention.clh). */
+#define P3_KV_LOAD(c, s, j, idx, kvh) (c)[idx]
+#define P3_ATTENTION_NAME p3_attention_f32
+#define P3_KV_TYPE float
+#include "l0_attention.clh"
+#undef P3_KV_LOAD
+#undef P3_ATTENTION_NAME
+#undef P3_KV_TYPE
+
+#define P3_KV_LOAD(c, s, j, idx, kvh) p3_half_to_float((uint)(c)[idx])
+#define P3_ATTENTION_NAME p3_attention_f16
+#define P3_KV_TYPE ushort
+#include "l0_attention.clh"
+#undef P3_KV_LOAD
+#undef P3_ATTENTION_NAME
+#undef P3_KV_TYPE
+
+#define P3_KV_LOAD(c, s, j, idx, kvh) ((float)(c)[idx] * (s)[(size_t)(j) * n_kv_heads + (kvh)])
+#define P3_ATTENTION_NAME p3_attention_q8
+#define P3_KV_TYPE char
+#include "l0_attention.clh"
+#undef P3_KV_LOAD
+#undef P3_ATTENTION_NAME
+#undef P3_KV_TYPE
 
 /* out[t][i] = silu(gate) * up with gate_up rows [gate | up]. Grid: (dim, n_tokens). */
 __kernel void p3_swiglu(__global float *out, __global const float *gate_up, int dim) {

@@ -126,3 +126,44 @@ __kernel void p3_add(__global float *x, ulong x_off, __global const float *y, ul
 #define P3_STORE_F32(v, i, p) ((p)[i] = (v))
 P3_KV_WRITE(p3_kv_write_f32, float, P3_STORE_F32)
 P3_KV_WRITE(p3_kv_write_f16, half, vstore_half_rte)
+
+/* q8 cache: per head and position, d = max|x| / 127 and int8 values rint(x / d) (the reference's
+ * p3_ref_kv_round_q8). One work-group of 64 per (kv head, token), head_dim <= 256; scales go to
+ * ks/vs [layer][kv_head][n_ctx] at scale_off. Grid: (64 * n_kv_heads, n_tokens). */
+__kernel __attribute__((reqd_work_group_size(64, 1, 1))) void
+p3_kv_write_q8(__global char *kc, __global char *vc, ulong layer_off, __global float *ks,
+               __global float *vs, ulong scale_off, __global const float *qkv, ulong qkv_off,
+               int pos0, int n_ctx, int n_heads, int n_kv_heads, int head_dim) {
+    __local float red[2][64];
+    int lid = (int)get_local_id(0), kvh = (int)get_group_id(0), t = (int)get_group_id(1);
+    int kv_width = n_kv_heads * head_dim;
+    ulong width = (ulong)(n_heads * head_dim + 2 * kv_width);
+    ulong src = qkv_off + (ulong)t * width + (ulong)(n_heads * head_dim + kvh * head_dim);
+    float km = 0.0f, vm = 0.0f;
+    for (int d = lid; d < head_dim; d += 64) {
+        km = fmax(km, fabs(qkv[src + d]));
+        vm = fmax(vm, fabs(qkv[src + kv_width + d]));
+    }
+    red[0][lid] = km;
+    red[1][lid] = vm;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = 32; s > 0; s >>= 1) {
+        if (lid < s) {
+            red[0][lid] = fmax(red[0][lid], red[0][lid + s]);
+            red[1][lid] = fmax(red[1][lid], red[1][lid + s]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float kd = red[0][0] / 127.0f, vd = red[1][0] / 127.0f;
+    float kinv = red[0][0] > 0.0f ? 1.0f / kd : 0.0f, vinv = red[1][0] > 0.0f ? 1.0f / vd : 0.0f;
+    ulong row = (ulong)kvh * (ulong)n_ctx + (ulong)(pos0 + t);
+    ulong dst = layer_off + row * (ulong)head_dim;
+    for (int d = lid; d < head_dim; d += 64) {
+        kc[dst + d] = (char)(int)rint(qkv[src + d] * kinv);
+        vc[dst + d] = (char)(int)rint(qkv[src + kv_width + d] * vinv);
+    }
+    if (lid == 0) {
+        ks[scale_off + row] = kd;
+        vs[scale_off + row] = vd;
+    }
+}

@@ -24,8 +24,11 @@
     X(add, "p3_add")                                                                               \
     X(kv_write_f32, "p3_kv_write_f32")                                                             \
     X(kv_write_f16, "p3_kv_write_f16")                                                             \
+    X(kv_write_q8, "p3_kv_write_q8")                                                               \
     X(attention_f32, "p3_attention_f32")                                                           \
     X(attention_f16, "p3_attention_f16")                                                           \
+    X(attention_q8, "p3_attention_q8")                                                             \
+    X(attention_merge, "p3_attention_merge")                                                       \
     X(mm_i4_t1, "p3_mm_i4_t1")                                                                     \
     X(mm_i4_t4, "p3_mm_i4_t4")                                                                     \
     X(mm_f32_t1, "p3_mm_f32_t1")                                                                   \
@@ -46,6 +49,8 @@ typedef struct ocl_kernels {
 
 /* Matmul geometry shared with matmul.cl (P3_MM_LR x P3_MM_LK work-groups). */
 enum { MM_LR = 16, MM_LK = 4, MM_TT = 4, ATT_WG = 64, ATT_MAX_HEAD_DIM = 256, NORM_WG = 64 };
+/* A decode step over more than 2 chunks of keys splits them over work-groups (attention.cl). */
+enum { ATT_CHUNK = 256 };
 
 typedef struct ocl_ctx {
     p3_ocl_api api;
@@ -65,6 +70,8 @@ typedef struct ocl_ctx {
      * largest matmul seen (the first prefill), then reused: the queue is in order. */
     cl_mem act_q, act_d, act_s;
     size_t act_groups; /* capacity in token-groups */
+    cl_mem att_part;   /* split-decode partials, grown like the w4a8 scratch */
+    size_t att_part_bytes;
 } ocl_ctx;
 
 /* An uploaded weight: a (INT4 nibble words or plain [cols][rows]), b (INT4 scales), c (INT4 zero
@@ -78,7 +85,9 @@ typedef struct ocl_weight {
 typedef struct ocl_kv {
     p3_kv_cache pub;
     cl_mem k, v;
+    cl_mem ks, vs;      /* q8 only: f32 scales [layer][kv_head][n_ctx] */
     size_t layer_elems; /* n_kv_heads * n_ctx * head_dim */
+    size_t layer_rows;  /* n_kv_heads * n_ctx */
 } ocl_kv;
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
@@ -228,6 +237,7 @@ static void destroy(void *ctx) {
     if (c->act_q) c->api.clReleaseMemObject(c->act_q);
     if (c->act_d) c->api.clReleaseMemObject(c->act_d);
     if (c->act_s) c->api.clReleaseMemObject(c->act_s);
+    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
     if (c->program) c->api.clReleaseProgram(c->program);
     if (c->queue) c->api.clReleaseCommandQueue(c->queue);
     if (c->context) c->api.clReleaseContext(c->context);
@@ -337,7 +347,8 @@ static void describe(void *ctx, char *buf, size_t len) {
 
 static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
     (void)ctx;
-    if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION) return kv == P3_KV_F32 || kv == P3_KV_F16;
+    if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION)
+        return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
     if (op == P3_OP_MATMUL || op == P3_OP_EMBED) {
         if (weight == P3_DT_I4G128S || weight == P3_DT_I4G128A)
             return act == P3_ACT_F32 || act == P3_ACT_Q8;
@@ -552,41 +563,48 @@ static size_t weight_bytes(void *ctx, const p3_weight *w) {
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 
+static void kv_free(void *ctx, p3_kv_cache *pkv) {
+    ocl_ctx *c = ctx;
+    ocl_kv *kv = (ocl_kv *)pkv;
+    if (!kv) return;
+    cl_mem mems[4] = {kv->k, kv->v, kv->ks, kv->vs};
+    for (int i = 0; i < 4; i++)
+        if (mems[i]) c->api.clReleaseMemObject(mems[i]);
+    p3_free(kv);
+}
+
 static p3_status kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out, p3_error *err) {
     ocl_ctx *c = ctx;
-    if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: only f32 and f16 KV caches");
+    if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16 && d->dtype != P3_KV_Q8)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: KV cache type %d", (int)d->dtype);
     if (d->head_dim > ATT_MAX_HEAD_DIM)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: head_dim %d exceeds %d", d->head_dim,
                        ATT_MAX_HEAD_DIM);
-    size_t layer, all, bytes;
-    if (!p3_mul_size((size_t)d->n_kv_heads * (size_t)d->head_dim, (size_t)d->n_ctx, &layer) ||
-        !p3_mul_size(layer, (size_t)d->n_layers, &all) ||
-        !p3_mul_size(all, d->dtype == P3_KV_F32 ? 4 : 2, &bytes))
+    size_t elem = d->dtype == P3_KV_F32 ? 4 : d->dtype == P3_KV_F16 ? 2 : 1;
+    size_t rows, layer, all, bytes, scale_bytes;
+    if (!p3_mul_size((size_t)d->n_kv_heads, (size_t)d->n_ctx, &rows) ||
+        !p3_mul_size(rows, (size_t)d->head_dim, &layer) ||
+        !p3_mul_size(layer, (size_t)d->n_layers, &all) || !p3_mul_size(all, elem, &bytes) ||
+        !p3_mul_size(rows * 4, (size_t)d->n_layers, &scale_bytes))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: KV cache size overflows");
     ocl_kv *kv = p3_calloc(1, sizeof *kv);
     if (!kv) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
     kv->pub.desc = *d;
     kv->pub.impl = kv;
     kv->layer_elems = layer;
+    kv->layer_rows = rows;
     p3_status st = device_alloc(c, bytes, "the KV cache (keys)", &kv->k, err);
     if (st == PHI3C_OK) st = device_alloc(c, bytes, "the KV cache (values)", &kv->v, err);
+    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
+        st = device_alloc(c, scale_bytes, "the KV cache (key scales)", &kv->ks, err);
+    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
+        st = device_alloc(c, scale_bytes, "the KV cache (value scales)", &kv->vs, err);
     if (st != PHI3C_OK) {
-        if (kv->k) c->api.clReleaseMemObject(kv->k);
-        p3_free(kv);
+        kv_free(c, &kv->pub);
         return st;
     }
     *out = &kv->pub;
     return PHI3C_OK;
-}
-
-static void kv_free(void *ctx, p3_kv_cache *pkv) {
-    ocl_ctx *c = ctx;
-    ocl_kv *kv = (ocl_kv *)pkv;
-    if (!kv) return;
-    if (kv->k) c->api.clReleaseMemObject(kv->k);
-    if (kv->v) c->api.clReleaseMemObject(kv->v);
-    p3_free(kv);
 }
 
 /* ---- launching ----------------------------------------------------------------------------- */
@@ -805,11 +823,19 @@ static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
                           int pos0, const p3_attn_params *p, p3_error *err) {
     ocl_ctx *c = ctx;
     ocl_kv *kv = pkv->impl;
-    kargs a = {c, pkv->desc.dtype == P3_KV_F16 ? c->k.kv_write_f16 : c->k.kv_write_f32, 0,
-               CL_SUCCESS};
+    p3_kv_dtype dt = pkv->desc.dtype;
+    cl_kernel k = dt == P3_KV_F16  ? c->k.kv_write_f16
+                  : dt == P3_KV_Q8 ? c->k.kv_write_q8
+                                   : c->k.kv_write_f32;
+    kargs a = {c, k, 0, CL_SUCCESS};
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
+    if (dt == P3_KV_Q8) {
+        arg_mem(&a, kv->ks);
+        arg_mem(&a, kv->vs);
+        arg_ulong(&a, (size_t)layer * kv->layer_rows);
+    }
     bool ok = arg_ref(&a, qkv, 4);
     arg_int(&a, pos0);
     arg_int(&a, pkv->desc.n_ctx);
@@ -817,9 +843,26 @@ static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
     arg_int(&a, p->n_kv_heads);
     arg_int(&a, p->head_dim);
     if (!ok) return misaligned("kv_write", err);
+    if (dt == P3_KV_Q8) { /* one work-group per (kv head, token) */
+        size_t global[2] = {(size_t)ATT_WG * (size_t)p->n_kv_heads, (size_t)n_tokens};
+        size_t local[2] = {ATT_WG, 1};
+        return launch(&a, "kv_write", 2, global, local, err);
+    }
     size_t global[2] = {round_up((size_t)p->n_kv_heads * (size_t)p->head_dim, 64),
                         (size_t)n_tokens};
     return launch(&a, "kv_write", 2, global, NULL, err);
+}
+
+/* Grows the split-decode scratch (the first long decode step allocates it once). */
+static p3_status ensure_att_part(ocl_ctx *c, size_t bytes, p3_error *err) {
+    if (bytes <= c->att_part_bytes) return PHI3C_OK;
+    cl_mem m;
+    p3_status st = device_alloc(c, bytes, "attention partials", &m, err);
+    if (st != PHI3C_OK) return st;
+    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
+    c->att_part = m;
+    c->att_part_bytes = bytes;
+    return PHI3C_OK;
 }
 
 static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, int layer,
@@ -829,12 +872,19 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
     if (p->head_dim > ATT_MAX_HEAD_DIM)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl attention: head_dim %d exceeds %d",
                        p->head_dim, ATT_MAX_HEAD_DIM);
-    kargs a = {c, pkv->desc.dtype == P3_KV_F16 ? c->k.attention_f16 : c->k.attention_f32, 0,
-               CL_SUCCESS};
+    p3_kv_dtype dt = pkv->desc.dtype;
+    cl_kernel k = dt == P3_KV_F16  ? c->k.attention_f16
+                  : dt == P3_KV_Q8 ? c->k.attention_q8
+                                   : c->k.attention_f32;
+    kargs a = {c, k, 0, CL_SUCCESS};
     bool ok = arg_ref(&a, out, 4) & arg_ref(&a, qkv, 4);
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
+    /* f32/f16 kernels never read the scales: any valid buffer will do */
+    arg_mem(&a, dt == P3_KV_Q8 ? kv->ks : c->bad_id);
+    arg_mem(&a, dt == P3_KV_Q8 ? kv->vs : c->bad_id);
+    arg_ulong(&a, (size_t)layer * kv->layer_rows);
     arg_int(&a, pkv->desc.n_ctx);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
@@ -843,9 +893,27 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
     arg_int(&a, p->window);
     arg_float(&a, p->scale);
     if (!ok) return misaligned("attention", err);
-    size_t global[2] = {(size_t)ATT_WG * (size_t)p->n_heads, (size_t)n_tokens};
-    size_t local[2] = {ATT_WG, 1};
-    return launch(&a, "attention", 2, global, local, err);
+    int lo = p->window > 0 ? P3_MAX(0, pos0 - p->window + 1) : 0;
+    size_t keys = (size_t)(pos0 - lo + 1), chunks = (keys + ATT_CHUNK - 1) / ATT_CHUNK;
+    bool split = n_tokens == 1 && chunks > 2;
+    if (split) {
+        size_t bytes = (size_t)p->n_heads * chunks * ((size_t)p->head_dim + 2) * sizeof(float);
+        p3_status st = ensure_att_part(c, bytes, err);
+        if (st != PHI3C_OK) return st;
+    }
+    arg_int(&a, split ? ATT_CHUNK : 0);
+    arg_mem(&a, split ? c->att_part : c->bad_id);
+    size_t global[3] = {(size_t)ATT_WG * (size_t)p->n_heads, (size_t)n_tokens, split ? chunks : 1};
+    size_t local[3] = {ATT_WG, 1, 1};
+    p3_status st = launch(&a, "attention", 3, global, local, err);
+    if (st != PHI3C_OK || !split) return st;
+    kargs m = {c, c->k.attention_merge, 0, CL_SUCCESS};
+    arg_ref(&m, out, 4);
+    arg_mem(&m, c->att_part);
+    arg_int(&m, p->head_dim);
+    arg_int(&m, (int)chunks);
+    size_t mglobal[1] = {(size_t)ATT_WG * (size_t)p->n_heads}, mlocal[1] = {ATT_WG};
+    return launch(&m, "attention (merge)", 1, mglobal, mlocal, err);
 }
 
 static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
