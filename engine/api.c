@@ -18,22 +18,35 @@ static p3_status to_load_options(const phi3c_model_params *p, p3_load_options *o
     o->device = p->device;
     o->n_threads = p->n_threads;
     switch (p->quant) {
-    case PHI3C_QUANT_NONE: o->quant = P3_WQ_NONE; break;
-    case PHI3C_QUANT_INT4_G128: o->quant = P3_WQ_INT4_SYM; break;
-    case PHI3C_QUANT_INT4_G128_ASYM: o->quant = P3_WQ_INT4_ASYM; break;
-    default: return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown quantization %d", (int)p->quant);
+    case PHI3C_QUANT_NONE:
+        o->quant = P3_WQ_NONE;
+        break;
+    case PHI3C_QUANT_INT4_G128:
+        o->quant = P3_WQ_INT4_SYM;
+        break;
+    case PHI3C_QUANT_INT4_G128_ASYM:
+        o->quant = P3_WQ_INT4_ASYM;
+        break;
+    default:
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown quantization %d", (int)p->quant);
     }
     switch (p->act) {
-    case PHI3C_ACT_DEFAULT: break;
-    case PHI3C_ACT_W4A8: o->act = P3_ACT_Q8, o->act_given = true; break;
-    case PHI3C_ACT_W4A32: o->act = P3_ACT_F32, o->act_given = true; break;
-    default: return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown activation mode %d", (int)p->act);
+    case PHI3C_ACT_DEFAULT:
+        break;
+    case PHI3C_ACT_W4A8:
+        o->act = P3_ACT_Q8, o->act_given = true;
+        break;
+    case PHI3C_ACT_W4A32:
+        o->act = P3_ACT_F32, o->act_given = true;
+        break;
+    default:
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown activation mode %d", (int)p->act);
     }
     return PHI3C_OK;
 }
 
-phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params,
-                              phi3c_model **out, phi3c_error *err) {
+phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params, phi3c_model **out,
+                              phi3c_error *err) {
     if (!out || !path) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "model_load: NULL argument");
     *out = NULL;
     p3_load_options o;
@@ -65,8 +78,12 @@ void phi3c_model_free(phi3c_model *model) {
     p3_free(model);
 }
 
-int phi3c_model_vocab_size(const phi3c_model *model) { return model->m->cfg.vocab_size; }
-double phi3c_model_load_seconds(const phi3c_model *model) { return model->m->load_seconds; }
+int phi3c_model_vocab_size(const phi3c_model *model) {
+    return model->m->cfg.vocab_size;
+}
+double phi3c_model_load_seconds(const phi3c_model *model) {
+    return model->m->load_seconds;
+}
 
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
     const p3_model *m = model->m;
@@ -131,9 +148,15 @@ void phi3c_session_free(phi3c_session *session) {
     p3_free(session);
 }
 
-void phi3c_session_reset(phi3c_session *session) { p3_session_reset(session->s); }
-int phi3c_session_n_past(const phi3c_session *session) { return session->s->n_past; }
-int phi3c_session_n_ctx(const phi3c_session *session) { return session->s->n_ctx; }
+void phi3c_session_reset(phi3c_session *session) {
+    p3_session_reset(session->s);
+}
+int phi3c_session_n_past(const phi3c_session *session) {
+    return session->s->n_past;
+}
+int phi3c_session_n_ctx(const phi3c_session *session) {
+    return session->s->n_ctx;
+}
 const float *phi3c_session_logits(const phi3c_session *session) {
     return session->s->host_logits;
 }
@@ -153,18 +176,26 @@ phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *id
 }
 
 static p3_sampler_options to_sampler_options(const phi3c_sampler_params *p) {
-    p3_sampler_options o = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
-                            .min_p = p->min_p, .repeat_penalty = p->repeat_penalty,
-                            .repeat_last_n = p->repeat_last_n, .seed = p->seed};
+    p3_sampler_options o = {.temperature = p->temperature,
+                            .top_k = p->top_k,
+                            .top_p = p->top_p,
+                            .min_p = p->min_p,
+                            .repeat_penalty = p->repeat_penalty,
+                            .repeat_last_n = p->repeat_last_n,
+                            .seed = p->seed};
     return o;
 }
 
 phi3c_sampler_params phi3c_sampler_params_default(void) {
     p3_sampler_options o;
     p3_sampler_options_init(&o);
-    phi3c_sampler_params p = {.temperature = o.temperature, .top_k = o.top_k, .top_p = o.top_p,
-                              .min_p = o.min_p, .repeat_penalty = o.repeat_penalty,
-                              .repeat_last_n = o.repeat_last_n, .seed = o.seed};
+    phi3c_sampler_params p = {.temperature = o.temperature,
+                              .top_k = o.top_k,
+                              .top_p = o.top_p,
+                              .min_p = o.min_p,
+                              .repeat_penalty = o.repeat_penalty,
+                              .repeat_last_n = o.repeat_last_n,
+                              .seed = o.seed};
     return p;
 }
 
@@ -188,8 +219,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     if (result) *result = r;
     p3_session *s = session->s;
     const p3_config *c = &s->model->cfg;
-    if (s->n_past == 0)
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "generate: feed a prompt first");
+    if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "generate: feed a prompt first");
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
     p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
     p3_sampler *smp = NULL;

@@ -6,15 +6,17 @@
 #include <stdio.h>
 #include <string.h>
 
-void phi3c_free(void *ptr) { p3_free(ptr); }
+void phi3c_free(void *ptr) {
+    p3_free(ptr);
+}
 
 /* Loads the tokenizer that comes with an open source. A missing or unusable tokenizer is not an
  * error for the model (logits need none): the reason is kept for the text functions to report. */
 void p3_api_load_tokenizer(phi3c_model *model, const p3_model_source *src) {
     p3_error err = {0};
     p3_status st;
-    if (src->gguf)
-        st = p3_tokenizer_load_gguf(src->gguf, src->path, &model->tok, &err);
+    if (src->format != P3_FORMAT_SAFETENSORS) /* GGUF metadata or the native file's blobs */
+        st = p3_tokenizer_load_path(src->path, &model->tok, &err);
     else if (src->tokenizer_dir)
         st = p3_tokenizer_load_dir(src->tokenizer_dir, &model->tok, &err);
     else
@@ -26,7 +28,9 @@ void p3_api_load_tokenizer(phi3c_model *model, const p3_model_source *src) {
     }
 }
 
-bool phi3c_model_has_tokenizer(const phi3c_model *model) { return model->tok != NULL; }
+bool phi3c_model_has_tokenizer(const phi3c_model *model) {
+    return model->tok != NULL;
+}
 
 static p3_status need_tokenizer(const phi3c_model *model, p3_error *err) {
     if (model->tok) return PHI3C_OK;

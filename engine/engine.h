@@ -10,20 +10,20 @@
 
 /* How the model's linear weights are stored on the backend. */
 typedef enum p3_weight_quant {
-    P3_WQ_NONE = 0,   /* the checkpoint's own F32/F16/BF16 (other formats converted to f32) */
-    P3_WQ_INT4_SYM,   /* int4-g128 symmetric, quantized at load (P3_DT_I4G128S) */
-    P3_WQ_INT4_ASYM,  /* int4-g128 asymmetric (P3_DT_I4G128A) */
+    P3_WQ_NONE = 0,  /* the checkpoint's own F32/F16/BF16 (other formats converted to f32) */
+    P3_WQ_INT4_SYM,  /* int4-g128 symmetric, quantized at load (P3_DT_I4G128S) */
+    P3_WQ_INT4_ASYM, /* int4-g128 asymmetric (P3_DT_I4G128A) */
 } p3_weight_quant;
 
 typedef struct p3_load_options {
-    const char *backend;  /* "cpu", "opencl", "level-zero", NULL or "auto" = best available */
-    const char *variant;  /* backend-specific (CPU ISA), NULL = best */
-    int device;           /* device index for GPU backends */
-    int n_threads;        /* backend threads and load-time quantizer threads; 0 = all cores */
+    const char *backend; /* "cpu", "opencl", "level-zero", NULL or "auto" = best available */
+    const char *variant; /* backend-specific (CPU ISA), NULL = best */
+    int device;          /* device index for GPU backends */
+    int n_threads;       /* backend threads and load-time quantizer threads; 0 = all cores */
     p3_weight_quant quant;
     p3_quant_method quant_method;
-    p3_act_mode act;      /* INT4 activation mode (w4a8 default; w4a32 when unsupported) */
-    bool act_given;       /* the caller chose `act`: fail instead of falling back */
+    p3_act_mode act; /* INT4 activation mode (w4a8 default; w4a32 when unsupported) */
+    bool act_given;  /* the caller chose `act`: fail instead of falling back */
 } p3_load_options;
 
 void p3_load_options_init(p3_load_options *opt);
@@ -42,10 +42,10 @@ typedef struct p3_model {
     p3_config cfg;
     p3_backend be;
     p3_load_options opt;
-    p3_weight *embed;        /* [vocab, hidden] */
-    p3_weight *lm_head;      /* [vocab, hidden]; == embed when tie_word_embeddings */
-    p3_buffer *final_norm;   /* [hidden] f32 */
-    p3_layer_weights *layers; /* [num_layers] */
+    p3_weight *embed;          /* [vocab, hidden] */
+    p3_weight *lm_head;        /* [vocab, hidden]; == embed when tie_word_embeddings */
+    p3_buffer *final_norm;     /* [hidden] f32 */
+    p3_layer_weights *layers;  /* [num_layers] */
     p3_buffer *inv_freq_short; /* [rot_dim/2] f32: plain RoPE, or LongRoPE short factors */
     p3_buffer *inv_freq_long;  /* [rot_dim/2] f32: LongRoPE long factors; NULL without LongRoPE */
     p3_act_mode act;           /* activation mode actually used by INT4 weights */
@@ -64,11 +64,11 @@ void p3_model_free(p3_model *m);
 const char *p3_weight_quant_name(p3_weight_quant q);
 
 typedef struct p3_session_options {
-    int n_ctx;         /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
-    int n_batch;       /* tokens per forward chunk (bounds the activation buffers); 0 = 256 */
-    p3_kv_dtype kv;    /* KV cache element type */
-    bool kv_given;     /* false: f32 for unquantized weights (matches the oracle), f16 with INT4 */
-    bool all_logits;   /* keep logits of every position of a chunk, not only the last */
+    int n_ctx;       /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
+    int n_batch;     /* tokens per forward chunk (bounds the activation buffers); 0 = 256 */
+    p3_kv_dtype kv;  /* KV cache element type */
+    bool kv_given;   /* false: f32 for unquantized weights (matches the oracle), f16 with INT4 */
+    bool all_logits; /* keep logits of every position of a chunk, not only the last */
 } p3_session_options;
 
 void p3_session_options_init(p3_session_options *opt);
@@ -77,21 +77,21 @@ typedef struct p3_session {
     const p3_model *model;
     p3_session_options opt;
     int n_ctx, n_batch;
-    p3_kv_cache *kv;     /* [layers][n_ctx][n_kv_heads][head_dim] K and V (backend layout) */
-    int32_t *history;    /* [n_ctx] token ids whose keys/values are in the cache */
-    int n_past;          /* positions filled in the cache */
-    bool long_rope;      /* the cache was computed with LongRoPE's long factors */
-    int n_reprefills;    /* times the whole history was re-run with the long factors */
+    p3_kv_cache *kv;  /* [layers][n_ctx][n_kv_heads][head_dim] K and V (backend layout) */
+    int32_t *history; /* [n_ctx] token ids whose keys/values are in the cache */
+    int n_past;       /* positions filled in the cache */
+    bool long_rope;   /* the cache was computed with LongRoPE's long factors */
+    int n_reprefills; /* times the whole history was re-run with the long factors */
     /* activations of one chunk of T <= n_batch tokens (device buffers, f32 unless noted) */
-    p3_buffer *ids;      /* [n_batch] int32 */
-    p3_buffer *x;        /* [n_batch, hidden] residual stream */
-    p3_buffer *xb;       /* [n_batch, hidden] normed input of a block, then its output */
-    p3_buffer *qkv;      /* [n_batch, (n_heads + 2 n_kv_heads) head_dim] */
-    p3_buffer *att;      /* [n_batch, n_heads head_dim] attention output before o_proj */
-    p3_buffer *gate_up;  /* [n_batch, 2 inter] */
-    p3_buffer *hb;       /* [n_batch, inter] silu(gate) * up */
-    p3_buffer *logits;   /* [n_batch or 1, vocab] */
-    float *host_logits;  /* [vocab] logits of the last fed position */
+    p3_buffer *ids;     /* [n_batch] int32 */
+    p3_buffer *x;       /* [n_batch, hidden] residual stream */
+    p3_buffer *xb;      /* [n_batch, hidden] normed input of a block, then its output */
+    p3_buffer *qkv;     /* [n_batch, (n_heads + 2 n_kv_heads) head_dim] */
+    p3_buffer *att;     /* [n_batch, n_heads head_dim] attention output before o_proj */
+    p3_buffer *gate_up; /* [n_batch, 2 inter] */
+    p3_buffer *hb;      /* [n_batch, inter] silu(gate) * up */
+    p3_buffer *logits;  /* [n_batch or 1, vocab] */
+    float *host_logits; /* [vocab] logits of the last fed position */
     /* statistics */
     long long n_prefilled; /* tokens run through the forward pass (including re-prefills) */
 } p3_session;
@@ -135,8 +135,8 @@ typedef struct p3_sampler {
     p3_sampler_options opt;
     p3_rng rng;
     int vocab;
-    float *probs;    /* [vocab] scratch */
-    uint64_t *keys;  /* [vocab] candidates as sort keys (probability, id) */
+    float *probs;   /* [vocab] scratch */
+    uint64_t *keys; /* [vocab] candidates as sort keys (probability, id) */
 } p3_sampler;
 
 p3_status p3_sampler_create(const p3_sampler_options *opt, int vocab, p3_sampler **out,

@@ -18,7 +18,9 @@ void p3_session_options_init(p3_session_options *opt) {
     opt->kv = P3_KV_F32;
 }
 
-static size_t f32_bytes(int64_t a, int64_t b) { return (size_t)a * (size_t)b * sizeof(float); }
+static size_t f32_bytes(int64_t a, int64_t b) {
+    return (size_t)a * (size_t)b * sizeof(float);
+}
 
 static bool weights_are_int4(const p3_model *m) {
     p3_dtype dt = m->layers[0].qkv->dtype;
@@ -43,8 +45,11 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
     s->history = p3_calloc((size_t)s->n_ctx, sizeof(int32_t));
     if (!s->host_logits || !s->history)
         return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
-    p3_kv_desc kd = {.n_layers = c->num_layers, .n_ctx = s->n_ctx, .n_kv_heads = c->num_kv_heads,
-                     .head_dim = c->head_dim, .dtype = s->opt.kv};
+    p3_kv_desc kd = {.n_layers = c->num_layers,
+                     .n_ctx = s->n_ctx,
+                     .n_kv_heads = c->num_kv_heads,
+                     .head_dim = c->head_dim,
+                     .dtype = s->opt.kv};
     p3_status st = p3_be_kv_alloc(be, &kd, &s->kv, err);
     if (st == PHI3C_ERR_NOMEM || st == PHI3C_ERR_DEVICE_OOM)
         p3_error_prefix(err, "KV cache of %d positions (lower -c/--ctx)", s->n_ctx);
@@ -62,17 +67,17 @@ p3_status p3_session_create(const p3_model *m, const p3_session_options *opt, p3
     else
         p3_session_options_init(&s->opt);
     if (!s->opt.kv_given) s->opt.kv = weights_are_int4(m) ? P3_KV_F16 : P3_KV_F32;
-    s->n_ctx = s->opt.n_ctx > 0 ? s->opt.n_ctx
-                                : P3_MIN(m->cfg.max_position_embeddings, DEFAULT_MAX_CTX);
+    s->n_ctx =
+        s->opt.n_ctx > 0 ? s->opt.n_ctx : P3_MIN(m->cfg.max_position_embeddings, DEFAULT_MAX_CTX);
     s->n_batch = P3_MIN(s->opt.n_batch > 0 ? s->opt.n_batch : DEFAULT_BATCH, s->n_ctx);
     p3_backend *be = (p3_backend *)&m->be;
     p3_status st = PHI3C_OK;
     if (!p3_be_supports(be, P3_OP_ATTENTION, P3_DT_F32, m->act, s->opt.kv) ||
         !p3_be_supports(be, P3_OP_KV_WRITE, P3_DT_F32, m->act, s->opt.kv))
-        st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s KV cache",
-                     be->iface->name, s->opt.kv == P3_KV_F32   ? "f32"
-                                      : s->opt.kv == P3_KV_F16 ? "f16"
-                                                               : "q8");
+        st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s KV cache", be->iface->name,
+                     s->opt.kv == P3_KV_F32   ? "f32"
+                     : s->opt.kv == P3_KV_F16 ? "f16"
+                                              : "q8");
     if (st == PHI3C_OK) st = alloc_buffers(s, err);
     if (st != PHI3C_OK) {
         p3_session_free(s);
@@ -112,13 +117,17 @@ static p3_status forward(p3_session *s, int n, int pos, bool want_logits, bool a
     const p3_config *c = &m->cfg;
     p3_backend *be = (p3_backend *)&m->be;
     int dim = c->hidden_size, inter = c->intermediate_size;
-    p3_attn_params attn = {.n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads,
-                           .head_dim = c->head_dim, .window = c->sliding_window,
+    p3_attn_params attn = {.n_heads = c->num_heads,
+                           .n_kv_heads = c->num_kv_heads,
+                           .head_dim = c->head_dim,
+                           .window = c->sliding_window,
                            .scale = 1.0f / sqrtf((float)c->head_dim)};
-    p3_rope_params rope = {.n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads,
-                           .head_dim = c->head_dim, .rot_dim = c->rope.rot_dim,
-                           .inv_freq = p3_ref_at(s->long_rope ? m->inv_freq_long
-                                                              : m->inv_freq_short, 0),
+    p3_rope_params rope = {.n_heads = c->num_heads,
+                           .n_kv_heads = c->num_kv_heads,
+                           .head_dim = c->head_dim,
+                           .rot_dim = c->rope.rot_dim,
+                           .inv_freq =
+                               p3_ref_at(s->long_rope ? m->inv_freq_long : m->inv_freq_short, 0),
                            .mscale = c->rope.attn_factor};
     p3_ref x = row(s->x, 0, dim), xb = row(s->xb, 0, dim);
     p3_ref qkv = p3_ref_at(s->qkv, 0), att = p3_ref_at(s->att, 0);
@@ -179,8 +188,7 @@ static p3_status run_positions(p3_session *s, int start, int end, int first_out,
     return PHI3C_OK;
 }
 
-p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits,
-                          p3_error *err) {
+p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits, p3_error *err) {
     const p3_config *c = &s->model->cfg;
     if (n <= 0 || !ids) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "feed: no tokens");
     if (logits && !s->opt.all_logits)
@@ -193,8 +201,9 @@ p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logit
                        s->n_past, n, s->n_ctx);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "token id %d is outside the vocabulary 0..%d",
-                           (int)ids[i], c->vocab_size - 1);
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                           "token id %d is outside the vocabulary 0..%d", (int)ids[i],
+                           c->vocab_size - 1);
     int old = s->n_past, end = s->n_past + n, start = s->n_past;
     /* LongRoPE: a sequence longer than original_max uses the long factors at every position, so
      * the first time it grows past that length the whole history is recomputed. */

@@ -24,14 +24,19 @@ void p3_load_options_init(p3_load_options *opt) {
 
 const char *p3_weight_quant_name(p3_weight_quant q) {
     switch (q) {
-    case P3_WQ_NONE: return "none";
-    case P3_WQ_INT4_SYM: return "int4-g128 (symmetric)";
-    case P3_WQ_INT4_ASYM: return "int4-g128 (asymmetric)";
+    case P3_WQ_NONE:
+        return "none";
+    case P3_WQ_INT4_SYM:
+        return "int4-g128 (symmetric)";
+    case P3_WQ_INT4_ASYM:
+        return "int4-g128 (asymmetric)";
     }
     return "?";
 }
 
-static bool is_int4(p3_dtype dt) { return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A; }
+static bool is_int4(p3_dtype dt) {
+    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
+}
 
 /* The tensor `name` as a 2-D [rows, cols] matrix, or a message saying what is wrong. */
 static p3_status find_matrix(const p3_model_source *src, const char *name, int64_t rows,
@@ -46,8 +51,7 @@ static p3_status find_matrix(const p3_model_source *src, const char *name, int64
 }
 
 /* Converts a whole tensor to a new host f32 array of `count` elements. */
-static p3_status tensor_to_f32_alloc(const p3_tensor *t, size_t count, float **out,
-                                     p3_error *err) {
+static p3_status tensor_to_f32_alloc(const p3_tensor *t, size_t count, float **out, p3_error *err) {
     size_t bytes;
     if (!p3_mul_size(count, sizeof(float), &bytes))
         return p3_fail(err, PHI3C_ERR_NOMEM, "tensor %s is too large", t->hf_name);
@@ -70,8 +74,7 @@ static p3_status upload_vector(p3_model *m, const p3_model_source *src, const ch
     const p3_tensor *t = p3_source_find(src, name);
     if (!t) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s is missing", src->path, name);
     if (t->n_dims != 1 || t->shape[0] != dim)
-        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s should be [%d]", src->path, name,
-                       dim);
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s should be [%d]", src->path, name, dim);
     float *host = NULL;
     TRY(tensor_to_f32_alloc(t, (size_t)dim, &host, err));
     p3_status st = p3_be_buffer_alloc(&m->be, (size_t)dim * sizeof(float), out, err);
@@ -95,11 +98,15 @@ static p3_status quantize_tensor(const p3_model *m, const p3_tensor *t, int64_t 
         return p3_fail(err, PHI3C_ERR_NOMEM, "tensor %s is too large", t->hf_name);
     void *blocks = p3_malloc(bytes);
     if (!blocks)
-        return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)",
-                       t->hf_name, bytes);
-    p3_quant_matrix_args a = {.rows = rows, .cols = cols, .fmt = fmt,
-                              .method = m->opt.quant_method, .fetch = fetch_tensor_row,
-                              .fetch_user = (void *)t, .n_threads = m->opt.n_threads};
+        return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)", t->hf_name,
+                       bytes);
+    p3_quant_matrix_args a = {.rows = rows,
+                              .cols = cols,
+                              .fmt = fmt,
+                              .method = m->opt.quant_method,
+                              .fetch = fetch_tensor_row,
+                              .fetch_user = (void *)t,
+                              .n_threads = m->opt.n_threads};
     p3_status st = p3_quantize_matrix(&a, blocks, err);
     if (st != PHI3C_OK) {
         p3_free(blocks);
@@ -124,8 +131,12 @@ static bool backend_takes(p3_model *m, p3_dtype dtype, const p3_op *ops, int n_o
 static p3_status upload_weight(p3_model *m, const p3_tensor *t, int64_t rows, int64_t cols,
                                const p3_op *ops, int n_ops, bool quantize, p3_weight **out,
                                p3_error *err) {
-    p3_weight_desc d = {.name = t->hf_name, .dtype = t->dtype, .rows = rows, .cols = cols,
-                        .data = t->data, .act = m->act};
+    p3_weight_desc d = {.name = t->hf_name,
+                        .dtype = t->dtype,
+                        .rows = rows,
+                        .cols = cols,
+                        .data = t->data,
+                        .act = m->act};
     void *owned = NULL;
     p3_status st = PHI3C_OK;
     if (quantize) {
@@ -162,16 +173,16 @@ static p3_status upload_layer(p3_model *m, const p3_model_source *src, int l, p3
     int64_t qkv_rows = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
     char name[P3_TENSOR_NAME_MAX];
 #define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-    TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size,
-                      &w->attn_norm, err));
+    TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size, &w->attn_norm,
+                      err));
     TRY(upload_linear(m, src, LAYER_NAME("self_attn.qkv_proj.weight"), qkv_rows, hidden, &w->qkv,
                       err));
     TRY(upload_linear(m, src, LAYER_NAME("self_attn.o_proj.weight"), hidden, c->num_heads * hd,
                       &w->o, err));
     TRY(upload_vector(m, src, LAYER_NAME("post_attention_layernorm.weight"), c->hidden_size,
                       &w->ffn_norm, err));
-    TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden,
-                      &w->gate_up, err));
+    TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden, &w->gate_up,
+                      err));
     TRY(upload_linear(m, src, LAYER_NAME("mlp.down_proj.weight"), hidden, inter, &w->down, err));
 #undef LAYER_NAME
     return PHI3C_OK;
@@ -191,8 +202,7 @@ static p3_status upload_embeddings(p3_model *m, const p3_model_source *src, p3_e
         m->lm_head = m->embed;
         return PHI3C_OK;
     }
-    return upload_linear(m, src, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head,
-                         err);
+    return upload_linear(m, src, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head, err);
 }
 
 static p3_status upload_rope_tables(p3_model *m, p3_error *err) {
@@ -249,8 +259,8 @@ p3_status p3_model_from_source(const p3_model_source *src, const p3_load_options
         m->opt = *opt;
     else
         p3_load_options_init(&m->opt);
-    p3_backend_options bopt = {.n_threads = m->opt.n_threads, .device = m->opt.device,
-                               .variant = m->opt.variant};
+    p3_backend_options bopt = {
+        .n_threads = m->opt.n_threads, .device = m->opt.device, .variant = m->opt.variant};
     p3_status st = p3_source_check_tensors(src, err);
     if (st == PHI3C_OK) st = p3_backend_open(m->opt.backend, &bopt, &m->be, err);
     if (st == PHI3C_OK) st = load_weights(m, src, err);

@@ -1,6 +1,7 @@
 /* sample.c: choosing the next token from logits: greedy, or repetition penalty -> temperature ->
  * softmax -> top-k -> top-p -> min-p -> a draw from the documented PRNG (transformers' order of
- * the warpers). Host-side and single-threaded, so a seed gives the same tokens on any thread count. */
+ * the warpers). Host-side and single-threaded, so a seed gives the same tokens on any thread count.
+ */
 #include "engine.h"
 
 #include <math.h>
@@ -35,7 +36,9 @@ uint64_t p3_rng_next(p3_rng *r) {
     return r->state * 0x2545f4914f6cdd1dull;
 }
 
-float p3_rng_uniform(p3_rng *r) { return (float)(p3_rng_next(r) >> 40) / 16777216.0f; }
+float p3_rng_uniform(p3_rng *r) {
+    return (float)(p3_rng_next(r) >> 40) / 16777216.0f;
+}
 
 p3_status p3_sampler_create(const p3_sampler_options *opt, int vocab, p3_sampler **out,
                             p3_error *err) {

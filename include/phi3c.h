@@ -47,9 +47,9 @@ typedef struct phi3c_model phi3c_model;     /* weights on one backend (+ tokeniz
 typedef struct phi3c_session phi3c_session; /* one conversation: KV cache and token history */
 
 typedef enum phi3c_quant {
-    PHI3C_QUANT_NONE = 0,        /* the checkpoint's own precision (F32/F16/BF16) */
-    PHI3C_QUANT_INT4_G128,       /* linear weights quantized at load, symmetric int4 groups of 128 */
-    PHI3C_QUANT_INT4_G128_ASYM,  /* same with a zero point per group */
+    PHI3C_QUANT_NONE = 0,       /* the checkpoint's own precision (F32/F16/BF16) */
+    PHI3C_QUANT_INT4_G128,      /* linear weights quantized at load, symmetric int4 groups of 128 */
+    PHI3C_QUANT_INT4_G128_ASYM, /* same with a zero point per group */
 } phi3c_quant;
 
 typedef enum phi3c_act {
@@ -75,8 +75,8 @@ typedef struct phi3c_model_params {
 
 phi3c_model_params phi3c_model_params_default(void);
 /* Loads a Hugging Face folder, a GGUF file or a native .phi3c file. */
-phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params,
-                              phi3c_model **out, phi3c_error *err);
+phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params, phi3c_model **out,
+                              phi3c_error *err);
 void phi3c_model_free(phi3c_model *model);
 int phi3c_model_vocab_size(const phi3c_model *model);
 /* One line: layers, sizes, weight format, backend. */
@@ -87,8 +87,8 @@ double phi3c_model_load_seconds(const phi3c_model *model);
 int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap);
 
 typedef struct phi3c_session_params {
-    int n_ctx;       /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
-    int n_batch;     /* tokens per forward chunk; 0 = 256 */
+    int n_ctx;   /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
+    int n_batch; /* tokens per forward chunk; 0 = 256 */
     phi3c_kv_type kv;
     bool all_logits; /* phi3c_session_feed_tokens may return the logits of every position */
 } phi3c_session_params;
@@ -111,8 +111,8 @@ phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *id
 const float *phi3c_session_logits(const phi3c_session *session);
 
 typedef struct phi3c_session_stats {
-    long long n_prefilled;  /* tokens run through the model so far (re-prefills included) */
-    int n_reprefills;       /* whole-history re-runs (LongRoPE switch to the long factors) */
+    long long n_prefilled; /* tokens run through the model so far (re-prefills included) */
+    int n_reprefills;      /* whole-history re-runs (LongRoPE switch to the long factors) */
 } phi3c_session_stats;
 void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats);
 
@@ -148,15 +148,16 @@ typedef bool (*phi3c_token_fn)(void *user, int32_t token, const char *text, size
 typedef struct phi3c_generate_result {
     int n_generated;
     phi3c_stop_reason stop;
-    double seconds;               /* generation time (sampling + feeding) */
-    double first_token_seconds;   /* from the call to the first token */
+    double seconds;             /* generation time (sampling + feeding) */
+    double first_token_seconds; /* from the call to the first token */
 } phi3c_generate_result;
 
 /* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
  * the GGUF's tokenizer metadata). */
 bool phi3c_model_has_tokenizer(const phi3c_model *model);
 /* UTF-8 text to ids in a new array (free with phi3c_free). Special tokens written in the text
- * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it. */
+ * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it.
+ */
 phi3c_status phi3c_tokenize(const phi3c_model *model, const char *text, size_t len, bool add_bos,
                             int32_t **ids, size_t *n_ids, phi3c_error *err);
 /* Ids to UTF-8 text (NUL-terminated, free with phi3c_free), as HF's decode. */

@@ -120,8 +120,10 @@ static void example_path(char *out, size_t len, const char *name) {
     char dir[256];
     snprintf(dir, sizeof dir, "%s", p3_test_cli());
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
     size_t n = strlen(dir);
     if (n >= 5 && strcmp(dir + n - 5, "/asan") == 0) dir[n - 5] = '\0';
     snprintf(out, len, "%s/examples/%s", dir, name);
@@ -139,7 +141,9 @@ P3_TEST(api_example_program_generates_transformers_greedy_ids) {
     int32_t *want = ids_from_file(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want);
     if (prompt && want) {
         int len = snprintf(cmd, sizeof cmd, "%s tests/fixtures/mini4k/hf-f32 --ids \"", exe);
-        for (size_t i = 0; i < n; i++) len += snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%d", i ? " " : "", (int)prompt[i]);
+        for (size_t i = 0; i < n; i++)
+            len +=
+                snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%d", i ? " " : "", (int)prompt[i]);
         snprintf(cmd + len, sizeof cmd - (size_t)len, "\" %zu", n_want);
         p3_cmd_result r;
         if (p3_test_run(t, cmd, &r)) {
@@ -147,7 +151,8 @@ P3_TEST(api_example_program_generates_transformers_greedy_ids) {
             size_t n_got = 0;
             int32_t got[64];
             char *p = r.out, *end;
-            for (long v = strtol(p, &end, 10); p && end != p && n_got < 64; v = strtol(p, &end, 10)) {
+            for (long v = strtol(p, &end, 10); p && end != p && n_got < 64;
+                 v = strtol(p, &end, 10)) {
                 got[n_got++] = (int32_t)v;
                 p = end;
             }

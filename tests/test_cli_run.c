@@ -18,7 +18,8 @@ static void check_logits_file(p3_test_ctx *t, const char *model, const char *ora
                               const char *extra, double rel_bound) {
     char cmd[1024], out[512];
     snprintf(out, sizeof out, "%s/logits.bin", p3_test_tmpdir(t));
-    snprintf(cmd, sizeof cmd, "%s logits -m %s --ids-file tests/fixtures/mini4k/seq0.ids --out %s -t 2 %s",
+    snprintf(cmd, sizeof cmd,
+             "%s logits -m %s --ids-file tests/fixtures/mini4k/seq0.ids --out %s -t 2 %s",
              p3_test_cli(), model, out, extra);
     p3_cmd_result r;
     if (!p3_test_run(t, cmd, &r)) return;
@@ -37,9 +38,12 @@ static void check_logits_file(p3_test_ctx *t, const char *model, const char *ora
 }
 
 P3_TEST(cli_logits_prefill_and_decode_match_transformers) {
-    check_logits_file(t, "tests/fixtures/mini4k/model-f32.gguf", "tests/fixtures/mini4k/f32.seq0.logits", "", 1e-4);
-    check_logits_file(t, "tests/fixtures/mini4k/hf-f32", "tests/fixtures/mini4k/f32.seq0.logits", "--decode", 1e-4);
-    check_logits_file(t, "tests/fixtures/mini4k/hf-bf16", "tests/fixtures/mini4k/bf16.seq0.logits", "--kv f32", 2e-3);
+    check_logits_file(t, "tests/fixtures/mini4k/model-f32.gguf",
+                      "tests/fixtures/mini4k/f32.seq0.logits", "", 1e-4);
+    check_logits_file(t, "tests/fixtures/mini4k/hf-f32", "tests/fixtures/mini4k/f32.seq0.logits",
+                      "--decode", 1e-4);
+    check_logits_file(t, "tests/fixtures/mini4k/hf-bf16", "tests/fixtures/mini4k/bf16.seq0.logits",
+                      "--kv f32", 2e-3);
 }
 
 P3_TEST(cli_run_greedy_ids_equal_transformers_across_the_longrope_switch) {
@@ -47,7 +51,9 @@ P3_TEST(cli_run_greedy_ids_equal_transformers_across_the_longrope_switch) {
     char *want = read_text(t, "tests/fixtures/longrope/bf16.gen.out.ids");
     char cmd[2048];
     if (prompt && want) {
-        snprintf(cmd, sizeof cmd, "%s run -m tests/fixtures/longrope/model-bf16.gguf --prompt-ids \"%s\" -n 32 --greedy -t 2",
+        snprintf(cmd, sizeof cmd,
+                 "%s run -m tests/fixtures/longrope/model-bf16.gguf --prompt-ids \"%s\" -n 32 "
+                 "--greedy -t 2",
                  p3_test_cli(), prompt);
         p3_cmd_result r;
         if (p3_test_run(t, cmd, &r)) {
@@ -77,11 +83,13 @@ P3_TEST(cli_engine_commands_reject_bad_usage) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "%s %s", p3_test_cli(), bad[i]);
         p3_cmd_result r;
-        if (p3_test_run(t, cmd, &r)) CHECK_MSG(r.exit_code == 2, "'%s' exited %d", bad[i], r.exit_code);
+        if (p3_test_run(t, cmd, &r))
+            CHECK_MSG(r.exit_code == 2, "'%s' exited %d", bad[i], r.exit_code);
         p3_cmd_result_free(&r);
     }
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s logits -m tests/fixtures/mini4k/hf-bf16 --ids \"1 2 3\" -c 2 --out %s/x.bin",
+    snprintf(cmd, sizeof cmd,
+             "%s logits -m tests/fixtures/mini4k/hf-bf16 --ids \"1 2 3\" -c 2 --out %s/x.bin",
              p3_test_cli(), p3_test_tmpdir(t));
     p3_cmd_result r;
     if (p3_test_run(t, cmd, &r)) {
@@ -111,7 +119,8 @@ P3_TEST(cli_chat_piped_three_turns_keeps_the_cache) {
     }
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "printf 'In the beginning\\nAnd the earth\\n/reset\\nLet there be light\\nAnd God saw\\n' | "
+             "printf 'In the beginning\\nAnd the earth\\n/reset\\nLet there be light\\nAnd God "
+             "saw\\n' | "
              "%s chat -m %s --system 'Answer briefly.' -n 8 --greedy -t 2",
              p3_test_cli(), model);
     p3_cmd_result r;

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads a fixture's whitespace separated ids; *n receives the count. NULL (test failed) if absent. */
+/* Reads a fixture's whitespace separated ids; *n receives the count. NULL (test failed) if absent.
+ */
 static int32_t *read_ids(p3_test_ctx *t, const char *path, int *n) {
     size_t size;
     char *text = p3_test_read_file(t, path, &size);
@@ -151,7 +152,7 @@ static void check_format(p3_test_ctx *t, const char *variant, const char *file, 
     p3_model_free(m);
 }
 
-#define F32_BOUND 1e-4
+#define F32_BOUND  1e-4
 #define BF16_BOUND 2e-3
 
 P3_TEST(engine_mini4k_logits_match_transformers) {
@@ -218,7 +219,9 @@ P3_TEST(engine_allocation_failures_are_clean_errors) {
         p3_session_free(s);
         p3_model_free(m);
         succeeded = st == PHI3C_OK && lo.quant == P3_WQ_INT4_SYM;
-        if (st != PHI3C_OK && !CHECK_MSG(err.message[0] != '\0', "failure %ld: %s without a message", n, phi3c_strerror(st)))
+        if (st != PHI3C_OK &&
+            !CHECK_MSG(err.message[0] != '\0', "failure %ld: %s without a message", n,
+                       phi3c_strerror(st)))
             break;
     }
     CHECK_MSG(succeeded, "no run succeeded within 5000 allocations");
@@ -284,6 +287,8 @@ static void check_int4_wiring(p3_test_ctx *t, const char *variant, p3_weight_qua
         CHECK_OK(p3_model_from_source(src, &lo, &quantized, &err), &err) &&
         CHECK_OK(p3_model_from_source(&copy, NULL, &reference, &err), &err)) {
         fixture_seq s = {0};
+        CHECK_EQ_INT(quantized->layers[0].qkv->dtype, fmt);
+        CHECK_EQ_INT(reference->layers[0].qkv->dtype, P3_DT_F32);
         if (load_seq(t, variant, "bf16", 0, reference->cfg.vocab_size, &s)) {
             int vocab = reference->cfg.vocab_size;
             p3_session_options so;
@@ -324,7 +329,7 @@ static void check_int4_wiring(p3_test_ctx *t, const char *variant, p3_weight_qua
 
 P3_TEST(engine_int4_load_quantization_equals_f32_on_dequantized_weights) {
     check_int4_wiring(t, "mini4k", P3_WQ_INT4_SYM);
-    check_int4_wiring(t, "medium", P3_WQ_INT4_ASYM); /* partial groups: 160 and 200 columns */
+    check_int4_wiring(t, "medium", P3_WQ_INT4_ASYM);  /* partial groups: 160 and 200 columns */
     check_int4_wiring(t, "phi4mini", P3_WQ_INT4_SYM); /* tied embedding stays unquantized */
 }
 
@@ -357,8 +362,8 @@ static bool build_synthetic(p3_test_ctx *t, synthetic_model *sm, const char *con
     memset(sm, 0, sizeof *sm);
     src->path = (char *)"synthetic phi-3-mini";
     src->has_config = true;
-    bool ok = json && CHECK_OK(p3_config_parse_json(json, len, config_path, &src->config, &err),
-                               &err) &&
+    bool ok = json &&
+              CHECK_OK(p3_config_parse_json(json, len, config_path, &src->config, &err), &err) &&
               CHECK_OK(p3_config_finish(&src->config, config_path, &err), &err);
     p3_free(json);
     p3_tensor_spec *specs = NULL;
@@ -425,7 +430,8 @@ P3_TEST_SLOW(engine_phi3_mini_shape_dry_run_int4) {
         if (s && CHECK_OK(p3_session_feed(s, ids, 2, NULL, &err), &err)) {
             CHECK_EQ_INT(s->n_past, 2);
             bool finite = true;
-            for (int i = 0; i < m->cfg.vocab_size; i++) finite = finite && isfinite(s->host_logits[i]);
+            for (int i = 0; i < m->cfg.vocab_size; i++)
+                finite = finite && isfinite(s->host_logits[i]);
             CHECK_MSG(finite, "logits of the synthetic model are not finite");
             CHECK(p3_max_abs(s->host_logits, (size_t)m->cfg.vocab_size) > 0.0);
         }

@@ -54,20 +54,30 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
         if (!cli_int(cmd, a, v, 0, 1024, &n)) return CLI_FLAG_BAD;
         o->model.n_threads = (int)n;
     } else if (cli_is(a, "--quant", NULL)) {
-        if (strcmp(v, "none") == 0) o->model.quant = PHI3C_QUANT_NONE;
+        if (strcmp(v, "none") == 0)
+            o->model.quant = PHI3C_QUANT_NONE;
         else if (strcmp(v, "int4-g128") == 0 || strcmp(v, "int4-g128-sym") == 0)
             o->model.quant = PHI3C_QUANT_INT4_G128;
-        else if (strcmp(v, "int4-g128-asym") == 0) o->model.quant = PHI3C_QUANT_INT4_G128_ASYM;
-        else return bad_value(cmd, a, v, "none, int4-g128, int4-g128-asym");
+        else if (strcmp(v, "int4-g128-asym") == 0)
+            o->model.quant = PHI3C_QUANT_INT4_G128_ASYM;
+        else
+            return bad_value(cmd, a, v, "none, int4-g128, int4-g128-asym");
     } else if (cli_is(a, "--act", NULL)) {
-        if (strcmp(v, "w4a8") == 0) o->model.act = PHI3C_ACT_W4A8;
-        else if (strcmp(v, "w4a32") == 0) o->model.act = PHI3C_ACT_W4A32;
-        else return bad_value(cmd, a, v, "w4a8, w4a32");
+        if (strcmp(v, "w4a8") == 0)
+            o->model.act = PHI3C_ACT_W4A8;
+        else if (strcmp(v, "w4a32") == 0)
+            o->model.act = PHI3C_ACT_W4A32;
+        else
+            return bad_value(cmd, a, v, "w4a8, w4a32");
     } else if (cli_is(a, "--kv", NULL)) {
-        if (strcmp(v, "f32") == 0) o->session.kv = PHI3C_KV_F32;
-        else if (strcmp(v, "f16") == 0) o->session.kv = PHI3C_KV_F16;
-        else if (strcmp(v, "q8") == 0) o->session.kv = PHI3C_KV_Q8;
-        else return bad_value(cmd, a, v, "f32, f16, q8");
+        if (strcmp(v, "f32") == 0)
+            o->session.kv = PHI3C_KV_F32;
+        else if (strcmp(v, "f16") == 0)
+            o->session.kv = PHI3C_KV_F16;
+        else if (strcmp(v, "q8") == 0)
+            o->session.kv = PHI3C_KV_Q8;
+        else
+            return bad_value(cmd, a, v, "f32, f16, q8");
     } else if (cli_is(a, "-c", "--ctx")) {
         if (!cli_int(cmd, a, v, 1, 1 << 24, &n)) return CLI_FLAG_BAD;
         o->session.n_ctx = (int)n;
@@ -96,17 +106,23 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
     if (!(v = cli_value(cmd, argc, argv, i))) return CLI_FLAG_BAD;
     if (cli_is(a, "--top-k", NULL) || cli_is(a, "--repeat-last-n", NULL)) {
         if (!cli_int(cmd, a, v, -1, 1 << 30, &n)) return CLI_FLAG_BAD;
-        if (cli_is(a, "--top-k", NULL)) p->top_k = (int)(n < 0 ? 0 : n);
-        else p->repeat_last_n = (int)n;
+        if (cli_is(a, "--top-k", NULL))
+            p->top_k = (int)(n < 0 ? 0 : n);
+        else
+            p->repeat_last_n = (int)n;
     } else if (cli_is(a, "--seed", NULL)) {
         if (!cli_int(cmd, a, v, 0, 0x7fffffffffffffffL, &n)) return CLI_FLAG_BAD;
         p->seed = (uint64_t)n;
     } else {
         if (!cli_float(cmd, a, v, 0.0, 100.0, &d)) return CLI_FLAG_BAD;
-        if (cli_is(a, "--temp", "--temperature")) p->temperature = (float)d;
-        else if (cli_is(a, "--top-p", NULL)) p->top_p = (float)d;
-        else if (cli_is(a, "--min-p", NULL)) p->min_p = (float)d;
-        else p->repeat_penalty = (float)d;
+        if (cli_is(a, "--temp", "--temperature"))
+            p->temperature = (float)d;
+        else if (cli_is(a, "--top-p", NULL))
+            p->top_p = (float)d;
+        else if (cli_is(a, "--min-p", NULL))
+            p->min_p = (float)d;
+        else
+            p->repeat_penalty = (float)d;
     }
     return CLI_FLAG_TAKEN;
 }
@@ -156,4 +172,3 @@ bool cli_parse_ids(const char *text, int32_t **out, size_t *n_out) {
     *n_out = n;
     return n > 0;
 }
-

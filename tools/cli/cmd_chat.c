@@ -31,9 +31,9 @@ typedef struct chat {
     const cli_engine_opts *o;
     phi3c_chat_message *msgs; /* contents are owned copies; a system message first if given */
     size_t n_msgs, cap;
-    size_t n_fixed;           /* leading messages never dropped (the system message) */
-    char *cached_text;        /* the text whose tokens the KV cache holds, or NULL */
-    char *answer;             /* the answer being generated */
+    size_t n_fixed;    /* leading messages never dropped (the system message) */
+    char *cached_text; /* the text whose tokens the KV cache holds, or NULL */
+    char *answer;      /* the answer being generated */
     size_t answer_len, answer_cap;
     int n_predict;
     int turn;
@@ -100,8 +100,7 @@ static phi3c_status tokens_to_feed(chat *c, const char *text, size_t len, int32_
 
 /* Renders the conversation and finds the tokens to prefill; drops the oldest turns while they do
  * not fit (keeping room for an answer). */
-static phi3c_status prepare_turn(chat *c, char **text, int32_t **ids, size_t *n,
-                                 phi3c_error *err) {
+static phi3c_status prepare_turn(chat *c, char **text, int32_t **ids, size_t *n, phi3c_error *err) {
     int n_ctx = phi3c_session_n_ctx(c->s);
     int reserve = P3_MIN(64, n_ctx / 4);
     for (;;) {
@@ -185,8 +184,9 @@ static int run_turn(chat *c, const char *line) {
     fprintf(stderr,
             "[turn %d: prefilled %lld tokens in %.3f s, cache %d/%d | generated %d tokens in "
             "%.3f s (%.1f tok/s)]\n",
-            c->turn, after.n_prefilled - before.n_prefilled, prefill_s, phi3c_session_n_past(c->s), phi3c_session_n_ctx(c->s),
-            r.n_generated, r.seconds, r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9));
+            c->turn, after.n_prefilled - before.n_prefilled, prefill_s, phi3c_session_n_past(c->s),
+            phi3c_session_n_ctx(c->s), r.n_generated, r.seconds,
+            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9));
     return CLI_EXIT_OK;
 }
 
@@ -248,8 +248,10 @@ int cmd_chat(int argc, char **argv) {
         if (cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict")) {
             const char *v = cli_value("chat", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "--system", NULL)) system = v;
-            else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict)) return CLI_EXIT_USAGE;
+            if (cli_is(a, "--system", NULL))
+                system = v;
+            else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict))
+                return CLI_EXIT_USAGE;
         } else {
             return cli_usage_error("chat", "unknown option '%s'", a);
         }

@@ -80,9 +80,12 @@ int cmd_logits(int argc, char **argv) {
                    cli_is(argv[i], "-o", "--out")) {
             const char *flag = argv[i], *v = cli_value("logits", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(flag, "--ids", NULL)) ids_text = v;
-            else if (cli_is(flag, "--ids-file", NULL)) ids_file = v;
-            else out_path = v;
+            if (cli_is(flag, "--ids", NULL))
+                ids_text = v;
+            else if (cli_is(flag, "--ids-file", NULL))
+                ids_file = v;
+            else
+                out_path = v;
         } else {
             return cli_usage_error("logits", "unknown option '%s'", argv[i]);
         }

@@ -27,7 +27,8 @@ static double token_nll(const float *logits, int vocab, int32_t target) {
     return log(sum) + max - (double)logits[target];
 }
 
-static int evaluate(phi3c_model *model, phi3c_session *s, const int32_t *ids, size_t n, int window) {
+static int evaluate(phi3c_model *model, phi3c_session *s, const int32_t *ids, size_t n,
+                    int window) {
     phi3c_error err = {0};
     int vocab = phi3c_model_vocab_size(model);
     size_t n_windows = n / (size_t)window;
@@ -101,7 +102,8 @@ int cmd_perplexity(int argc, char **argv) {
             cli_fail("perplexity", &err);
         else
             rc = evaluate(model, s, ids, n,
-                          o.ctx_given ? phi3c_session_n_ctx(s) : P3_MIN(phi3c_session_n_ctx(s), 512));
+                          o.ctx_given ? phi3c_session_n_ctx(s)
+                                      : P3_MIN(phi3c_session_n_ctx(s), 512));
         phi3c_free(ids);
         phi3c_session_free(s);
         phi3c_model_free(model);

@@ -71,16 +71,20 @@ static phi3c_status prompt_ids(phi3c_model *model, const char *prompt, bool chat
 
 static const char *stop_name(phi3c_stop_reason r) {
     switch (r) {
-    case PHI3C_STOP_EOS: return "stop token";
-    case PHI3C_STOP_CALLBACK: return "interrupted";
-    case PHI3C_STOP_CONTEXT_FULL: return "context full";
-    default: return "length";
+    case PHI3C_STOP_EOS:
+        return "stop token";
+    case PHI3C_STOP_CALLBACK:
+        return "interrupted";
+    case PHI3C_STOP_CONTEXT_FULL:
+        return "context full";
+    default:
+        return "length";
     }
 }
 
 typedef struct run_prompt {
-    const char *text;     /* or */
-    const int32_t *ids;   /* given with --prompt-ids */
+    const char *text;   /* or */
+    const int32_t *ids; /* given with --prompt-ids */
     size_t n_ids;
     bool chat;
     const char *system;
@@ -156,11 +160,16 @@ int cmd_run(int argc, char **argv) {
                    cli_is(a, "--prompt-ids", NULL)) {
             const char *v = cli_value("run", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "-p", "--prompt")) prompt = v;
-            else if (cli_is(a, "-f", "--file")) file = v;
-            else if (cli_is(a, "--system", NULL)) system = v;
-            else if (cli_is(a, "--prompt-ids", NULL)) ids_text = v;
-            else if (!cli_int("run", a, v, -1, 1 << 24, &n_predict)) return CLI_EXIT_USAGE;
+            if (cli_is(a, "-p", "--prompt"))
+                prompt = v;
+            else if (cli_is(a, "-f", "--file"))
+                file = v;
+            else if (cli_is(a, "--system", NULL))
+                system = v;
+            else if (cli_is(a, "--prompt-ids", NULL))
+                ids_text = v;
+            else if (!cli_int("run", a, v, -1, 1 << 24, &n_predict))
+                return CLI_EXIT_USAGE;
         } else {
             return cli_usage_error("run", "unknown option '%s'", a);
         }
@@ -187,8 +196,9 @@ int cmd_run(int argc, char **argv) {
     int rc = CLI_EXIT_FAIL;
     if (cli_engine_open("run", &o, &model, &s)) {
         if (!rp.ids && !phi3c_model_has_tokenizer(model))
-            fprintf(stderr, "phi3c run: %s has no tokenizer (tokenizer.json, tokenizer.model or "
-                            "GGUF tokenizer metadata); `phi3c logits` works on ids\n",
+            fprintf(stderr,
+                    "phi3c run: %s has no tokenizer (tokenizer.json, tokenizer.model or "
+                    "GGUF tokenizer metadata); `phi3c logits` works on ids\n",
                     o.model_path);
         else
             rc = generate(model, s, &o, &rp, (int)n_predict, echo, print_ids);
