@@ -10,13 +10,18 @@
 /* One weight element of a plain (unquantized) row as f32. */
 static float plain_at(const void *row, p3_dtype dtype, int64_t k) {
     switch (dtype) {
-    case P3_DT_F32: return ((const float *)row)[k];
-    case P3_DT_F16: return p3_f16_to_f32(((const uint16_t *)row)[k]);
-    default: return p3_bf16_to_f32(((const uint16_t *)row)[k]);
+    case P3_DT_F32:
+        return ((const float *)row)[k];
+    case P3_DT_F16:
+        return p3_f16_to_f32(((const uint16_t *)row)[k]);
+    default:
+        return p3_bf16_to_f32(((const uint16_t *)row)[k]);
     }
 }
 
-static size_t plain_size(p3_dtype dtype) { return dtype == P3_DT_F32 ? 4 : 2; }
+static size_t plain_size(p3_dtype dtype) {
+    return dtype == P3_DT_F32 ? 4 : 2;
+}
 
 static bool is_plain(p3_dtype dtype) {
     return dtype == P3_DT_F32 || dtype == P3_DT_F16 || dtype == P3_DT_BF16;

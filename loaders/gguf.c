@@ -144,7 +144,8 @@ static p3_status read_str(cursor *c, const char *where, p3_gguf_str *out) {
     if (st != PHI3C_OK) return st;
     if (len > left(c))
         return p3_fail(c->err, PHI3C_ERR_FORMAT,
-                       "%s: string length %llu at byte %zu exceeds the %zu bytes left (in %s)",
+                       "%s: truncated or corrupt: string length %llu at byte %zu exceeds the %zu "
+                       "bytes left (in %s)",
                        c->what, (unsigned long long)len, at, left(c), where);
     out->s = (const char *)c->data + c->pos;
     out->len = (size_t)len;
@@ -416,8 +417,10 @@ static p3_status tensor_bytes(cursor *c, p3_tensor *t) {
                            c->what, t->name);
     if (!p3_dtype_row_bytes(t->dtype, t->shape[t->n_dims - 1], &row_bytes))
         return p3_fail(c->err, PHI3C_ERR_FORMAT,
-                       "%s: tensor %s: rows of %lld %s elements are not whole blocks", c->what,
-                       t->name, (long long)t->shape[t->n_dims - 1], p3_dtype_name(t->dtype));
+                       "%s: tensor %s: a row of %lld %s elements is not whole blocks or its size "
+                       "overflows",
+                       c->what, t->name, (long long)t->shape[t->n_dims - 1],
+                       p3_dtype_name(t->dtype));
     if (!p3_mul_u64(rows, row_bytes, &total) || total > SIZE_MAX)
         return p3_fail(c->err, PHI3C_ERR_FORMAT, "%s: tensor %s: byte size overflows", c->what,
                        t->name);

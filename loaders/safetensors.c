@@ -255,6 +255,10 @@ static p3_status check_index_entries(const char *index_path, const json_value *m
     for (size_t i = 0; i < src->n_tensors; i++) sorted[i] = &src->tensors[i];
     qsort(sorted, src->n_tensors, sizeof *sorted, compare_tensor_names);
     p3_status st = PHI3C_OK;
+    for (size_t i = 1; i < src->n_tensors && st == PHI3C_OK; i++)
+        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
+            st = p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s appears twice (in two shards)",
+                         index_path, sorted[i]->name);
     for (size_t i = 0; i < json_object_size(map) && st == PHI3C_OK; i++) {
         const char *name = json_object_key_at(map, i, NULL);
         const char *shard = json_string(json_object_value_at(map, i));

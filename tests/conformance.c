@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const cpu_levels[] = {"scalar", "avx2", "avx2-novnni", "avx512", "neon"};
+static const char *const cpu_levels[] = {"scalar", "avx2", "avx2-novnni", "avx512", "amx", "neon"};
 
 static bool open_one(p3_test_ctx *t, const char *name, const char *variant, int n_threads,
                      conf_target *out) {
@@ -45,7 +45,9 @@ void conf_close_all(conf_target *targets, int n) {
     for (int i = 0; i < n; i++) p3_backend_close(&targets[i].be);
 }
 
-static uint8_t guard_byte(size_t i) { return (uint8_t)(0xA5 ^ (i * 7)); }
+static uint8_t guard_byte(size_t i) {
+    return (uint8_t)(0xA5 ^ (i * 7));
+}
 
 bool conf_buf_alloc(p3_test_ctx *t, p3_backend *be, size_t bytes, const void *init, conf_buf *b) {
     p3_error err = {0};
@@ -131,6 +133,6 @@ bool conf_expect(p3_test_ctx *t, const char *op, const char *target, const char 
 void conf_report(FILE *f) {
     fprintf(f, "| op | target | NMSE bound | worst NMSE | cases |\n|---|---|---|---|---|\n");
     for (int i = 0; i < table_len; i++)
-        fprintf(f, "| %s | %s | %.0e | %.3g | %d |\n", table[i].op, table[i].target,
-                table[i].bound, table[i].worst, table[i].cases);
+        fprintf(f, "| %s | %s | %.0e | %.3g | %d |\n", table[i].op, table[i].target, table[i].bound,
+                table[i].worst, table[i].cases);
 }

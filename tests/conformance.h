@@ -7,7 +7,7 @@
 #include "harness.h"
 
 #define CONF_MAX_TARGETS 16
-#define CONF_GUARD 256 /* guard bytes before and after every buffer an op may write */
+#define CONF_GUARD       256 /* guard bytes before and after every buffer an op may write */
 
 /* One backend under test: a registered, available backend opened with one variant. */
 typedef struct conf_target {

@@ -70,30 +70,53 @@ void make_safetensors(bytebuf *out, const char *header, const void *data, size_t
     bb_bytes(out, data, n);
 }
 
-void make_tiny_gguf(bytebuf *b, gguf_sections *sec) {
+void make_tiny_gguf(bytebuf *b, gguf_layout *lay) {
+    memset(lay, 0, sizeof *lay);
     bb_bytes(b, "GGUF", 4);
     bb_u32(b, 3);
-    bb_u64(b, 1); /* tensors */
-    bb_u64(b, 2); /* kvs */
-    sec->after_header = b->n;
-    bb_gguf_str(b, "general.architecture");
-    bb_u32(b, 8);
-    bb_gguf_str(b, "phi3");
-    bb_gguf_str(b, "general.name");
-    bb_u32(b, 8);
-    bb_gguf_str(b, "tiny");
-    sec->after_kvs = b->n;
-    bb_gguf_str(b, "t");
-    bb_u32(b, 2);
-    bb_u64(b, 3); /* ne0 innermost */
+    lay->n_tensors_at = b->n;
     bb_u64(b, 2);
-    bb_u32(b, 0); /* F32 */
-    bb_u64(b, 0);
-    sec->after_infos = b->n;
+    lay->n_kvs_at = b->n;
+    bb_u64(b, 3);
+    lay->after_header = b->n;
+    lay->key0_len_at = b->n;
+    bb_gguf_str(b, "general.architecture");
+    lay->key0_at = lay->key0_len_at + 8;
+    bb_u32(b, 8);
+    lay->value0_len_at = b->n;
+    bb_gguf_str(b, "phi3");
+    bb_gguf_str(b, "general.alignment");
+    bb_u32(b, 4);
+    lay->alignment_value_at = b->n;
+    bb_u32(b, 32);
+    bb_gguf_str(b, "tokenizer.ggml.tokens");
+    bb_u32(b, 9);
+    bb_u32(b, 8);
+    lay->array_count_at = b->n;
+    bb_u64(b, 2);
+    bb_gguf_str(b, "<s>");
+    bb_gguf_str(b, "</s>");
+    lay->after_kvs = b->n;
+    for (int k = 0; k < 2; k++) {
+        lay->tensor_at[k] = b->n;
+        bb_gguf_str(b, k ? "u" : "t");
+        lay->n_dims_at[k] = b->n;
+        bb_u32(b, 2);
+        lay->dim0_at[k] = b->n;
+        bb_u64(b, 3); /* ne0 innermost */
+        bb_u64(b, 2);
+        lay->type_at[k] = b->n;
+        bb_u32(b, 0); /* F32 */
+        lay->offset_at[k] = b->n;
+        bb_u64(b, k ? 32 : 0);
+    }
+    lay->after_infos = b->n;
     bb_pad(b, 32);
-    sec->data_start = b->n;
+    lay->data_start = b->n;
     for (int i = 0; i < 6; i++) bb_f32(b, (float)i);
-    sec->end = b->n;
+    bb_pad(b, 32);
+    for (int i = 6; i < 12; i++) bb_f32(b, (float)i);
+    lay->end = b->n;
 }
 
 void tiny_config_json(char *buf, size_t size, int vocab, int hidden, int inter, int heads) {

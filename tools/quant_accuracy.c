@@ -3,8 +3,11 @@
  * the format definition) on synthetic matrices and on raw f32 matrices given on the command line.
  *
  * usage: quant_accuracy [--synthetic ROWS COLS] [--raw FILE ROWS COLS KIND]... [--threads N]
- * Prints one markdown row per matrix kind. */
+ *        quant_accuracy --compare ORIG MODEL...
+ * Prints one markdown row per matrix kind. --compare prints, for each MODEL (any loader input:
+ * HF folder, GGUF, native file), the NMSE of its linear weights against ORIG's. */
 #include "quantize.h"
+#include "source.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -142,7 +145,55 @@ static void print_table(const accum *list, int n) {
     }
 }
 
+/* NMSE of every 2-D weight but the embedding of `other` against the same tensor of `orig`. */
+static int compare_models(const char *orig_path, char **paths, int n_paths) {
+    p3_model_source *orig = NULL;
+    p3_error err = {0};
+    if (p3_source_open(orig_path, &orig, &err) != PHI3C_OK) {
+        fprintf(stderr, "quant_accuracy: %s\n", err.message);
+        return 1;
+    }
+    printf("| model (linear weights vs %s) | NMSE | dtypes |\n|---|---|---|\n", orig_path);
+    for (int m = 0; m < n_paths; m++) {
+        p3_model_source *o = NULL;
+        if (p3_source_open(paths[m], &o, &err) != PHI3C_OK) {
+            fprintf(stderr, "quant_accuracy: %s\n", err.message);
+            return 1;
+        }
+        double e = 0, s = 0;
+        char dtypes[128] = "";
+        for (size_t i = 0; i < orig->n_tensors; i++) {
+            const p3_tensor *a = &orig->tensors[i], *b = p3_source_find(o, a->hf_name);
+            if (a->n_dims != 2 || !strcmp(a->hf_name, "model.embed_tokens.weight")) continue;
+            size_t n = (size_t)(a->shape[0] * a->shape[1]);
+            float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+            if (!b || !x || !y || p3_tensor_to_f32(a, 0, n, x, &err) != PHI3C_OK ||
+                p3_tensor_to_f32(b, 0, n, y, &err) != PHI3C_OK) {
+                fprintf(stderr, "quant_accuracy: %s: %s\n", a->hf_name,
+                        b ? err.message : "missing");
+                return 1;
+            }
+            for (size_t j = 0; j < n; j++) {
+                e += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+                s += (double)x[j] * x[j];
+            }
+            if (!strstr(dtypes, p3_dtype_name(b->dtype)) && strlen(dtypes) < 100) {
+                strcat(dtypes, dtypes[0] ? "+" : "");
+                strcat(dtypes, p3_dtype_name(b->dtype));
+            }
+            free(x);
+            free(y);
+        }
+        printf("| %s | %.3e | %s |\n", paths[m], e / s, dtypes);
+        p3_source_close(o);
+    }
+    p3_source_close(orig);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 4 && strcmp(argv[1], "--compare") == 0)
+        return compare_models(argv[2], argv + 3, argc - 3);
     accum list[64];
     int n = 0, threads = 0;
     for (int i = 1; i < argc; i++)

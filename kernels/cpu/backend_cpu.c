@@ -13,9 +13,13 @@
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 #endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 typedef struct cpu_ctx {
     const cpu_isa *isa;
+    cpu_isa amx; /* the AVX-512 table with the AMX GEMM, when that level is chosen */
     cpu_pool *pool;
     p3_block_q8g *act; /* quantized activations, grown to the largest matmul seen */
     size_t act_cap;    /* blocks */
@@ -28,9 +32,12 @@ typedef struct level_entry {
     const cpu_isa *isa;
     bool (*available)(void);
     const char *needs;
+    bool amx; /* isa plus the AMX prefill GEMM */
 } level_entry;
 
-static bool always(void) { return true; }
+static bool always(void) {
+    return true;
+}
 #if defined(__x86_64__)
 static bool has_avx2(void) {
     __builtin_cpu_init();
@@ -42,37 +49,47 @@ static bool has_avx512(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vnni");
 }
-static bool has_avx2_vnni(void) {
-    __builtin_cpu_init();
-    return has_avx2() && __builtin_cpu_supports("avxvnni");
+/* cpuid leaf 7 directly: older compilers' __builtin_cpu_supports lacks these names. */
+static bool cpuid7(unsigned sub, unsigned reg, unsigned bit) {
+    unsigned r[4];
+    if (!__get_cpuid_count(7, sub, &r[0], &r[1], &r[2], &r[3])) return false;
+    return (r[reg] >> bit) & 1;
 }
+static bool has_amx(void) { /* EDX bits 24, 25: AMX-TILE, AMX-INT8 */
+    return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpu_amx_request();
+}
+static bool has_avx2_vnni(void) { return has_avx2() && cpuid7(1, 0, 4); /* EAX bit 4 */ }
 #endif
 #if defined(__aarch64__)
-static bool has_dotprod(void) { return (getauxval(AT_HWCAP) & (1ul << 20)) != 0; /* ASIMDDP */ }
+static bool has_dotprod(void) {
+    return (getauxval(AT_HWCAP) & (1ul << 20)) != 0; /* ASIMDDP */
+}
 #endif
 
 /* Best first; a name may appear twice (the better flavour first). "avx2-novnni" is the AVX2
  * level without AVX-VNNI, reachable by name for testing on CPUs that have it. */
 static const level_entry levels[] = {
 #if defined(__x86_64__)
-    {"avx512", &cpu_isa_avx512, has_avx512, "avx512f/bw/vl/dq and avx512vnni"},
-    {"avx2", &cpu_isa_avx2_vnni, has_avx2_vnni, "avx2, fma and avx-vnni"},
-    {"avx2", &cpu_isa_avx2, has_avx2, "avx2 and fma"},
-    {"avx2-novnni", &cpu_isa_avx2, has_avx2, "avx2 and fma"},
+    {"amx", &cpu_isa_avx512, has_amx, "avx512 with amx-tile/amx-int8 and the kernel's permission",
+     true},
+    {"avx512", &cpu_isa_avx512, has_avx512, "avx512f/bw/vl/dq and avx512vnni", false},
+    {"avx2", &cpu_isa_avx2_vnni, has_avx2_vnni, "avx2, fma and avx-vnni", false},
+    {"avx2", &cpu_isa_avx2, has_avx2, "avx2 and fma", false},
+    {"avx2-novnni", &cpu_isa_avx2, has_avx2, "avx2 and fma", false},
 #endif
 #if defined(__aarch64__)
-    {"neon", &cpu_isa_neon, has_dotprod, "the dot-product extension (asimddp)"},
+    {"neon", &cpu_isa_neon, has_dotprod, "the dot-product extension (asimddp)", false},
 #endif
-    {"scalar", &cpu_isa_scalar, always, "nothing"},
+    {"scalar", &cpu_isa_scalar, always, "nothing", false},
 };
 
-static p3_status pick_level(const char *want, const cpu_isa **out, p3_error *err) {
+static p3_status pick_level(const char *want, const level_entry **out, p3_error *err) {
     if (!want || !want[0]) want = getenv("PHI3C_CPU");
     bool any = !want || !want[0] || strcmp(want, "auto") == 0;
     for (size_t i = 0; i < P3_ARRAY_LEN(levels); i++) {
         if (!any && strcmp(levels[i].name, want) != 0) continue;
         if (levels[i].available()) {
-            *out = levels[i].isa;
+            *out = &levels[i];
             return PHI3C_OK;
         }
         if (!any && i + 1 < P3_ARRAY_LEN(levels) && !strcmp(levels[i + 1].name, want))
@@ -85,7 +102,7 @@ static p3_status pick_level(const char *want, const cpu_isa **out, p3_error *err
     return p3_fail(err, PHI3C_ERR_UNAVAILABLE,
                    "cpu backend: unknown level '%s' (this build knows: %s)", want,
 #if defined(__x86_64__)
-                   "scalar, avx2, avx2-novnni, avx512"
+                   "scalar, avx2, avx2-novnni, avx512, amx"
 #elif defined(__aarch64__)
                    "scalar, neon"
 #else
@@ -119,11 +136,21 @@ static bool cpu_probe(char *why, size_t why_len, char *devices, size_t devices_l
 static p3_status cpu_create(const p3_backend_options *opt, void **out, p3_error *err) {
     cpu_ctx *c = p3_calloc(1, sizeof *c);
     if (!c) return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: out of memory");
-    p3_status st = pick_level(opt->variant, &c->isa, err);
+    const level_entry *level = NULL;
+    p3_status st = pick_level(opt->variant, &level, err);
     if (st != PHI3C_OK) {
         p3_free(c);
         return st;
     }
+    c->isa = level->isa;
+#if defined(__x86_64__)
+    if (level->amx) {
+        c->amx = *level->isa;
+        c->amx.name = "avx512-vnni+amx";
+        c->amx.matmul_w4a8 = cpu_matmul_w4a8_amx;
+        c->isa = &c->amx;
+    }
+#endif
     int n = opt->n_threads > 0 ? opt->n_threads : online_cores();
     if (n > 256) n = 256;
     st = cpu_pool_create(n, &c->pool, err);
@@ -148,8 +175,12 @@ static void cpu_describe(void *ctx, char *buf, size_t len) {
     snprintf(buf, len, "cpu %s, %d thread%s", c->isa->name, n, n == 1 ? "" : "s");
 }
 
-static bool plain_dtype(p3_dtype d) { return d == P3_DT_F32 || d == P3_DT_F16 || d == P3_DT_BF16; }
-static bool int4_dtype(p3_dtype d) { return d == P3_DT_I4G128S || d == P3_DT_I4G128A; }
+static bool plain_dtype(p3_dtype d) {
+    return d == P3_DT_F32 || d == P3_DT_F16 || d == P3_DT_BF16;
+}
+static bool int4_dtype(p3_dtype d) {
+    return d == P3_DT_I4G128S || d == P3_DT_I4G128A;
+}
 
 static bool cpu_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
     (void)ctx;
@@ -196,7 +227,9 @@ static p3_status cpu_buffer_wrap_host(void *ctx, const void *host, size_t size, 
     return PHI3C_OK;
 }
 
-static void *at(p3_ref r) { return (uint8_t *)r.buf->host + r.offset; }
+static void *at(p3_ref r) {
+    return (uint8_t *)r.buf->host + r.offset;
+}
 
 static p3_status cpu_buffer_write(void *ctx, p3_ref dst, const void *src, size_t size,
                                   p3_error *err) {
@@ -236,7 +269,8 @@ static void repack_panels(cpu_weight *w, const uint8_t *src) {
             uint8_t *zp = asym ? w->zeros + pg * CPU_PANEL : NULL;
             for (int r = 0; r < CPU_PANEL; r++) {
                 int64_t row = p * CPU_PANEL + r;
-                const uint8_t *blk = row < w->pub.rows ? src + (size_t)row * row_bytes + g * bb : NULL;
+                const uint8_t *blk =
+                    row < w->pub.rows ? src + (size_t)row * row_bytes + g * bb : NULL;
                 uint8_t z = 8;
                 const uint8_t *qs = NULL;
                 sc[r] = 0;
@@ -261,8 +295,7 @@ static void repack_panels(cpu_weight *w, const uint8_t *src) {
         }
 }
 
-static p3_status upload_panels(cpu_ctx *c, cpu_weight *w, const p3_weight_desc *d,
-                               p3_error *err) {
+static p3_status upload_panels(cpu_ctx *c, cpu_weight *w, const p3_weight_desc *d, p3_error *err) {
     (void)c;
     w->layout = CPU_LAYOUT_PANELS;
     w->n_groups = p3_groups(d->cols);
@@ -311,8 +344,9 @@ static p3_status cpu_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight
         st = upload_panels(c, w, d, err);
     } else {
         w->layout = CPU_LAYOUT_PLAIN;
-        w->row_bytes = int4_dtype(d->dtype) ? (size_t)p3_groups(d->cols) * int4_block_bytes(d->dtype)
-                                            : (size_t)d->cols * (d->dtype == P3_DT_F32 ? 4 : 2);
+        w->row_bytes = int4_dtype(d->dtype)
+                           ? (size_t)p3_groups(d->cols) * int4_block_bytes(d->dtype)
+                           : (size_t)d->cols * (d->dtype == P3_DT_F32 ? 4 : 2);
         if (!p3_mul_size(w->row_bytes, (size_t)d->rows, &w->bytes))
             st = p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: weight %s is too large", d->name);
         else if (!(w->data = p3_malloc_aligned(w->bytes, 64)))
@@ -361,11 +395,11 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
     kv->pub.impl = kv;
     kv->elem = d->dtype == P3_KV_F32 ? 4 : d->dtype == P3_KV_F16 ? 2 : 1;
     size_t rows, bytes, layer_floats;
-    bool ok = p3_mul_size((size_t)d->n_layers * (size_t)d->n_kv_heads, (size_t)d->n_ctx, &rows) &&
-              p3_mul_size(rows, (size_t)d->head_dim * kv->elem, &bytes) &&
-              p3_mul_size((size_t)d->n_ctx * (size_t)d->n_kv_heads, (size_t)d->head_dim,
-                          &layer_floats) &&
-              layer_floats < SIZE_MAX / 4;
+    bool ok =
+        p3_mul_size((size_t)d->n_layers * (size_t)d->n_kv_heads, (size_t)d->n_ctx, &rows) &&
+        p3_mul_size(rows, (size_t)d->head_dim * kv->elem, &bytes) &&
+        p3_mul_size((size_t)d->n_ctx * (size_t)d->n_kv_heads, (size_t)d->head_dim, &layer_floats) &&
+        layer_floats < SIZE_MAX / 4;
     if (ok) {
         kv->k = p3_malloc_aligned(bytes, 64);
         kv->v = p3_malloc_aligned(bytes, 64);
@@ -383,8 +417,9 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
     }
     if (!ok) {
         cpu_kv_free(ctx, &kv->pub);
-        return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: cannot allocate a KV cache of %d "
-                                             "layers x %d positions",
+        return p3_fail(err, PHI3C_ERR_NOMEM,
+                       "cpu backend: cannot allocate a KV cache of %d "
+                       "layers x %d positions",
                        d->n_layers, d->n_ctx);
     }
     *out = &kv->pub;
@@ -411,8 +446,8 @@ static void panel_row_f32(const cpu_weight *w, int64_t row, float *out) {
     }
 }
 
-static p3_status cpu_embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids,
-                           int n_tokens, p3_error *err) {
+static p3_status cpu_embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
+                           p3_error *err) {
     (void)ctx;
     const cpu_weight *w = (const cpu_weight *)table;
     if (w->layout == CPU_LAYOUT_PLAIN)
@@ -531,8 +566,9 @@ static void matmul_w4a8_ref_task(void *arg, int ith, int nth) {
     cpu_split(w->pub.rows, CPU_PANEL, ith, nth, &n0, &n1);
     for (int t = 0; n0 < n1 && t < j->n_tokens; t++)
         p3_matmul_w4a8_ref(j->y + (size_t)t * (size_t)w->pub.rows + (size_t)n0,
-                           j->x + (size_t)t * (size_t)w->pub.cols, w->data + (size_t)n0 * w->row_bytes,
-                           w->pub.dtype, n1 - n0, w->pub.cols, 1);
+                           j->x + (size_t)t * (size_t)w->pub.cols,
+                           w->data + (size_t)n0 * w->row_bytes, w->pub.dtype, n1 - n0, w->pub.cols,
+                           1);
 }
 
 static void quantize_task(void *arg, int ith, int nth) {
@@ -650,9 +686,15 @@ static void store_row(const cpu_isa *isa, cpu_kv *kv, bool value, int layer, int
     uint8_t *base = value ? kv->v : kv->k;
     void *dst = base + idx * (size_t)hd * kv->elem;
     switch (kv->pub.desc.dtype) {
-    case P3_KV_F32: memcpy(dst, src, (size_t)hd * sizeof(float)); break;
-    case P3_KV_F16: isa->store_f16(dst, src, hd); break;
-    case P3_KV_Q8: store_q8(dst, (value ? kv->v_scale : kv->k_scale) + idx, src, hd); break;
+    case P3_KV_F32:
+        memcpy(dst, src, (size_t)hd * sizeof(float));
+        break;
+    case P3_KV_F16:
+        isa->store_f16(dst, src, hd);
+        break;
+    case P3_KV_Q8:
+        store_q8(dst, (value ? kv->v_scale : kv->k_scale) + idx, src, hd);
+        break;
     }
 }
 
@@ -661,7 +703,9 @@ void cpu_kv_load_row(const cpu_kv *kv, bool value, int layer, int head, int pos,
     size_t idx = cpu_kv_index(kv, layer, head, pos);
     const uint8_t *src = (value ? kv->v : kv->k) + idx * (size_t)hd * kv->elem;
     switch (kv->pub.desc.dtype) {
-    case P3_KV_F32: memcpy(out, src, (size_t)hd * sizeof(float)); break;
+    case P3_KV_F32:
+        memcpy(out, src, (size_t)hd * sizeof(float));
+        break;
     case P3_KV_F16:
         for (int i = 0; i < hd; i++) out[i] = p3_f16_to_f32(((const uint16_t *)src)[i]);
         break;

@@ -13,8 +13,8 @@
  * activation group sum removes the offset (8, or the zero point) exactly in int32. Scales (f16) and
  * zero points (u8, asym only) live in separate arrays [panel][group][CPU_PANEL]. Rows past the
  * matrix end are zero-scaled padding. */
-#define CPU_PANEL 16
-#define CPU_CHUNK 64 /* bytes per chunk: CPU_PANEL rows x 4 bytes */
+#define CPU_PANEL       16
+#define CPU_CHUNK       64 /* bytes per chunk: CPU_PANEL rows x 4 bytes */
 #define CPU_GROUP_BYTES (CPU_PANEL * P3_QK / 2)
 
 typedef enum cpu_layout {
@@ -27,20 +27,20 @@ typedef struct cpu_weight {
     cpu_layout layout;
     size_t row_bytes; /* PLAIN: bytes per row */
     int64_t n_panels, n_groups;
-    uint8_t *data;     /* PLAIN rows, or panel nibbles [panel][group][CPU_GROUP_BYTES] */
-    uint16_t *scales;  /* PANELS: f16 [panel][group][CPU_PANEL] */
-    uint8_t *zeros;    /* PANELS asym: [panel][group][CPU_PANEL]; NULL for symmetric */
-    size_t bytes;      /* total owned bytes */
+    uint8_t *data;    /* PLAIN rows, or panel nibbles [panel][group][CPU_GROUP_BYTES] */
+    uint16_t *scales; /* PANELS: f16 [panel][group][CPU_PANEL] */
+    uint8_t *zeros;   /* PANELS asym: [panel][group][CPU_PANEL]; NULL for symmetric */
+    size_t bytes;     /* total owned bytes */
 } cpu_weight;
 
 /* KV cache: per layer and KV head, positions in order, head_dim elements each (head-major so
  * one head's keys are contiguous for attention). Q8 keeps one f32 scale per (head, position). */
 typedef struct cpu_kv {
     p3_kv_cache pub;
-    size_t elem;          /* bytes per element: 4 (f32), 2 (f16), 1 (q8) */
-    uint8_t *k, *v;       /* [layer][kv_head][n_ctx][head_dim] */
+    size_t elem;              /* bytes per element: 4 (f32), 2 (f16), 1 (q8) */
+    uint8_t *k, *v;           /* [layer][kv_head][n_ctx][head_dim] */
     float *k_scale, *v_scale; /* Q8: [layer][kv_head][n_ctx] */
-    float *k_f32, *v_f32; /* scalar level: one layer unpacked to the reference's layout */
+    float *k_f32, *v_f32;     /* scalar level: one layer unpacked to the reference's layout */
 } cpu_kv;
 
 static inline size_t cpu_kv_index(const cpu_kv *kv, int layer, int head, int pos) {
@@ -104,6 +104,10 @@ extern const cpu_isa cpu_isa_scalar;
 #if defined(__x86_64__)
 extern const cpu_isa cpu_isa_avx2;
 extern const cpu_isa cpu_isa_avx2_vnni;
+/* AMX (kernels_amx.c): the AVX-512 level with this prefill GEMM; needs cpu_amx_request() first. */
+bool cpu_amx_request(void);
+void cpu_matmul_w4a8_amx(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
+                         int64_t p0, int64_t p1);
 extern const cpu_isa cpu_isa_avx512;
 #endif
 #if defined(__aarch64__)

@@ -39,8 +39,8 @@ static inline __m256 exp256(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                                  23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
@@ -67,8 +67,8 @@ static void rmsnorm_row_avx2(float *out, const float *x, const float *w, int dim
     float r = 1.0f / sqrtf(hsum8(ss) / (float)dim + eps);
     __m256 rv = _mm256_set1_ps(r);
     for (i = 0; i + 8 <= dim; i += 8)
-        _mm256_storeu_ps(out + i,
-                         _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(w + i)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv),
+                                                _mm256_loadu_ps(w + i)));
     for (; i < dim; i++) out[i] = x[i] * r * w[i];
 }
 
@@ -158,14 +158,16 @@ group_tile(float (*acc)[CPU_PANEL], const p3_block_q8g *xa, size_t xstride, cons
            const uint16_t *sc, const uint8_t *zp, int NT, dot_fn dot) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256i d[4][2];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) d[i][0] = d[i][1] = _mm256_setzero_si256();
     for (int c = 0; c < P3_QK / 8; c++) {
         __m256i v0 = _mm256_load_si256((const __m256i *)(src + c * CPU_CHUNK));
         __m256i v1 = _mm256_load_si256((const __m256i *)(src + c * CPU_CHUNK + 32));
-        __m256i lo0 = _mm256_and_si256(v0, low4), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), low4);
-        __m256i lo1 = _mm256_and_si256(v1, low4), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4);
-        #pragma GCC unroll 16
+        __m256i lo0 = _mm256_and_si256(v0, low4),
+                hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), low4);
+        __m256i lo1 = _mm256_and_si256(v1, low4),
+                hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4);
+#pragma GCC unroll 16
         for (int i = 0; i < NT; i++) {
             const int8_t *qs = xa[(size_t)i * xstride].qs;
             int32_t a0, a1;
@@ -180,13 +182,15 @@ group_tile(float (*acc)[CPU_PANEL], const p3_block_q8g *xa, size_t xstride, cons
         __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(sc + 8 * h)));
         __m256i z = zp ? _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(zp + 8 * h)))
                        : _mm256_set1_epi32(8);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < NT; i++) {
             const p3_block_q8g *a = &xa[(size_t)i * xstride];
-            __m256i dt = _mm256_sub_epi32(d[i][h], _mm256_mullo_epi32(z, _mm256_set1_epi32(a->sum)));
+            __m256i dt =
+                _mm256_sub_epi32(d[i][h], _mm256_mullo_epi32(z, _mm256_set1_epi32(a->sum)));
             __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(a->d));
             __m256 y = _mm256_loadu_ps(acc[i] + 8 * h);
-            _mm256_storeu_ps(acc[i] + 8 * h, _mm256_add_ps(y, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dt))));
+            _mm256_storeu_ps(acc[i] + 8 * h,
+                             _mm256_add_ps(y, _mm256_mul_ps(s, _mm256_cvtepi32_ps(dt))));
         }
     }
 }
@@ -197,9 +201,9 @@ panel_tokens(float *y, size_t ys, const p3_block_q8g *xa, int64_t ng, const uint
     float acc[4][CPU_PANEL];
     memset(acc, 0, sizeof acc);
     for (int64_t g = 0; g < ng; g++)
-        group_tile(acc, xa + g, (size_t)ng, data + (size_t)g * CPU_GROUP_BYTES,
-                   sc + g * CPU_PANEL, zp ? zp + g * CPU_PANEL : NULL, NT, dot);
-    #pragma GCC unroll 16
+        group_tile(acc, xa + g, (size_t)ng, data + (size_t)g * CPU_GROUP_BYTES, sc + g * CPU_PANEL,
+                   zp ? zp + g * CPU_PANEL : NULL, NT, dot);
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) memcpy(y + (size_t)i * ys, acc[i], (size_t)valid_rows * 4);
 }
 
@@ -221,10 +225,17 @@ matmul_w4a8_avx2_impl(float *y, const p3_block_q8g *xa, const cpu_weight *w, int
         const p3_block_q8g *xr = xa + (size_t)t * (size_t)ng;
         float *yr = yp + (size_t)t * ys;
         switch (n_tokens - t) {
-        case 3: panel_tokens(yr, ys, xr, ng, data, sc, zp, 3, valid, dot); break;
-        case 2: panel_tokens(yr, ys, xr, ng, data, sc, zp, 2, valid, dot); break;
-        case 1: panel_tokens(yr, ys, xr, ng, data, sc, zp, 1, valid, dot); break;
-        default: break;
+        case 3:
+            panel_tokens(yr, ys, xr, ng, data, sc, zp, 3, valid, dot);
+            break;
+        case 2:
+            panel_tokens(yr, ys, xr, ng, data, sc, zp, 2, valid, dot);
+            break;
+        case 1:
+            panel_tokens(yr, ys, xr, ng, data, sc, zp, 1, valid, dot);
+            break;
+        default:
+            break;
         }
     }
 }
@@ -252,33 +263,37 @@ static inline __m256 load_w8(const void *row, p3_dtype dt, int64_t k) {
 static inline __m256 load_w_tail(const void *row, p3_dtype dt, int64_t k, int n) {
     float tmp[8] = {0};
     for (int i = 0; i < n; i++) {
-        if (dt == P3_DT_F32) tmp[i] = ((const float *)row)[k + i];
-        else if (dt == P3_DT_F16) tmp[i] = p3_f16_to_f32(((const uint16_t *)row)[k + i]);
-        else tmp[i] = p3_bf16_to_f32(((const uint16_t *)row)[k + i]);
+        if (dt == P3_DT_F32)
+            tmp[i] = ((const float *)row)[k + i];
+        else if (dt == P3_DT_F16)
+            tmp[i] = p3_f16_to_f32(((const uint16_t *)row)[k + i]);
+        else
+            tmp[i] = p3_bf16_to_f32(((const uint16_t *)row)[k + i]);
     }
     return _mm256_loadu_ps(tmp);
 }
 
-static inline __attribute__((always_inline)) void
-plain_tile(float *y, size_t ys, const float *x, size_t xs, const void *row, p3_dtype dt,
-           int64_t cols, int NT) {
+static inline __attribute__((always_inline)) void plain_tile(float *y, size_t ys, const float *x,
+                                                             size_t xs, const void *row,
+                                                             p3_dtype dt, int64_t cols, int NT) {
     __m256 acc[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) acc[i] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= cols; k += 8) {
         __m256 wv = load_w8(row, dt, k);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < NT; i++)
             acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)i * xs + k), wv, acc[i]);
     }
     if (k < cols) {
         __m256 wv = load_w_tail(row, dt, k, (int)(cols - k));
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < NT; i++)
-            acc[i] = _mm256_fmadd_ps(load_tail(x + (size_t)i * xs + k, (int)(cols - k)), wv, acc[i]);
+            acc[i] =
+                _mm256_fmadd_ps(load_tail(x + (size_t)i * xs + k, (int)(cols - k)), wv, acc[i]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) y[(size_t)i * ys] = hsum8(acc[i]);
 }
 
@@ -299,11 +314,11 @@ static void matmul_plain_avx2(float *y, const float *x, const cpu_weight *w, int
 
 /* ---- INT4 weights x f32 activations (w4a32) */
 
-static inline __attribute__((always_inline)) void
-w4a32_tile(float *y, size_t ys, const float *x, size_t xs, const uint8_t *row, bool asym,
-           int64_t cols, int NT) {
+static inline __attribute__((always_inline)) void w4a32_tile(float *y, size_t ys, const float *x,
+                                                             size_t xs, const uint8_t *row,
+                                                             bool asym, int64_t cols, int NT) {
     __m256 acc[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) acc[i] = _mm256_setzero_ps();
     size_t bb = asym ? sizeof(p3_block_i4a) : sizeof(p3_block_i4s);
     for (int64_t g = 0; g * P3_QK < cols; g++) {
@@ -320,7 +335,7 @@ w4a32_tile(float *y, size_t ys, const float *x, size_t xs, const uint8_t *row, b
             q = i < 8 ? _mm256_and_si256(q, _mm256_set1_epi32(0x0f)) : _mm256_srli_epi32(q, 4);
             __m256 wv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, z)), d);
             int n = (int)P3_MIN((int64_t)8, cols - k);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int t = 0; t < NT; t++) {
                 const float *xt = x + (size_t)t * xs + k;
                 __m256 xv = n == 8 ? _mm256_loadu_ps(xt) : load_tail(xt, n);
@@ -328,7 +343,7 @@ w4a32_tile(float *y, size_t ys, const float *x, size_t xs, const uint8_t *row, b
             }
         }
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) y[(size_t)i * ys] = hsum8(acc[i]);
 }
 
@@ -359,10 +374,14 @@ static inline void kv_row_f32(const cpu_attn_job *job, bool value, int pos, floa
     const uint8_t *src = (value ? kv->v : kv->k) + idx * (size_t)hd * kv->elem;
     int i = 0;
     switch (kv->pub.desc.dtype) {
-    case P3_KV_F32: memcpy(out, src, (size_t)hd * 4); i = hd; break;
+    case P3_KV_F32:
+        memcpy(out, src, (size_t)hd * 4);
+        i = hd;
+        break;
     case P3_KV_F16:
         for (; i + 8 <= hd; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))));
+            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(
+                                          (const __m128i *)((const uint16_t *)src + i))));
         for (; i < hd; i++) out[i] = p3_f16_to_f32(((const uint16_t *)src)[i]);
         break;
     case P3_KV_Q8: {

@@ -10,7 +10,9 @@
 
 /* ---- helpers */
 
-static inline __mmask16 tail_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+static inline __mmask16 tail_mask(int n) {
+    return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+}
 
 /* exp(x) for a vector: Cody-Waite range reduction and a degree-6 polynomial (about 1 ulp); inputs
  * are clamped so the result is 0 below -88 and finite above. */
@@ -139,14 +141,16 @@ panel_tile(float *y, size_t y_stride, const p3_block_q8g *xa, int64_t ng, const 
             }
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + g * CPU_PANEL)));
-        __m512i z = zeros ? _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(zeros + g * CPU_PANEL)))
-                          : _mm512_set1_epi32(8);
+        __m512i z =
+            zeros ? _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(zeros + g * CPU_PANEL)))
+                  : _mm512_set1_epi32(8);
 #pragma GCC unroll 16
         for (int i = 0; i < NT; i++) {
             const p3_block_q8g *a = &xa[(size_t)i * (size_t)ng + (size_t)g];
             __m512i dot = _mm512_sub_epi32(d[i], _mm512_mullo_epi32(z, _mm512_set1_epi32(a->sum)));
             __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(a->d));
-            __m512 r = _mm512_add_ps(_mm512_load_ps(acc[i]), _mm512_mul_ps(s, _mm512_cvtepi32_ps(dot)));
+            __m512 r =
+                _mm512_add_ps(_mm512_load_ps(acc[i]), _mm512_mul_ps(s, _mm512_cvtepi32_ps(dot)));
             _mm512_store_ps(acc[i], r);
         }
     }
@@ -178,8 +182,9 @@ static void panel_gemv(float *y, const p3_block_q8g *xa, int64_t ng, const uint8
                                      _mm512_set1_epi32(a[3]));
         }
         __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + g * CPU_PANEL)));
-        __m512i z = zeros ? _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(zeros + g * CPU_PANEL)))
-                          : _mm512_set1_epi32(8);
+        __m512i z =
+            zeros ? _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(zeros + g * CPU_PANEL)))
+                  : _mm512_set1_epi32(8);
         __m512i dot = _mm512_add_epi32(_mm512_add_epi32(d0, d1), _mm512_add_epi32(d2, d3));
         dot = _mm512_sub_epi32(dot, _mm512_mullo_epi32(z, _mm512_set1_epi32(xa[g].sum)));
         __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(xa[g].d));
@@ -188,8 +193,8 @@ static void panel_gemv(float *y, const p3_block_q8g *xa, int64_t ng, const uint8
     _mm512_mask_storeu_ps(y, rows_mask, acc);
 }
 
-static void matmul_w4a8_avx512(float *y, const p3_block_q8g *xa, const cpu_weight *w,
-                               int n_tokens, int64_t p0, int64_t p1) {
+static void matmul_w4a8_avx512(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
+                               int64_t p0, int64_t p1) {
     int64_t ng = w->n_groups, rows = w->pub.rows;
     size_t ys = (size_t)rows;
     for (int64_t p = p0; p < p1; p++) {
@@ -210,22 +215,53 @@ static void matmul_w4a8_avx512(float *y, const p3_block_q8g *xa, const cpu_weigh
         const p3_block_q8g *xr = xa + (size_t)t * (size_t)ng;
         float *yr = yp + (size_t)t * ys;
         switch (rest) {
-        case 15: panel_tile(yr, ys, xr, ng, data, sc, zp, 15, m); break;
-        case 14: panel_tile(yr, ys, xr, ng, data, sc, zp, 14, m); break;
-        case 13: panel_tile(yr, ys, xr, ng, data, sc, zp, 13, m); break;
-        case 12: panel_tile(yr, ys, xr, ng, data, sc, zp, 12, m); break;
-        case 11: panel_tile(yr, ys, xr, ng, data, sc, zp, 11, m); break;
-        case 10: panel_tile(yr, ys, xr, ng, data, sc, zp, 10, m); break;
-        case 9: panel_tile(yr, ys, xr, ng, data, sc, zp, 9, m); break;
-        case 8: panel_tile(yr, ys, xr, ng, data, sc, zp, 8, m); break;
-        case 7: panel_tile(yr, ys, xr, ng, data, sc, zp, 7, m); break;
-        case 6: panel_tile(yr, ys, xr, ng, data, sc, zp, 6, m); break;
-        case 5: panel_tile(yr, ys, xr, ng, data, sc, zp, 5, m); break;
-        case 4: panel_tile(yr, ys, xr, ng, data, sc, zp, 4, m); break;
-        case 3: panel_tile(yr, ys, xr, ng, data, sc, zp, 3, m); break;
-        case 2: panel_tile(yr, ys, xr, ng, data, sc, zp, 2, m); break;
-        case 1: panel_tile(yr, ys, xr, ng, data, sc, zp, 1, m); break;
-        default: break;
+        case 15:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 15, m);
+            break;
+        case 14:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 14, m);
+            break;
+        case 13:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 13, m);
+            break;
+        case 12:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 12, m);
+            break;
+        case 11:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 11, m);
+            break;
+        case 10:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 10, m);
+            break;
+        case 9:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 9, m);
+            break;
+        case 8:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 8, m);
+            break;
+        case 7:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 7, m);
+            break;
+        case 6:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 6, m);
+            break;
+        case 5:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 5, m);
+            break;
+        case 4:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 4, m);
+            break;
+        case 3:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 3, m);
+            break;
+        case 2:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 2, m);
+            break;
+        case 1:
+            panel_tile(yr, ys, xr, ng, data, sc, zp, 1, m);
+            break;
+        default:
+            break;
         }
     }
 }
@@ -240,20 +276,20 @@ static inline __m512 load_w(const void *row, p3_dtype dt, int64_t k, __mmask16 m
 }
 
 /* NT tokens x one weight row: one 16-lane accumulator per token, reduced at the end. */
-static inline __attribute__((always_inline)) void
-plain_tile(float *y, size_t ys, const float *x, size_t xs, const void *row, p3_dtype dt,
-           int64_t cols, int NT) {
+static inline __attribute__((always_inline)) void plain_tile(float *y, size_t ys, const float *x,
+                                                             size_t xs, const void *row,
+                                                             p3_dtype dt, int64_t cols, int NT) {
     __m512 acc[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t k = 0; k < cols; k += 16) {
         __mmask16 m = tail_mask((int)(cols - k));
         __m512 wv = load_w(row, dt, k, m);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int i = 0; i < NT; i++)
             acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + (size_t)i * xs + k), wv, acc[i]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) y[(size_t)i * ys] = _mm512_reduce_add_ps(acc[i]);
 }
 
@@ -281,11 +317,11 @@ static inline __m512 dequant16(const uint8_t *qs, int i, __m512i z, __m512 d) {
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), d);
 }
 
-static inline __attribute__((always_inline)) void
-w4a32_tile(float *y, size_t ys, const float *x, size_t xs, const uint8_t *row, bool asym,
-           int64_t cols, int NT) {
+static inline __attribute__((always_inline)) void w4a32_tile(float *y, size_t ys, const float *x,
+                                                             size_t xs, const uint8_t *row,
+                                                             bool asym, int64_t cols, int NT) {
     __m512 acc[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) acc[i] = _mm512_setzero_ps();
     size_t bb = asym ? sizeof(p3_block_i4a) : sizeof(p3_block_i4s);
     for (int64_t g = 0; g * P3_QK < cols; g++) {
@@ -300,13 +336,13 @@ w4a32_tile(float *y, size_t ys, const float *x, size_t xs, const uint8_t *row, b
             if (k >= cols) break;
             __mmask16 m = tail_mask((int)(cols - k));
             __m512 wv = dequant16(qs, i, z, d);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int t = 0; t < NT; t++)
-                acc[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + (size_t)t * xs + k), wv,
-                                         acc[t]);
+                acc[t] =
+                    _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + (size_t)t * xs + k), wv, acc[t]);
         }
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < NT; i++) y[(size_t)i * ys] = _mm512_reduce_add_ps(acc[i]);
 }
 
@@ -343,8 +379,8 @@ static inline void load_kv_row(const cpu_attn_job *job, bool value, int pos, __m
         break;
     case P3_KV_F16:
         for (int i = 0; i < nv; i++)
-            v[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(hd - 16 * i),
-                                                            (const uint16_t *)src + 16 * i));
+            v[i] = _mm512_cvtph_ps(
+                _mm256_maskz_loadu_epi16(tail_mask(hd - 16 * i), (const uint16_t *)src + 16 * i));
         break;
     case P3_KV_Q8: {
         __m512 d = _mm512_set1_ps((value ? kv->v_scale : kv->k_scale)[idx]);
@@ -403,7 +439,8 @@ static void attend_avx512(const cpu_attn_job *job) {
     }
     __m512 inv = _mm512_set1_ps(1.0f / sum);
     for (int i = 0; i < nv; i++)
-        _mm512_mask_storeu_ps(job->out + 16 * i, tail_mask(hd - 16 * i), _mm512_mul_ps(acc[i], inv));
+        _mm512_mask_storeu_ps(job->out + 16 * i, tail_mask(hd - 16 * i),
+                              _mm512_mul_ps(acc[i], inv));
 }
 
 const cpu_isa cpu_isa_avx512 = {

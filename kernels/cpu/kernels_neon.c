@@ -1,6 +1,7 @@
 /* kernels_neon.c: the CPU backend's NEON level for aarch64 with the dot-product extension (sdot):
  * INT4 panels x int8 activations, FMA matmul for f32/f16/bf16 weights, vector row ops. Attention
- * uses the portable kernel. Compiled with -march=armv8.2-a+dotprod, used only when HWCAP says so. */
+ * uses the portable kernel. Compiled with -march=armv8.2-a+dotprod, used only when HWCAP says so.
+ */
 #include "cpu.h"
 #include "ref.h"
 

@@ -6,7 +6,7 @@
 #include <math.h>
 
 void cpu_matmul_plain_scalar(float *y, const float *x, const cpu_weight *w, int n_tokens,
-                            int64_t n0, int64_t n1) {
+                             int64_t n0, int64_t n1) {
     size_t rows = (size_t)w->pub.rows, cols = (size_t)w->pub.cols;
     for (int t = 0; t < n_tokens; t++)
         p3_ref_matmul(y + (size_t)t * rows + (size_t)n0, x + (size_t)t * cols,
@@ -14,12 +14,12 @@ void cpu_matmul_plain_scalar(float *y, const float *x, const cpu_weight *w, int 
 }
 
 void cpu_matmul_w4a32_scalar(float *y, const float *x, const cpu_weight *w, int n_tokens,
-                            int64_t n0, int64_t n1) {
+                             int64_t n0, int64_t n1) {
     size_t rows = (size_t)w->pub.rows, cols = (size_t)w->pub.cols;
     for (int t = 0; t < n_tokens; t++)
         p3_matmul_w4a32_ref(y + (size_t)t * rows + (size_t)n0, x + (size_t)t * cols,
-                            w->data + (size_t)n0 * w->row_bytes, w->pub.dtype, n1 - n0,
-                            w->pub.cols, 1);
+                            w->data + (size_t)n0 * w->row_bytes, w->pub.dtype, n1 - n0, w->pub.cols,
+                            1);
 }
 
 void cpu_quantize_act_scalar(const float *x, int64_t k, p3_block_q8g *out) {

@@ -22,7 +22,7 @@ struct cpu_pool {
     pthread_t *threads;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    pthread_cond_t done; /* signalled when the last worker finishes a task */
+    pthread_cond_t done;    /* signalled when the last worker finishes a task */
     atomic_uint generation; /* bumped for every task */
     atomic_int pending;     /* workers still running the current task */
     atomic_bool quit;
@@ -122,7 +122,9 @@ void cpu_pool_destroy(cpu_pool *pool) {
     p3_free(pool);
 }
 
-int cpu_pool_threads(const cpu_pool *pool) { return pool->n_threads; }
+int cpu_pool_threads(const cpu_pool *pool) {
+    return pool->n_threads;
+}
 
 void cpu_pool_run(cpu_pool *pool, cpu_task_fn fn, void *arg) {
     if (pool->n_threads == 1) {

@@ -828,7 +828,8 @@ static p3_status l0_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tok
 static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
                            p3_error *err) {
     const l0_weight_impl *impl = w->impl;
-    if (w->act != P3_ACT_F32)
+    bool i4 = w->dtype == P3_DT_I4G128S || w->dtype == P3_DT_I4G128A;
+    if (i4 && w->act != P3_ACT_F32) /* act means nothing for float weights */
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "level-zero matmul: only w4a32 (f32 activations) is implemented");
     l0_args a = {0};

@@ -207,27 +207,20 @@ static ushort p3_float_to_half(float f) {
 
 /* Stores K and V of token t at position pos0 + t of the layer's caches [n_ctx][kv_dim] (f32 or
  * f16). Grid: (n_kv_heads * head_dim, n_tokens). */
-__kernel void p3_kv_write_f32(__global float *k_cache, __global float *v_cache,
-                              __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
-                              int head_dim) {
-    int i = (int)get_global_id(0), t = (int)get_global_id(1);
-    P3_KV_ROWS
-    if (i >= kv_dim) return;
-    size_t dst = (size_t)(pos0 + t) * kv_dim + i;
-    k_cache[dst] = krow[i];
-    v_cache[dst] = vrow[i];
-}
+#define P3_KV_WRITE_KERNEL(name, type, convert)                                                    \
+    __kernel void name(__global type *k_cache, __global type *v_cache, __global const float *qkv,  \
+                       int pos0, int n_heads, int n_kv_heads, int head_dim) {                      \
+        int i = (int)get_global_id(0), t = (int)get_global_id(1);                                  \
+        P3_KV_ROWS                                                                                 \
+        if (i >= kv_dim) return;                                                                   \
+        size_t dst = (size_t)(pos0 + t) * kv_dim + i;                                              \
+        k_cache[dst] = convert(krow[i]);                                                           \
+        v_cache[dst] = convert(vrow[i]);                                                           \
+    }
 
-__kernel void p3_kv_write_f16(__global ushort *k_cache, __global ushort *v_cache,
-                              __global const float *qkv, int pos0, int n_heads, int n_kv_heads,
-                              int head_dim) {
-    int i = (int)get_global_id(0), t = (int)get_global_id(1);
-    P3_KV_ROWS
-    if (i >= kv_dim) return;
-    size_t dst = (size_t)(pos0 + t) * kv_dim + i;
-    k_cache[dst] = p3_float_to_half(krow[i]);
-    v_cache[dst] = p3_float_to_half(vrow[i]);
-}
+#define P3_AS_IS(x) (x)
+P3_KV_WRITE_KERNEL(p3_kv_write_f32, float, P3_AS_IS)
+P3_KV_WRITE_KERNEL(p3_kv_write_f16, ushort, p3_float_to_half)
 
 /* q8 cache: per (position, KV head) an f32 scale d = max|x| / 127 and int8 values rint(x / d),
  * as p3_ref_kv_round_q8. One work-item per (KV head, token, K or V): head_dim values each.
