@@ -56,7 +56,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench format \
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer format \
         format-check clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
@@ -107,7 +107,7 @@ $(BUILD)/phi3c.pc: tools/phi3c.pc.in
 	    -e 's|@VERSION@|0.1.0|' $< > $@
 
 # Measurement tools (C programs in tools/ linked against the library).
-TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer
 tools: $(TOOLS)
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
 	@mkdir -p $(@D)
@@ -169,6 +169,11 @@ fixtures:
 
 bench: all
 	@tools/bench.sh
+
+# Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer
+	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
+	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
 
 format:
 	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')

@@ -156,8 +156,13 @@ static uint64_t merge_key(int32_t left, int32_t right) {
     return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
 }
 
+/* Mixes all 64 key bits into the low ones (both ids matter; a plain multiply would leave the
+ * left id's high bits out of the slot index). */
 static size_t merge_hash(uint64_t key, size_t mask) {
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+    key ^= key >> 31;
+    key *= 0x9E3779B97F4A7C15ull;
+    key ^= key >> 29;
+    return (size_t)key & mask;
 }
 
 p3_status tok_merges_reserve(p3_tokenizer *tok, size_t n, p3_error *err) {
@@ -315,6 +320,19 @@ static void add_stop(p3_tokenizer *tok, int32_t id) {
     tok->stop_ids[tok->n_stop_ids++] = id;
 }
 
+/* True when some piece holds "▁" right after a character other than "▁" (then a merge could
+ * join the end of one word to the start of the next). */
+static bool has_mark_after_char(const p3_tokenizer *tok) {
+    for (int32_t id = 0; id < tok->n_vocab; id++) {
+        const char *p = piece_ptr(tok, id);
+        size_t len = tok->piece_len[id];
+        for (size_t k = 1; k + 3 <= len; k++)
+            if (memcmp(p + k, SPACE_MARK, 3) == 0 && (k < 3 || memcmp(p + k - 3, SPACE_MARK, 3)))
+                return true;
+    }
+    return false;
+}
+
 void tok_default_stops(p3_tokenizer *tok) {
     tok->n_stop_ids = 0;
     add_stop(tok, tok->eos_id);
@@ -331,6 +349,7 @@ p3_status tok_finish(p3_tokenizer *tok, p3_error *err) {
         tok->added_first[b >> 3] |= (uint8_t)(1u << (b & 7));
     }
     if (tok->n_stop_ids == 0) tok_default_stops(tok);
+    tok->words_split = tok->space_id >= 0 && !has_mark_after_char(tok);
     return PHI3C_OK;
 }
 
@@ -392,8 +411,20 @@ typedef struct tok_work {
     size_t n_sym, cap_sym;
     tok_heap_item *heap;
     size_t n_heap, cap_heap;
+    /* words already merged in this call: initial symbol ids -> result ids (both in `arena`) */
+    struct tok_cache_entry *cache;
+    size_t cache_mask, cache_used;
+    int32_t *arena;
+    size_t n_arena, cap_arena;
     bool oom;
 } tok_work;
+
+typedef struct tok_cache_entry {
+    uint32_t hash;
+    uint32_t in_off, n_in, out_off, n_out; /* n_in == 0: empty slot */
+} tok_cache_entry;
+
+enum { TOK_CACHE_MAX_SYMBOLS = 48 };
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
@@ -453,30 +484,107 @@ static tok_heap_item heap_pop(tok_work *w) {
     return top;
 }
 
-static void queue_pair(tok_work *w, int32_t pos) {
+/* Queues the merge of the symbol at pos with its right neighbour, if they merge and the
+ * neighbour is inside the current word (symbols [.., end)). */
+static void queue_pair(tok_work *w, int32_t pos, int32_t end) {
     const tok_symbol *s = &w->sym[pos];
-    if (s->next >= (int32_t)w->n_sym) return;
+    if (s->next >= end) return;
     const tok_merge_slot *m = merge_find(w->tok, s->id, w->sym[s->next].id);
     if (m) heap_push(w, (tok_heap_item){m->rank, pos, m->result});
 }
 
-/* HF's Word::merge_all: repeatedly merge the pair of lowest rank (leftmost on ties). */
-static void merge_symbols(tok_work *w) {
+/* HF's Word::merge_all on symbols [start, end): repeatedly merge the pair of lowest rank
+ * (leftmost on ties). */
+static void merge_symbols(tok_work *w, int32_t start, int32_t end) {
     w->n_heap = 0;
-    for (int32_t i = 0; i + 1 < (int32_t)w->n_sym; i++) queue_pair(w, i);
+    for (int32_t i = start; i + 1 < end; i++) queue_pair(w, i, end);
     while (w->n_heap) {
         tok_heap_item top = heap_pop(w);
         tok_symbol *s = &w->sym[top.pos];
-        if (s->id < 0 || s->next >= (int32_t)w->n_sym) continue;
+        if (s->id < 0 || s->next >= end) continue;
         tok_symbol *right = &w->sym[s->next];
         const tok_merge_slot *m = merge_find(w->tok, s->id, right->id);
         if (!m || m->result != top.result) continue; /* stale entry */
         s->id = top.result;
         right->id = -1;
         s->next = right->next;
-        if (s->next < (int32_t)w->n_sym) w->sym[s->next].prev = top.pos;
-        if (s->prev >= 0) queue_pair(w, s->prev);
-        queue_pair(w, top.pos);
+        if (s->next < end) w->sym[s->next].prev = top.pos;
+        if (s->prev >= start) queue_pair(w, s->prev, end);
+        queue_pair(w, top.pos, end);
+    }
+}
+
+/* Merges the segment's symbols and appends the resulting ids. When no piece of the vocabulary
+ * holds a "▁" right after another character (true of Phi-3's), no merge can cross the start of a
+ * word (a "▁" after a non-"▁" symbol), so each word is merged on its own: same result, smaller
+ * heaps. */
+static uint32_t hash_ids(const tok_symbol *sym, int32_t start, int32_t end) {
+    uint32_t h = 2166136261u;
+    for (int32_t i = start; i < end; i++) h = (h ^ (uint32_t)sym[i].id) * 16777619u;
+    return h;
+}
+
+/* The cached entry for the word's initial symbols, or the empty slot where it belongs (NULL when
+ * there is no cache). */
+static tok_cache_entry *cache_slot(tok_work *w, int32_t start, int32_t end, uint32_t h) {
+    if (!w->cache) return NULL;
+    uint32_t n = (uint32_t)(end - start);
+    for (size_t i = h & w->cache_mask;; i = (i + 1) & w->cache_mask) {
+        tok_cache_entry *e = &w->cache[i];
+        if (e->n_in == 0) return e;
+        if (e->hash != h || e->n_in != n) continue;
+        bool same = true;
+        for (uint32_t k = 0; k < n && same; k++)
+            same = w->arena[e->in_off + k] == w->sym[start + (int32_t)k].id;
+        if (same) return e;
+    }
+}
+
+static void cache_store(tok_work *w, tok_cache_entry *e, uint32_t h, int32_t start, int32_t end,
+                        const int32_t *in_ids) {
+    uint32_t n_in = (uint32_t)(end - start);
+    size_t n_out = 0;
+    for (int32_t i = start; i < end; i = w->sym[i].next) n_out++;
+    if (w->cache_used * 2 >= w->cache_mask ||
+        !grow((void **)&w->arena, &w->cap_arena, w->n_arena + n_in + n_out, sizeof *w->arena))
+        return; /* full: merge the remaining words without caching */
+    *e = (tok_cache_entry){h, (uint32_t)w->n_arena, n_in, (uint32_t)(w->n_arena + n_in),
+                           (uint32_t)n_out};
+    memcpy(w->arena + w->n_arena, in_ids, n_in * sizeof *in_ids);
+    w->n_arena += n_in;
+    for (int32_t i = start; i < end; i = w->sym[i].next) w->arena[w->n_arena++] = w->sym[i].id;
+    w->cache_used++;
+}
+
+/* Merges the segment's symbols and appends the resulting ids. When no piece of the vocabulary
+ * holds a "▁" right after another character (true of Phi-3's), no merge can cross the start of a
+ * word (a "▁" after a non-"▁" symbol), so each word is merged on its own: the same result, with
+ * small heaps, and a word seen before in this text reuses its result. */
+static void merge_and_emit(tok_work *w) {
+    const p3_tokenizer *tok = w->tok;
+    int32_t n = (int32_t)w->n_sym;
+    int32_t in_ids[TOK_CACHE_MAX_SYMBOLS];
+    for (int32_t start = 0; start < n;) {
+        int32_t end = n;
+        if (tok->words_split)
+            for (end = start + 1; end < n; end++)
+                if (w->sym[end].id == tok->space_id && w->sym[end - 1].id != tok->space_id) break;
+        tok_cache_entry *e = NULL;
+        uint32_t h = 0;
+        if (end - start > 1 && end - start <= TOK_CACHE_MAX_SYMBOLS && tok->words_split) {
+            h = hash_ids(w->sym, start, end);
+            e = cache_slot(w, start, end, h);
+            if (e && e->n_in) {
+                for (uint32_t k = 0; k < e->n_out; k++) push_id(w, w->arena[e->out_off + k]);
+                start = end;
+                continue;
+            }
+            for (int32_t i = start; i < end; i++) in_ids[i - start] = w->sym[i].id;
+        }
+        if (end - start > 1) merge_symbols(w, start, end);
+        if (e) cache_store(w, e, h, start, end, in_ids);
+        for (int32_t i = start; i < end; i = w->sym[i].next) push_id(w, w->sym[i].id);
+        start = end;
     }
 }
 
@@ -538,9 +646,7 @@ static void encode_segment(tok_work *w, const uint8_t *s, size_t n) {
     }
     if (unk_pending) push_symbol(w, tok->unk_id);
     if (w->n_sym == 0) return;
-    w->sym[w->n_sym - 1].next = (int32_t)w->n_sym;
-    merge_symbols(w);
-    for (size_t i = 0; i < w->n_sym; i = (size_t)w->sym[i].next) push_id(w, w->sym[i].id);
+    merge_and_emit(w);
 }
 
 /* Leftmost-longest added token starting at or after `from`; returns its index or -1. */
@@ -597,6 +703,12 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "encode: text of %zu bytes is too long", len);
     const uint8_t *s = (const uint8_t *)text;
     tok_work w = {.tok = tok};
+    if (tok->words_split && len >= 256) { /* a word cache pays off beyond a short prompt */
+        size_t slots = 64;
+        while (slots < len / 8 && slots < 65536) slots *= 2;
+        w.cache = p3_calloc(slots, sizeof *w.cache);
+        w.cache_mask = w.cache ? slots - 1 : 0; /* without memory, simply no cache */
+    }
     if ((flags & P3_ENCODE_ADD_BOS) && tok->bos_id >= 0) push_id(&w, tok->bos_id);
     /* AddedVocabulary::find_matches: split on added tokens, honouring lstrip/rstrip; each piece
      * in between is normalized and encoded on its own. */
@@ -616,6 +728,8 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
     if (seg_start < len) encode_segment(&w, s + seg_start, len - seg_start);
     p3_free(w.sym);
     p3_free(w.heap);
+    p3_free(w.cache);
+    p3_free(w.arena);
     if (w.oom) {
         p3_free(w.ids);
         return p3_fail(err, PHI3C_ERR_NOMEM, "encode: out of memory for %zu bytes of text", len);

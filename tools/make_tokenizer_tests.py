@@ -4,6 +4,7 @@
 transformers) and the chat oracle with jinja2 rendering each tokenizer_config.json template.
 
 Usage: python tools/make_tokenizer_tests.py [--shared ../shared] [--out tests/fixtures/tokenizer]
+(a venv with tools/requirements-tokenizer.txt: tools/make_venv.sh build/venv-tokenizer tools/requirements-tokenizer.txt)
 
 Output, one file per tokenizer version (<name>.cases), one case per line, fields separated by ';':
   E;<text hex>;<ids>;<decode(ids) hex>;<decode(ids, skip_special) hex>;<ids with encode_special_tokens>
