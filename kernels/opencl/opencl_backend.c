@@ -482,7 +482,7 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
         !p3_mul_size(groups, rows, &ng))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: weight %s is too large", d->name);
     uint32_t *qw = p3_malloc(nqb);
-    float *scale = p3_malloc(ng * sizeof(float));
+    uint16_t *scale = p3_malloc(ng * sizeof(uint16_t));
     uint8_t *zero = p3_malloc(ng);
     p3_status st = PHI3C_OK;
     if (!qw || !scale || !zero)
@@ -493,7 +493,7 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
             uint16_t dh;
             memcpy(&dh, b, 2);
             const uint8_t *qs = b + (sym ? 2 : 4);
-            scale[g * rows + r] = p3_f16_to_f32(dh);
+            scale[g * rows + r] = dh;
             zero[g * rows + r] = sym ? 8 : b[2];
             for (size_t j = 0; j < 16; j++) {
                 uint32_t word = 0;
@@ -507,12 +507,12 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
         }
     }
     if (st == PHI3C_OK) st = device_alloc(c, nqb, d->name, &w->a, err);
-    if (st == PHI3C_OK) st = device_alloc(c, ng * sizeof(float), d->name, &w->b, err);
+    if (st == PHI3C_OK) st = device_alloc(c, ng * sizeof(uint16_t), d->name, &w->b, err);
     if (st == PHI3C_OK) st = device_alloc(c, ng, d->name, &w->c, err);
     if (st == PHI3C_OK) st = upload(c, w->a, 0, qw, nqb, err);
-    if (st == PHI3C_OK) st = upload(c, w->b, 0, scale, ng * sizeof(float), err);
+    if (st == PHI3C_OK) st = upload(c, w->b, 0, scale, ng * sizeof(uint16_t), err);
     if (st == PHI3C_OK) st = upload(c, w->c, 0, zero, ng, err);
-    w->bytes = nqb + ng * (sizeof(float) + 1);
+    w->bytes = nqb + ng * (sizeof(uint16_t) + 1);
     p3_free(qw);
     p3_free(scale);
     p3_free(zero);

@@ -14,14 +14,15 @@ static const char *const CMD = "info";
 
 static void usage(FILE *f) {
     fprintf(
-        f, "usage: phi3c info [-m PATH] [--json]\n\n"
+        f, "usage: phi3c info [-m PATH] [--json] [--no-verify]\n\n"
            "Shows a model's config (architecture, dims, layers, heads, kv heads, vocab, rope type\n"
            "and factors, sliding window, tied embeddings), every tensor with its dtype and shape\n"
            "(HF order: [out, in]), the total size of its files, GGUF metadata, and the backends\n"
            "of this build with why each is or is not available. Without -m: only the backends.\n\n"
            "  -m, --model PATH  model folder (config.json + safetensors), GGUF file, or native\n"
            "                    .phi3c file\n"
-           "  --json            one JSON object instead of text\n");
+           "  --json            one JSON object instead of text\n"
+           "  --no-verify       native file: skip the per-tensor checksum pass\n");
 }
 
 /* ---- JSON output ---- */
@@ -233,9 +234,9 @@ static void json_metadata(FILE *f, const p3_gguf *g) {
 static void json_native(FILE *f, const p3_native *n) {
     fprintf(f,
             "  \"native\": {\"version\": \"%u.%u\", \"group_size\": %u, \"symmetric\": %s, "
-            "\"checksums\": \"%s\"},\n",
+            "\"checksums\": \"%s\", \"verify_ms\": %.1f},\n",
             n->version_major, n->version_minor, n->group_size, n->asym ? "false" : "true",
-            n->verified ? "verified" : "not checked");
+            n->verified ? "verified" : "not checked", n->verify_ms);
 }
 
 static void json_backends(FILE *f) {
@@ -424,10 +425,11 @@ static void print_text(FILE *f, const p3_model_source *src) {
         fprintf(f, "format                   %s (%zu file%s)\n", format_name(src->format),
                 src->n_files, src->n_files == 1 ? "" : "s");
         if (src->native)
-            fprintf(f, "native file              v%u.%u, INT4 group %u %s, checksums %s\n",
+            fprintf(f,
+                    "native file              v%u.%u, INT4 group %u %s, checksums %s (%.0f ms)\n",
                     src->native->version_major, src->native->version_minor, src->native->group_size,
                     src->native->asym ? "asymmetric" : "symmetric",
-                    src->native->verified ? "verified" : "not checked");
+                    src->native->verified ? "verified" : "not checked", src->native->verify_ms);
         if (src->has_config)
             text_config(f, &src->config);
         else
@@ -446,12 +448,14 @@ int cmd_info(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     const char *model = NULL;
-    bool json = false;
+    bool json = false, verify = true;
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-m", "--model")) {
             if (!(model = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
         } else if (cli_is(argv[i], "--json", NULL)) {
             json = true;
+        } else if (cli_is(argv[i], "--no-verify", NULL)) {
+            verify = false;
         } else {
             return cli_usage_error(CMD, "unknown argument '%s'", argv[i]);
         }
@@ -459,7 +463,8 @@ int cmd_info(int argc, char **argv) {
     p3_model_source *src = NULL;
     if (model) {
         p3_error err = {0};
-        if (p3_source_open(model, &src, &err) != PHI3C_OK) return cli_fail(CMD, &err);
+        if (p3_source_open_verify(model, verify, &src, &err) != PHI3C_OK)
+            return cli_fail(CMD, &err);
         /* a model whose tensors do not fit its config is broken: say so instead of listing it */
         if (src->has_config && p3_source_check_tensors(src, &err) != PHI3C_OK) {
             p3_source_close(src);
