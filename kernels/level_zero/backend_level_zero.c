@@ -252,6 +252,8 @@ typedef enum l0_kernel_id {
     K_MATMUL_F16,
     K_MATMUL_BF16,
     K_MATMUL_I4,
+    K_QUANTIZE_Q8,
+    K_MATMUL_I4_Q8,
     K_ROPE,
     K_KV_WRITE_F32, /* the three cache types in p3_kv_dtype order */
     K_KV_WRITE_F16,
@@ -265,10 +267,10 @@ typedef enum l0_kernel_id {
 } l0_kernel_id;
 
 static const char *const kernel_names[K_COUNT] = {
-    "p3_embed_f32",    "p3_embed_f16",    "p3_embed_bf16",  "p3_embed_i4",      "p3_rmsnorm",
-    "p3_matmul_f32",   "p3_matmul_f16",   "p3_matmul_bf16", "p3_matmul_i4",     "p3_rope",
-    "p3_kv_write_f32", "p3_kv_write_f16", "p3_kv_write_q8", "p3_attention_f32", "p3_attention_f16",
-    "p3_attention_q8", "p3_swiglu",       "p3_add",
+    "p3_embed_f32",     "p3_embed_f16",     "p3_embed_bf16",   "p3_embed_i4",     "p3_rmsnorm",
+    "p3_matmul_f32",    "p3_matmul_f16",    "p3_matmul_bf16",  "p3_matmul_i4",    "p3_quantize_q8",
+    "p3_matmul_i4_q8",  "p3_rope",          "p3_kv_write_f32", "p3_kv_write_f16", "p3_kv_write_q8",
+    "p3_attention_f32", "p3_attention_f16", "p3_attention_q8", "p3_swiglu",       "p3_add",
 };
 
 typedef struct l0_ctx {
@@ -284,6 +286,8 @@ typedef struct l0_ctx {
     size_t pending;  /* commands appended since the last submission */
     int32_t *bad_id; /* device flag raised by embed on an out-of-range id */
     int32_t bad_id_host;
+    void *q8_scratch; /* w4a8 activations: int8 groups, then f32 scales */
+    size_t q8_scratch_size;
 } l0_ctx;
 
 typedef struct l0_weight_impl {
@@ -446,6 +450,7 @@ static void l0_destroy(void *ctx) {
         if (c->kernels[k]) c->api.zeKernelDestroy(c->kernels[k]);
     if (c->module) c->api.zeModuleDestroy(c->module);
     if (c->bad_id) c->api.zeMemFree(c->context, c->bad_id);
+    if (c->q8_scratch) c->api.zeMemFree(c->context, c->q8_scratch);
     if (c->fence) c->api.zeFenceDestroy(c->fence);
     if (c->list) c->api.zeCommandListDestroy(c->list);
     if (c->queue) c->api.zeCommandQueueDestroy(c->queue);
@@ -550,7 +555,7 @@ static bool l0_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p
     case P3_OP_EMBED:
     case P3_OP_MATMUL:
         if (weight == P3_DT_I4G128S || weight == P3_DT_I4G128A)
-            return op == P3_OP_EMBED || act == P3_ACT_F32;
+            return op == P3_OP_EMBED || act == P3_ACT_F32 || act == P3_ACT_Q8;
         return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
     case P3_OP_KV_WRITE:
     case P3_OP_ATTENTION:
@@ -825,13 +830,52 @@ static p3_status l0_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tok
     return launch_grouped(ctx, K_RMSNORM, (size_t)n_tokens * 64, 1, 1, 64, &a, err);
 }
 
+/* The w4a8 activation scratch, grown when a matmul needs more (freeing waits for queued work). */
+static p3_status q8_scratch(l0_ctx *c, size_t bytes, p3_error *err) {
+    if (bytes <= c->q8_scratch_size) return PHI3C_OK;
+    dev_free(c, c->q8_scratch);
+    c->q8_scratch = NULL;
+    c->q8_scratch_size = 0;
+    p3_status s = dev_alloc(c, bytes, &c->q8_scratch, err);
+    if (s == PHI3C_OK) c->q8_scratch_size = bytes;
+    return s;
+}
+
+/* w4a8: quantize the activations into the scratch, then the integer-dot matmul. */
+static p3_status matmul_w4a8(l0_ctx *c, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
+                             p3_error *err) {
+    const l0_weight_impl *impl = w->impl;
+    size_t groups = (size_t)p3_groups(w->cols), n_groups = groups * (size_t)n_tokens;
+    size_t q_bytes = n_groups * P3_QK; /* a multiple of 128: the scales stay aligned */
+    p3_status s = q8_scratch(c, q_bytes + n_groups * sizeof(float), err);
+    if (s != PHI3C_OK) return s;
+    char *xq = c->q8_scratch, *xd = xq + q_bytes;
+    l0_args q = {0};
+    arg_ptr(&q, xq);
+    arg_ptr(&q, xd);
+    arg_ptr(&q, dev_ptr(x));
+    arg_int(&q, (int)w->cols);
+    s = launch(c, K_QUANTIZE_Q8, groups, (size_t)n_tokens, 1, &q, err);
+    if (s != PHI3C_OK) return s;
+    l0_args a = {0};
+    arg_ptr(&a, dev_ptr(y));
+    arg_ptr(&a, xq);
+    arg_ptr(&a, xd);
+    arg_ptr(&a, impl->dev);
+    arg_ptr(&a, (char *)impl->dev + impl->scale_off);
+    arg_ptr(&a, (char *)impl->dev + impl->zero_off);
+    arg_int(&a, (int)w->rows);
+    arg_int(&a, (int)w->cols);
+    arg_int(&a, n_tokens);
+    return launch_grouped(c, K_MATMUL_I4_Q8, (size_t)w->rows * 64, ((size_t)n_tokens + 3) / 4, 1,
+                          64, &a, err);
+}
+
 static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
                            p3_error *err) {
     const l0_weight_impl *impl = w->impl;
     bool i4 = w->dtype == P3_DT_I4G128S || w->dtype == P3_DT_I4G128A;
-    if (i4 && w->act != P3_ACT_F32) /* act means nothing for float weights */
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "level-zero matmul: only w4a32 (f32 activations) is implemented");
+    if (i4 && w->act == P3_ACT_Q8) return matmul_w4a8(ctx, y, x, w, n_tokens, err);
     l0_args a = {0};
     l0_kernel_id k;
     switch (w->dtype) {
@@ -851,7 +895,7 @@ static p3_status l0_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, in
     arg_ptr(&a, dev_ptr(y));
     arg_ptr(&a, dev_ptr(x));
     arg_ptr(&a, impl->dev);
-    if (k == K_MATMUL_I4) {
+    if (i4) {
         arg_ptr(&a, (char *)impl->dev + impl->scale_off);
         arg_ptr(&a, (char *)impl->dev + impl->zero_off);
     }

@@ -160,6 +160,54 @@ p3_matmul_i4(__global float *y, __global const float *x, __global const uchar *q
     P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)
 }
 
+/* w4a8, step 1: activations quantized per 128-group as p3_quantize_act_q8g does (d = max|x| / 127,
+ * int8 rint(x / d), 0 past the row's end). xq: [n_tokens][groups * 128], xd: [n_tokens][groups].
+ * Grid: (groups, n_tokens). */
+__kernel void p3_quantize_q8(__global char *xq, __global float *xd, __global const float *x,
+                             int cols) {
+    int g = (int)get_global_id(0), t = (int)get_global_id(1);
+    int groups = (cols + P3_QK - 1) / P3_QK;
+    if (g >= groups) return;
+    __global const float *src = x + (size_t)t * cols + (size_t)g * P3_QK;
+    __global char *dst = xq + ((size_t)t * groups + g) * P3_QK;
+    int len = min(P3_QK, cols - g * P3_QK);
+    float amax = 0.0f;
+    for (int j = 0; j < len; j++) amax = fmax(amax, fabs(src[j]));
+    float d = amax / 127.0f;
+    float inv = amax > 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < P3_QK; j++) dst[j] = j < len ? (char)(int)rint(src[j] * inv) : (char)0;
+    xd[(size_t)t * groups + g] = d;
+}
+
+/* w4a8, step 2: exact integer products of weight nibbles (minus the zero point) and quantized
+ * activations; each lane scales its share of a group's dot by d_w * d_x (the reference scales
+ * the group's whole dot once: the sums differ only in f32 rounding). Same grid and lanes as
+ * p3_matmul_i4. */
+__kernel __attribute__((reqd_work_group_size(P3_MM_LANES, 1, 1))) void
+p3_matmul_i4_q8(__global float *y, __global const char *xq, __global const float *xd,
+                __global const uchar *qs, __global const float *scale,
+                __global const uchar *zero, int rows, int cols, int n_tokens) {
+    int n = (int)get_group_id(0), lane = (int)get_local_id(0);
+    int t0 = (int)get_global_id(1) * P3_MM_TOKENS;
+    int nt = min(P3_MM_TOKENS, n_tokens - t0);
+    int groups = (cols + P3_QK - 1) / P3_QK;
+    float acc[P3_MM_TOKENS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int g = 0; g < groups; g++) {
+        size_t gi = (size_t)n * groups + g;
+        float d = scale[gi];
+        int z = (int)zero[gi];
+        uint byte = qs[gi * (P3_QK / 2) + lane];
+        int w_lo = (int)(byte & 15u) - z, w_hi = (int)(byte >> 4) - z;
+        for (int tt = 0; tt < nt; tt++) {
+            size_t xg = (size_t)(t0 + tt) * groups + g;
+            __global const char *a = xq + xg * P3_QK;
+            int dot = w_lo * (int)a[lane] + w_hi * (int)a[lane + 64];
+            acc[tt] += (d * xd[xg]) * (float)dot;
+        }
+    }
+    P3_MM_REDUCE_STORE(y, rows, n, t0, n_tokens, acc)
+}
+
 /* Rotates pair (i, i + rot_dim/2) of every Q and K head of token t at position pos0 + t.
  * Grid: (rot_dim / 2, n_heads + n_kv_heads, n_tokens). */
 __kernel void p3_rope(__global float *qkv, __global const float *inv_freq, int pos0, int n_heads,

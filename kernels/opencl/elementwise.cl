@@ -29,10 +29,10 @@ P3_EMBED_PLAIN(p3_embed_f32, float, w[(ulong)c * (ulong)rows + (ulong)id])
 P3_EMBED_PLAIN(p3_embed_f16, half, vload_half((ulong)c * (ulong)rows + (ulong)id, w))
 P3_EMBED_PLAIN(p3_embed_bf16, ushort, as_float((uint)w[(ulong)c * (ulong)rows + (ulong)id] << 16))
 
-/* INT4 tables in the matmul layout (matmul.cl): qw uint [cols/8][rows], scale float
+/* INT4 tables in the matmul layout (matmul.cl): qw uint [cols/8][rows], scale half
  * [groups][rows], zero uchar [groups][rows]. */
 __kernel void p3_embed_i4(__global float *out, ulong out_off, __global const uint *qw,
-                          __global const float *scale, __global const uchar *zero,
+                          __global const half *scale, __global const uchar *zero,
                           __global const int *ids, ulong ids_off, int rows, int cols,
                           __global int *bad_id) {
     int c = (int)get_global_id(0), t = (int)get_global_id(1);
@@ -47,7 +47,7 @@ __kernel void p3_embed_i4(__global float *out, ulong out_off, __global const uin
     ulong g = (ulong)(c / 128) * (ulong)rows + (ulong)id;
     uint word = qw[(ulong)(c / 8) * (ulong)rows + (ulong)id];
     int q = (int)((word >> (4 * (c % 8))) & 15u);
-    out[o] = (float)(q - (int)zero[g]) * scale[g];
+    out[o] = (float)(q - (int)zero[g]) * vload_half(g, scale);
 }
 
 /* out[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w. One work-group of 64 per token (grid (64,
@@ -88,7 +88,8 @@ __kernel void p3_rope(__global float *qkv, ulong qkv_off, __global const float *
     qkv[base + i + half_rot] = x1 * c + x0 * s;
 }
 
-/* out[t][i] = silu(g) * u with g = gate_up[t][i], u = gate_up[t][dim + i]. Grid: (dim, n_tokens). */
+/* out[t][i] = silu(g) * u with g = gate_up[t][i], u = gate_up[t][dim + i].
+ * Grid: (dim, n_tokens). */
 __kernel void p3_swiglu(__global float *out, ulong out_off, __global const float *gu, ulong gu_off,
                         int dim) {
     int i = (int)get_global_id(0), t = (int)get_global_id(1);
@@ -99,7 +100,8 @@ __kernel void p3_swiglu(__global float *out, ulong out_off, __global const float
 }
 
 /* x[i] += y[i]. Grid: (n). */
-__kernel void p3_add(__global float *x, ulong x_off, __global const float *y, ulong y_off, ulong n) {
+__kernel void p3_add(__global float *x, ulong x_off, __global const float *y, ulong y_off,
+                     ulong n) {
     ulong i = get_global_id(0);
     if (i < n) x[x_off + i] += y[y_off + i];
 }
@@ -117,8 +119,8 @@ __kernel void p3_add(__global float *x, ulong x_off, __global const float *y, ul
         ulong width = (ulong)(n_heads * head_dim + 2 * kv_width);                                  \
         ulong src = qkv_off + (ulong)t * width + (ulong)(n_heads * head_dim + i);                  \
         int kvh = i / head_dim, d = i % head_dim;                                                  \
-        ulong dst = layer_off + ((ulong)kvh * (ulong)n_ctx + (ulong)(pos0 + t)) * (ulong)head_dim + \
-                    (ulong)d;                                                                      \
+        ulong row = (ulong)kvh * (ulong)n_ctx + (ulong)(pos0 + t);                                 \
+        ulong dst = layer_off + row * (ulong)head_dim + (ulong)d;                                  \
         store(qkv[src], dst, kc);                                                                  \
         store(qkv[src + kv_width], dst, vc);                                                       \
     }

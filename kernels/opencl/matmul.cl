@@ -6,7 +6,8 @@
  * read consecutive addresses at every step:
  *   INT4:  qw    uint  [cols/8][rows]  word (k8, n) = weights 8*k8 .. 8*k8+7 of row n, low
  *                                     nibble first, unsigned (0..15)
- *          scale float [groups][rows]  the f16 group scale, widened exactly
+ *          scale half  [groups][rows]  the f16 group scale as stored (vload_half widens it
+ *                                     exactly and needs no cl_khr_fp16)
  *          zero  uchar [groups][rows]  the group's zero point (8 for symmetric weights)
  *   plain: w     type  [cols][rows]
  * Nibbles and scales live in separate arrays so the 4-byte weight words stay aligned and a
@@ -35,7 +36,7 @@
 #define P3_MM_I4(name, TT)                                                                         \
     __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) void name(               \
         __global float *y, ulong y_off, __global const float *x, ulong x_off,                      \
-        __global const uint *qw, __global const float *scale, __global const uchar *zero,          \
+        __global const uint *qw, __global const half *scale, __global const uchar *zero,          \
         int rows, int cols, int n_tokens) {                                                        \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
@@ -46,7 +47,7 @@
         for (int t = 0; t < TT; t++) acc[t] = 0.0f;                                                \
         for (int g = ly; g < groups && row < rows; g += P3_MM_LK) {                                \
             ulong gi = (ulong)g * (ulong)rows + (ulong)row;                                        \
-            float d = scale[gi];                                                                   \
+            float d = vload_half(gi, scale);                                                    \
             int z = (int)zero[gi];                                                                 \
             int kn = min(128, cols - g * 128), nw = kn / 8;                                        \
             float ga[TT];                                                                          \
@@ -66,7 +67,8 @@
                 float wk = (float)((int)((w >> (4 * (k % 8))) & 15u) - z);                         \
                 for (int t = 0; t < TT; t++)                                                       \
                     if (t < nt)                                                                    \
-                        ga[t] += wk * x[x_off + (ulong)(t0 + t) * (ulong)cols + (ulong)(g * 128 + k)]; \
+                        ga[t] += wk * x[x_off + (ulong)(t0 + t) * (ulong)cols +                    \
+                                        (ulong)(g * 128 + k)];                                     \
             }                                                                                      \
             for (int t = 0; t < TT; t++) acc[t] += d * ga[t];                                      \
         }                                                                                          \
@@ -92,7 +94,8 @@ P3_MM_I4(p3_mm_i4_t4, 4)
                 ulong wi = (ulong)k * (ulong)rows + (ulong)row;                                    \
                 float wk = load;                                                                   \
                 for (int t = 0; t < TT; t++)                                                       \
-                    if (t < nt) acc[t] += wk * x[x_off + (ulong)(t0 + t) * (ulong)cols + (ulong)k]; \
+                    if (t < nt)                                                                    \
+                        acc[t] += wk * x[x_off + (ulong)(t0 + t) * (ulong)cols + (ulong)k];        \
             }                                                                                      \
         }                                                                                          \
         P3_MM_REDUCE(TT)                                                                           \
@@ -179,7 +182,7 @@ static int p3_dot8(uint w, char8 xa) {
 #define P3_MM_I4Q8(name, TT)                                                                       \
     __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) void name(               \
         __global float *y, ulong y_off, __global const char *qx, __global const float *xd,         \
-        __global const int *xs, __global const uint *qw, __global const float *scale,              \
+        __global const int *xs, __global const uint *qw, __global const half *scale,              \
         __global const uchar *zero, int rows, int cols, int n_tokens) {                            \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
@@ -189,7 +192,7 @@ static int p3_dot8(uint w, char8 xa) {
         for (int t = 0; t < TT; t++) acc[t] = 0.0f;                                                \
         for (int g = ly; g < groups && row < rows; g += P3_MM_LK) {                                \
             ulong gi = (ulong)g * (ulong)rows + (ulong)row;                                        \
-            float d = scale[gi];                                                                   \
+            float d = vload_half(gi, scale);                                                    \
             int z = (int)zero[gi];                                                                 \
             int idot[TT];                                                                          \
             for (int t = 0; t < TT; t++) idot[t] = 0;                                              \

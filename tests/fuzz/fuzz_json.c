@@ -1,6 +1,8 @@
-/* fuzz_json.c: libFuzzer target for the JSON reader: any bytes must parse or fail cleanly, and a
- * parsed tree must be walkable end to end. */
+/* fuzz_json.c: libFuzzer target for the JSON reader and the config.json mapping: any bytes must
+ * parse or fail cleanly, a parsed tree must be walkable end to end, and a config that parses must
+ * finish or fail cleanly. */
 #include "json.h"
+#include "source.h"
 
 #include <string.h>
 
@@ -32,6 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         json_free(doc);
     } else if (strncmp(err.message, "fuzz.json: ", 11) != 0) {
         __builtin_trap(); /* every error names the file */
+    }
+    /* the same bytes as a config.json: parse, finish, derive the tensor table */
+    p3_config cfg;
+    if (p3_config_parse_json((const char *)data, size, "config.json", &cfg, &err) == PHI3C_OK &&
+        p3_config_finish(&cfg, "config.json", &err) == PHI3C_OK) {
+        p3_tensor_spec *specs = NULL;
+        size_t n = 0;
+        if (p3_config_expected_tensors(&cfg, &specs, &n, &err) == PHI3C_OK) p3_free(specs);
     }
     return 0;
 }
