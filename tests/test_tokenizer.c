@@ -3,6 +3,7 @@
  * every source (tokenizer.json, tokenizer.model, GGUF); decode, streaming decode and the chat
  * template. */
 #include "harness.h"
+#include "phi3c_file.h"
 #include "tok_internal.h"
 
 #include <stdlib.h>
@@ -71,12 +72,7 @@ static char *shared_path(const char *rel) {
 static p3_tokenizer *load_or_fail(p3_test_ctx *t, const char *path) {
     p3_error err = {0};
     p3_tokenizer *tok = NULL;
-    p3_status st = p3_tokenizer_load_path(path, &tok, &err);
-    if (st == PHI3C_ERR_UNSUPPORTED && strstr(path, ".gguf")) {
-        p3_test_skip(t, "%s", err.message); /* until loaders/gguf.h is wired */
-        return NULL;
-    }
-    if (st != PHI3C_OK) {
+    if (p3_tokenizer_load_path(path, &tok, &err) != PHI3C_OK) {
         CHECK_MSG(false, "loading %s: %s", path, err.message);
         return NULL;
     }
@@ -305,7 +301,7 @@ P3_TEST(tokenizer_sources_agree_without_special_tokens) {
         free(data);
     }
     char *cases = p3_test_read_file(t, FIXTURES "tokenizer-phi-3-mini.cases", &size);
-    if (!json || !spm || !cases) goto done;
+    if (!json || !gguf || !spm || !cases) goto done;
     size_t compared = 0, agree = 0;
     for (char *line = cases; line < cases + size;) {
         char *nl = memchr(line, '\n', (size_t)(cases + size - line));
@@ -319,17 +315,14 @@ P3_TEST(tokenizer_sources_agree_without_special_tokens) {
                 size_t na, nb, nc;
                 CHECK_OK(p3_tokenizer_encode(json, text, len, 0, &a, &na, &err), &err);
                 CHECK_OK(p3_tokenizer_encode(spm, text, len, 0, &b, &nb, &err), &err);
-                if (gguf)
-                    CHECK_OK(p3_tokenizer_encode(gguf, text, len, 0, &c, &nc, &err), &err);
-                else
-                    c = a, nc = na;
+                CHECK_OK(p3_tokenizer_encode(gguf, text, len, 0, &c, &nc, &err), &err);
                 compared++;
                 bool ok = ids_equal(a, na, b, nb) && ids_equal(a, na, c, nc);
                 agree += ok;
                 CHECK_MSG(ok, "sources disagree on \"%.60s\"", text);
                 p3_free(a);
                 p3_free(b);
-                if (c != a) p3_free(c);
+                p3_free(c);
             }
             free(text);
         }
@@ -510,4 +503,58 @@ P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
     CHECK(n >= 1 && ids[0] == p3_tokenizer_bos_id(tok) && ids[0] == 1);
     p3_free(ids);
     p3_tokenizer_free(tok);
+}
+
+/* ---- opened sources and native blobs -------------------------------------------------------- */
+
+P3_TEST(tokenizer_from_source_and_native_blobs) {
+    /* a GGUF opened as a model source, and its tokenizer.gguf blob as a native file stores it */
+    const char *gguf_path = shared_path("data/llamacpp/ggml-vocab-phi-3.gguf");
+    p3_model_source *src = NULL;
+    p3_error err = {0};
+    p3_tokenizer *tok = NULL;
+    size_t total, pass;
+    if (CHECK_OK(p3_source_open(gguf_path, &src, &err), &err)) {
+        if (CHECK_OK(p3_tokenizer_load_source(src, &tok, &err), &err)) {
+            pass = run_llamacpp_vectors(t, tok, "source", &total);
+            CHECK(total >= 40 && pass == total);
+            p3_tokenizer_free(tok);
+            tok = NULL;
+        }
+        p3_native_blob *blobs = NULL;
+        size_t n = 0;
+        if (CHECK_OK(p3_native_gather_blobs(src, &blobs, &n, &err), &err)) {
+            p3_native nat = {.blobs = blobs, .n_blobs = n};
+            if (CHECK_OK(p3_tokenizer_load_native(&nat, "native", &tok, &err), &err)) {
+                pass = run_llamacpp_vectors(t, tok, "native tokenizer.gguf", &total);
+                CHECK(total >= 40 && pass == total);
+                CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_PHI3_APR2024);
+                p3_tokenizer_free(tok);
+                tok = NULL;
+            }
+            p3_native_blobs_free(blobs, n);
+        }
+        p3_source_close(src);
+    }
+    /* the HF files as blobs: the whole HF oracle through p3_tokenizer_load_native */
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json"};
+    p3_native_blob blobs[2];
+    memset(blobs, 0, sizeof blobs);
+    bool ok = true;
+    for (size_t i = 0; i < 2; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/phi3/tokenizer-phi-3-mini/%s", names[i]);
+        snprintf(blobs[i].name, sizeof blobs[i].name, "%s", names[i]);
+        blobs[i].data = p3_test_read_file(t, shared_path(rel), &blobs[i].size);
+        ok &= blobs[i].data != NULL;
+    }
+    p3_native nat = {.blobs = blobs, .n_blobs = 2};
+    if (ok && CHECK_OK(p3_tokenizer_load_native(&nat, "native", &tok, &err), &err)) {
+        case_stats st = {0};
+        run_cases(t, tok, FIXTURES "tokenizer-phi-3-mini.cases", &st);
+        CHECK(st.encode_total >= 300 && st.encode_pass == st.encode_total);
+        CHECK(!p3_tokenizer_add_bos(tok)); /* tokenizer_config.json was read from its blob */
+        p3_tokenizer_free(tok);
+    }
+    for (size_t i = 0; i < 2; i++) free((void *)blobs[i].data);
 }

@@ -133,9 +133,8 @@ P3_TEST(tokenizer_cli_flags_and_paths) {
              "%s tokenize -m '%s/data/llamacpp/ggml-vocab-phi-3.gguf' 'Hello world'", p3_test_cli(),
              p3_test_shared_dir());
     p3_test_run(t, cmd, &r);
-    if (!(r.err && strstr(r.err, "not wired yet"))) /* until loaders/gguf.h is on main */
-        CHECK_MSG(r.exit_code == 0 && r.out && strcmp(r.out, "15043 3186\n") == 0, "got %s (%s)",
-                  r.out, r.err);
+    CHECK_MSG(r.exit_code == 0 && r.out && strcmp(r.out, "15043 3186\n") == 0, "got %s (%s)", r.out,
+              r.err);
     p3_cmd_result_free(&r);
     /* detokenize: ids as one quoted list, no newline added, --skip-special */
     snprintf(cmd, sizeof cmd, "%s detokenize -m '%s' --skip-special '32010 15043, 3186' 32007",

@@ -46,7 +46,7 @@ struct p3_tokenizer {
     int32_t byte_id[256];  /* byte value -> id of <0xXX>, -1 when absent */
     int32_t ascii_id[128]; /* single-byte piece -> id, -1 when absent (fast path) */
     int32_t space_id;      /* id of "▁" */
-    bool words_split; /* no piece has "▁" after another character: merge word by word */
+    bool words_split;      /* no piece has "▁" after another character: merge word by word */
     size_t max_piece_len;
     /* merges */
     tok_merge_slot *merges;

@@ -35,10 +35,16 @@ p3_status p3_tokenizer_load_buffers(const p3_tokenizer_files *files, p3_tokenize
 p3_status p3_tokenizer_load_gguf(const struct p3_gguf *gguf, const char *what, p3_tokenizer **out,
                                  p3_error *err);
 /* From an opened native .phi3c file (src->native): its blobs named tokenizer.json,
- * tokenizer_config.json, generation_config.json and tokenizer.model. */
+ * tokenizer_config.json, generation_config.json and tokenizer.model, or tokenizer.gguf (a GGUF
+ * source's tokenizer metadata). */
 struct p3_native;
 p3_status p3_tokenizer_load_native(const struct p3_native *nat, const char *what,
                                    p3_tokenizer **out, p3_error *err);
+/* The tokenizer of an opened model (loaders/source.h): its native blobs, GGUF metadata or
+ * tokenizer folder. What run/chat use after p3_source_open. */
+struct p3_model_source;
+p3_status p3_tokenizer_load_source(const struct p3_model_source *src, p3_tokenizer **out,
+                                   p3_error *err);
 void p3_tokenizer_free(p3_tokenizer *tok);
 
 /* Encode flags. Special tokens written in the text are recognised (HF's default) unless
