@@ -58,7 +58,9 @@ static bool cpuid7(unsigned sub, unsigned reg, unsigned bit) {
 static bool has_amx(void) { /* EDX bits 24, 25: AMX-TILE, AMX-INT8 */
     return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpu_amx_request();
 }
-static bool has_avx2_vnni(void) { return has_avx2() && cpuid7(1, 0, 4); /* EAX bit 4 */ }
+static bool has_avx2_vnni(void) {
+    return has_avx2() && cpuid7(1, 0, 4); /* EAX bit 4 */
+}
 #endif
 #if defined(__aarch64__)
 static bool has_dotprod(void) {

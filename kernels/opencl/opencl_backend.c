@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "int4.h"
 #include "ocl_api.h"
+#include "opencl_internal.h"
 #include "opencl_source.h"
 
 #include <stdio.h>
@@ -186,11 +187,38 @@ static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) 
 
 /* ---- context, program, kernels -------------------------------------------------------------- */
 
-static p3_status build_program(ocl_ctx *c, p3_error *err) {
-    const char *src = p3_opencl_source;
-    size_t len = p3_opencl_source_len;
+/* The head of a program's build log on one line (newlines become " | "), for messages. */
+static void build_log(ocl_ctx *c, cl_program prog, char *out, size_t out_len) {
+    size_t size = 0;
+    out[0] = 0;
+    if (c->api.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) !=
+            CL_SUCCESS ||
+        size == 0)
+        return;
+    char *log = p3_malloc(size + 1);
+    if (!log) return;
+    if (c->api.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) ==
+        CL_SUCCESS) {
+        log[size] = 0;
+        size_t o = 0;
+        for (const char *p = log; *p && o + 4 < out_len; p++) {
+            if (*p == '\n') {
+                if (p[1]) o += (size_t)snprintf(out + o, out_len - o, " | ");
+            } else {
+                out[o++] = *p;
+            }
+        }
+        out[o < out_len ? o : out_len - 1] = 0;
+    }
+    p3_free(log);
+}
+
+/* Builds OpenCL C source for the context's device; on failure the message carries the options
+ * and the head of the build log. */
+static p3_status build_source(ocl_ctx *c, const char *src, size_t len, cl_program *out,
+                              p3_error *err) {
     cl_int rc;
-    c->program = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
+    *out = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource");
     /* Portable OpenCL C 1.2 (3.0 for the integer dot product built-ins); denormals kept, no
      * fast-math; correctly rounded division where offered, so w4a8's activation scales match the
@@ -201,16 +229,17 @@ static p3_status build_program(ocl_ctx *c, p3_error *err) {
              : c->int_dot        ? "-cl-std=CL3.0 -DP3_INT_DOT=1"
                                  : "-cl-std=CL1.2",
              c->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
-    rc = c->api.clBuildProgram(c->program, 1, &c->device, options, NULL, NULL);
+    rc = c->api.clBuildProgram(*out, 1, &c->device, options, NULL, NULL);
     if (rc == CL_SUCCESS) return PHI3C_OK;
-    char log[400] = "";
-    size_t log_len = 0;
-    c->api.clGetProgramBuildInfo(c->program, c->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
-                                 &log_len);
-    log[sizeof log - 1] = 0;
+    char log[384];
+    build_log(c, *out, log, sizeof log);
     return p3_fail(err, PHI3C_ERR_BACKEND,
-                   "opencl: kernels failed to build on %s: %s (%d); log: %s", c->name,
-                   p3_ocl_strerror(rc), (int)rc, log[0] ? log : "(empty)");
+                   "opencl: kernels failed to build on %s (%s): %s; build log: %s", c->name,
+                   options, p3_ocl_strerror(rc), log[0] ? log : "(empty)");
+}
+
+static p3_status build_program(ocl_ctx *c, p3_error *err) {
+    return build_source(c, p3_opencl_source, p3_opencl_source_len, &c->program, err);
 }
 
 static p3_status create_kernels(ocl_ctx *c, p3_error *err) {
@@ -975,3 +1004,17 @@ const p3_backend_iface p3_backend_opencl = {
     .copy = copy,
     .sync = sync,
 };
+
+p3_status p3_opencl_build_test(int device, const char *source, p3_error *err) {
+    p3_backend_options opt = {0};
+    opt.device = device;
+    void *ctx = NULL;
+    p3_status st = create(&opt, &ctx, err);
+    if (st != PHI3C_OK) return st;
+    ocl_ctx *c = ctx;
+    cl_program prog = NULL;
+    st = build_source(c, source, strlen(source), &prog, err);
+    if (prog) c->api.clReleaseProgram(prog);
+    destroy(c);
+    return st;
+}
