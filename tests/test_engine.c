@@ -333,6 +333,60 @@ P3_TEST(engine_int4_load_quantization_equals_f32_on_dequantized_weights) {
     check_int4_wiring(t, "phi4mini", P3_WQ_INT4_SYM); /* tied embedding stays unquantized */
 }
 
+/* ---- Lower-precision options: measured against transformers, bounds with a margin. */
+
+/* max|logits - oracle| / max|oracle| of a prefill of mini4k seq0 with these options. */
+static double relative_error(p3_test_ctx *t, const p3_load_options *lo, p3_kv_dtype kv,
+                             const float *versus) {
+    p3_model *m = NULL;
+    p3_error err = {0};
+    fixture_seq q = {0};
+    double e = INFINITY;
+    if (CHECK_OK(p3_model_load("tests/fixtures/mini4k/hf-f32", lo, &m, &err), &err) &&
+        load_seq(t, "mini4k", "f32", 0, m->cfg.vocab_size, &q)) {
+        p3_session_options so;
+        p3_session_options_init(&so);
+        so.kv = kv;
+        so.kv_given = true;
+        so.all_logits = true;
+        p3_session *s = NULL;
+        size_t n = (size_t)q.n * (size_t)m->cfg.vocab_size;
+        float *got = p3_malloc(n * sizeof(float));
+        if (CHECK_OK(p3_session_create(m, &so, &s, &err), &err) &&
+            CHECK_OK(p3_session_feed(s, q.ids, q.n, got, &err), &err)) {
+            const float *ref = versus ? versus : q.logits;
+            e = p3_max_abs_diff(got, ref, n) / p3_max_abs(ref, n);
+        }
+        p3_session_free(s);
+        p3_free(got);
+    }
+    free_seq(&q);
+    p3_model_free(m);
+    return e;
+}
+
+P3_TEST(engine_kv_f16_q8_and_int4_activation_modes_stay_close) {
+    p3_load_options lo;
+    p3_load_options_init(&lo);
+    double f16 = relative_error(t, &lo, P3_KV_F16, NULL);
+    double q8 = relative_error(t, &lo, P3_KV_Q8, NULL);
+    printf("    mini4k f32 weights: KV f16 %.2e, KV q8 %.2e of max|logit| from transformers\n", f16,
+           q8);
+    CHECK_MSG(f16 <= 2e-3, "KV f16 error %g", f16);
+    CHECK_MSG(q8 <= 3e-2, "KV q8 error %g", q8);
+    CHECK(q8 > 0 && f16 > 0); /* the cache type really changed */
+    lo.quant = P3_WQ_INT4_SYM;
+    lo.act = P3_ACT_F32;
+    lo.act_given = true;
+    double w4a32 = relative_error(t, &lo, P3_KV_F32, NULL);
+    lo.act = P3_ACT_Q8;
+    double w4a8 = relative_error(t, &lo, P3_KV_F32, NULL);
+    printf("    mini4k int4-g128: w4a32 %.2e, w4a8 %.2e of max|logit| from transformers (random "
+           "weights, 2 layers: int4 noise dominates)\n",
+           w4a32, w4a8);
+    CHECK(w4a8 < 1.0 && w4a32 < 1.0 && w4a8 != w4a32);
+}
+
 /* ---- Full-size shape dry run: Phi-3-mini's real config, synthetic INT4 weights in memory. */
 
 typedef struct synthetic_model {

@@ -558,3 +558,54 @@ P3_TEST(tokenizer_from_source_and_native_blobs) {
     }
     for (size_t i = 0; i < 2; i++) free((void *)blobs[i].data);
 }
+
+#ifdef P3_FAULT_INJECTION
+/* Every allocation failure during load, encode and decode gives PHI3C_ERR_NOMEM (or, for the
+ * optional word cache, simply no cache), never a crash or a leak. */
+P3_TEST(tokenizer_allocation_failures_are_clean) {
+    static const char *const seeds[] = {"tests/fuzz/corpus/fuzz_tokenizer_json/small.json",
+                                        "tests/fuzz/corpus/fuzz_spm_model/small.model"};
+    static const char config[] = "{\"add_bos_token\": true, \"chat_template\": null}";
+    char text[600];
+    for (size_t i = 0; i < sizeof text - 1; i++)
+        text[i] = "the <|end|> in er\n\xe4\xb8\xad"[i % 22];
+    text[sizeof text - 1] = '\0';
+    for (size_t s = 0; s < P3_ARRAY_LEN(seeds); s++) {
+        size_t size;
+        char *data = p3_test_read_file(t, seeds[s], &size);
+        if (!data) continue;
+        p3_tokenizer_files f = {.what = seeds[s],
+                                .tokenizer_config_json = config,
+                                .tokenizer_config_json_len = sizeof config - 1};
+        if (s == 0)
+            f.tokenizer_json = data, f.tokenizer_json_len = size;
+        else
+            f.spm_model = (const uint8_t *)data, f.spm_model_len = size;
+        bool completed = false;
+        long n = 0;
+        for (; n < 5000 && !completed; n++) {
+            p3_tokenizer *tok = NULL;
+            int32_t *ids = NULL;
+            char *out = NULL;
+            size_t n_ids = 0, len = 0;
+            p3_error err = {0};
+            p3_alloc_fail_after(n);
+            p3_status st = p3_tokenizer_load_buffers(&f, &tok, &err);
+            if (st == PHI3C_OK)
+                st = p3_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n_ids, &err);
+            if (st == PHI3C_OK) st = p3_tokenizer_decode(tok, ids, n_ids, 0, &out, &len, &err);
+            p3_alloc_fail_after(-1);
+            CHECK_MSG(st == PHI3C_OK || st == PHI3C_ERR_NOMEM, "%s n=%ld: %s", seeds[s], n,
+                      err.message);
+            completed = st == PHI3C_OK;
+            p3_free(out);
+            p3_free(ids);
+            p3_tokenizer_free(tok);
+        }
+        CHECK_MSG(completed && n > 10, "%s: completed %d after %ld failures", seeds[s], completed,
+                  n);
+        printf("    %s: %ld allocation failures injected, each handled\n", seeds[s], n - 1);
+        free(data);
+    }
+}
+#endif

@@ -138,11 +138,19 @@ static bool list_devices(const p3_ocl_api *api, ocl_device_list *list, char *why
     return true;
 }
 
+/* A device string truncated to len (the full value may be longer: PoCL's version string is). */
 static void device_string(const p3_ocl_api *api, cl_device_id dev, cl_device_info what, char *buf,
                           size_t len) {
-    buf[0] = 0;
-    if (api->clGetDeviceInfo(dev, what, len, buf, NULL) != CL_SUCCESS) snprintf(buf, len, "?");
-    buf[len - 1] = 0;
+    size_t size = 0;
+    snprintf(buf, len, "?");
+    if (api->clGetDeviceInfo(dev, what, 0, NULL, &size) != CL_SUCCESS || size == 0) return;
+    char *full = p3_malloc(size + 1);
+    if (!full) return;
+    if (api->clGetDeviceInfo(dev, what, size, full, NULL) == CL_SUCCESS) {
+        full[size] = 0;
+        snprintf(buf, len, "%s", full);
+    }
+    p3_free(full);
 }
 
 /* Sanitizer builds leave OpenCL alone: Intel's ICD dlopens with RTLD_DEEPBIND, which makes
@@ -172,10 +180,12 @@ static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) 
     if (!p3_ocl_api_load(&api, why, why_len)) return false;
     bool ok = list_devices(&api, &list, why, why_len);
     for (size_t i = 0; ok && i < list.n; i++) {
-        char name[96], ver[48];
+        char name[96], ver[24];
         cl_ulong mem = 0;
         device_string(&api, list.device[i], CL_DEVICE_NAME, name, sizeof name);
         device_string(&api, list.device[i], CL_DEVICE_VERSION, ver, sizeof ver);
+        char *sp = strchr(ver, ' '); /* "OpenCL 3.0 <vendor details>": keep "OpenCL 3.0" */
+        if (sp && (sp = strchr(sp + 1, ' '))) *sp = 0;
         api.clGetDeviceInfo(list.device[i], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
         size_t used = strlen(devices);
         snprintf(devices + used, devices_len - used, "%s%zu: %s (%s, %llu MiB)", i ? "; " : "", i,
@@ -297,7 +307,7 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
     cl_device_fp_config fp = 0;
     c->api.clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     c->exact_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
-    char ext[4096];
+    char ext[8192];
     device_string(&c->api, c->device, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
     c->int_dot = strstr(ext, "cl_khr_integer_dot_product") != NULL &&
                  strncmp(c->version, "OpenCL 3.", 9) == 0;
