@@ -70,8 +70,8 @@ P3_TEST_SLOW(bench_e2e_synthetic_one_layer_reports_the_int4_weight_size) {
 }
 
 P3_TEST(bench_usage_errors) {
-    static const char *bad[] = {"--shapes 0x5", "--shapes 12", "--synthetic llama", "--reps 0",
-                                "--act w2", "--bogus"};
+    static const char *bad[] = {"--shapes 0x5", "--shapes 12", "--synthetic llama",
+                                "--reps 0",     "--act w2",    "--bogus"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char cmd[256];
         snprintf(cmd, sizeof cmd, "%s bench %s", p3_test_cli(), bad[i]);

@@ -13,13 +13,17 @@ typedef struct bench_bandwidth {
     double median_gbs, min_gbs, max_gbs; /* over the repetitions */
     size_t bytes;                        /* bytes read per repetition */
     int threads;
+    int n;              /* samples kept (a run that measures twice merges both sets) */
+    double samples[64]; /* GB/s */
 } bench_bandwidth;
 
 /* Reads a `bytes` buffer (touched first) with `threads` threads, `reps` times; GB/s = 1e9 B/s. */
 bool bench_read_bandwidth(size_t bytes, int threads, int reps, bench_bandwidth *out);
+/* Adds b's samples to a (same buffer size and threads) and recomputes median and range. */
+void bench_bandwidth_merge(bench_bandwidth *a, const bench_bandwidth *b);
 
 typedef struct bench_peak {
-    const char *isa;   /* "avx512-vnni", or NULL when no int8 dot-product loop exists here */
+    const char *isa;    /* "avx512-vnni", or NULL when no int8 dot-product loop exists here */
     double median_gops; /* int8 ops per second / 1e9, 2 ops per multiply-add */
     int threads;
 } bench_peak;

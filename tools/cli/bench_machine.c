@@ -84,6 +84,15 @@ static double timed_read(const uint8_t *buf, size_t bytes, int threads, bool avx
     return slowest > 0 ? (double)slice * (double)threads / slowest : -1;
 }
 
+static void summarize(bench_bandwidth *b) {
+    double v[MAX_REPS];
+    int n = b->n < MAX_REPS ? b->n : MAX_REPS;
+    memcpy(v, b->samples, (size_t)n * sizeof v[0]);
+    b->median_gbs = bench_median(v, n); /* sorted now */
+    b->min_gbs = n ? v[0] : 0;
+    b->max_gbs = n ? v[n - 1] : 0;
+}
+
 bool bench_read_bandwidth(size_t bytes, int threads, int reps, bench_bandwidth *out) {
     memset(out, 0, sizeof *out);
     if (threads < 1 || threads > MAX_THREADS || reps < 1 || reps > MAX_REPS) return false;
@@ -99,15 +108,18 @@ bool bench_read_bandwidth(size_t bytes, int threads, int reps, bench_bandwidth *
     }
     p3_free_aligned(buf);
     if (n == 0) return false;
-    out->min_gbs = out->max_gbs = gbs[0];
-    for (int i = 1; i < n; i++) {
-        if (gbs[i] < out->min_gbs) out->min_gbs = gbs[i];
-        if (gbs[i] > out->max_gbs) out->max_gbs = gbs[i];
-    }
-    out->median_gbs = bench_median(gbs, n);
+    memcpy(out->samples, gbs, (size_t)n * sizeof gbs[0]);
+    out->n = n;
     out->bytes = bytes;
     out->threads = threads;
+    summarize(out);
     return true;
+}
+
+void bench_bandwidth_merge(bench_bandwidth *a, const bench_bandwidth *b) {
+    for (int i = 0; i < b->n && a->n < (int)(sizeof a->samples / sizeof a->samples[0]); i++)
+        a->samples[a->n++] = b->samples[i];
+    summarize(a);
 }
 
 /* The peak is a property of a core, not of the machine's current load: it is timed in the
@@ -198,7 +210,9 @@ size_t bench_peak_rss(void) {
     return (size_t)ru.ru_maxrss * 1024; /* kB on Linux */
 }
 
-size_t bench_current_rss(void) { return proc_status_kb("VmRSS"); }
+size_t bench_current_rss(void) {
+    return proc_status_kb("VmRSS");
+}
 
 bool bench_reset_peak_rss(void) {
     FILE *f = fopen("/proc/self/clear_refs", "w");

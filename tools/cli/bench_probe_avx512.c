@@ -10,6 +10,15 @@ bool bench_probe_avx512_usable(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
 }
 
+/* Wrapping sum of the register's bytes as 64-bit lanes (the reduce intrinsics add in signed
+ * arithmetic, which overflows on these meaningless sums). */
+static uint64_t lanes_sum(__m512i v) {
+    uint64_t lane[8], sum = 0;
+    _mm512_storeu_si512((void *)lane, v);
+    for (int i = 0; i < 8; i++) sum += lane[i];
+    return sum;
+}
+
 uint64_t bench_read_avx512(const void *p, size_t n) {
     const uint8_t *b = p;
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
@@ -19,8 +28,7 @@ uint64_t bench_read_avx512(const void *p, size_t n) {
         a2 = _mm512_add_epi64(a2, _mm512_load_si512((const void *)(b + i + 128)));
         a3 = _mm512_add_epi64(a3, _mm512_load_si512((const void *)(b + i + 192)));
     }
-    __m512i s = _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3));
-    return (uint64_t)_mm512_reduce_add_epi64(s);
+    return lanes_sum(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
 }
 
 /* 16 independent accumulators hide vpdpbusd's latency; the operands stay in registers, so this
@@ -58,14 +66,27 @@ int64_t bench_vnni_loop_avx512(int64_t iters) {
     __m512i s2 = _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11));
     __m512i s3 = _mm512_add_epi32(_mm512_add_epi32(c12, c13), _mm512_add_epi32(c14, c15));
     __m512i s = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
-    return _mm512_reduce_add_epi32(s);
+    return (int64_t)lanes_sum(s);
 }
 #else
-bool bench_probe_avx512_usable(void) { return false; }
+bool bench_probe_avx512_usable(void) {
+    return false;
+}
+/* Wrapping sum of the register's bytes as 64-bit lanes (the reduce intrinsics add in signed
+ * arithmetic, which overflows on these meaningless sums). */
+static uint64_t lanes_sum(__m512i v) {
+    uint64_t lane[8], sum = 0;
+    _mm512_storeu_si512((void *)lane, v);
+    for (int i = 0; i < 8; i++) sum += lane[i];
+    return sum;
+}
+
 uint64_t bench_read_avx512(const void *p, size_t n) {
     (void)p;
     (void)n;
     return 0;
 }
-int64_t bench_vnni_loop_avx512(int64_t iters) { return iters; }
+int64_t bench_vnni_loop_avx512(int64_t iters) {
+    return iters;
+}
 #endif

@@ -37,8 +37,9 @@ static void grid(FILE *f, const axes *a) {
     }
     fprintf(f, "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#000'/>\n", LEFT,
             TOP, W - LEFT - RIGHT, H - TOP - BOTTOM);
-    fprintf(f, "<text x='%d' y='%d' text-anchor='middle'>arithmetic intensity (int8 ops / byte)"
-               "</text>\n",
+    fprintf(f,
+            "<text x='%d' y='%d' text-anchor='middle'>arithmetic intensity (int8 ops / byte)"
+            "</text>\n",
             (W - RIGHT + LEFT) / 2, H - 18);
     fprintf(f, "<text transform='translate(22,%d) rotate(-90)' text-anchor='middle'>GOP/s</text>\n",
             (H - BOTTOM + TOP) / 2);
@@ -54,8 +55,9 @@ static void roof(FILE *f, const axes *a, double bw, double peak) {
     fprintf(f, "'/>\n<text x='%.1f' y='%.1f' fill='#c00'>%.1f GB/s read</text>\n", px(a, xa) + 8,
             py(a, bw * xa) - 8, bw);
     if (peak > 0)
-        fprintf(f, "<text x='%.1f' y='%.1f' fill='#c00' text-anchor='end'>%.0f GOP/s int8 peak"
-                   "</text>\n",
+        fprintf(f,
+                "<text x='%.1f' y='%.1f' fill='#c00' text-anchor='end'>%.0f GOP/s int8 peak"
+                "</text>\n",
                 px(a, xb) - 4, py(a, peak) - 6, peak);
 }
 
@@ -68,21 +70,22 @@ bool bench_write_roofline(const char *path, double bandwidth_gbs, double peak_go
     axes a = {-1, 4, 0, ceil(log10(top * 1.5))};
     for (int i = 0; i < n; i++)
         if (pts[i].gops > 0 && log10(pts[i].gops) < a.y0) a.y0 = floor(log10(pts[i].gops));
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
-               "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
-               "fill='#fff'/>\n<text x='%d' y='28' font-size='15'>%s</text>\n",
+    fprintf(f,
+            "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
+            "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
+            "fill='#fff'/>\n<text x='%d' y='28' font-size='15'>%s</text>\n",
             W, H, LEFT, title);
     grid(f, &a);
     roof(f, &a, bandwidth_gbs, peak_gops);
-    static const char *colors[] = {"#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-                                   "#e377c2", "#17becf", "#7f7f7f"};
+    static const char *colors[] = {"#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e",
+                                   "#8c564b", "#e377c2", "#17becf", "#7f7f7f"};
     for (int i = 0; i < n; i++) {
         if (pts[i].gops <= 0 || pts[i].intensity <= 0) continue;
         const char *c = colors[i % 8];
         fprintf(f, "<circle cx='%.1f' cy='%.1f' r='5' fill='%s'/>\n", px(&a, pts[i].intensity),
                 py(&a, pts[i].gops), c);
-        fprintf(f, "<text x='%d' y='%d' fill='%s'>&#9679; %s (%.0f GOP/s)</text>\n",
-                W - RIGHT + 10, TOP + 14 + 16 * i, c, pts[i].label, pts[i].gops);
+        fprintf(f, "<text x='%d' y='%d' fill='%s'>&#9679; %s (%.0f GOP/s)</text>\n", W - RIGHT + 10,
+                TOP + 14 + 16 * i, c, pts[i].label, pts[i].gops);
     }
     fputs("</svg>\n", f);
     return fclose(f) == 0;

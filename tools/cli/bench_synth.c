@@ -6,10 +6,10 @@
 
 #include <string.h>
 
-#define TRY(expr)                                                                              \
-    do {                                                                                       \
-        p3_status st_ = (expr);                                                                \
-        if (st_ != PHI3C_OK) return st_;                                                       \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        p3_status st_ = (expr);                                                                    \
+        if (st_ != PHI3C_OK) return st_;                                                           \
     } while (0)
 
 enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064 };
@@ -121,7 +121,8 @@ static void add_layer(bench_synth *s, size_t *n, int l) {
 p3_status bench_synth_phi3_mini(int layers, bench_synth *out, p3_error *err) {
     memset(out, 0, sizeof *out);
     if (layers < 1 || layers > 32)
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "synthetic phi3-mini: %d layers (1..32)", layers);
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "synthetic phi3-mini: %d layers (1..32)",
+                       layers);
     char json[sizeof config_json + 16];
     snprintf(json, sizeof json, config_json, layers);
     p3_model_source *src = &out->src;

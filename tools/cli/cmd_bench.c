@@ -34,10 +34,10 @@ static const char usage[] =
     "  --pp N, --tg N        prompt tokens and generated tokens end to end (default 512, 128)\n"
     "  --svg FILE            writes the roofline plot of the kernels\n";
 
-#define TRY_BENCH(expr)                                                                        \
-    do {                                                                                       \
-        p3_status st_ = (expr);                                                                \
-        if (st_ != PHI3C_OK) return st_;                                                       \
+#define TRY_BENCH(expr)                                                                            \
+    do {                                                                                           \
+        p3_status st_ = (expr);                                                                    \
+        if (st_ != PHI3C_OK) return st_;                                                           \
     } while (0)
 
 enum { MAX_SHAPES = 16, MAX_CTX = 16, MAX_REPS = 64 };
@@ -216,6 +216,12 @@ static double load_average(void) {
     return getloadavg(la, 1) == 1 ? la[0] : -1;
 }
 
+static void print_bandwidth(const bench_bandwidth *b) {
+    printf(
+        "  memory read bandwidth  %7.1f GB/s  (median of %d reads of %zu MiB; range %.1f-%.1f)\n",
+        b->median_gbs, b->n, b->bytes >> 20, b->min_gbs, b->max_gbs);
+}
+
 static void measure_machine(const bench_opts *o, bench_state *s) {
     int t = machine_threads(o);
     if (!bench_read_bandwidth(o->mem_bytes, t, o->reps < 5 ? 5 : o->reps, &s->bw))
@@ -223,8 +229,7 @@ static void measure_machine(const bench_opts *o, bench_state *s) {
                 o->mem_bytes >> 20);
     bench_int8_peak(t, 3, &s->peak);
     printf("machine: %d threads, load average %.2f\n", t, load_average());
-    printf("  memory read bandwidth  %7.1f GB/s  (median of 5 reads of %zu MiB; range %.1f-%.1f)\n",
-           s->bw.median_gbs, s->bw.bytes >> 20, s->bw.min_gbs, s->bw.max_gbs);
+    print_bandwidth(&s->bw);
     if (s->peak.isa)
         printf("  int8 dot-product peak  %7.0f GOP/s (%s register-only loop, 2 ops per MAC)\n",
                s->peak.median_gops, s->peak.isa);
@@ -232,7 +237,9 @@ static void measure_machine(const bench_opts *o, bench_state *s) {
         printf("  int8 dot-product peak  n/a (no AVX-512 VNNI here)\n");
 }
 
-static double pct(double x, double of) { return of > 0 ? 100.0 * x / of : 0; }
+static double pct(double x, double of) {
+    return of > 0 ? 100.0 * x / of : 0;
+}
 
 static void add_point(bench_state *s, const char *label, double ops, double bytes, double sec) {
     if (s->n_pts >= (int)(sizeof s->pts / sizeof s->pts[0]) || sec <= 0 || bytes <= 0) return;
@@ -276,7 +283,9 @@ static p3_block_i4s *random_blocks(int64_t rows, int64_t cols) {
     return b;
 }
 
-static double median_of(double *v, int n) { return bench_median(v, n); }
+static double median_of(double *v, int n) {
+    return bench_median(v, n);
+}
 
 /* GEMV streams a working set larger than the caches: copies of the matrix, used in turn. */
 static p3_status time_gemv(kernel_ctx *k, p3_weight **w, int n, int reps, double *sec,
@@ -314,8 +323,9 @@ static p3_status bench_shape(kernel_ctx *k, const bench_opts *o, bench_state *s,
                              p3_error *err) {
     int64_t rows = o->shape[i][0], cols = o->shape[i][1];
     p3_block_i4s *blocks = random_blocks(rows, cols);
-    if (!blocks) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for a %lldx%lld matrix",
-                                (long long)rows, (long long)cols);
+    if (!blocks)
+        return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for a %lldx%lld matrix",
+                       (long long)rows, (long long)cols);
     p3_weight_desc d = {o->shape_name[i], P3_DT_I4G128S, rows, cols, blocks, k->act};
     p3_weight *w[MAX_COPIES];
     int n = 0;
@@ -506,8 +516,8 @@ typedef struct e2e_result {
     double weights, kv, stream_bytes;
 } e2e_result;
 
-static p3_status timed_prefill(p3_session *s, const int32_t *ids, int n, double *sec,
-                               double *ttft, p3_error *err) {
+static p3_status timed_prefill(p3_session *s, const int32_t *ids, int n, double *sec, double *ttft,
+                               p3_error *err) {
     p3_session_reset(s);
     double t0 = p3_time_now();
     TRY_BENCH(p3_session_feed(s, ids, n, NULL, err));
@@ -595,8 +605,7 @@ static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_resul
     printf("  peak RSS while running %8.0f MiB   (weights %.0f + KV %.0f MiB = %.0f; %+.0f%%)\n",
            r->rss_peak / mb, r->weights / mb, r->kv / mb, (r->weights + r->kv) / mb,
            pct(r->rss_peak, r->weights + r->kv) - 100);
-    if (r->rss_lifetime)
-        printf("  peak RSS incl. loading %8.0f MiB\n", r->rss_lifetime / mb);
+    if (r->rss_lifetime) printf("  peak RSS incl. loading %8.0f MiB\n", r->rss_lifetime / mb);
     printf("bench-result: threads=%d pp=%d tg=%d pp_tps=%.3f tg_tps=%.3f ttft_s=%.4f "
            "decode_gbs=%.2f bw_gbs=%.2f bw_pct=%.1f rss_peak_mib=%.0f weights_mib=%.0f "
            "kv_mib=%.0f load_s=%.2f\n",
@@ -639,6 +648,13 @@ int cmd_bench(int argc, char **argv) {
     if (o.e2e) {
         e2e_result e;
         if (run_e2e(&o, &s, &e, &err) != PHI3C_OK) return bench_fail(&err);
+        /* the machine is shared: bandwidth measured before and after the run, medians merged */
+        bench_bandwidth after;
+        if (bench_read_bandwidth(o.mem_bytes, machine_threads(&o), 5, &after)) {
+            bench_bandwidth_merge(&s.bw, &after);
+            printf("\nafter the run (load average %.2f):\n", load_average());
+            print_bandwidth(&s.bw);
+        }
         print_e2e(&o, &s, &e);
     }
     return CLI_EXIT_OK;
