@@ -467,6 +467,14 @@ P3_TEST(tokenizer_refuses_byte_level_bpe) {
     CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
     CHECK_MSG(strstr(err.message, "byte-level") != NULL, "message: %s", err.message);
     CHECK(tok == NULL);
+    /* an added token HF would match in the normalized text */
+    static const char normalized[] =
+        "{\"added_tokens\":[{\"id\":3,\"content\":\"<x>\",\"normalized\":true}],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
+    f.tokenizer_json = normalized;
+    f.tokenizer_json_len = sizeof normalized - 1;
+    CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "normalized") != NULL, "message: %s", err.message);
 }
 
 P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
@@ -609,3 +617,19 @@ P3_TEST(tokenizer_allocation_failures_are_clean) {
     }
 }
 #endif
+
+/* lstrip is on no Phi-3 token: HF's handling is checked on the current tokenizer with lstrip set
+ * on <|end|> and <|user|> (the same flags tools/make_tokenizer_tests.py sets before asking HF). */
+P3_TEST(tokenizer_lstrip_matches_hf_tokenizers) {
+    p3_tokenizer *tok = load_or_fail(t, shared_path("data/phi3/tokenizer-phi-3-mini"));
+    if (!tok) return;
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (tok->added[i].id == 32007 || tok->added[i].id == 32010) tok->added[i].lstrip = true;
+    case_stats st = {0};
+    run_cases(t, tok, FIXTURES "tokenizer-phi-3-mini-lstrip.cases", &st);
+    printf("    lstrip variant: encode %zu/%zu, decode %zu/%zu identical to HF tokenizers\n",
+           st.encode_pass, st.encode_total, st.decode_pass, st.decode_total);
+    CHECK(st.encode_total >= 10);
+    CHECK_EQ_INT(st.encode_pass, st.encode_total);
+    p3_tokenizer_free(tok);
+}
