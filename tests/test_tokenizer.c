@@ -510,6 +510,15 @@ P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
     CHECK_OK(p3_tokenizer_encode(tok, "Hi", 2, P3_ENCODE_ADD_BOS, &ids, &n, &err), &err);
     CHECK(n >= 1 && ids[0] == p3_tokenizer_bos_id(tok) && ids[0] == 1);
     p3_free(ids);
+    /* an id without a token (an embedding padding row) is dropped, as HF tokenizers 0.22.2's
+     * decode([15043, 32050, 3186]) == "Hello world" */
+    static const int32_t padded[] = {15043, 32050, 3186};
+    check_decode(t, tok, padded, 3, 0, "Hello world", 11, "padding id");
+    check_stream(t, tok, padded, 3, 0, "Hello world", 11);
+    static const int32_t negative[] = {-1};
+    char *out = NULL;
+    size_t len;
+    CHECK_STATUS(p3_tokenizer_decode(tok, negative, 1, 0, &out, &len, &err), PHI3C_ERR_INVALID_ARG);
     p3_tokenizer_free(tok);
 }
 
