@@ -3,6 +3,7 @@
  * a piped 3-turn `phi3c chat` whose stats show that turn 2 prefills only the new turn. */
 #include "harness.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +98,50 @@ P3_TEST(cli_engine_commands_reject_bad_usage) {
         CHECK(r.err && strstr(r.err, "context full"));
     }
     p3_cmd_result_free(&r);
+}
+
+/* exp(mean over p of -log softmax(logits[p])[ids[p+1]]) from transformers' logits rows. */
+static double oracle_perplexity(const float *logits, const int32_t *ids, int n, int vocab) {
+    double nll = 0.0;
+    for (int p = 0; p + 1 < n; p++) {
+        const float *row = logits + (size_t)p * (size_t)vocab;
+        double max = row[0], sum = 0.0;
+        for (int v = 1; v < vocab; v++) max = row[v] > max ? row[v] : max;
+        for (int v = 0; v < vocab; v++) sum += exp(row[v] - max);
+        nll += log(sum) + max - row[ids[p + 1]];
+    }
+    return exp(nll / (n - 1));
+}
+
+P3_TEST(cli_perplexity_equals_the_one_from_transformers_logits) {
+    size_t size = 0, lsize = 0;
+    char *text = p3_test_read_file(t, "tests/fixtures/mini4k/seq0.ids", &size);
+    float *logits = p3_test_read_file(t, "tests/fixtures/mini4k/f32.seq0.logits", &lsize);
+    int32_t ids[64];
+    int n = 0;
+    char *p = text, *end;
+    for (long v = text ? strtol(p, &end, 10) : 0; text && end != p && n < 64;
+         v = strtol(p, &end, 10)) {
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity -m tests/fixtures/mini4k/model-f32.gguf --ids-file "
+             "tests/fixtures/mini4k/seq0.ids -c %d",
+             p3_test_cli(), n);
+    p3_cmd_result r;
+    if (text && logits && p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        const char *at = r.out ? strstr(r.out, "perplexity ") : NULL;
+        double got = at ? atof(at + 11) : 0.0;
+        double want = oracle_perplexity(logits, ids, n, 256);
+        CHECK_MSG(fabs(got - want) <= 1e-4 * want,
+                  "perplexity %.6f, transformers' logits give %.6f", got, want);
+    }
+    p3_cmd_result_free(&r);
+    p3_free(text);
+    p3_free(logits);
 }
 
 /* "[turn N: prefilled P tokens ... cache C/..." -> P and C of turn N, or false. */
@@ -229,6 +274,25 @@ P3_TEST(cli_chat_piped_three_turns_keeps_the_cache) {
         /* after /reset a whole new conversation is prefilled, from an empty cache */
         const char *after = r.err ? strstr(r.err, "[new conversation]") : NULL;
         if (CHECK(after != NULL) && CHECK(turn_stats(after, 1, &p4, &c4))) CHECK(c4 < c3);
+    }
+    p3_cmd_result_free(&r);
+}
+
+P3_TEST(cli_chat_drops_the_oldest_turns_when_the_context_is_full) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_tiny_chat_model(t, dir)) return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'In the beginning God created\\nthe heaven and the earth\\nAnd the earth "
+             "was without form\\nand void and darkness\\n' | %s chat -m %s -c 48 -n 6 --greedy",
+             p3_test_cli(), dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        CHECK_MSG(r.err && strstr(r.err, "context full"), "no context-full notice: %s",
+                  r.err ? r.err : "");
+        int p4 = 0, c4 = 0;
+        CHECK(turn_stats(r.err, 4, &p4, &c4) && c4 <= 48);
     }
     p3_cmd_result_free(&r);
 }
