@@ -205,10 +205,13 @@ phi3c_sampler_params phi3c_sampler_params_greedy(void) {
     return p;
 }
 
-static bool is_stop_id(const p3_config *c, int32_t id) {
+/* The config's stop ids (generation_config.json / GGUF) and the tokenizer's (its eos, <|end|>,
+ * <|endoftext|>), so an instruct model stops at the end of its turn either way. */
+static bool is_stop_id(const phi3c_model *model, int32_t id) {
+    const p3_config *c = &model->m->cfg;
     for (int i = 0; i < c->n_stop_ids; i++)
         if (c->stop_ids[i] == id) return true;
-    return false;
+    return model->tok && p3_tokenizer_is_stop(model->tok, id);
 }
 
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
@@ -238,7 +241,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         /* the logits of the last fed position predict the next token */
         memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
         int32_t id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
-        if (is_stop_id(c, id)) {
+        if (is_stop_id(session->model, id)) {
             r.stop = PHI3C_STOP_EOS;
             break;
         }

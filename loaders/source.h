@@ -96,9 +96,9 @@ typedef struct p3_model_source {
     size_t n_tensors;
     p3_mapped_file *files;
     size_t n_files;
-    uint64_t file_bytes;  /* total size of all files read */
-    struct p3_gguf *gguf; /* parsed GGUF (metadata incl. tokenizer), NULL for other formats */
-    char *tokenizer_dir;  /* folder holding tokenizer.json / tokenizer.model, or NULL */
+    uint64_t file_bytes;      /* total size of all files read */
+    struct p3_gguf *gguf;     /* parsed GGUF (metadata incl. tokenizer), NULL for other formats */
+    char *tokenizer_dir;      /* folder holding tokenizer.json / tokenizer.model, or NULL */
     struct p3_native *native; /* native file: tokenizer blobs, quant info, checksum state; else NULL
                                  (p3_source_close frees it with p3_native_free) */
 } p3_model_source;

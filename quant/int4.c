@@ -43,16 +43,18 @@ static float round_level(float x, float inv_d, float lo, float hi) {
     return clampf((v + magic) - magic, lo, hi);
 }
 
-/* round_level for the search loops: plain selects the compiler can turn into min/max (a NaN
- * stays NaN here, which only spoils that candidate's ranking, never a stored nibble). */
-static float search_level(float x, float inv_d, float lo, float hi) {
-    const float magic = 12582912.0f;
-    float v = x * inv_d;
-    v = v < -17.0f ? -17.0f : v;
-    v = v > 17.0f ? 17.0f : v;
-    v = (v + magic) - magic;
-    v = v < lo ? lo : v;
-    return v > hi ? hi : v;
+/* round_level for the search loops, in integer arithmetic so the compiler vectorises it: adding
+ * 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits, exact for
+ * |x / d| < 2^22, far beyond the candidates' range (|x / d| <= 22). Larger or NaN ratios give some
+ * clamped level, which only spoils that candidate's ranking, never a stored nibble. */
+static float search_level(float x, float inv_d, int32_t lo, int32_t hi) {
+    float t = x * inv_d + 12582912.0f;
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    int32_t q = (int32_t)(bits - 0x4B400000u);
+    q = q < lo ? lo : q;
+    q = q > hi ? hi : q;
+    return (float)q;
 }
 
 /* ---- symmetric: w = d * (q - 8), q in 0..15 */
@@ -91,7 +93,7 @@ static uint16_t sym_rtn_scale(const float *x, int n) {
 
 /* <x,p> and <p,p> for the levels p = clamp(round(x / d), lo, hi), in 8 float lanes so the compiler
  * can vectorise (p*p sums are exact integers; <x,p> only ranks candidates). */
-static void level_moments(const float *x, int n, float inv, float lo, float hi, double *xp_out,
+static void level_moments(const float *x, int n, float inv, int32_t lo, int32_t hi, double *xp_out,
                           double *pp_out) {
     float xp[8] = {0}, pp[8] = {0};
     int j = 0;
@@ -119,7 +121,7 @@ static void level_moments(const float *x, int n, float inv, float lo, float hi, 
 /* Squared error of the least-squares refit for scale d (closed form); sets *best_d. */
 static double sym_candidate(const float *x, int n, float d, double xx, float *best_d) {
     double xp, pp;
-    level_moments(x, n, 1.0f / d, -8.0f, 7.0f, &xp, &pp);
+    level_moments(x, n, 1.0f / d, -8, 7, &xp, &pp);
     if (pp == 0.0) {
         *best_d = d;
         return xx;
@@ -243,7 +245,7 @@ static double asym_candidate(const float *x, int n, float lo, float hi, double x
     if (!(d > 0.0f)) return INFINITY;
     int z = asym_zero(lo, d);
     double xp, pp;
-    level_moments(x, n, 1.0f / d, (float)-z, (float)(15 - z), &xp, &pp);
+    level_moments(x, n, 1.0f / d, -z, 15 - z, &xp, &pp);
     *z_out = z;
     if (pp == 0.0) {
         *d_fit = d;
@@ -276,7 +278,7 @@ static void asym_search(const float *x, int n, float lo, float hi, uint16_t *d16
     }
     for (int it = 0; it < 2; it++) { /* refine as for sym, the zero point kept */
         double xp, pp;
-        level_moments(x, n, 1.0f / best_d, (float)-best_z, (float)(15 - best_z), &xp, &pp);
+        level_moments(x, n, 1.0f / best_d, -best_z, 15 - best_z, &xp, &pp);
         if (pp == 0.0 || !(xx - xp * xp / pp < best) || !(xp / pp > 0.0)) break;
         best = xx - xp * xp / pp;
         best_d = (float)(xp / pp);

@@ -20,8 +20,8 @@ _Static_assert(sizeof(p3_block_i4s) == 66, "p3_block_i4s must be 66 bytes (4.125
 
 /* Asymmetric: w[j] = d * (q[j] - z), q and z in 0..15, same nibble order; padding uses q = z. */
 typedef struct p3_block_i4a {
-    uint16_t d; /* f16 scale */
-    uint8_t z;  /* zero point, 0..15 */
+    uint16_t d;       /* f16 scale */
+    uint8_t z;        /* zero point, 0..15 */
     uint8_t reserved; /* always 0 */
     uint8_t qs[P3_QK / 2];
 } p3_block_i4a;
@@ -38,7 +38,9 @@ typedef struct p3_block_q8g {
 } p3_block_q8g;
 _Static_assert(sizeof(p3_block_q8g) == 136, "p3_block_q8g must be 136 bytes");
 
-static inline int64_t p3_groups(int64_t k) { return (k + P3_QK - 1) / P3_QK; }
+static inline int64_t p3_groups(int64_t k) {
+    return (k + P3_QK - 1) / P3_QK;
+}
 
 typedef enum p3_quant_method {
     P3_QUANT_RTN = 0, /* round to nearest with the absmax scale */

@@ -3,6 +3,7 @@
  * a piped 3-turn `phi3c chat` whose stats show that turn 2 prefills only the new turn. */
 #include "harness.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,50 @@ P3_TEST(cli_engine_commands_reject_bad_usage) {
     p3_cmd_result_free(&r);
 }
 
+/* exp(mean over p of -log softmax(logits[p])[ids[p+1]]) from transformers' logits rows. */
+static double oracle_perplexity(const float *logits, const int32_t *ids, int n, int vocab) {
+    double nll = 0.0;
+    for (int p = 0; p + 1 < n; p++) {
+        const float *row = logits + (size_t)p * (size_t)vocab;
+        double max = row[0], sum = 0.0;
+        for (int v = 1; v < vocab; v++) max = row[v] > max ? row[v] : max;
+        for (int v = 0; v < vocab; v++) sum += exp(row[v] - max);
+        nll += log(sum) + max - row[ids[p + 1]];
+    }
+    return exp(nll / (n - 1));
+}
+
+P3_TEST(cli_perplexity_equals_the_one_from_transformers_logits) {
+    size_t size = 0, lsize = 0;
+    char *text = p3_test_read_file(t, "tests/fixtures/mini4k/seq0.ids", &size);
+    float *logits = p3_test_read_file(t, "tests/fixtures/mini4k/f32.seq0.logits", &lsize);
+    int32_t ids[64];
+    int n = 0;
+    char *p = text, *end;
+    for (long v = text ? strtol(p, &end, 10) : 0; text && end != p && n < 64;
+         v = strtol(p, &end, 10)) {
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "%s perplexity -m tests/fixtures/mini4k/model-f32.gguf --ids-file "
+             "tests/fixtures/mini4k/seq0.ids -c %d",
+             p3_test_cli(), n);
+    p3_cmd_result r;
+    if (text && logits && p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        const char *at = r.out ? strstr(r.out, "perplexity ") : NULL;
+        double got = at ? atof(at + 11) : 0.0;
+        double want = oracle_perplexity(logits, ids, n, 256);
+        CHECK_MSG(fabs(got - want) <= 1e-4 * want,
+                  "perplexity %.6f, transformers' logits give %.6f", got, want);
+    }
+    p3_cmd_result_free(&r);
+    p3_free(text);
+    p3_free(logits);
+}
+
 /* "[turn N: prefilled P tokens ... cache C/..." -> P and C of turn N, or false. */
 static bool turn_stats(const char *err, int turn, int *prefilled, int *cache) {
     char key[32];
@@ -111,33 +156,143 @@ static bool turn_stats(const char *err, int turn, int *prefilled, int *cache) {
     return c != NULL;
 }
 
-P3_TEST(cli_chat_piped_three_turns_keeps_the_cache) {
-    const char *model = "tools/demo-model";
-    if (!p3_is_directory(model)) {
-        p3_test_skip(t, "%s (the demo model with a tokenizer) is not in this tree", model);
-        return;
+/* A tiny random Phi-3 with the real Phi-3 tokenizer (vocab 32064, 1 layer, tied embeddings) in a
+ * fresh folder: enough to drive run/chat through the tokenizer and the template. */
+typedef struct tiny_tensor {
+    const char *name;
+    int64_t rows, cols; /* cols 0: a 1-D [rows] norm weight (ones) */
+} tiny_tensor;
+
+static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
+    static const tiny_tensor tensors[] = {
+        {"model.embed_tokens.weight", 32064, 64},
+        {"model.layers.0.input_layernorm.weight", 64, 0},
+        {"model.layers.0.self_attn.qkv_proj.weight", 192, 64},
+        {"model.layers.0.self_attn.o_proj.weight", 64, 64},
+        {"model.layers.0.post_attention_layernorm.weight", 64, 0},
+        {"model.layers.0.mlp.gate_up_proj.weight", 256, 64},
+        {"model.layers.0.mlp.down_proj.weight", 64, 128},
+        {"model.norm.weight", 64, 0},
+    };
+    char path[512], header[4096];
+    size_t hl = 0, offset = 0;
+    hl += (size_t)snprintf(header + hl, sizeof header - hl, "{");
+    for (size_t i = 0; i < P3_ARRAY_LEN(tensors); i++) {
+        const tiny_tensor *tt = &tensors[i];
+        size_t bytes = (size_t)tt->rows * (size_t)(tt->cols ? tt->cols : 1) * 2;
+        if (tt->cols)
+            hl += (size_t)snprintf(header + hl, sizeof header - hl,
+                                   "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],"
+                                   "\"data_offsets\":[%zu,%zu]}",
+                                   i ? "," : "", tt->name, (long long)tt->rows, (long long)tt->cols,
+                                   offset, offset + bytes);
+        else
+            hl += (size_t)snprintf(header + hl, sizeof header - hl,
+                                   "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld],"
+                                   "\"data_offsets\":[%zu,%zu]}",
+                                   i ? "," : "", tt->name, (long long)tt->rows, offset,
+                                   offset + bytes);
+        offset += bytes;
     }
+    hl += (size_t)snprintf(header + hl, sizeof header - hl, "}");
+    while (hl % 8) header[hl++] = ' ';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    if (!CHECK_MSG(f != NULL, "cannot create %s", path)) return false;
+    uint64_t len = hl;
+    fwrite(&len, 8, 1, f);
+    fwrite(header, 1, hl, f);
+    p3_test_rng rng;
+    p3_test_rng_seed(&rng, 11);
+    for (size_t i = 0; i < P3_ARRAY_LEN(tensors); i++) {
+        const tiny_tensor *tt = &tensors[i];
+        size_t n = (size_t)tt->rows * (size_t)(tt->cols ? tt->cols : 1);
+        for (size_t j = 0; j < n; j++) {
+            uint16_t v = p3_f32_to_bf16(tt->cols ? 0.1f * p3_test_rng_normal(&rng) : 1.0f);
+            fwrite(&v, 2, 1, f);
+        }
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    f = fopen(path, "w");
+    if (!CHECK(f != NULL)) return false;
+    fprintf(f, "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 64, "
+               "\"intermediate_size\": 128, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+               "\"num_key_value_heads\": 2, \"vocab_size\": 32064, \"max_position_embeddings\": "
+               "4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"rope_scaling\": null, "
+               "\"sliding_window\": 2047, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
+               "\"eos_token_id\": 32000}\n");
+    fclose(f);
+    const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < P3_ARRAY_LEN(files); i++) {
+        char from[512], cmd[1200];
+        snprintf(from, sizeof from, "%s/data/phi3/tokenizer-phi-3-mini/%s", p3_test_shared_dir(),
+                 files[i]);
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", from, dir);
+        if (!CHECK_MSG(system(cmd) == 0, "%s", cmd)) return false;
+    }
+    return true;
+}
+
+P3_TEST(cli_run_streams_text_through_the_tokenizer) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_tiny_chat_model(t, dir)) return;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "printf 'In the beginning\\nAnd the earth\\n/reset\\nLet there be light\\nAnd God "
-             "saw\\n' | "
-             "%s chat -m %s --system 'Answer briefly.' -n 8 --greedy -t 2",
-             p3_test_cli(), model);
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p 'In the beginning' -n 12 --seed 5 -t 2",
+             p3_test_cli(), dir);
     p3_cmd_result r;
     if (p3_test_run(t, cmd, &r)) {
         CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
-        int p1, c1, p2, c2, p3, c3;
-        bool ok = CHECK(turn_stats(r.err, 1, &p1, &c1)) && CHECK(turn_stats(r.err, 2, &p2, &c2));
+        CHECK(r.out && strncmp(r.out, "In the beginning", 16) == 0);
+        CHECK(r.out && p3_utf8_valid(r.out, r.out_len));
+        /* "▁In ▁the ▁beginning", no BOS (add_bos_token false in the current tokenizer_config) */
+        CHECK_MSG(r.err && strstr(r.err, "prompt 3 tokens"), "stats: %s", r.err ? r.err : "");
+    }
+    p3_cmd_result_free(&r);
+}
+
+P3_TEST(cli_chat_piped_three_turns_keeps_the_cache) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_tiny_chat_model(t, dir)) return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'In the beginning\\nAnd the earth\\nwas without form\\n/reset\\nLet there "
+             "be light\\n' | %s chat -m %s --system 'Answer briefly.' -n 6 --greedy -t 2",
+             p3_test_cli(), dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        int p1 = 0, c1 = 0, p2 = 0, c2 = 0, p3 = 0, c3 = 0, p4 = 0, c4 = 0;
+        bool ok = CHECK(turn_stats(r.err, 1, &p1, &c1)) && CHECK(turn_stats(r.err, 2, &p2, &c2)) &&
+                  CHECK(turn_stats(r.err, 3, &p3, &c3));
         if (ok) {
-            /* turn 2 prefills only its own tokens: the cache grows by them plus the answer */
+            /* turn 2 prefills only its own tokens, the cache grows by them and the answer */
             CHECK_MSG(p2 < c1, "turn 2 prefilled %d tokens, turn 1 left %d in the cache", p2, c1);
-            CHECK(c2 > c1);
+            CHECK(c2 > c1 && c3 > c2);
+            CHECK_MSG(p1 + p2 + p3 < c3, "prefilled %d+%d+%d of %d cached", p1, p2, p3, c3);
         }
-        /* after /reset the count starts again and a whole new conversation is prefilled */
+        /* after /reset a whole new conversation is prefilled, from an empty cache */
         const char *after = r.err ? strstr(r.err, "[new conversation]") : NULL;
-        CHECK(after != NULL);
-        if (after && CHECK(turn_stats(after, 1, &p3, &c3))) CHECK(c3 < c2);
-        CHECK(r.out && strlen(r.out) > 0);
+        if (CHECK(after != NULL) && CHECK(turn_stats(after, 1, &p4, &c4))) CHECK(c4 < c3);
+    }
+    p3_cmd_result_free(&r);
+}
+
+P3_TEST(cli_chat_drops_the_oldest_turns_when_the_context_is_full) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_tiny_chat_model(t, dir)) return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'In the beginning God created\\nthe heaven and the earth\\nAnd the earth "
+             "was without form\\nand void and darkness\\n' | %s chat -m %s -c 48 -n 6 --greedy",
+             p3_test_cli(), dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        CHECK_MSG(r.err && strstr(r.err, "context full"), "no context-full notice: %s",
+                  r.err ? r.err : "");
+        int p4 = 0, c4 = 0;
+        CHECK(turn_stats(r.err, 4, &p4, &c4) && c4 <= 48);
     }
     p3_cmd_result_free(&r);
 }

@@ -120,13 +120,14 @@ static double decode_error(p3_test_ctx *t, const p3_model *m, const fixture_seq 
 }
 
 /* Loads one format of a variant and checks every sequence; bound is relative to max|logit|. */
-static void check_format(p3_test_ctx *t, const char *variant, const char *file, const char *prec,
-                         int n_seqs, double rel_bound) {
+static void check_format_on(p3_test_ctx *t, const char *backend, const char *variant,
+                            const char *file, const char *prec, int n_seqs, double rel_bound) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/%s/%s", variant, file);
     p3_load_options lo;
     p3_load_options_init(&lo);
     lo.n_threads = 2;
+    lo.backend = backend;
     p3_model *m = NULL;
     p3_error err = {0};
     if (!CHECK_OK(p3_model_load(path, &lo, &m, &err), &err)) return;
@@ -137,10 +138,10 @@ static void check_format(p3_test_ctx *t, const char *variant, const char *file, 
             double e_full = prefill_error(t, m, &q, 256);
             double e_chunked = prefill_error(t, m, &q, 5); /* chunks crossing the window */
             double e_decode = decode_error(t, m, &q);
-            printf("    %-8s %-15s seq%d: max|phi3c - transformers| prefill %.3g (%.2e of "
+            printf("    %s%s%-8s %-15s seq%d: max|phi3c - transformers| prefill %.3g (%.2e of "
                    "max|logit| %.3g), chunked %.3g, decode %.3g\n",
-                   variant, file, seq, e_full, e_full / q.max_logit, q.max_logit, e_chunked,
-                   e_decode);
+                   backend ? backend : "", backend ? " " : "", variant, file, seq, e_full,
+                   e_full / q.max_logit, q.max_logit, e_chunked, e_decode);
             CHECK_MSG(e_full <= bound, "%s seq%d prefill error %g > %g", path, seq, e_full, bound);
             CHECK_MSG(e_chunked <= bound, "%s seq%d chunked error %g > %g", path, seq, e_chunked,
                       bound);
@@ -150,6 +151,11 @@ static void check_format(p3_test_ctx *t, const char *variant, const char *file, 
         free_seq(&q);
     }
     p3_model_free(m);
+}
+
+static void check_format(p3_test_ctx *t, const char *variant, const char *file, const char *prec,
+                         int n_seqs, double rel_bound) {
+    check_format_on(t, NULL, variant, file, prec, n_seqs, rel_bound);
 }
 
 #define F32_BOUND  1e-4
@@ -175,6 +181,23 @@ P3_TEST(engine_medium_gqa_logits_match_transformers) {
 P3_TEST(engine_phi4mini_partial_rotary_tied_logits_match_transformers) {
     check_format(t, "phi4mini", "hf-bf16", "bf16", 2, BF16_BOUND);
     check_format(t, "phi4mini", "model-bf16.gguf", "bf16", 2, BF16_BOUND);
+}
+
+/* The engine never knows which backend runs: every available one must give the same logits. */
+P3_TEST_SLOW(engine_every_available_backend_matches_transformers) {
+    int tested = 0;
+    for (size_t i = 0; i < p3_backend_count(); i++) {
+        p3_backend_info info;
+        p3_backend_info_at(i, &info);
+        if (!info.available) continue;
+        printf("    backend %s (%s)\n", info.name, info.devices);
+        check_format_on(t, info.name, "mini4k", "model-f32.gguf", "f32", 1, F32_BOUND);
+        check_format_on(t, info.name, "longrope", "hf-bf16", "bf16", 2, BF16_BOUND);
+        check_format_on(t, info.name, "medium", "hf-bf16", "bf16", 1, BF16_BOUND);
+        check_format_on(t, info.name, "phi4mini", "model-bf16.gguf", "bf16", 2, BF16_BOUND);
+        tested++;
+    }
+    CHECK(tested >= 1);
 }
 
 P3_TEST(engine_context_full_is_an_error_that_changes_nothing) {
@@ -331,6 +354,60 @@ P3_TEST(engine_int4_load_quantization_equals_f32_on_dequantized_weights) {
     check_int4_wiring(t, "mini4k", P3_WQ_INT4_SYM);
     check_int4_wiring(t, "medium", P3_WQ_INT4_ASYM);  /* partial groups: 160 and 200 columns */
     check_int4_wiring(t, "phi4mini", P3_WQ_INT4_SYM); /* tied embedding stays unquantized */
+}
+
+/* ---- Lower-precision options: measured against transformers, bounds with a margin. */
+
+/* max|logits - oracle| / max|oracle| of a prefill of mini4k seq0 with these options. */
+static double relative_error(p3_test_ctx *t, const p3_load_options *lo, p3_kv_dtype kv,
+                             const float *versus) {
+    p3_model *m = NULL;
+    p3_error err = {0};
+    fixture_seq q = {0};
+    double e = INFINITY;
+    if (CHECK_OK(p3_model_load("tests/fixtures/mini4k/hf-f32", lo, &m, &err), &err) &&
+        load_seq(t, "mini4k", "f32", 0, m->cfg.vocab_size, &q)) {
+        p3_session_options so;
+        p3_session_options_init(&so);
+        so.kv = kv;
+        so.kv_given = true;
+        so.all_logits = true;
+        p3_session *s = NULL;
+        size_t n = (size_t)q.n * (size_t)m->cfg.vocab_size;
+        float *got = p3_malloc(n * sizeof(float));
+        if (CHECK_OK(p3_session_create(m, &so, &s, &err), &err) &&
+            CHECK_OK(p3_session_feed(s, q.ids, q.n, got, &err), &err)) {
+            const float *ref = versus ? versus : q.logits;
+            e = p3_max_abs_diff(got, ref, n) / p3_max_abs(ref, n);
+        }
+        p3_session_free(s);
+        p3_free(got);
+    }
+    free_seq(&q);
+    p3_model_free(m);
+    return e;
+}
+
+P3_TEST(engine_kv_f16_q8_and_int4_activation_modes_stay_close) {
+    p3_load_options lo;
+    p3_load_options_init(&lo);
+    double f16 = relative_error(t, &lo, P3_KV_F16, NULL);
+    double q8 = relative_error(t, &lo, P3_KV_Q8, NULL);
+    printf("    mini4k f32 weights: KV f16 %.2e, KV q8 %.2e of max|logit| from transformers\n", f16,
+           q8);
+    CHECK_MSG(f16 <= 2e-3, "KV f16 error %g", f16);
+    CHECK_MSG(q8 <= 3e-2, "KV q8 error %g", q8);
+    CHECK(q8 > 0 && f16 > 0); /* the cache type really changed */
+    lo.quant = P3_WQ_INT4_SYM;
+    lo.act = P3_ACT_F32;
+    lo.act_given = true;
+    double w4a32 = relative_error(t, &lo, P3_KV_F32, NULL);
+    lo.act = P3_ACT_Q8;
+    double w4a8 = relative_error(t, &lo, P3_KV_F32, NULL);
+    printf("    mini4k int4-g128: w4a32 %.2e, w4a8 %.2e of max|logit| from transformers (random "
+           "weights, 2 layers: int4 noise dominates)\n",
+           w4a32, w4a8);
+    CHECK(w4a8 < 1.0 && w4a32 < 1.0 && w4a8 != w4a32);
 }
 
 /* ---- Full-size shape dry run: Phi-3-mini's real config, synthetic INT4 weights in memory. */

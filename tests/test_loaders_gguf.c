@@ -321,3 +321,127 @@ P3_TEST(gguf_hf_names) {
         CHECK_MSG(strcmp(hf, pairs[i][1]) == 0, "%s -> %s", pairs[i][0], hf);
     }
 }
+
+/* ---- a Q4_K_M-style phi3 model: k-quant blocks of random bytes with finite f16 scales ---- */
+
+typedef struct kq_tensor {
+    const char *name;
+    uint32_t ggml_type; /* 0 F32, 2 Q4_0, 8 Q8_0, 12 Q4_K, 13 Q5_K, 14 Q6_K */
+    uint64_t ne0, ne1;  /* ggml order: ne0 innermost; ne1 0 for 1-D */
+    size_t block_bytes, block_elems;
+    size_t scale_at[2]; /* f16 scale positions inside a block (SIZE_MAX: none) */
+} kq_tensor;
+
+static void kq_metadata(bytebuf *b, const char *key, uint32_t type, uint32_t value) {
+    bb_gguf_str(b, key);
+    bb_u32(b, type);
+    bb_u32(b, value); /* UINT32 or FLOAT32 bits */
+}
+
+static void build_kquant_model(bytebuf *b, const kq_tensor *ts, size_t n) {
+    float eps = 1e-5f, theta = 10000.0f;
+    uint32_t eps_bits, theta_bits;
+    memcpy(&eps_bits, &eps, 4);
+    memcpy(&theta_bits, &theta, 4);
+    bb_bytes(b, "GGUF", 4);
+    bb_u32(b, 3);
+    bb_u64(b, n);
+    bb_u64(b, 10);
+    bb_gguf_str(b, "general.architecture");
+    bb_u32(b, 8);
+    bb_gguf_str(b, "phi3");
+    kq_metadata(b, "phi3.context_length", 4, 64);
+    kq_metadata(b, "phi3.embedding_length", 4, 256);
+    kq_metadata(b, "phi3.feed_forward_length", 4, 256);
+    kq_metadata(b, "phi3.block_count", 4, 1);
+    kq_metadata(b, "phi3.attention.head_count", 4, 2);
+    kq_metadata(b, "phi3.attention.head_count_kv", 4, 2);
+    kq_metadata(b, "phi3.attention.layer_norm_rms_epsilon", 6, eps_bits);
+    kq_metadata(b, "phi3.rope.dimension_count", 4, 128);
+    kq_metadata(b, "phi3.rope.freq_base", 6, theta_bits);
+    uint64_t offset = 0;
+    for (size_t i = 0; i < n; i++) {
+        bb_gguf_str(b, ts[i].name);
+        bb_u32(b, ts[i].ne1 ? 2 : 1);
+        bb_u64(b, ts[i].ne0);
+        if (ts[i].ne1) bb_u64(b, ts[i].ne1);
+        bb_u32(b, ts[i].ggml_type);
+        bb_u64(b, offset);
+        uint64_t elems = ts[i].ne0 * (ts[i].ne1 ? ts[i].ne1 : 1);
+        offset += (elems / ts[i].block_elems * ts[i].block_bytes + 31) / 32 * 32;
+    }
+    bb_pad(b, 32);
+    p3_test_rng rng;
+    p3_test_rng_seed(&rng, 7);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t elems = ts[i].ne0 * (ts[i].ne1 ? ts[i].ne1 : 1);
+        for (uint64_t blk = 0; blk < elems / ts[i].block_elems; blk++) {
+            uint8_t block[256];
+            for (size_t k = 0; k < ts[i].block_bytes; k++)
+                block[k] = (uint8_t)p3_test_rng_u64(&rng);
+            if (ts[i].ggml_type == 0) { /* F32 norm weights: 1.0 */
+                float one = 1.0f;
+                memcpy(block, &one, 4);
+            }
+            for (int s = 0; s < 2; s++) /* f16 scales: 0x2c00 + small mantissa: finite, ~0.06 */
+                if (ts[i].scale_at[s] != SIZE_MAX) {
+                    block[ts[i].scale_at[s]] = (uint8_t)p3_test_rng_u64(&rng);
+                    block[ts[i].scale_at[s] + 1] = 0x2c;
+                }
+            bb_bytes(b, block, ts[i].block_bytes);
+        }
+        bb_pad(b, 32);
+    }
+}
+
+P3_TEST(gguf_kquant_phi3_model) {
+    const size_t none = SIZE_MAX;
+    const kq_tensor ts[] = {
+        {"token_embd.weight", 12, 256, 16, 144, 256, {0, 2}},
+        {"blk.0.attn_norm.weight", 0, 256, 0, 4, 1, {none, none}},
+        {"blk.0.attn_qkv.weight", 2, 256, 768, 18, 32, {0, none}},
+        {"blk.0.attn_output.weight", 13, 256, 256, 176, 256, {0, 2}},
+        {"blk.0.ffn_norm.weight", 0, 256, 0, 4, 1, {none, none}},
+        {"blk.0.ffn_up.weight", 12, 256, 512, 144, 256, {0, 2}},
+        {"blk.0.ffn_down.weight", 8, 256, 256, 34, 32, {0, none}},
+        {"output_norm.weight", 0, 256, 0, 4, 1, {none, none}},
+        {"output.weight", 14, 256, 16, 210, 256, {208, none}},
+    };
+    const p3_dtype want[] = {P3_DT_Q4_K, P3_DT_F32,  P3_DT_Q4_0, P3_DT_Q5_K, P3_DT_F32,
+                             P3_DT_Q4_K, P3_DT_Q8_0, P3_DT_F32,  P3_DT_Q6_K};
+    bytebuf b = {0};
+    build_kquant_model(&b, ts, P3_ARRAY_LEN(ts));
+    const char *path = write_test_file(t, p3_test_tmpdir(t), "kquant.gguf", b.p, b.n, 0);
+    bb_free(&b);
+    p3_model_source *src = NULL;
+    p3_error err = {0};
+    if (!CHECK_OK(p3_source_open(path, &src, &err), &err)) return;
+    CHECK(src->has_config && src->config.hidden_size == 256 && src->config.vocab_size == 16 &&
+          src->config.head_dim == 128 && src->config.rope.rot_dim == 128 &&
+          !src->config.tie_word_embeddings);
+    CHECK_OK(p3_source_check_tensors(src, &err), &err);
+    for (size_t i = 0; i < src->n_tensors; i++) {
+        const p3_tensor *x = &src->tensors[i];
+        CHECK_MSG(x->dtype == want[i], "%s: %s", x->name, p3_dtype_name(x->dtype));
+        size_t n = (size_t)x->shape[0] * (x->n_dims == 2 ? (size_t)x->shape[1] : 1);
+        float *f = malloc(n * sizeof *f);
+        if (CHECK_OK(p3_tensor_to_f32(x, 0, n, f, &err), &err)) {
+            size_t finite = 0, nonzero = 0;
+            for (size_t k = 0; k < n; k++) finite += isfinite(f[k]), nonzero += f[k] != 0;
+            CHECK_MSG(finite == n && nonzero > n / 2, "%s: %zu finite, %zu non-zero of %zu",
+                      x->name, finite, nonzero, n);
+        }
+        free(f);
+    }
+    p3_source_close(src);
+    /* phi3c info lists the ggml dtypes and HF-order shapes */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s info -m '%s'", p3_test_cli(), path);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK(r.exit_code == 0 && r.out && strstr(r.out, "Q4_K     [16, 256]") &&
+              strstr(r.out, "Q6_K     [16, 256]") && strstr(r.out, "Q4_0     [768, 256]") &&
+              strstr(r.out, "Q5_K     [256, 256]") && strstr(r.out, "Q8_0     [256, 256]"));
+        p3_cmd_result_free(&r);
+    }
+}

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "int4.h"
+#include "opencl_internal.h"
 #include "ref.h"
 
 #include <math.h>
@@ -408,4 +409,21 @@ P3_TEST(opencl_split_decode_attention_matches_reference) {
     p3_free(kc);
     p3_free(vc);
     p3_backend_close(&be);
+}
+
+/* A kernel that fails to build is reported with the build log (here: an undeclared name). */
+P3_TEST(opencl_build_failure_shows_the_log) {
+    p3_backend be;
+    if (!open_ocl(t, &be)) return;
+    p3_backend_close(&be);
+    p3_error err = {0};
+    const char *bad = "__kernel void p3_broken(__global float *x) {\n"
+                      "    x[0] = no_such_name;\n"
+                      "}\n";
+    CHECK_STATUS(p3_opencl_build_test(0, bad, &err), PHI3C_ERR_BACKEND);
+    CHECK_MSG(strstr(err.message, "failed to build") && strstr(err.message, "no_such_name"),
+              "message: %s", err.message);
+    CHECK_OK(
+        p3_opencl_build_test(0, "__kernel void p3_fine(__global float *x) { x[0] = 1.0f; }", &err),
+        &err);
 }

@@ -467,6 +467,14 @@ P3_TEST(tokenizer_refuses_byte_level_bpe) {
     CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
     CHECK_MSG(strstr(err.message, "byte-level") != NULL, "message: %s", err.message);
     CHECK(tok == NULL);
+    /* an added token HF would match in the normalized text */
+    static const char normalized[] =
+        "{\"added_tokens\":[{\"id\":3,\"content\":\"<x>\",\"normalized\":true}],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
+    f.tokenizer_json = normalized;
+    f.tokenizer_json_len = sizeof normalized - 1;
+    CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "normalized") != NULL, "message: %s", err.message);
 }
 
 P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
@@ -502,6 +510,15 @@ P3_TEST(tokenizer_invalid_utf8_uses_byte_fallback) {
     CHECK_OK(p3_tokenizer_encode(tok, "Hi", 2, P3_ENCODE_ADD_BOS, &ids, &n, &err), &err);
     CHECK(n >= 1 && ids[0] == p3_tokenizer_bos_id(tok) && ids[0] == 1);
     p3_free(ids);
+    /* an id without a token (an embedding padding row) is dropped, as HF tokenizers 0.22.2's
+     * decode([15043, 32050, 3186]) == "Hello world" */
+    static const int32_t padded[] = {15043, 32050, 3186};
+    check_decode(t, tok, padded, 3, 0, "Hello world", 11, "padding id");
+    check_stream(t, tok, padded, 3, 0, "Hello world", 11);
+    static const int32_t negative[] = {-1};
+    char *out = NULL;
+    size_t len;
+    CHECK_STATUS(p3_tokenizer_decode(tok, negative, 1, 0, &out, &len, &err), PHI3C_ERR_INVALID_ARG);
     p3_tokenizer_free(tok);
 }
 
@@ -557,4 +574,100 @@ P3_TEST(tokenizer_from_source_and_native_blobs) {
         p3_tokenizer_free(tok);
     }
     for (size_t i = 0; i < 2; i++) free((void *)blobs[i].data);
+}
+
+#ifdef P3_FAULT_INJECTION
+/* Every allocation failure during load, encode and decode gives PHI3C_ERR_NOMEM (or, for the
+ * optional word cache, simply no cache), never a crash or a leak. */
+P3_TEST(tokenizer_allocation_failures_are_clean) {
+    static const char *const seeds[] = {"tests/fuzz/corpus/fuzz_tokenizer_json/small.json",
+                                        "tests/fuzz/corpus/fuzz_spm_model/small.model"};
+    static const char config[] = "{\"add_bos_token\": true, \"chat_template\": null}";
+    char text[600];
+    for (size_t i = 0; i < sizeof text - 1; i++)
+        text[i] = "the <|end|> in er\n\xe4\xb8\xad"[i % 22];
+    text[sizeof text - 1] = '\0';
+    for (size_t s = 0; s < P3_ARRAY_LEN(seeds); s++) {
+        size_t size;
+        char *data = p3_test_read_file(t, seeds[s], &size);
+        if (!data) continue;
+        p3_tokenizer_files f = {.what = seeds[s],
+                                .tokenizer_config_json = config,
+                                .tokenizer_config_json_len = sizeof config - 1};
+        if (s == 0)
+            f.tokenizer_json = data, f.tokenizer_json_len = size;
+        else
+            f.spm_model = (const uint8_t *)data, f.spm_model_len = size;
+        bool completed = false;
+        long n = 0;
+        for (; n < 5000 && !completed; n++) {
+            p3_tokenizer *tok = NULL;
+            int32_t *ids = NULL;
+            char *out = NULL;
+            size_t n_ids = 0, len = 0;
+            p3_error err = {0};
+            p3_alloc_fail_after(n);
+            p3_status st = p3_tokenizer_load_buffers(&f, &tok, &err);
+            if (st == PHI3C_OK)
+                st = p3_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n_ids, &err);
+            if (st == PHI3C_OK) st = p3_tokenizer_decode(tok, ids, n_ids, 0, &out, &len, &err);
+            p3_alloc_fail_after(-1);
+            CHECK_MSG(st == PHI3C_OK || st == PHI3C_ERR_NOMEM, "%s n=%ld: %s", seeds[s], n,
+                      err.message);
+            completed = st == PHI3C_OK;
+            p3_free(out);
+            p3_free(ids);
+            p3_tokenizer_free(tok);
+        }
+        CHECK_MSG(completed && n > 10, "%s: completed %d after %ld failures", seeds[s], completed,
+                  n);
+        printf("    %s: %ld allocation failures injected, each handled\n", seeds[s], n - 1);
+        free(data);
+    }
+}
+#endif
+
+/* lstrip is on no Phi-3 token: HF's handling is checked on the current tokenizer with lstrip set
+ * on <|end|> and <|user|> (the same flags tools/make_tokenizer_tests.py sets before asking HF). */
+P3_TEST(tokenizer_lstrip_matches_hf_tokenizers) {
+    p3_tokenizer *tok = load_or_fail(t, shared_path("data/phi3/tokenizer-phi-3-mini"));
+    if (!tok) return;
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (tok->added[i].id == 32007 || tok->added[i].id == 32010) tok->added[i].lstrip = true;
+    case_stats st = {0};
+    run_cases(t, tok, FIXTURES "tokenizer-phi-3-mini-lstrip.cases", &st);
+    printf("    lstrip variant: encode %zu/%zu, decode %zu/%zu identical to HF tokenizers\n",
+           st.encode_pass, st.encode_total, st.decode_pass, st.decode_total);
+    CHECK(st.encode_total >= 10);
+    CHECK_EQ_INT(st.encode_pass, st.encode_total);
+    p3_tokenizer_free(tok);
+}
+
+/* A vocabulary without "▁": every space becomes three byte tokens, unknown characters fuse into one
+ * <unk>. Ids from HF tokenizers 0.22.2 (Tokenizer.from_str of this JSON). */
+P3_TEST(tokenizer_space_mark_by_byte_fallback) {
+    static const char json[] =
+        "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": {\"type\": \"Sequence\", "
+        "\"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"}, {\"type\": "
+        "\"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]}, "
+        "\"pre_tokenizer\": null, \"decoder\": null, \"model\": {\"type\": \"BPE\", \"dropout\": "
+        "null, \"unk_token\": \"<unk>\", \"continuing_subword_prefix\": null, "
+        "\"end_of_word_suffix\": null, \"fuse_unk\": true, \"byte_fallback\": true, \"vocab\": "
+        "{\"<unk>\": 0, \"a\": 1, \"<0xE2>\": 2, \"<0x96>\": 3, \"<0x81>\": 4, \"b\": 5, \"ab\": "
+        "6}, \"merges\": [\"a b\"]}}";
+    static const int32_t want[] = {2, 3, 4, 1, 2, 3, 4, 2, 3, 4, 6, 2, 3, 4, 0};
+    p3_tokenizer_files f = {
+        .what = "no-mark", .tokenizer_json = json, .tokenizer_json_len = sizeof json - 1};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (!CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err)) return;
+    check_encode(t, tok, "a  ab xyz", 9, 0, want, P3_ARRAY_LEN(want), "no-mark");
+    char spaces[300];
+    memset(spaces, ' ', sizeof spaces);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(p3_tokenizer_encode(tok, spaces, sizeof spaces, 0, &ids, &n, &err), &err);
+    CHECK_EQ_INT(n, 3 * (sizeof spaces + 1));
+    p3_free(ids);
+    p3_tokenizer_free(tok);
 }

@@ -135,7 +135,16 @@ static p3_status read_added(p3_tokenizer *tok, const json_value *added, bool set
         if (!json_get_string(json_object_get(a, "content"), &content, &len))
             return p3_fail(err, PHI3C_ERR_FORMAT, "%s: added token %ld has no content", tok->what,
                            (long)id);
-        bool lstrip = false, rstrip = false, special = false;
+        bool lstrip = false, rstrip = false, special = false, single_word = false,
+             normalized = false;
+        json_get_bool(json_object_get(a, "single_word"), &single_word);
+        json_get_bool(json_object_get(a, "normalized"), &normalized);
+        if (single_word || normalized) /* matched differently by HF: refuse rather than differ */
+            return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                           "%s: added token %ld (%.40s) is %s, which phi3c does not implement "
+                           "(Phi-3's added tokens are neither)",
+                           tok->what, (long)id, content,
+                           single_word ? "single_word" : "normalized");
         json_get_bool(json_object_get(a, "lstrip"), &lstrip);
         json_get_bool(json_object_get(a, "rstrip"), &rstrip);
         json_get_bool(json_object_get(a, "special"), &special);

@@ -62,7 +62,8 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
 enum { P3_DECODE_SKIP_SPECIAL = 1u };
 /* Ids to UTF-8 text (NUL-terminated, p3_malloc'd) exactly as HF decodes: "▁" -> " ", runs of byte
  * tokens fused (one U+FFFD per byte when a run is not valid UTF-8), one leading space stripped.
- * Ids outside [0, vocab size) are an error; ids without a piece decode to nothing. */
+ * Ids without a token (at or above the vocabulary size, such as Phi-3's embedding padding rows
+ * 32011..32063) decode to nothing, as in HF; a negative id is an error. */
 p3_status p3_tokenizer_decode(const p3_tokenizer *tok, const int32_t *ids, size_t n_ids,
                               unsigned flags, char **text, size_t *len, p3_error *err);
 

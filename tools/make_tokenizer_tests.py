@@ -168,6 +168,36 @@ def chat_cases(folder):
     return lines
 
 
+# lstrip is set on no Phi-3 token, so HF's lstrip handling is checked on a variant of the current
+# tokenizer with lstrip=true on <|end|> (32007) and <|user|> (32010); the C test sets the same flags.
+LSTRIP_IDS = (32007, 32010)
+LSTRIP_TEXTS = [
+    " <|end|>", "a <|end|>b", "a \t\n<|end|>\nb", "x\u3000<|user|>y", "<|end|>  <|end|>",
+    "<|user|> \n <|end|> x", "word   <|user|>\n\nHi<|end|>\n", "\u00a0<|end|>", "  <|end|>  ",
+    "a<|end|>", "\n\n<|user|>", "end </s>  <|end|> <|user|>", "\u2003\u2003<|end|>\u2003",
+]
+
+
+def lstrip_cases(folder):
+    import json
+    spec = json.load(open(os.path.join(folder, "tokenizer.json"), encoding="utf-8"))
+    for t in spec["added_tokens"]:
+        if t["id"] in LSTRIP_IDS:
+            t["lstrip"] = True
+    tok = tokenizers.Tokenizer.from_str(json.dumps(spec))
+    lines = []
+    for text in LSTRIP_TEXTS:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        ids_ns = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        lines.append("E;%s;%s;%s;%s;%s" % (hexs(text.encode("utf-8")), ids_str(ids),
+                                            hexs(tok.decode(ids, skip_special_tokens=False).encode()),
+                                            hexs(tok.decode(ids, skip_special_tokens=True).encode()),
+                                            ids_str(ids_ns)))
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="../shared")
@@ -202,6 +232,9 @@ def main():
         with open(os.path.join(args.out, version + ".cases"), "w", encoding="ascii") as f:
             f.write("\n".join(lines) + "\n")
         print("%s: %d encode cases, %d decode cases" % (version, len(texts), 120 + 7), file=sys.stderr)
+    mini = os.path.join(args.shared, "data", "phi3", "tokenizer-phi-3-mini")
+    with open(os.path.join(args.out, "tokenizer-phi-3-mini-lstrip.cases"), "w", encoding="ascii") as f:
+        f.write("\n".join(lstrip_cases(mini)) + "\n")
     with open(os.path.join(args.out, "VERSIONS"), "w") as f:
         f.write("tokenizers %s\njinja2 %s\n" % (tokenizers.__version__, jinja2.__version__))
 

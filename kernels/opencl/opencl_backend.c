@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "int4.h"
 #include "ocl_api.h"
+#include "opencl_internal.h"
 #include "opencl_source.h"
 
 #include <stdio.h>
@@ -65,6 +66,7 @@ typedef struct ocl_ctx {
     char name[128], platform_name[96], version[64];
     bool int_dot;          /* cl_khr_integer_dot_product on an OpenCL 3.0 device: DP4A variant */
     bool int_dot_emulated; /* the same variant with the built-in emulated (tests) */
+    bool intel_sg;         /* cl_intel_subgroups: INT4 weight words by sub-group block reads */
     bool exact_divide;     /* -cl-fp32-correctly-rounded-divide-sqrt available */
     /* w4a8 scratch: int8 activations [T][groups*128], scales and sums [T][groups]; grown to the
      * largest matmul seen (the first prefill), then reused: the queue is in order. */
@@ -79,6 +81,7 @@ typedef struct ocl_ctx {
 typedef struct ocl_weight {
     p3_weight pub;
     cl_mem a, b, c;
+    size_t stride; /* INT4: rows rounded up to MM_LR (matmul.cl) */
     size_t bytes;
 } ocl_weight;
 
@@ -89,6 +92,10 @@ typedef struct ocl_kv {
     size_t layer_elems; /* n_kv_heads * n_ctx * head_dim */
     size_t layer_rows;  /* n_kv_heads * n_ctx */
 } ocl_kv;
+
+static size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
     p3_status st = (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES)
@@ -137,11 +144,19 @@ static bool list_devices(const p3_ocl_api *api, ocl_device_list *list, char *why
     return true;
 }
 
+/* A device string truncated to len (the full value may be longer: PoCL's version string is). */
 static void device_string(const p3_ocl_api *api, cl_device_id dev, cl_device_info what, char *buf,
                           size_t len) {
-    buf[0] = 0;
-    if (api->clGetDeviceInfo(dev, what, len, buf, NULL) != CL_SUCCESS) snprintf(buf, len, "?");
-    buf[len - 1] = 0;
+    size_t size = 0;
+    snprintf(buf, len, "?");
+    if (api->clGetDeviceInfo(dev, what, 0, NULL, &size) != CL_SUCCESS || size == 0) return;
+    char *full = p3_malloc(size + 1);
+    if (!full) return;
+    if (api->clGetDeviceInfo(dev, what, size, full, NULL) == CL_SUCCESS) {
+        full[size] = 0;
+        snprintf(buf, len, "%s", full);
+    }
+    p3_free(full);
 }
 
 /* Sanitizer builds leave OpenCL alone: Intel's ICD dlopens with RTLD_DEEPBIND, which makes
@@ -171,10 +186,12 @@ static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) 
     if (!p3_ocl_api_load(&api, why, why_len)) return false;
     bool ok = list_devices(&api, &list, why, why_len);
     for (size_t i = 0; ok && i < list.n; i++) {
-        char name[96], ver[48];
+        char name[96], ver[24];
         cl_ulong mem = 0;
         device_string(&api, list.device[i], CL_DEVICE_NAME, name, sizeof name);
         device_string(&api, list.device[i], CL_DEVICE_VERSION, ver, sizeof ver);
+        char *sp = strchr(ver, ' '); /* "OpenCL 3.0 <vendor details>": keep "OpenCL 3.0" */
+        if (sp && (sp = strchr(sp + 1, ' '))) *sp = 0;
         api.clGetDeviceInfo(list.device[i], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
         size_t used = strlen(devices);
         snprintf(devices + used, devices_len - used, "%s%zu: %s (%s, %llu MiB)", i ? "; " : "", i,
@@ -186,31 +203,60 @@ static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) 
 
 /* ---- context, program, kernels -------------------------------------------------------------- */
 
-static p3_status build_program(ocl_ctx *c, p3_error *err) {
-    const char *src = p3_opencl_source;
-    size_t len = p3_opencl_source_len;
+/* The head of a program's build log on one line (newlines become " | "), for messages. */
+static void build_log(ocl_ctx *c, cl_program prog, char *out, size_t out_len) {
+    size_t size = 0;
+    out[0] = 0;
+    if (c->api.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) !=
+            CL_SUCCESS ||
+        size == 0)
+        return;
+    char *log = p3_malloc(size + 1);
+    if (!log) return;
+    if (c->api.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) ==
+        CL_SUCCESS) {
+        log[size] = 0;
+        size_t o = 0;
+        for (const char *p = log; *p && o + 4 < out_len; p++) {
+            if (*p == '\n') {
+                if (p[1]) o += (size_t)snprintf(out + o, out_len - o, " | ");
+            } else {
+                out[o++] = *p;
+            }
+        }
+        out[o < out_len ? o : out_len - 1] = 0;
+    }
+    p3_free(log);
+}
+
+/* Builds OpenCL C source for the context's device; on failure the message carries the options
+ * and the head of the build log. */
+static p3_status build_source(ocl_ctx *c, const char *src, size_t len, cl_program *out,
+                              p3_error *err) {
     cl_int rc;
-    c->program = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
+    *out = c->api.clCreateProgramWithSource(c->context, 1, &src, &len, &rc);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource");
     /* Portable OpenCL C 1.2 (3.0 for the integer dot product built-ins); denormals kept, no
      * fast-math; correctly rounded division where offered, so w4a8's activation scales match the
      * reference bit for bit. */
-    char options[160];
-    snprintf(options, sizeof options, "%s%s",
+    char options[200];
+    snprintf(options, sizeof options, "%s%s%s",
              c->int_dot_emulated ? "-cl-std=CL1.2 -DP3_INT_DOT=1 -DP3_INT_DOT_EMULATE=1"
              : c->int_dot        ? "-cl-std=CL3.0 -DP3_INT_DOT=1"
                                  : "-cl-std=CL1.2",
+             c->intel_sg ? " -DP3_INTEL_SG=1" : "",
              c->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
-    rc = c->api.clBuildProgram(c->program, 1, &c->device, options, NULL, NULL);
+    rc = c->api.clBuildProgram(*out, 1, &c->device, options, NULL, NULL);
     if (rc == CL_SUCCESS) return PHI3C_OK;
-    char log[400] = "";
-    size_t log_len = 0;
-    c->api.clGetProgramBuildInfo(c->program, c->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
-                                 &log_len);
-    log[sizeof log - 1] = 0;
+    char log[384];
+    build_log(c, *out, log, sizeof log);
     return p3_fail(err, PHI3C_ERR_BACKEND,
-                   "opencl: kernels failed to build on %s: %s (%d); log: %s", c->name,
-                   p3_ocl_strerror(rc), (int)rc, log[0] ? log : "(empty)");
+                   "opencl: kernels failed to build on %s (%s): %s; build log: %s", c->name,
+                   options, p3_ocl_strerror(rc), log[0] ? log : "(empty)");
+}
+
+static p3_status build_program(ocl_ctx *c, p3_error *err) {
+    return build_source(c, p3_opencl_source, p3_opencl_source_len, &c->program, err);
 }
 
 static p3_status create_kernels(ocl_ctx *c, p3_error *err) {
@@ -268,10 +314,11 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
     cl_device_fp_config fp = 0;
     c->api.clGetDeviceInfo(c->device, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
     c->exact_divide = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
-    char ext[4096];
+    char ext[8192];
     device_string(&c->api, c->device, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
     c->int_dot = strstr(ext, "cl_khr_integer_dot_product") != NULL &&
                  strncmp(c->version, "OpenCL 3.", 9) == 0;
+    c->intel_sg = strstr(ext, "cl_intel_subgroups") != NULL;
     return PHI3C_OK;
 }
 
@@ -281,9 +328,13 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
 static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
     if (!v || strcmp(v, "auto") == 0) return PHI3C_OK;
     if (strcmp(v, "portable") == 0) {
-        c->int_dot = false;
+        c->int_dot = c->intel_sg = false;
         return PHI3C_OK;
     }
+    if (strcmp(v, "intel-sg") == 0)
+        return c->intel_sg ? PHI3C_OK
+                           : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
+                                     "opencl: %s lacks cl_intel_subgroups", c->name);
     if (strcmp(v, "int-dot-emulated") == 0) {
         c->int_dot = true;
         c->int_dot_emulated = true;
@@ -295,7 +346,9 @@ static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
                    : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
                              "opencl: %s lacks cl_khr_integer_dot_product on OpenCL 3.0", c->name);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                   "opencl: unknown variant '%s' (auto, portable, int-dot, int-dot-emulated)", v);
+                   "opencl: unknown variant '%s' (auto, portable, int-dot, intel-sg, "
+                   "int-dot-emulated)",
+                   v);
 }
 
 static p3_status create(const p3_backend_options *opt, void **out, p3_error *err) {
@@ -338,11 +391,12 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
 
 static void describe(void *ctx, char *buf, size_t len) {
     ocl_ctx *c = ctx;
-    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s", c->name,
+    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s%s", c->name,
              c->platform_name, c->version,
              c->int_dot_emulated ? ", w4a8 integer dots emulated"
              : c->int_dot        ? ", w4a8 with integer dot products"
-                                 : "");
+                                 : "",
+             c->intel_sg ? ", Intel sub-group block reads" : "");
 }
 
 static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
@@ -476,14 +530,16 @@ static p3_status upload_plain(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w
 static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w, p3_error *err) {
     bool sym = d->dtype == P3_DT_I4G128S;
     size_t rows = (size_t)d->rows, groups = (size_t)p3_groups(d->cols);
+    size_t stride = round_up(rows, MM_LR); /* padding rows stay zero (calloc): they add 0 */
     size_t block = sym ? sizeof(p3_block_i4s) : sizeof(p3_block_i4a);
     size_t nq, nqb, ng;
-    if (!p3_mul_size(groups * 16, rows, &nq) || !p3_mul_size(nq, 4, &nqb) ||
-        !p3_mul_size(groups, rows, &ng))
+    if (!p3_mul_size(groups * 16, stride, &nq) || !p3_mul_size(nq, 4, &nqb) ||
+        !p3_mul_size(groups, stride, &ng))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: weight %s is too large", d->name);
-    uint32_t *qw = p3_malloc(nqb);
-    uint16_t *scale = p3_malloc(ng * sizeof(uint16_t));
-    uint8_t *zero = p3_malloc(ng);
+    w->stride = stride;
+    uint32_t *qw = p3_calloc(nq, 4);
+    uint16_t *scale = p3_calloc(ng, sizeof(uint16_t));
+    uint8_t *zero = p3_calloc(ng, 1);
     p3_status st = PHI3C_OK;
     if (!qw || !scale || !zero)
         st = p3_fail(err, PHI3C_ERR_NOMEM, "opencl: no host memory to repack %s", d->name);
@@ -493,8 +549,8 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
             uint16_t dh;
             memcpy(&dh, b, 2);
             const uint8_t *qs = b + (sym ? 2 : 4);
-            scale[g * rows + r] = dh;
-            zero[g * rows + r] = sym ? 8 : b[2];
+            scale[g * stride + r] = dh;
+            zero[g * stride + r] = sym ? 8 : b[2];
             for (size_t j = 0; j < 16; j++) {
                 uint32_t word = 0;
                 for (size_t i = 0; i < 8; i++) {
@@ -502,7 +558,7 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
                     uint32_t q = k < 64 ? qs[k] & 15u : qs[k - 64] >> 4;
                     word |= q << (4 * i);
                 }
-                qw[(g * 16 + j) * rows + r] = word;
+                qw[(g * 16 + j) * stride + r] = word;
             }
         }
     }
@@ -644,10 +700,6 @@ static bool arg_ref(kargs *a, p3_ref r, size_t elem) {
     return r.offset % elem == 0;
 }
 
-static size_t round_up(size_t n, size_t m) {
-    return (n + m - 1) / m * m;
-}
-
 static p3_status launch(kargs *a, const char *op, cl_uint dims, const size_t *global,
                         const size_t *local, p3_error *err) {
     if (a->rc != CL_SUCCESS)
@@ -687,6 +739,7 @@ static p3_status embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids
     }
     ok &= arg_ref(&a, ids, 4);
     arg_int(&a, (int)table->rows);
+    if (int4) arg_int(&a, (int)w->stride);
     arg_int(&a, (int)table->cols);
     arg_mem(&a, c->bad_id);
     if (!ok) return misaligned("embed", err);
@@ -755,6 +808,7 @@ static p3_status matmul_q8(ocl_ctx *c, p3_ref y, p3_ref x, const p3_weight *pw, 
     arg_mem(&a, w->b);
     arg_mem(&a, w->c);
     arg_int(&a, (int)pw->rows);
+    arg_int(&a, (int)w->stride);
     arg_int(&a, (int)pw->cols);
     arg_int(&a, n_tokens);
     if (!ok) return misaligned("matmul", err);
@@ -793,6 +847,7 @@ static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int 
         arg_mem(&a, w->c);
     }
     arg_int(&a, (int)pw->rows);
+    if (int4) arg_int(&a, (int)w->stride);
     arg_int(&a, (int)pw->cols);
     arg_int(&a, n_tokens);
     if (!ok) return misaligned("matmul", err);
@@ -975,3 +1030,17 @@ const p3_backend_iface p3_backend_opencl = {
     .copy = copy,
     .sync = sync,
 };
+
+p3_status p3_opencl_build_test(int device, const char *source, p3_error *err) {
+    p3_backend_options opt = {0};
+    opt.device = device;
+    void *ctx = NULL;
+    p3_status st = create(&opt, &ctx, err);
+    if (st != PHI3C_OK) return st;
+    ocl_ctx *c = ctx;
+    cl_program prog = NULL;
+    st = build_source(c, source, strlen(source), &prog, err);
+    if (prog) c->api.clReleaseProgram(prog);
+    destroy(c);
+    return st;
+}

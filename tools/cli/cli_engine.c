@@ -7,6 +7,7 @@
 const char cli_engine_help[] =
     "  -m, --model PATH      Hugging Face folder, .gguf or .phi3c file (required)\n"
     "  --backend NAME        cpu, opencl, level-zero or auto (default: auto)\n"
+    "  --device N            device index for GPU backends (phi3c info lists them; default 0)\n"
     "  -t, --threads N       CPU threads (default: all cores)\n"
     "  --quant Q             none (default), int4-g128 (symmetric) or int4-g128-asym:\n"
     "                        quantize the linear weights at load\n"
@@ -42,14 +43,18 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
     const char *a = argv[*i], *v;
     long n;
     if (!cli_is(a, "-m", "--model") && !cli_is(a, "--backend", NULL) &&
-        !cli_is(a, "-t", "--threads") && !cli_is(a, "--quant", NULL) && !cli_is(a, "--act", NULL) &&
-        !cli_is(a, "--kv", NULL) && !cli_is(a, "-c", "--ctx") && !cli_is(a, "--batch", NULL))
+        !cli_is(a, "--device", NULL) && !cli_is(a, "-t", "--threads") &&
+        !cli_is(a, "--quant", NULL) && !cli_is(a, "--act", NULL) && !cli_is(a, "--kv", NULL) &&
+        !cli_is(a, "-c", "--ctx") && !cli_is(a, "--batch", NULL))
         return CLI_FLAG_NOT_MINE;
     if (!(v = cli_value(cmd, argc, argv, i))) return CLI_FLAG_BAD;
     if (cli_is(a, "-m", "--model")) {
         o->model_path = v;
     } else if (cli_is(a, "--backend", NULL)) {
         o->model.backend = v;
+    } else if (cli_is(a, "--device", NULL)) {
+        if (!cli_int(cmd, a, v, 0, 1024, &n)) return CLI_FLAG_BAD;
+        o->model.device = (int)n;
     } else if (cli_is(a, "-t", "--threads")) {
         if (!cli_int(cmd, a, v, 0, 1024, &n)) return CLI_FLAG_BAD;
         o->model.n_threads = (int)n;

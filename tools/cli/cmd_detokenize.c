@@ -72,7 +72,17 @@ int cmd_detokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     int rc = CLI_EXIT_OK;
-    if (p3_tokenizer_load_path(model, &tok, &err) == PHI3C_OK &&
+    if (p3_tokenizer_load_path(model, &tok, &err) == PHI3C_OK) {
+        /* the library drops ids without a token, as HF does; on the command line it is a typo */
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] >= p3_tokenizer_vocab_size(tok)) {
+                p3_fail(&err, PHI3C_ERR_INVALID_ARG,
+                        "token id %d out of range (vocabulary size %d)", (int)ids[i],
+                        (int)p3_tokenizer_vocab_size(tok));
+                break;
+            }
+    }
+    if (tok && !err.message[0] &&
         p3_tokenizer_decode(tok, ids, n, flags, &text, &len, &err) == PHI3C_OK) {
         if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) rc = CLI_EXIT_FAIL;
     } else {

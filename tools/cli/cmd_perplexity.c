@@ -16,7 +16,8 @@ static const char usage[] =
     "token of a window except the first from the tokens before it. Prints the perplexity\n"
     "exp(mean negative log-likelihood) on stdout.\n"
     "\n"
-    "  -f, --file FILE       the text\n";
+    "  -f, --file FILE       the text\n"
+    "  --ids-file FILE       token ids instead of text (no tokenizer needed)\n";
 
 /* -log softmax(logits)[target], in double. */
 static double token_nll(const float *logits, int vocab, int32_t target) {
@@ -72,23 +73,34 @@ int cmd_perplexity(int argc, char **argv) {
     }
     cli_engine_opts o;
     cli_engine_opts_init(&o);
-    const char *file = NULL;
+    const char *file = NULL, *ids_file = NULL;
     for (int i = 1; i < argc; i++) {
         int r = cli_engine_flag("perplexity", argc, argv, &i, &o);
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
         if (r == CLI_FLAG_TAKEN) continue;
         if (cli_is(argv[i], "-f", "--file")) {
             if (!(file = cli_value("perplexity", argc, argv, &i))) return CLI_EXIT_USAGE;
+        } else if (cli_is(argv[i], "--ids-file", NULL)) {
+            if (!(ids_file = cli_value("perplexity", argc, argv, &i))) return CLI_EXIT_USAGE;
         } else {
             return cli_usage_error("perplexity", "unknown option '%s'", argv[i]);
         }
     }
     if (!o.model_path) return cli_usage_error("perplexity", "-m MODEL is required");
-    if (!file) return cli_usage_error("perplexity", "-f FILE is required");
+    if (!file == !ids_file)
+        return cli_usage_error("perplexity", "give one of -f FILE, --ids-file FILE");
     char *text = NULL;
     size_t len = 0;
     p3_error err = {0};
-    if (p3_file_read_all(file, &text, &len, &err) != PHI3C_OK) return cli_fail("perplexity", &err);
+    if (p3_file_read_all(file ? file : ids_file, &text, &len, &err) != PHI3C_OK)
+        return cli_fail("perplexity", &err);
+    int32_t *given = NULL;
+    size_t n_given = 0;
+    if (ids_file && !cli_parse_ids(text, &given, &n_given)) {
+        p3_free(text);
+        fprintf(stderr, "phi3c perplexity: %s: expected decimal token ids\n", ids_file);
+        return CLI_EXIT_FAIL;
+    }
     o.session.all_logits = true;
     phi3c_model *model;
     phi3c_session *s;
@@ -96,18 +108,20 @@ int cmd_perplexity(int argc, char **argv) {
     if (cli_engine_open("perplexity", &o, &model, &s)) {
         int32_t *ids = NULL;
         size_t n = 0;
-        if (!phi3c_model_has_tokenizer(model))
+        int window = o.ctx_given ? phi3c_session_n_ctx(s) : P3_MIN(phi3c_session_n_ctx(s), 512);
+        if (given)
+            rc = evaluate(model, s, given, n_given, window);
+        else if (!phi3c_model_has_tokenizer(model))
             fprintf(stderr, "phi3c perplexity: %s has no tokenizer\n", o.model_path);
         else if (phi3c_tokenize(model, text, len, false, &ids, &n, &err) != PHI3C_OK)
             cli_fail("perplexity", &err);
         else
-            rc = evaluate(model, s, ids, n,
-                          o.ctx_given ? phi3c_session_n_ctx(s)
-                                      : P3_MIN(phi3c_session_n_ctx(s), 512));
+            rc = evaluate(model, s, ids, n, window);
         phi3c_free(ids);
         phi3c_session_free(s);
         phi3c_model_free(model);
     }
     p3_free(text);
+    free(given);
     return rc;
 }
