@@ -17,6 +17,7 @@ static p3_status to_load_options(const phi3c_model_params *p, p3_load_options *o
     o->backend = p->backend;
     o->device = p->device;
     o->n_threads = p->n_threads;
+    o->quant_method = p->quant_search ? P3_QUANT_SEARCH : P3_QUANT_RTN;
     switch (p->quant) {
     case PHI3C_QUANT_NONE:
         o->quant = P3_WQ_NONE;

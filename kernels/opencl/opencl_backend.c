@@ -751,7 +751,9 @@ static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens
                          float eps, p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rmsnorm, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, x, 4) & arg_ref(&a, w, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, w, 4);
     arg_int(&a, dim);
     arg_float(&a, eps);
     if (!ok) return misaligned("rmsnorm", err);
@@ -840,7 +842,8 @@ static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int 
         break;
     }
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, y, 4) & arg_ref(&a, x, 4);
+    bool ok = arg_ref(&a, y, 4);
+    ok &= arg_ref(&a, x, 4);
     arg_mem(&a, w->a);
     if (int4) {
         arg_mem(&a, w->b);
@@ -861,7 +864,8 @@ static p3_status rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_ro
                       p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rope, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, qkv, 4) & arg_ref(&a, p->inv_freq, 4);
+    bool ok = arg_ref(&a, qkv, 4);
+    ok &= arg_ref(&a, p->inv_freq, 4);
     arg_int(&a, pos0);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
@@ -932,7 +936,8 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
                   : dt == P3_KV_Q8 ? c->k.attention_q8
                                    : c->k.attention_f32;
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, qkv, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, qkv, 4);
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
@@ -975,7 +980,8 @@ static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int
                         p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.swiglu, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, gate_up, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, gate_up, 4);
     arg_int(&a, dim);
     if (!ok) return misaligned("swiglu", err);
     size_t global[2] = {round_up((size_t)dim, 64), (size_t)n_tokens};
@@ -986,7 +992,8 @@ static p3_status add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     ocl_ctx *c = ctx;
     if (n == 0) return PHI3C_OK;
     kargs a = {c, c->k.add, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, x, 4) & arg_ref(&a, y, 4);
+    bool ok = arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, y, 4);
     arg_ulong(&a, n);
     if (!ok) return misaligned("add", err);
     size_t global[1] = {round_up(n, 64)};
