@@ -70,6 +70,8 @@ typedef struct phi3c_model_params {
     int device;          /* device index for GPU backends */
     int n_threads;       /* 0 = all cores */
     phi3c_quant quant;
+    bool quant_search; /* per-group scales minimising the squared error (what `phi3c quantize`
+                        * uses; slower) instead of round-to-nearest with the absmax scale */
     phi3c_act act;
 } phi3c_model_params;
 
