@@ -470,12 +470,23 @@ static p3_status buffer_write(void *ctx, p3_ref dst, const void *src, size_t siz
     return upload(ctx, (cl_mem)dst.buf->impl, dst.offset, src, size, err);
 }
 
-/* Reports an embed id outside its table (raised on the device) once the queue has drained. */
-static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
+/* The wait of a step: the error flag (raised by embed for an id outside its table) is read
+ * without blocking, then `wait` (a blocking read or clFinish) completes it too, since the queue
+ * runs in order: one round trip, not two. */
+static p3_status finish_step(ocl_ctx *c, p3_ref *src, void *dst, size_t size, p3_error *err) {
     cl_int flag = 0, zero = 0;
-    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof flag, &flag, 0,
+    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_FALSE, 0, sizeof flag, &flag, 0,
                                            NULL, NULL);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "reading the error flag");
+    if (src && size)
+        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src->buf->impl, CL_TRUE, src->offset,
+                                        size, dst, 0, NULL, NULL);
+    else
+        rc = c->api.clFinish(c->queue);
+    if (rc != CL_SUCCESS) {
+        c->api.clFinish(c->queue); /* `flag` must not be written after we return */
+        return cl_fail(err, rc, src ? "clEnqueueReadBuffer" : "clFinish");
+    }
     if (!flag) return PHI3C_OK;
     c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0, NULL, NULL);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
@@ -483,20 +494,11 @@ static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
 }
 
 static p3_status buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = CL_SUCCESS;
-    if (size)
-        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src.buf->impl, CL_TRUE, src.offset, size,
-                                        dst, 0, NULL, NULL);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clEnqueueReadBuffer");
-    return check_deferred(c, err);
+    return finish_step(ctx, &src, dst, size, err);
 }
 
 static p3_status sync(void *ctx, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = c->api.clFinish(c->queue);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clFinish");
-    return check_deferred(c, err);
+    return finish_step(ctx, NULL, NULL, 0, err);
 }
 
 /* ---- weights ------------------------------------------------------------------------------- */
