@@ -363,7 +363,10 @@ static p3_status write_body(writer *w) {
 static p3_status finish_file(writer *w) {
     p3n_buf hdr = {0};
     build_header_region(w, &hdr);
-    if (hdr.oom) return p3_fail(w->err, PHI3C_ERR_NOMEM, "%s: out of memory", w->out_path);
+    if (hdr.oom) {
+        p3_free(hdr.p);
+        return p3_fail(w->err, PHI3C_ERR_NOMEM, "%s: out of memory", w->out_path);
+    }
     p3_status st = PHI3C_OK;
     if (ftruncate(w->fd, (off_t)w->file_bytes) != 0) st = write_failed(w, errno, "the file size");
     if (st == PHI3C_OK) st = pwrite_all(w, hdr.p, hdr.len, 0, "the header");

@@ -251,6 +251,28 @@ P3_TEST(cli_run_streams_text_through_the_tokenizer) {
     p3_cmd_result_free(&r);
 }
 
+/* `run --chat` renders the Phi-3 template and tokenizes it as transformers does. The expected ids
+ * were computed with transformers 4.57.6: AutoTokenizer.from_pretrained(tokenizer-phi-3-mini)
+ * .apply_chat_template([system "Answer briefly.", user "In the beginning"],
+ * add_generation_prompt=True). */
+P3_TEST(cli_run_chat_prompt_ids_equal_transformers_template) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_tiny_chat_model(t, dir)) return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s run -m %s --chat --system 'Answer briefly.' -p 'In the beginning' -n 1 "
+             "--greedy --verbose-prompt",
+             p3_test_cli(), dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
+        const char *want =
+            "prompt ids: 32006 673 23359 29889 32007 32010 512 278 6763 32007 32001\n";
+        CHECK_MSG(r.err && strstr(r.err, want), "stderr: %s", r.err ? r.err : "");
+    }
+    p3_cmd_result_free(&r);
+}
+
 P3_TEST(cli_chat_piped_three_turns_keeps_the_cache) {
     const char *dir = p3_test_tmpdir(t);
     if (!write_tiny_chat_model(t, dir)) return;

@@ -120,13 +120,14 @@ static double decode_error(p3_test_ctx *t, const p3_model *m, const fixture_seq 
 }
 
 /* Loads one format of a variant and checks every sequence; bound is relative to max|logit|. */
-static void check_format(p3_test_ctx *t, const char *variant, const char *file, const char *prec,
-                         int n_seqs, double rel_bound) {
+static void check_format_on(p3_test_ctx *t, const char *backend, const char *variant,
+                            const char *file, const char *prec, int n_seqs, double rel_bound) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/%s/%s", variant, file);
     p3_load_options lo;
     p3_load_options_init(&lo);
     lo.n_threads = 2;
+    lo.backend = backend;
     p3_model *m = NULL;
     p3_error err = {0};
     if (!CHECK_OK(p3_model_load(path, &lo, &m, &err), &err)) return;
@@ -137,10 +138,10 @@ static void check_format(p3_test_ctx *t, const char *variant, const char *file, 
             double e_full = prefill_error(t, m, &q, 256);
             double e_chunked = prefill_error(t, m, &q, 5); /* chunks crossing the window */
             double e_decode = decode_error(t, m, &q);
-            printf("    %-8s %-15s seq%d: max|phi3c - transformers| prefill %.3g (%.2e of "
+            printf("    %s%s%-8s %-15s seq%d: max|phi3c - transformers| prefill %.3g (%.2e of "
                    "max|logit| %.3g), chunked %.3g, decode %.3g\n",
-                   variant, file, seq, e_full, e_full / q.max_logit, q.max_logit, e_chunked,
-                   e_decode);
+                   backend ? backend : "", backend ? " " : "", variant, file, seq, e_full,
+                   e_full / q.max_logit, q.max_logit, e_chunked, e_decode);
             CHECK_MSG(e_full <= bound, "%s seq%d prefill error %g > %g", path, seq, e_full, bound);
             CHECK_MSG(e_chunked <= bound, "%s seq%d chunked error %g > %g", path, seq, e_chunked,
                       bound);
@@ -150,6 +151,11 @@ static void check_format(p3_test_ctx *t, const char *variant, const char *file, 
         free_seq(&q);
     }
     p3_model_free(m);
+}
+
+static void check_format(p3_test_ctx *t, const char *variant, const char *file, const char *prec,
+                         int n_seqs, double rel_bound) {
+    check_format_on(t, NULL, variant, file, prec, n_seqs, rel_bound);
 }
 
 #define F32_BOUND  1e-4
@@ -175,6 +181,23 @@ P3_TEST(engine_medium_gqa_logits_match_transformers) {
 P3_TEST(engine_phi4mini_partial_rotary_tied_logits_match_transformers) {
     check_format(t, "phi4mini", "hf-bf16", "bf16", 2, BF16_BOUND);
     check_format(t, "phi4mini", "model-bf16.gguf", "bf16", 2, BF16_BOUND);
+}
+
+/* The engine never knows which backend runs: every available one must give the same logits. */
+P3_TEST_SLOW(engine_every_available_backend_matches_transformers) {
+    int tested = 0;
+    for (size_t i = 0; i < p3_backend_count(); i++) {
+        p3_backend_info info;
+        p3_backend_info_at(i, &info);
+        if (!info.available) continue;
+        printf("    backend %s (%s)\n", info.name, info.devices);
+        check_format_on(t, info.name, "mini4k", "model-f32.gguf", "f32", 1, F32_BOUND);
+        check_format_on(t, info.name, "longrope", "hf-bf16", "bf16", 2, BF16_BOUND);
+        check_format_on(t, info.name, "medium", "hf-bf16", "bf16", 1, BF16_BOUND);
+        check_format_on(t, info.name, "phi4mini", "model-bf16.gguf", "bf16", 2, BF16_BOUND);
+        tested++;
+    }
+    CHECK(tested >= 1);
 }
 
 P3_TEST(engine_context_full_is_an_error_that_changes_nothing) {

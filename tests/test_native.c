@@ -462,3 +462,41 @@ P3_TEST(native_real_full_disk_tmpfs) {
     p3_free(mnt);
     p3_free(m);
 }
+
+#ifdef P3_FAULT_INJECTION
+/* Every allocation of the writer and the reader failing in turn: a clean NOMEM, no leak (ASan),
+ * no output file and no temp file left behind. */
+P3_TEST(native_allocation_failures) {
+    toy_model *m = toy_new(9);
+    char *out = path_in(t, "oom.phi3c");
+    p3_native_write_opts o = toy_opts();
+    o.n_threads = 1;
+    p3_error err = {0};
+    p3_status st = PHI3C_ERR_NOMEM;
+    for (long n = 0; n < 1000 && st != PHI3C_OK; n++) {
+        p3_alloc_fail_after(n);
+        st = p3_native_write(&m->src, m->blobs, 2, out, &o, &err);
+        p3_alloc_fail_after(-1);
+        if (st != PHI3C_OK) {
+            CHECK_MSG(st == PHI3C_ERR_NOMEM, "allocation %ld: %s", n, err.message);
+            check_no_output(t, out, false);
+        }
+    }
+    CHECK_STATUS(st, PHI3C_OK);
+    size_t size = 0;
+    uint8_t *bytes = p3_test_read_file(t, out, &size);
+    st = PHI3C_ERR_NOMEM;
+    for (long n = 0; bytes && n < 1000 && st != PHI3C_OK; n++) {
+        p3_model_source *s = NULL;
+        p3_alloc_fail_after(n);
+        st = p3_native_open_memory(bytes, size, "oom", true, &s, &err);
+        p3_alloc_fail_after(-1);
+        if (st != PHI3C_OK) CHECK_MSG(st == PHI3C_ERR_NOMEM && !s, "allocation %ld", n);
+        p3_native_close(s);
+    }
+    CHECK_STATUS(st, PHI3C_OK);
+    p3_free(bytes);
+    p3_free(out);
+    p3_free(m);
+}
+#endif

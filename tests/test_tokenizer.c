@@ -642,3 +642,32 @@ P3_TEST(tokenizer_lstrip_matches_hf_tokenizers) {
     CHECK_EQ_INT(st.encode_pass, st.encode_total);
     p3_tokenizer_free(tok);
 }
+
+/* A vocabulary without "▁": every space becomes three byte tokens, unknown characters fuse into one
+ * <unk>. Ids from HF tokenizers 0.22.2 (Tokenizer.from_str of this JSON). */
+P3_TEST(tokenizer_space_mark_by_byte_fallback) {
+    static const char json[] =
+        "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": {\"type\": \"Sequence\", "
+        "\"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"}, {\"type\": "
+        "\"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]}, "
+        "\"pre_tokenizer\": null, \"decoder\": null, \"model\": {\"type\": \"BPE\", \"dropout\": "
+        "null, \"unk_token\": \"<unk>\", \"continuing_subword_prefix\": null, "
+        "\"end_of_word_suffix\": null, \"fuse_unk\": true, \"byte_fallback\": true, \"vocab\": "
+        "{\"<unk>\": 0, \"a\": 1, \"<0xE2>\": 2, \"<0x96>\": 3, \"<0x81>\": 4, \"b\": 5, \"ab\": "
+        "6}, \"merges\": [\"a b\"]}}";
+    static const int32_t want[] = {2, 3, 4, 1, 2, 3, 4, 2, 3, 4, 6, 2, 3, 4, 0};
+    p3_tokenizer_files f = {
+        .what = "no-mark", .tokenizer_json = json, .tokenizer_json_len = sizeof json - 1};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (!CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err)) return;
+    check_encode(t, tok, "a  ab xyz", 9, 0, want, P3_ARRAY_LEN(want), "no-mark");
+    char spaces[300];
+    memset(spaces, ' ', sizeof spaces);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(p3_tokenizer_encode(tok, spaces, sizeof spaces, 0, &ids, &n, &err), &err);
+    CHECK_EQ_INT(n, 3 * (sizeof spaces + 1));
+    p3_free(ids);
+    p3_tokenizer_free(tok);
+}

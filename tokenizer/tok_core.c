@@ -497,6 +497,11 @@ static void queue_pair(tok_work *w, int32_t pos, int32_t end) {
  * (leftmost on ties). */
 static void merge_symbols(tok_work *w, int32_t start, int32_t end) {
     w->n_heap = 0;
+    /* initial pairs plus at most two new pairs per merge */
+    if (!grow((void **)&w->heap, &w->cap_heap, 3 * (size_t)(end - start) + 4, sizeof *w->heap)) {
+        w->oom = true;
+        return;
+    }
     for (int32_t i = start; i + 1 < end; i++) queue_pair(w, i, end);
     while (w->n_heap) {
         tok_heap_item top = heap_pop(w);
@@ -582,6 +587,7 @@ static void merge_and_emit(tok_work *w) {
             for (int32_t i = start; i < end; i++) in_ids[i - start] = w->sym[i].id;
         }
         if (end - start > 1) merge_symbols(w, start, end);
+        if (w->oom) return;
         if (e) cache_store(w, e, h, start, end, in_ids);
         for (int32_t i = start; i < end; i = w->sym[i].next) push_id(w, w->sym[i].id);
         start = end;
@@ -617,10 +623,12 @@ static void add_char(tok_work *w, const char *c, size_t len, bool *unk_pending) 
 static void encode_segment(tok_work *w, const uint8_t *s, size_t n) {
     const p3_tokenizer *tok = w->tok;
     if (n == 0 || w->oom) return;
-    size_t need_sym, need_heap;
-    if (!p3_add_size(n, 4, &need_sym) || !p3_mul_size(need_sym, 3, &need_heap) ||
-        !grow((void **)&w->sym, &w->cap_sym, need_sym, sizeof *w->sym) ||
-        !grow((void **)&w->heap, &w->cap_heap, need_heap, sizeof *w->heap)) {
+    /* each byte gives at most one symbol, except a space when "▁" is not in the vocabulary: then
+     * it is three byte tokens (the prefix "▁" likewise) */
+    size_t need_sym;
+    if (!p3_mul_size(n, tok->space_id >= 0 ? 1 : 3, &need_sym) ||
+        !p3_add_size(need_sym, 4, &need_sym) ||
+        !grow((void **)&w->sym, &w->cap_sym, need_sym, sizeof *w->sym)) {
         w->oom = true;
         return;
     }

@@ -76,8 +76,8 @@ p3_status tok_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len
 /* Registers an added token matched in text; its piece must already be set. */
 p3_status tok_add_added(p3_tokenizer *tok, int32_t id, bool lstrip, bool rstrip, bool special,
                         p3_error *err);
-/* Builds the piece hash; call after all pieces are set and before merges. Fails on duplicates? no:
- * a later duplicate keeps the first id, as HF's vocab map would only hold one. */
+/* Builds the piece -> id hash; call after all pieces are set and before merges. When two ids hold
+ * the same piece, the lower id is the one found. */
 p3_status tok_index_pieces(p3_tokenizer *tok, p3_error *err);
 p3_status tok_merges_reserve(p3_tokenizer *tok, size_t n, p3_error *err);
 /* Adds merge (left, right) with the given rank; result is the id of left+right, which must exist.

@@ -29,11 +29,11 @@ P3_EMBED_PLAIN(p3_embed_f32, float, w[(ulong)c * (ulong)rows + (ulong)id])
 P3_EMBED_PLAIN(p3_embed_f16, half, vload_half((ulong)c * (ulong)rows + (ulong)id, w))
 P3_EMBED_PLAIN(p3_embed_bf16, ushort, as_float((uint)w[(ulong)c * (ulong)rows + (ulong)id] << 16))
 
-/* INT4 tables in the matmul layout (matmul.cl): qw uint [cols/8][rows], scale half
- * [groups][rows], zero uchar [groups][rows]. */
+/* INT4 tables in the matmul layout (matmul.cl): qw uint [cols/8][stride], scale half
+ * [groups][stride], zero uchar [groups][stride]. */
 __kernel void p3_embed_i4(__global float *out, ulong out_off, __global const uint *qw,
                           __global const half *scale, __global const uchar *zero,
-                          __global const int *ids, ulong ids_off, int rows, int cols,
+                          __global const int *ids, ulong ids_off, int rows, int stride, int cols,
                           __global int *bad_id) {
     int c = (int)get_global_id(0), t = (int)get_global_id(1);
     if (c >= cols) return;
@@ -44,8 +44,8 @@ __kernel void p3_embed_i4(__global float *out, ulong out_off, __global const uin
         *bad_id = 1;
         return;
     }
-    ulong g = (ulong)(c / 128) * (ulong)rows + (ulong)id;
-    uint word = qw[(ulong)(c / 8) * (ulong)rows + (ulong)id];
+    ulong g = (ulong)(c / 128) * (ulong)stride + (ulong)id;
+    uint word = qw[(ulong)(c / 8) * (ulong)stride + (ulong)id];
     int q = (int)((word >> (4 * (c % 8))) & 15u);
     out[o] = (float)(q - (int)zero[g]) * vload_half(g, scale);
 }

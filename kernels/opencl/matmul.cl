@@ -4,11 +4,13 @@
  * Layout (the host repacks at upload, kernels/opencl/opencl_backend.c): weights are stored
  * K-major ("transposed"), so the lanes of a work-group, which walk consecutive output rows,
  * read consecutive addresses at every step:
- *   INT4:  qw    uint  [cols/8][rows]  word (k8, n) = weights 8*k8 .. 8*k8+7 of row n, low
- *                                     nibble first, unsigned (0..15)
- *          scale half  [groups][rows]  the f16 group scale as stored (vload_half widens it
- *                                     exactly and needs no cl_khr_fp16)
- *          zero  uchar [groups][rows]  the group's zero point (8 for symmetric weights)
+ *   INT4:  qw    uint  [cols/8][stride]  word (k8, n) = weights 8*k8 .. 8*k8+7 of row n, low
+ *                                       nibble first, unsigned (0..15)
+ *          scale half  [groups][stride]  the f16 group scale as stored (vload_half widens it
+ *                                       exactly and needs no cl_khr_fp16)
+ *          zero  uchar [groups][stride]  the group's zero point (8 for symmetric weights)
+ *          stride = rows rounded up to 16, padding rows all zero (they add 0), so every 16-row
+ *          block is whole and 64-byte aligned: Intel sub-group block reads need that.
  *   plain: w     type  [cols][rows]
  * Nibbles and scales live in separate arrays so the 4-byte weight words stay aligned and a
  * sub-group of 16 lanes reads one 64-byte line per step; activations are the same for every lane
@@ -23,6 +25,18 @@
 #define P3_MM_LR 16
 #define P3_MM_LK 4
 
+/* The 16 weight words of a 16-row block at element `base` (row 0 of the block), one per lane.
+ * P3_INTEL_SG (the backend sets it when the device has cl_intel_subgroups): one block-read
+ * message per sub-group of 16 (its lanes are the 16 rows of one K-slice), instead of a gather the
+ * compiler cannot prove contiguous. Otherwise each lane loads its own word: the same addresses. */
+#ifdef P3_INTEL_SG
+#define P3_MM_SG_ATTR __attribute__((intel_reqd_sub_group_size(16)))
+#define P3_LOAD_WORDS(qw, base) intel_sub_group_block_read((const __global uint *)((qw) + (base)))
+#else
+#define P3_MM_SG_ATTR
+#define P3_LOAD_WORDS(qw, base) ((qw)[(base) + (ulong)lx])
+#endif
+
 /* Writes the TT sums of the K-slices: every work-item reaches the barrier, even past the rows. */
 #define P3_MM_REDUCE(TT)                                                                           \
     for (int t = 0; t < TT; t++) part[ly][t][lx] = acc[t];                                         \
@@ -34,10 +48,10 @@
                     (part[0][t][lx] + part[1][t][lx]) + (part[2][t][lx] + part[3][t][lx]);
 
 #define P3_MM_I4(name, TT)                                                                         \
-    __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) void name(               \
+    __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) P3_MM_SG_ATTR void name( \
         __global float *y, ulong y_off, __global const float *x, ulong x_off,                      \
         __global const uint *qw, __global const half *scale, __global const uchar *zero,          \
-        int rows, int cols, int n_tokens) {                                                        \
+        int rows, int stride, int cols, int n_tokens) {                                            \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
         int t0 = (int)get_group_id(2) * TT, nt = min(TT, n_tokens - t0);                           \
@@ -45,15 +59,16 @@
         const uint8 shifts = (uint8)(0, 4, 8, 12, 16, 20, 24, 28);                                 \
         float acc[TT];                                                                             \
         for (int t = 0; t < TT; t++) acc[t] = 0.0f;                                                \
-        for (int g = ly; g < groups && row < rows; g += P3_MM_LK) {                                \
-            ulong gi = (ulong)g * (ulong)rows + (ulong)row;                                        \
+        ulong row0 = (ulong)get_group_id(0) * P3_MM_LR;                                            \
+        for (int g = ly; g < groups; g += P3_MM_LK) { /* uniform per sub-group: no row test */     \
+            ulong gi = (ulong)g * (ulong)stride + (ulong)row;                                      \
             float d = vload_half(gi, scale);                                                    \
             int z = (int)zero[gi];                                                                 \
             int kn = min(128, cols - g * 128), nw = kn / 8;                                        \
             float ga[TT];                                                                          \
             for (int t = 0; t < TT; t++) ga[t] = 0.0f;                                             \
             for (int j = 0; j < nw; j++) {                                                         \
-                uint w = qw[((ulong)g * 16 + (ulong)j) * (ulong)rows + (ulong)row];                \
+                uint w = P3_LOAD_WORDS(qw, ((ulong)g * 16 + (ulong)j) * (ulong)stride + row0);     \
                 float8 wf = convert_float8(as_int8(((uint8)(w) >> shifts) & (uint8)(15u)) -       \
                                            (int8)(z));                                             \
                 for (int t = 0; t < TT && t < nt; t++) {                                           \
@@ -63,7 +78,7 @@
                 }                                                                                  \
             }                                                                                      \
             for (int k = nw * 8; k < kn; k++) { /* only a partial last group gets here */          \
-                uint w = qw[((ulong)g * 16 + (ulong)(k / 8)) * (ulong)rows + (ulong)row];          \
+                uint w = qw[((ulong)g * 16 + (ulong)(k / 8)) * (ulong)stride + (ulong)row];        \
                 float wk = (float)((int)((w >> (4 * (k % 8))) & 15u) - z);                         \
                 for (int t = 0; t < TT; t++)                                                       \
                     if (t < nt)                                                                    \
@@ -180,24 +195,25 @@ static int p3_dot8(uint w, char8 xa) {
 /* y[t][n] = sum_g (d_w * d_x) * (sum_k qx * q - z * xs): the same integers and the same per-group
  * f32 expression as the reference (sym weights use z = 8, which equals summing qx * (q - 8)). */
 #define P3_MM_I4Q8(name, TT)                                                                       \
-    __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) void name(               \
+    __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) P3_MM_SG_ATTR void name( \
         __global float *y, ulong y_off, __global const char *qx, __global const float *xd,         \
         __global const int *xs, __global const uint *qw, __global const half *scale,              \
-        __global const uchar *zero, int rows, int cols, int n_tokens) {                            \
+        __global const uchar *zero, int rows, int stride, int cols, int n_tokens) {                \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
         int t0 = (int)get_group_id(2) * TT, nt = min(TT, n_tokens - t0);                           \
         int groups = (cols + 127) / 128;                                                           \
         float acc[TT];                                                                             \
         for (int t = 0; t < TT; t++) acc[t] = 0.0f;                                                \
-        for (int g = ly; g < groups && row < rows; g += P3_MM_LK) {                                \
-            ulong gi = (ulong)g * (ulong)rows + (ulong)row;                                        \
+        ulong row0 = (ulong)get_group_id(0) * P3_MM_LR;                                            \
+        for (int g = ly; g < groups; g += P3_MM_LK) { /* uniform per sub-group: no row test */     \
+            ulong gi = (ulong)g * (ulong)stride + (ulong)row;                                      \
             float d = vload_half(gi, scale);                                                    \
             int z = (int)zero[gi];                                                                 \
             int idot[TT];                                                                          \
             for (int t = 0; t < TT; t++) idot[t] = 0;                                              \
             for (int j = 0; j < 16; j++) {                                                         \
-                uint w = qw[((ulong)g * 16 + (ulong)j) * (ulong)rows + (ulong)row];                \
+                uint w = P3_LOAD_WORDS(qw, ((ulong)g * 16 + (ulong)j) * (ulong)stride + row0);     \
                 for (int t = 0; t < TT && t < nt; t++)                                             \
                     idot[t] += p3_dot8(w, vload8(0, qx + ((ulong)(t0 + t) * (ulong)groups + g) *   \
                                                            128 + (ulong)(j * 8)));                 \

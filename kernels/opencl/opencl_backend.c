@@ -66,6 +66,7 @@ typedef struct ocl_ctx {
     char name[128], platform_name[96], version[64];
     bool int_dot;          /* cl_khr_integer_dot_product on an OpenCL 3.0 device: DP4A variant */
     bool int_dot_emulated; /* the same variant with the built-in emulated (tests) */
+    bool intel_sg;         /* cl_intel_subgroups: INT4 weight words by sub-group block reads */
     bool exact_divide;     /* -cl-fp32-correctly-rounded-divide-sqrt available */
     /* w4a8 scratch: int8 activations [T][groups*128], scales and sums [T][groups]; grown to the
      * largest matmul seen (the first prefill), then reused: the queue is in order. */
@@ -80,6 +81,7 @@ typedef struct ocl_ctx {
 typedef struct ocl_weight {
     p3_weight pub;
     cl_mem a, b, c;
+    size_t stride; /* INT4: rows rounded up to MM_LR (matmul.cl) */
     size_t bytes;
 } ocl_weight;
 
@@ -90,6 +92,10 @@ typedef struct ocl_kv {
     size_t layer_elems; /* n_kv_heads * n_ctx * head_dim */
     size_t layer_rows;  /* n_kv_heads * n_ctx */
 } ocl_kv;
+
+static size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
     p3_status st = (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES)
@@ -233,11 +239,12 @@ static p3_status build_source(ocl_ctx *c, const char *src, size_t len, cl_progra
     /* Portable OpenCL C 1.2 (3.0 for the integer dot product built-ins); denormals kept, no
      * fast-math; correctly rounded division where offered, so w4a8's activation scales match the
      * reference bit for bit. */
-    char options[160];
-    snprintf(options, sizeof options, "%s%s",
+    char options[200];
+    snprintf(options, sizeof options, "%s%s%s",
              c->int_dot_emulated ? "-cl-std=CL1.2 -DP3_INT_DOT=1 -DP3_INT_DOT_EMULATE=1"
              : c->int_dot        ? "-cl-std=CL3.0 -DP3_INT_DOT=1"
                                  : "-cl-std=CL1.2",
+             c->intel_sg ? " -DP3_INTEL_SG=1" : "",
              c->exact_divide ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
     rc = c->api.clBuildProgram(*out, 1, &c->device, options, NULL, NULL);
     if (rc == CL_SUCCESS) return PHI3C_OK;
@@ -311,6 +318,7 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
     device_string(&c->api, c->device, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
     c->int_dot = strstr(ext, "cl_khr_integer_dot_product") != NULL &&
                  strncmp(c->version, "OpenCL 3.", 9) == 0;
+    c->intel_sg = strstr(ext, "cl_intel_subgroups") != NULL;
     return PHI3C_OK;
 }
 
@@ -320,9 +328,13 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
 static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
     if (!v || strcmp(v, "auto") == 0) return PHI3C_OK;
     if (strcmp(v, "portable") == 0) {
-        c->int_dot = false;
+        c->int_dot = c->intel_sg = false;
         return PHI3C_OK;
     }
+    if (strcmp(v, "intel-sg") == 0)
+        return c->intel_sg ? PHI3C_OK
+                           : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
+                                     "opencl: %s lacks cl_intel_subgroups", c->name);
     if (strcmp(v, "int-dot-emulated") == 0) {
         c->int_dot = true;
         c->int_dot_emulated = true;
@@ -334,7 +346,9 @@ static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
                    : p3_fail(err, PHI3C_ERR_UNAVAILABLE,
                              "opencl: %s lacks cl_khr_integer_dot_product on OpenCL 3.0", c->name);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                   "opencl: unknown variant '%s' (auto, portable, int-dot, int-dot-emulated)", v);
+                   "opencl: unknown variant '%s' (auto, portable, int-dot, intel-sg, "
+                   "int-dot-emulated)",
+                   v);
 }
 
 static p3_status create(const p3_backend_options *opt, void **out, p3_error *err) {
@@ -377,11 +391,12 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
 
 static void describe(void *ctx, char *buf, size_t len) {
     ocl_ctx *c = ctx;
-    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s", c->name,
+    snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s%s", c->name,
              c->platform_name, c->version,
              c->int_dot_emulated ? ", w4a8 integer dots emulated"
              : c->int_dot        ? ", w4a8 with integer dot products"
-                                 : "");
+                                 : "",
+             c->intel_sg ? ", Intel sub-group block reads" : "");
 }
 
 static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
@@ -455,12 +470,23 @@ static p3_status buffer_write(void *ctx, p3_ref dst, const void *src, size_t siz
     return upload(ctx, (cl_mem)dst.buf->impl, dst.offset, src, size, err);
 }
 
-/* Reports an embed id outside its table (raised on the device) once the queue has drained. */
-static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
+/* The wait of a step: the error flag (raised by embed for an id outside its table) is read
+ * without blocking, then `wait` (a blocking read or clFinish) completes it too, since the queue
+ * runs in order: one round trip, not two. */
+static p3_status finish_step(ocl_ctx *c, p3_ref *src, void *dst, size_t size, p3_error *err) {
     cl_int flag = 0, zero = 0;
-    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof flag, &flag, 0,
+    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_FALSE, 0, sizeof flag, &flag, 0,
                                            NULL, NULL);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "reading the error flag");
+    if (src && size)
+        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src->buf->impl, CL_TRUE, src->offset,
+                                        size, dst, 0, NULL, NULL);
+    else
+        rc = c->api.clFinish(c->queue);
+    if (rc != CL_SUCCESS) {
+        c->api.clFinish(c->queue); /* `flag` must not be written after we return */
+        return cl_fail(err, rc, src ? "clEnqueueReadBuffer" : "clFinish");
+    }
     if (!flag) return PHI3C_OK;
     c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0, NULL, NULL);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
@@ -468,20 +494,11 @@ static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
 }
 
 static p3_status buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = CL_SUCCESS;
-    if (size)
-        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src.buf->impl, CL_TRUE, src.offset, size,
-                                        dst, 0, NULL, NULL);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clEnqueueReadBuffer");
-    return check_deferred(c, err);
+    return finish_step(ctx, &src, dst, size, err);
 }
 
 static p3_status sync(void *ctx, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = c->api.clFinish(c->queue);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clFinish");
-    return check_deferred(c, err);
+    return finish_step(ctx, NULL, NULL, 0, err);
 }
 
 /* ---- weights ------------------------------------------------------------------------------- */
@@ -515,14 +532,16 @@ static p3_status upload_plain(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w
 static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w, p3_error *err) {
     bool sym = d->dtype == P3_DT_I4G128S;
     size_t rows = (size_t)d->rows, groups = (size_t)p3_groups(d->cols);
+    size_t stride = round_up(rows, MM_LR); /* padding rows stay zero (calloc): they add 0 */
     size_t block = sym ? sizeof(p3_block_i4s) : sizeof(p3_block_i4a);
     size_t nq, nqb, ng;
-    if (!p3_mul_size(groups * 16, rows, &nq) || !p3_mul_size(nq, 4, &nqb) ||
-        !p3_mul_size(groups, rows, &ng))
+    if (!p3_mul_size(groups * 16, stride, &nq) || !p3_mul_size(nq, 4, &nqb) ||
+        !p3_mul_size(groups, stride, &ng))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: weight %s is too large", d->name);
-    uint32_t *qw = p3_malloc(nqb);
-    uint16_t *scale = p3_malloc(ng * sizeof(uint16_t));
-    uint8_t *zero = p3_malloc(ng);
+    w->stride = stride;
+    uint32_t *qw = p3_calloc(nq, 4);
+    uint16_t *scale = p3_calloc(ng, sizeof(uint16_t));
+    uint8_t *zero = p3_calloc(ng, 1);
     p3_status st = PHI3C_OK;
     if (!qw || !scale || !zero)
         st = p3_fail(err, PHI3C_ERR_NOMEM, "opencl: no host memory to repack %s", d->name);
@@ -532,8 +551,8 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
             uint16_t dh;
             memcpy(&dh, b, 2);
             const uint8_t *qs = b + (sym ? 2 : 4);
-            scale[g * rows + r] = dh;
-            zero[g * rows + r] = sym ? 8 : b[2];
+            scale[g * stride + r] = dh;
+            zero[g * stride + r] = sym ? 8 : b[2];
             for (size_t j = 0; j < 16; j++) {
                 uint32_t word = 0;
                 for (size_t i = 0; i < 8; i++) {
@@ -541,7 +560,7 @@ static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w,
                     uint32_t q = k < 64 ? qs[k] & 15u : qs[k - 64] >> 4;
                     word |= q << (4 * i);
                 }
-                qw[(g * 16 + j) * rows + r] = word;
+                qw[(g * 16 + j) * stride + r] = word;
             }
         }
     }
@@ -683,10 +702,6 @@ static bool arg_ref(kargs *a, p3_ref r, size_t elem) {
     return r.offset % elem == 0;
 }
 
-static size_t round_up(size_t n, size_t m) {
-    return (n + m - 1) / m * m;
-}
-
 static p3_status launch(kargs *a, const char *op, cl_uint dims, const size_t *global,
                         const size_t *local, p3_error *err) {
     if (a->rc != CL_SUCCESS)
@@ -726,6 +741,7 @@ static p3_status embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids
     }
     ok &= arg_ref(&a, ids, 4);
     arg_int(&a, (int)table->rows);
+    if (int4) arg_int(&a, (int)w->stride);
     arg_int(&a, (int)table->cols);
     arg_mem(&a, c->bad_id);
     if (!ok) return misaligned("embed", err);
@@ -737,7 +753,9 @@ static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens
                          float eps, p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rmsnorm, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, x, 4) & arg_ref(&a, w, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, w, 4);
     arg_int(&a, dim);
     arg_float(&a, eps);
     if (!ok) return misaligned("rmsnorm", err);
@@ -794,6 +812,7 @@ static p3_status matmul_q8(ocl_ctx *c, p3_ref y, p3_ref x, const p3_weight *pw, 
     arg_mem(&a, w->b);
     arg_mem(&a, w->c);
     arg_int(&a, (int)pw->rows);
+    arg_int(&a, (int)w->stride);
     arg_int(&a, (int)pw->cols);
     arg_int(&a, n_tokens);
     if (!ok) return misaligned("matmul", err);
@@ -825,13 +844,15 @@ static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int 
         break;
     }
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, y, 4) & arg_ref(&a, x, 4);
+    bool ok = arg_ref(&a, y, 4);
+    ok &= arg_ref(&a, x, 4);
     arg_mem(&a, w->a);
     if (int4) {
         arg_mem(&a, w->b);
         arg_mem(&a, w->c);
     }
     arg_int(&a, (int)pw->rows);
+    if (int4) arg_int(&a, (int)w->stride);
     arg_int(&a, (int)pw->cols);
     arg_int(&a, n_tokens);
     if (!ok) return misaligned("matmul", err);
@@ -845,7 +866,8 @@ static p3_status rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_ro
                       p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rope, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, qkv, 4) & arg_ref(&a, p->inv_freq, 4);
+    bool ok = arg_ref(&a, qkv, 4);
+    ok &= arg_ref(&a, p->inv_freq, 4);
     arg_int(&a, pos0);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
@@ -916,7 +938,8 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
                   : dt == P3_KV_Q8 ? c->k.attention_q8
                                    : c->k.attention_f32;
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, qkv, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, qkv, 4);
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
@@ -959,7 +982,8 @@ static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int
                         p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.swiglu, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, gate_up, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, gate_up, 4);
     arg_int(&a, dim);
     if (!ok) return misaligned("swiglu", err);
     size_t global[2] = {round_up((size_t)dim, 64), (size_t)n_tokens};
@@ -970,7 +994,8 @@ static p3_status add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     ocl_ctx *c = ctx;
     if (n == 0) return PHI3C_OK;
     kargs a = {c, c->k.add, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, x, 4) & arg_ref(&a, y, 4);
+    bool ok = arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, y, 4);
     arg_ulong(&a, n);
     if (!ok) return misaligned("add", err);
     size_t global[1] = {round_up(n, 64)};

@@ -11,16 +11,20 @@ out=$BUILD/ocloc-gate
 mkdir -p "$out"
 pass=0 fail=0 skip=0
 targets=(tgllp dg2)
-# The backend's build options: portable, and the integer-dot-product variant it picks on OpenCL 3.0
-# devices with cl_khr_integer_dot_product (both targets have DP4A).
-variants=("portable:-cl-std=CL1.2" "int_dot:-cl-std=CL3.0 -DP3_INT_DOT=1")
+# The backend's build options: portable, the integer-dot-product variant it picks on OpenCL 3.0
+# devices with cl_khr_integer_dot_product (both targets have DP4A),
+# and the Intel sub-group block-read variant (cl_intel_subgroups), alone and as `auto` picks
+# both on an Intel GPU.
+variants=("portable:-cl-std=CL1.2" "int_dot:-cl-std=CL3.0 -DP3_INT_DOT=1"
+          "intel_sg:-cl-std=CL1.2 -DP3_INTEL_SG=1"
+          "intel_auto:-cl-std=CL3.0 -DP3_INT_DOT=1 -DP3_INTEL_SG=1")
 
 all=$out/all_kernels.cl
 cat kernels/opencl/*.cl >"$all"
 for cl in kernels/opencl/*.cl "$all"; do
  for variant in "${variants[@]}"; do
   vname=${variant%%:*} options=${variant#*:}
-  # the integer dot variant only changes matmul.cl
+  # the variants only change matmul.cl
   [ "$vname" = portable ] || grep -q P3_INT_DOT "$cl" || continue
   name=$(basename "$cl" .cl).$vname
   for dev in "${targets[@]}"; do

@@ -19,7 +19,8 @@ static const char usage[] =
     "  -n, --n-predict N     tokens to generate at most (default 256; -1 = until the context\n"
     "                        is full); generation also stops on the model's stop ids\n"
     "  --no-echo             do not print the prompt before the generated text\n"
-    "  --ids                 print the generated token ids (one line) instead of text\n";
+    "  --ids                 print the generated token ids (one line) instead of text\n"
+    "  --verbose-prompt      print the prompt's token ids to stderr\n";
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {
@@ -88,6 +89,7 @@ typedef struct run_prompt {
     size_t n_ids;
     bool chat;
     const char *system;
+    bool verbose; /* print the prompt's ids to stderr */
 } run_prompt;
 
 static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts *o,
@@ -104,6 +106,14 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
         phi3c_free(ids);
         fprintf(stderr, "phi3c run: the prompt is empty\n");
         return CLI_EXIT_FAIL;
+    }
+    char desc[256];
+    phi3c_model_describe(model, desc, sizeof desc);
+    fprintf(stderr, "phi3c run: %s\n", desc);
+    if (p->verbose) {
+        fprintf(stderr, "prompt ids:");
+        for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", (int)(p->ids ? p->ids : ids)[i]);
+        fprintf(stderr, "\n");
     }
     if (echo && !p->chat && !print_ids) {
         fputs(p->text, stdout);
@@ -141,7 +151,7 @@ int cmd_run(int argc, char **argv) {
     cli_engine_opts o;
     cli_engine_opts_init(&o);
     const char *prompt = NULL, *file = NULL, *system = NULL, *ids_text = NULL;
-    bool chat = false, echo = true, print_ids = false;
+    bool chat = false, echo = true, print_ids = false, verbose = false;
     long n_predict = 256;
     for (int i = 1; i < argc; i++) {
         int r = cli_engine_flag("run", argc, argv, &i, &o);
@@ -155,6 +165,8 @@ int cmd_run(int argc, char **argv) {
             echo = false;
         } else if (cli_is(a, "--ids", NULL)) {
             print_ids = true;
+        } else if (cli_is(a, "--verbose-prompt", NULL)) {
+            verbose = true;
         } else if (cli_is(a, "-p", "--prompt") || cli_is(a, "-f", "--file") ||
                    cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict") ||
                    cli_is(a, "--prompt-ids", NULL)) {
@@ -179,7 +191,7 @@ int cmd_run(int argc, char **argv) {
         return cli_usage_error("run", "give one of -p TEXT, -f FILE, --prompt-ids IDS");
     if (system && !chat) return cli_usage_error("run", "--system needs --chat");
     if (ids_text && chat) return cli_usage_error("run", "--chat needs a text prompt");
-    run_prompt rp = {.chat = chat, .system = system};
+    run_prompt rp = {.chat = chat, .system = system, .verbose = verbose};
     int32_t *given_ids = NULL;
     if (ids_text && !cli_parse_ids(ids_text, &given_ids, &rp.n_ids))
         return cli_usage_error("run", "--prompt-ids wants decimal token ids, got '%s'", ids_text);
