@@ -19,10 +19,11 @@ import numpy as np
 HIDDEN, INTER, LAYERS, HEADS, VOCAB = 512, 1024, 2, 8, 512
 
 
-def synthetic_weights(rng):
+def synthetic_weights(rng, outliers):
     def linear(rows, cols):
         w = rng.normal(0.0, 0.02, size=(rows, cols)).astype(np.float32)
-        w[:, rng.choice(cols, cols // 100, replace=False)] *= 8.0  # outlier input channels
+        if outliers:  # 1 % of the input channels 8x larger, as real LLM weights show
+            w[:, rng.choice(cols, cols // 100, replace=False)] *= 8.0
         return w
 
     t = {"token_embd.weight": linear(VOCAB, HIDDEN), "output.weight": linear(VOCAB, HIDDEN),
@@ -85,18 +86,20 @@ def main():
     out = sys.argv[1]
     build = sys.argv[2] if len(sys.argv) > 2 else "build"
     os.makedirs(out, exist_ok=True)
-    f32, q4km = os.path.join(out, "synth-f32.gguf"), os.path.join(out, "synth-q4_k_m.gguf")
-    write_f32_gguf(f32, synthetic_weights(np.random.default_rng(7)))
-    q4_k_m(f32, q4km)
-    natives = []
-    for src, tag in ((f32, "from-f32"), (q4km, "from-q4_k_m")):
-        for method in ("rtn", "search"):
-            dst = os.path.join(out, f"int4-{method}-{tag}.phi3c")
-            subprocess.run([os.path.join(build, "phi3c"), "quantize", "-m", src, "-o", dst,
-                            "--method", method, "--force"], check=True)
-            natives.append(dst)
-    subprocess.run([os.path.join(build, "tools", "quant_accuracy"), "--compare", f32, q4km,
-                    *natives], check=True)
+    for kind in ("gaussian", "outliers"):
+        f32 = os.path.join(out, f"{kind}-f32.gguf")
+        q4km = os.path.join(out, f"{kind}-q4_k_m.gguf")
+        write_f32_gguf(f32, synthetic_weights(np.random.default_rng(7), kind == "outliers"))
+        q4_k_m(f32, q4km)
+        natives = []
+        for src, tag in ((f32, "from-f32"), (q4km, "from-q4_k_m")):
+            for method in ("rtn", "search"):
+                dst = os.path.join(out, f"{kind}-int4-{method}-{tag}.phi3c")
+                subprocess.run([os.path.join(build, "phi3c"), "quantize", "-m", src, "-o", dst,
+                                "--method", method, "--force"], check=True)
+                natives.append(dst)
+        subprocess.run([os.path.join(build, "tools", "quant_accuracy"), "--compare", f32, q4km,
+                        *natives], check=True)
 
 
 if __name__ == "__main__":
