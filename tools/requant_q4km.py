@@ -82,6 +82,26 @@ def q4_k_m(src, dst):
         raise SystemExit(f"llama_model_quantize failed ({rc})")
 
 
+def logits(build, model, out):
+    ids = " ".join(str(i) for i in np.random.default_rng(3).integers(3, VOCAB, 64))
+    path = os.path.join(out, "logits.f32")
+    subprocess.run([os.path.join(build, "phi3c"), "logits", "-m", model, "--ids", ids, "-o", path,
+                    "--act", "w4a32"], check=True, capture_output=True)
+    return np.fromfile(path, dtype="<f4").reshape(-1, VOCAB).astype(np.float64)
+
+
+def rel_err2(ref, z):
+    return float(((z - ref) ** 2).sum() / (ref ** 2).sum())
+
+
+def kl(ref, z):
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    lp, lq = log_softmax(ref), log_softmax(z)
+    return float((np.exp(lp) * (lp - lq)).sum(axis=1).mean())
+
+
 def main():
     out = sys.argv[1]
     build = sys.argv[2] if len(sys.argv) > 2 else "build"
@@ -100,6 +120,12 @@ def main():
                 natives.append(dst)
         subprocess.run([os.path.join(build, "tools", "quant_accuracy"), "--compare", f32, q4km,
                         *natives], check=True)
+        print(f"\n| {kind}: logits vs the F32 model (phi3c, 64 random tokens) | rel err^2 | KL |")
+        print("|---|---|---|")
+        ref = logits(build, f32, out)
+        for m in (q4km, *natives):
+            z = logits(build, m, out)
+            print(f"| {os.path.basename(m)} | {rel_err2(ref, z):.4f} | {kl(ref, z):.4f} |")
 
 
 if __name__ == "__main__":
