@@ -17,6 +17,7 @@ static p3_status to_load_options(const phi3c_model_params *p, p3_load_options *o
     o->backend = p->backend;
     o->device = p->device;
     o->n_threads = p->n_threads;
+    o->quant_method = p->quant_search ? P3_QUANT_SEARCH : P3_QUANT_RTN;
     switch (p->quant) {
     case PHI3C_QUANT_NONE:
         o->quant = P3_WQ_NONE;
@@ -89,13 +90,12 @@ void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
     const p3_model *m = model->m;
     const p3_config *c = &m->cfg;
     char be[128] = "";
-    if (m->be.iface->describe) m->be.iface->describe(m->be.ctx, be, sizeof be);
+    p3_be_describe((p3_backend *)&m->be, be, sizeof be);
     snprintf(buf, len,
              "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
              c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
              p3_weight_quant_name(m->opt.quant), (double)m->weight_bytes / (1024.0 * 1024.0),
-             m->opt.quant == P3_WQ_NONE ? "" : (m->act == P3_ACT_Q8 ? " w4a8" : " w4a32"),
-             be[0] ? be : m->be.iface->name);
+             m->opt.quant == P3_WQ_NONE ? "" : (m->act == P3_ACT_Q8 ? " w4a8" : " w4a32"), be);
 }
 
 int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap) {

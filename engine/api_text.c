@@ -90,3 +90,16 @@ p3_status p3_api_stream_begin(phi3c_session *session, p3_detok_stream *stream, b
     *active = true;
     return PHI3C_OK;
 }
+
+phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, size_t len,
+                                     bool add_bos, size_t *n_fed, phi3c_error *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (n_fed) *n_fed = 0;
+    p3_status st = phi3c_tokenize(session->model, text, len, add_bos, &ids, &n, err);
+    if (st == PHI3C_OK && n == 0) st = p3_fail(err, PHI3C_ERR_INVALID_ARG, "feed_text: empty text");
+    if (st == PHI3C_OK) st = phi3c_session_feed_tokens(session, ids, n, NULL, err);
+    if (st == PHI3C_OK && n_fed) *n_fed = n;
+    p3_free(ids);
+    return st;
+}

@@ -74,7 +74,7 @@ p3_status p3_session_create(const p3_model *m, const p3_session_options *opt, p3
     p3_status st = PHI3C_OK;
     if (!p3_be_supports(be, P3_OP_ATTENTION, P3_DT_F32, m->act, s->opt.kv) ||
         !p3_be_supports(be, P3_OP_KV_WRITE, P3_DT_F32, m->act, s->opt.kv))
-        st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s KV cache", be->iface->name,
+        st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s KV cache", p3_be_name(be),
                      s->opt.kv == P3_KV_F32   ? "f32"
                      : s->opt.kv == P3_KV_F16 ? "f16"
                                               : "q8");

@@ -150,11 +150,10 @@ static p3_status upload_weight(p3_model *m, const p3_tensor *t, int64_t rows, in
     }
     if (st == PHI3C_OK && !backend_takes(m, d.dtype, ops, n_ops))
         st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s cannot use %s weights for %s",
-                     m->be.iface->name, p3_dtype_name(d.dtype), t->hf_name);
+                     p3_be_name(&m->be), p3_dtype_name(d.dtype), t->hf_name);
     if (st == PHI3C_OK) st = p3_be_weight_upload(&m->be, &d, out, err);
     p3_free(owned);
-    if (st == PHI3C_OK && m->be.iface->weight_bytes)
-        m->weight_bytes += m->be.iface->weight_bytes(m->be.ctx, *out);
+    if (st == PHI3C_OK) m->weight_bytes += p3_be_weight_bytes(&m->be, *out);
     return st;
 }
 
@@ -232,7 +231,7 @@ static p3_status choose_act_mode(p3_model *m, p3_error *err) {
         return PHI3C_OK;
     }
     return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s matmul with %s activations",
-                   m->be.iface->name, p3_dtype_name(fmt), m->act == P3_ACT_Q8 ? "int8" : "f32");
+                   p3_be_name(&m->be), p3_dtype_name(fmt), m->act == P3_ACT_Q8 ? "int8" : "f32");
 }
 
 static p3_status load_weights(p3_model *m, const p3_model_source *src, p3_error *err) {

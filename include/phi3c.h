@@ -70,6 +70,8 @@ typedef struct phi3c_model_params {
     int device;          /* device index for GPU backends */
     int n_threads;       /* 0 = all cores */
     phi3c_quant quant;
+    bool quant_search; /* per-group scales minimising the squared error (what `phi3c quantize`
+                        * uses; slower) instead of round-to-nearest with the absmax scale */
     phi3c_act act;
 } phi3c_model_params;
 
@@ -176,6 +178,10 @@ phi3c_status phi3c_chat_render(const phi3c_model *model, const phi3c_chat_messag
                                size_t n_messages, bool add_generation_prompt, char **text,
                                size_t *len, phi3c_error *err);
 void phi3c_free(void *ptr);
+/* Tokenizes text (special tokens recognised; BOS as the tokenizer config says when add_bos) and
+ * feeds it; *n_fed (may be NULL) receives the token count. */
+phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, size_t len,
+                                     bool add_bos, size_t *n_fed, phi3c_error *err);
 
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each one back. Stops on the model's stop ids. */

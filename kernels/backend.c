@@ -2,6 +2,7 @@
  * become PHI3C_ERR_UNSUPPORTED, and every p3_ref is checked to cover the bytes an op touches. */
 #include "backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const op_names[P3_OP_COUNT] = {
@@ -100,6 +101,21 @@ p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **o
 }
 void p3_be_kv_free(p3_backend *be, p3_kv_cache *kv) {
     if (kv) be->iface->kv_free(be->ctx, kv);
+}
+
+const char *p3_be_name(const p3_backend *be) {
+    return be->iface->name;
+}
+
+void p3_be_describe(p3_backend *be, char *buf, size_t len) {
+    if (be->iface->describe)
+        be->iface->describe(be->ctx, buf, len);
+    else
+        snprintf(buf, len, "%s", be->iface->name);
+}
+
+size_t p3_be_weight_bytes(p3_backend *be, const p3_weight *w) {
+    return w && be->iface->weight_bytes ? be->iface->weight_bytes(be->ctx, w) : 0;
 }
 
 bool p3_be_supports(p3_backend *be, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {

@@ -216,6 +216,11 @@ p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **o
                          p3_error *err);
 void p3_be_kv_free(p3_backend *be, p3_kv_cache *kv);
 bool p3_be_supports(p3_backend *be, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv);
+/* The backend's name ("cpu"), its one-line description (its name when it has none) and the
+ * device bytes of an uploaded weight (0 when the backend does not say). */
+const char *p3_be_name(const p3_backend *be);
+void p3_be_describe(p3_backend *be, char *buf, size_t len);
+size_t p3_be_weight_bytes(p3_backend *be, const p3_weight *w);
 
 p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids,
                       int n_tokens, p3_error *err);

@@ -470,12 +470,23 @@ static p3_status buffer_write(void *ctx, p3_ref dst, const void *src, size_t siz
     return upload(ctx, (cl_mem)dst.buf->impl, dst.offset, src, size, err);
 }
 
-/* Reports an embed id outside its table (raised on the device) once the queue has drained. */
-static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
+/* The wait of a step: the error flag (raised by embed for an id outside its table) is read
+ * without blocking, then `wait` (a blocking read or clFinish) completes it too, since the queue
+ * runs in order: one round trip, not two. */
+static p3_status finish_step(ocl_ctx *c, p3_ref *src, void *dst, size_t size, p3_error *err) {
     cl_int flag = 0, zero = 0;
-    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof flag, &flag, 0,
+    cl_int rc = c->api.clEnqueueReadBuffer(c->queue, c->bad_id, CL_FALSE, 0, sizeof flag, &flag, 0,
                                            NULL, NULL);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "reading the error flag");
+    if (src && size)
+        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src->buf->impl, CL_TRUE, src->offset,
+                                        size, dst, 0, NULL, NULL);
+    else
+        rc = c->api.clFinish(c->queue);
+    if (rc != CL_SUCCESS) {
+        c->api.clFinish(c->queue); /* `flag` must not be written after we return */
+        return cl_fail(err, rc, src ? "clEnqueueReadBuffer" : "clFinish");
+    }
     if (!flag) return PHI3C_OK;
     c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0, NULL, NULL);
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
@@ -483,20 +494,11 @@ static p3_status check_deferred(ocl_ctx *c, p3_error *err) {
 }
 
 static p3_status buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = CL_SUCCESS;
-    if (size)
-        rc = c->api.clEnqueueReadBuffer(c->queue, (cl_mem)src.buf->impl, CL_TRUE, src.offset, size,
-                                        dst, 0, NULL, NULL);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clEnqueueReadBuffer");
-    return check_deferred(c, err);
+    return finish_step(ctx, &src, dst, size, err);
 }
 
 static p3_status sync(void *ctx, p3_error *err) {
-    ocl_ctx *c = ctx;
-    cl_int rc = c->api.clFinish(c->queue);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clFinish");
-    return check_deferred(c, err);
+    return finish_step(ctx, NULL, NULL, 0, err);
 }
 
 /* ---- weights ------------------------------------------------------------------------------- */
@@ -751,7 +753,9 @@ static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens
                          float eps, p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rmsnorm, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, x, 4) & arg_ref(&a, w, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, w, 4);
     arg_int(&a, dim);
     arg_float(&a, eps);
     if (!ok) return misaligned("rmsnorm", err);
@@ -840,7 +844,8 @@ static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int 
         break;
     }
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, y, 4) & arg_ref(&a, x, 4);
+    bool ok = arg_ref(&a, y, 4);
+    ok &= arg_ref(&a, x, 4);
     arg_mem(&a, w->a);
     if (int4) {
         arg_mem(&a, w->b);
@@ -861,7 +866,8 @@ static p3_status rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_ro
                       p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.rope, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, qkv, 4) & arg_ref(&a, p->inv_freq, 4);
+    bool ok = arg_ref(&a, qkv, 4);
+    ok &= arg_ref(&a, p->inv_freq, 4);
     arg_int(&a, pos0);
     arg_int(&a, p->n_heads);
     arg_int(&a, p->n_kv_heads);
@@ -932,7 +938,8 @@ static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, 
                   : dt == P3_KV_Q8 ? c->k.attention_q8
                                    : c->k.attention_f32;
     kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, qkv, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, qkv, 4);
     arg_mem(&a, kv->k);
     arg_mem(&a, kv->v);
     arg_ulong(&a, (size_t)layer * kv->layer_elems);
@@ -975,7 +982,8 @@ static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int
                         p3_error *err) {
     ocl_ctx *c = ctx;
     kargs a = {c, c->k.swiglu, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4) & arg_ref(&a, gate_up, 4);
+    bool ok = arg_ref(&a, out, 4);
+    ok &= arg_ref(&a, gate_up, 4);
     arg_int(&a, dim);
     if (!ok) return misaligned("swiglu", err);
     size_t global[2] = {round_up((size_t)dim, 64), (size_t)n_tokens};
@@ -986,7 +994,8 @@ static p3_status add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     ocl_ctx *c = ctx;
     if (n == 0) return PHI3C_OK;
     kargs a = {c, c->k.add, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, x, 4) & arg_ref(&a, y, 4);
+    bool ok = arg_ref(&a, x, 4);
+    ok &= arg_ref(&a, y, 4);
     arg_ulong(&a, n);
     if (!ok) return misaligned("add", err);
     size_t global[1] = {round_up(n, 64)};

@@ -10,7 +10,9 @@ const char cli_engine_help[] =
     "  --device N            device index for GPU backends (phi3c info lists them; default 0)\n"
     "  -t, --threads N       CPU threads (default: all cores)\n"
     "  --quant Q             none (default), int4-g128 (symmetric) or int4-g128-asym:\n"
-    "                        quantize the linear weights at load\n"
+    "                        quantize the linear weights at load (the embedding stays 16-bit)\n"
+    "  --quant-method M      rtn (default: round to nearest, fast) or search (per-group scale\n"
+    "                        with the least squared error, as `phi3c quantize`; slower)\n"
     "  --act A               INT4 activations: w4a8 (default on the CPU) or w4a32\n"
     "  --kv T                KV cache type f32, f16 or q8 (default: f32, f16 with --quant)\n"
     "  -c, --ctx N           KV cache positions (default: min(model context, 4096))\n"
@@ -39,14 +41,20 @@ static int bad_value(const char *cmd, const char *flag, const char *value, const
     return CLI_FLAG_BAD;
 }
 
+static bool is_engine_flag(const char *arg) {
+    static const char *const flags[] = {"-m",     "--model",   "--backend", "--device",
+                                        "-t",     "--threads", "--quant",   "--quant-method",
+                                        "--act",  "--kv",      "-c",        "--ctx",
+                                        "--batch"};
+    for (size_t i = 0; i < P3_ARRAY_LEN(flags); i++)
+        if (strcmp(arg, flags[i]) == 0) return true;
+    return false;
+}
+
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o) {
     const char *a = argv[*i], *v;
     long n;
-    if (!cli_is(a, "-m", "--model") && !cli_is(a, "--backend", NULL) &&
-        !cli_is(a, "--device", NULL) && !cli_is(a, "-t", "--threads") &&
-        !cli_is(a, "--quant", NULL) && !cli_is(a, "--act", NULL) && !cli_is(a, "--kv", NULL) &&
-        !cli_is(a, "-c", "--ctx") && !cli_is(a, "--batch", NULL))
-        return CLI_FLAG_NOT_MINE;
+    if (!is_engine_flag(a)) return CLI_FLAG_NOT_MINE;
     if (!(v = cli_value(cmd, argc, argv, i))) return CLI_FLAG_BAD;
     if (cli_is(a, "-m", "--model")) {
         o->model_path = v;
@@ -67,6 +75,9 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
             o->model.quant = PHI3C_QUANT_INT4_G128_ASYM;
         else
             return bad_value(cmd, a, v, "none, int4-g128, int4-g128-asym");
+    } else if (cli_is(a, "--quant-method", NULL)) {
+        if (strcmp(v, "rtn") && strcmp(v, "search")) return bad_value(cmd, a, v, "rtn, search");
+        o->model.quant_search = strcmp(v, "search") == 0;
     } else if (cli_is(a, "--act", NULL)) {
         if (strcmp(v, "w4a8") == 0)
             o->model.act = PHI3C_ACT_W4A8;

@@ -107,6 +107,9 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
         fprintf(stderr, "phi3c run: the prompt is empty\n");
         return CLI_EXIT_FAIL;
     }
+    char desc[256];
+    phi3c_model_describe(model, desc, sizeof desc);
+    fprintf(stderr, "phi3c run: %s\n", desc);
     if (p->verbose) {
         fprintf(stderr, "prompt ids:");
         for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", (int)(p->ids ? p->ids : ids)[i]);

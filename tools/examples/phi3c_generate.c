@@ -58,16 +58,16 @@ int main(int argc, char **argv) {
     }
     phi3c_session_params sp = phi3c_session_params_default();
     int rc = 1;
-    int32_t *ids = NULL, given[1024];
+    int32_t given[1024];
     size_t n = 0;
     if (phi3c_session_create(model, &sp, &session, &err) != PHI3C_OK) goto done;
     if (use_ids) {
         n = parse_ids(prompt, given, sizeof given / sizeof given[0]);
-    } else if (phi3c_tokenize(model, prompt, strlen(prompt), true, &ids, &n, &err) != PHI3C_OK) {
+        if (phi3c_session_feed_tokens(session, given, n, NULL, &err) != PHI3C_OK) goto done;
+    } else if (phi3c_session_feed_text(session, prompt, strlen(prompt), true, &n, &err) !=
+               PHI3C_OK) {
         goto done;
     }
-    if (phi3c_session_feed_tokens(session, use_ids ? given : ids, n, NULL, &err) != PHI3C_OK)
-        goto done;
 
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
     phi3c_generate_result result;
@@ -80,7 +80,6 @@ int main(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) fprintf(stderr, "error: %s\n", err.message);
-    phi3c_free(ids);
     phi3c_session_free(session);
     phi3c_model_free(model);
     return rc;
