@@ -55,12 +55,34 @@ p3_status p3_ref_embed(float *out, const void *table, p3_dtype dtype, int64_t ro
     return PHI3C_OK;
 }
 
+float p3_ref_dot(const float *a, const float *b, int n) {
+    float lane[16] = {0};
+    for (int i = 0; i < n; i++) lane[i % 16] = fmaf(a[i], b[i], lane[i % 16]);
+    float sum = lane[0];
+    for (int l = 1; l < 16; l++) sum += lane[l];
+    return sum;
+}
+
+float p3_ref_expf(float x) {
+    x = fmaxf(fminf(x, 88.3762626647949f), -87.3365478515625f);
+    float n = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r + 1.0f);
+    return ldexpf(p, (int)n);
+}
+
 void p3_ref_rmsnorm(float *out, const float *x, const float *w, int n_tokens, int dim, float eps) {
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)dim;
         float *ot = out + (size_t)t * (size_t)dim;
-        float ss = 0.0f;
-        for (int i = 0; i < dim; i++) ss += xt[i] * xt[i];
+        float ss = p3_ref_dot(xt, xt, dim);
         float r = 1.0f / sqrtf(ss / (float)dim + eps);
         for (int i = 0; i < dim; i++) ot[i] = xt[i] * r * w[i];
     }
@@ -103,25 +125,19 @@ void p3_ref_rope(float *qkv, int n_tokens, int pos0, const float *inv_freq, floa
                       mscale, rot_dim);
 }
 
-static float dot_f32(const float *a, const float *b, int n) {
-    float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += a[i] * b[i];
-    return acc;
-}
-
 /* One query head against keys [lo, pos]: two passes (max, then exp-sum and weighted values) so
  * the reference needs no scratch memory. */
 static void attend_head(float *out, const float *q, const float *k_cache, const float *v_cache,
                         int lo, int pos, size_t stride, int hd, float scale) {
     float m = -INFINITY;
     for (int j = lo; j <= pos; j++) {
-        float s = dot_f32(q, k_cache + (size_t)j * stride, hd) * scale;
+        float s = p3_ref_dot(q, k_cache + (size_t)j * stride, hd) * scale;
         if (s > m) m = s;
     }
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     float sum = 0.0f;
     for (int j = lo; j <= pos; j++) {
-        float e = expf(dot_f32(q, k_cache + (size_t)j * stride, hd) * scale - m);
+        float e = p3_ref_expf(p3_ref_dot(q, k_cache + (size_t)j * stride, hd) * scale - m);
         sum += e;
         const float *v = v_cache + (size_t)j * stride;
         for (int d = 0; d < hd; d++) out[d] += e * v[d];
@@ -164,7 +180,7 @@ void p3_ref_swiglu(float *out, const float *gate_up, int n_tokens, int dim) {
         const float *g = gate_up + (size_t)t * 2 * (size_t)dim;
         const float *u = g + dim;
         float *o = out + (size_t)t * (size_t)dim;
-        for (int i = 0; i < dim; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        for (int i = 0; i < dim; i++) o[i] = g[i] / (1.0f + p3_ref_expf(-g[i])) * u[i];
     }
 }
 

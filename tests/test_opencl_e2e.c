@@ -224,7 +224,11 @@ P3_TEST_SLOW(opencl_e2e_int4_equals_cpu) {
                 double e = x && y ? p3_nmse(x, y, all) : INFINITY;
                 printf("    opencl %s int4 %s: NMSE vs cpu %.3g\n", files[f],
                        acts[a] == P3_ACT_Q8 ? "w4a8" : "w4a32", e);
-                CHECK_MSG(e <= 1e-8, "%s %s: NMSE vs cpu %g", files[f],
+                /* w4a8 rounds every matmul input to int8: where OpenCL sums in another order
+                 * than the reference (which the CPU reproduces bit for bit), a one-ulp difference
+                 * can flip one rounding and move the logits by ~1e-4 (NMSE); w4a32 is smooth. */
+                double bound = acts[a] == P3_ACT_Q8 ? 1e-3 : 1e-8;
+                CHECK_MSG(e <= bound, "%s %s: NMSE vs cpu %g", files[f],
                           acts[a] == P3_ACT_Q8 ? "w4a8" : "w4a32", e);
                 p3_free(x);
                 p3_free(y);

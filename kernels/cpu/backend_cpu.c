@@ -23,6 +23,8 @@ typedef struct cpu_ctx {
     cpu_pool *pool;
     p3_block_q8g *act; /* quantized activations, grown to the largest matmul seen */
     size_t act_cap;    /* blocks */
+    float *scores;     /* attention scores: n_threads x scores_cap, sized by kv_alloc */
+    size_t scores_cap;
 } cpu_ctx;
 
 /* ---- ISA levels */
@@ -168,6 +170,7 @@ static void cpu_destroy(void *ctx) {
     cpu_ctx *c = ctx;
     cpu_pool_destroy(c->pool);
     p3_free_aligned(c->act);
+    p3_free_aligned(c->scores);
     p3_free(c);
 }
 
@@ -416,6 +419,16 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
         kv->k_f32 = p3_malloc_aligned(layer_floats * 4, 64);
         kv->v_f32 = p3_malloc_aligned(layer_floats * 4, 64);
         ok = kv->k_f32 && kv->v_f32;
+    }
+    if (ok && (size_t)d->n_ctx > c->scores_cap) {
+        float *sc = p3_malloc_aligned(
+            (size_t)cpu_pool_threads(c->pool) * (size_t)d->n_ctx * sizeof(float), 64);
+        ok = sc != NULL;
+        if (ok) {
+            p3_free_aligned(c->scores);
+            c->scores = sc;
+            c->scores_cap = (size_t)d->n_ctx;
+        }
     }
     if (!ok) {
         cpu_kv_free(ctx, &kv->pub);
@@ -800,6 +813,7 @@ static void attention_task(void *arg, int ith, int nth) {
             .scale = p->scale,
             .q = j->qkv + (size_t)t * width + (size_t)h * (size_t)hd,
             .out = j->out + ((size_t)t * (size_t)p->n_heads + (size_t)h) * (size_t)hd,
+            .scores = j->c->scores + (size_t)ith * j->c->scores_cap,
         };
         j->c->isa->attend(&a);
     }

@@ -75,6 +75,7 @@ typedef struct cpu_attn_job {
     float scale;
     const float *q;
     float *out;
+    float *scores; /* this thread's scratch of n_ctx floats */
 } cpu_attn_job;
 
 /* The kernels an ISA level provides; the backend does the threading around them. */

@@ -24,7 +24,8 @@ static inline float hmax8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* exp(x), inputs clamped to [-87.33, 88.37] (so 2^n stays a normal number), about 1 ulp. */
+/* p3_ref_expf on 8 lanes, bit for bit: with x clamped to [-87.34, 88.38], n is in [-126, 127],
+ * so multiplying by 2^n built in the exponent field is exactly ldexpf. */
 static inline __m256 exp256(__m256 x) {
     x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)),
                       _mm256_set1_ps(-87.3365478515625f));
@@ -51,22 +52,36 @@ static inline __m256 load_tail(const float *x, int n) {
     return _mm256_loadu_ps(tmp);
 }
 
-/* ---- row ops */
+/* p3_ref_dot bit for bit: two 8-lane accumulators hold the reference's 16 partial sums. */
+static inline float dot_spec(const float *a, const float *b, int n) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), hi);
+    }
+    if (i < n) {
+        float ta[16] = {0}, tb[16] = {0};
+        memcpy(ta, a + i, (size_t)(n - i) * sizeof(float));
+        memcpy(tb, b + i, (size_t)(n - i) * sizeof(float));
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(ta), _mm256_loadu_ps(tb), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(ta + 8), _mm256_loadu_ps(tb + 8), hi);
+    }
+    float l[16];
+    _mm256_storeu_ps(l, lo);
+    _mm256_storeu_ps(l + 8, hi);
+    float s = l[0];
+    for (int k = 1; k < 16; k++) s += l[k];
+    return s;
+}
+
+/* ---- row ops (bit-identical to the reference) */
 
 static void rmsnorm_row_avx2(float *out, const float *x, const float *w, int dim, float eps) {
-    __m256 ss = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= dim; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        ss = _mm256_fmadd_ps(v, v, ss);
-    }
-    if (i < dim) {
-        __m256 v = load_tail(x + i, dim - i);
-        ss = _mm256_fmadd_ps(v, v, ss);
-    }
-    float r = 1.0f / sqrtf(hsum8(ss) / (float)dim + eps);
+    float r = 1.0f / sqrtf(dot_spec(x, x, dim) / (float)dim + eps);
     __m256 rv = _mm256_set1_ps(r);
-    for (i = 0; i + 8 <= dim; i += 8)
+    int i = 0;
+    for (; i + 8 <= dim; i += 8)
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv),
                                                 _mm256_loadu_ps(w + i)));
     for (; i < dim; i++) out[i] = x[i] * r * w[i];
@@ -363,11 +378,10 @@ static void matmul_w4a32_avx2(float *y, const float *x, const cpu_weight *w, int
     }
 }
 
-/* ---- attention: online softmax over blocks of positions */
+/* ---- attention: the reference's two passes, vectorised over head_dim and over positions for
+ * exp: bit-identical to the reference. */
 
-#define ATT_BLOCK 64
-
-/* One cache row as f32, zero padded to a multiple of 8 (hd <= 512). */
+/* One cache row as f32, zero padded to a multiple of 16 (hd <= 512). */
 static inline void kv_row_f32(const cpu_attn_job *job, bool value, int pos, float *out, int hd) {
     const cpu_kv *kv = job->kv;
     size_t idx = cpu_kv_index(kv, job->layer, job->kv_head, pos);
@@ -385,64 +399,54 @@ static inline void kv_row_f32(const cpu_attn_job *job, bool value, int pos, floa
         for (; i < hd; i++) out[i] = p3_f16_to_f32(((const uint16_t *)src)[i]);
         break;
     case P3_KV_Q8: {
-        __m256 d = _mm256_set1_ps((value ? kv->v_scale : kv->k_scale)[idx]);
+        float ds = (value ? kv->v_scale : kv->k_scale)[idx];
+        __m256 d = _mm256_set1_ps(ds);
         for (; i + 8 <= hd; i += 8) {
             __m256i b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
             _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(b), d));
         }
-        float ds = (value ? kv->v_scale : kv->k_scale)[idx];
         for (; i < hd; i++) out[i] = (float)((const int8_t *)src)[i] * ds;
         break;
     }
     }
-    for (int j = hd; j < ((hd + 7) & ~7); j++) out[j] = 0.0f;
+    for (int j = hd; j < ((hd + 15) & ~15); j++) out[j] = 0.0f;
 }
 
 static void attend_avx2(const cpu_attn_job *job) {
-    int hd = job->kv->pub.desc.head_dim, nv = (hd + 7) / 8;
-    if (hd > 512) {
-        cpu_attend_scalar(job);
-        return;
-    }
-    float q[512], acc[512], row[512], s[ATT_BLOCK];
+    int hd = job->kv->pub.desc.head_dim, nv = (hd + 15) / 16 * 2; /* 8-lane vectors, padded */
+    int n = job->hi - job->lo + 1;
+    float *s = job->scores;
+    float q[512], acc[512], row[512];
     memset(q, 0, (size_t)nv * 32);
     memcpy(q, job->q, (size_t)hd * 4);
     memset(acc, 0, (size_t)nv * 32);
-    float m = -INFINITY, sum = 0.0f;
-    for (int j0 = job->lo; j0 <= job->hi; j0 += ATT_BLOCK) {
-        int nb = P3_MIN(ATT_BLOCK, job->hi - j0 + 1);
-        float bm = -INFINITY;
-        for (int j = 0; j < nb; j++) {
-            kv_row_f32(job, false, j0 + j, row, hd);
-            __m256 d = _mm256_setzero_ps();
-            for (int i = 0; i < nv; i++)
-                d = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * i), _mm256_loadu_ps(row + 8 * i), d);
-            s[j] = hsum8(d) * job->scale;
-            bm = fmaxf(bm, s[j]);
-        }
-        float m_new = fmaxf(m, bm);
-        if (m_new > m) {
-            float c = expf(m - m_new);
-            sum *= c;
-            for (int i = 0; i < nv * 8; i++) acc[i] *= c;
-            m = m_new;
-        }
-        __m256 mv = _mm256_set1_ps(m);
-        int j = 0;
-        for (; j + 8 <= nb; j += 8)
-            _mm256_storeu_ps(s + j, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
-        for (; j < nb; j++) s[j] = expf(s[j] - m);
-        for (j = 0; j < nb; j++) {
-            sum += s[j];
-            kv_row_f32(job, true, j0 + j, row, hd);
-            __m256 e = _mm256_set1_ps(s[j]);
-            for (int i = 0; i < nv; i++)
-                _mm256_storeu_ps(acc + 8 * i, _mm256_fmadd_ps(e, _mm256_loadu_ps(row + 8 * i),
-                                                              _mm256_loadu_ps(acc + 8 * i)));
-        }
+    float m = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        kv_row_f32(job, false, job->lo + j, row, hd);
+        s[j] = dot_spec(q, row, nv * 8) * job->scale;
+        m = fmaxf(m, s[j]);
     }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < hd; i++) job->out[i] = acc[i] * inv;
+    __m256 mv = _mm256_set1_ps(m);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(s + j, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
+    if (j < n) {
+        float tmp[8] = {0};
+        memcpy(tmp, s + j, (size_t)(n - j) * 4);
+        _mm256_storeu_ps(tmp, exp256(_mm256_sub_ps(_mm256_loadu_ps(tmp), mv)));
+        memcpy(s + j, tmp, (size_t)(n - j) * 4);
+    }
+    float sum = 0.0f;
+    for (j = 0; j < n; j++) {
+        sum += s[j];
+        kv_row_f32(job, true, job->lo + j, row, hd);
+        __m256 e = _mm256_set1_ps(s[j]);
+        for (int i = 0; i < nv; i++)
+            _mm256_storeu_ps(acc + 8 * i,
+                             _mm256_add_ps(_mm256_loadu_ps(acc + 8 * i),
+                                           _mm256_mul_ps(e, _mm256_loadu_ps(row + 8 * i))));
+    }
+    for (int i = 0; i < hd; i++) job->out[i] = acc[i] / sum;
 }
 
 const cpu_isa cpu_isa_avx2 = {

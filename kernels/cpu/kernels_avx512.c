@@ -14,11 +14,10 @@ static inline __mmask16 tail_mask(int n) {
     return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
 }
 
-/* exp(x) for a vector: Cody-Waite range reduction and a degree-6 polynomial (about 1 ulp); inputs
- * are clamped so the result is 0 below -88 and finite above. */
+/* p3_ref_expf on 16 lanes, bit for bit (same clamp, rounding, fused steps and scaling). */
 static inline __m512 exp512(__m512 x) {
     x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f)),
-                      _mm512_set1_ps(-88.3762626647949f));
+                      _mm512_set1_ps(-87.3365478515625f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -33,15 +32,29 @@ static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* ---- row ops */
+/* p3_ref_dot bit for bit: lane l of the accumulator is the reference's partial sum l. */
+static inline float lanes_sum(__m512 acc) {
+    __attribute__((aligned(64))) float l[16];
+    _mm512_store_ps(l, acc);
+    float s = l[0];
+    for (int i = 1; i < 16; i++) s += l[i];
+    return s;
+}
+
+static inline float dot_spec(const float *a, const float *b, int n) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        acc =
+            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+    }
+    return lanes_sum(acc);
+}
+
+/* ---- row ops (bit-identical to the reference) */
 
 static void rmsnorm_row_avx512(float *out, const float *x, const float *w, int dim, float eps) {
-    __m512 ss = _mm512_setzero_ps();
-    for (int i = 0; i < dim; i += 16) {
-        __m512 v = _mm512_maskz_loadu_ps(tail_mask(dim - i), x + i);
-        ss = _mm512_fmadd_ps(v, v, ss);
-    }
-    float r = 1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float)dim + eps);
+    float r = 1.0f / sqrtf(dot_spec(x, x, dim) / (float)dim + eps);
     __m512 rv = _mm512_set1_ps(r);
     for (int i = 0; i < dim; i += 16) {
         __mmask16 m = tail_mask(dim - i);
@@ -367,11 +380,10 @@ static void matmul_w4a32_avx512(float *y, const float *x, const cpu_weight *w, i
     }
 }
 
-/* ---- attention: online softmax over blocks of positions */
+/* ---- attention: the reference's two passes (scores, then exp and weighted values in position
+ * order), vectorised over head_dim and over positions for exp: bit-identical to the reference. */
 
-#define ATT_BLOCK 64
-
-/* Row j of the job's head as up to 512 floats in v[] (32 vectors), masked past head_dim. */
+/* Row j of the job's head as f32 in v[] (up to 32 vectors), zero past head_dim. */
 static inline void load_kv_row(const cpu_attn_job *job, bool value, int pos, __m512 *v, int nv,
                                int hd) {
     const cpu_kv *kv = job->kv;
@@ -400,52 +412,37 @@ static inline void load_kv_row(const cpu_attn_job *job, bool value, int pos, __m
 
 static void attend_avx512(const cpu_attn_job *job) {
     int hd = job->kv->pub.desc.head_dim, nv = (hd + 15) / 16;
-    if (nv > 32) {
-        cpu_attend_scalar(job);
-        return;
-    }
+    int n = job->hi - job->lo + 1;
+    float *s = job->scores;
     __m512 q[32], acc[32], row[32];
     for (int i = 0; i < nv; i++) {
         q[i] = _mm512_maskz_loadu_ps(tail_mask(hd - 16 * i), job->q + 16 * i);
         acc[i] = _mm512_setzero_ps();
     }
-    float m = -INFINITY, sum = 0.0f;
-    float s[ATT_BLOCK];
-    for (int j0 = job->lo; j0 <= job->hi; j0 += ATT_BLOCK) {
-        int nb = P3_MIN(ATT_BLOCK, job->hi - j0 + 1);
-        float bm = -INFINITY;
-        for (int j = 0; j < nb; j++) {
-            load_kv_row(job, false, j0 + j, row, nv, hd);
-            __m512 d = _mm512_mul_ps(q[0], row[0]);
-            for (int i = 1; i < nv; i++) d = _mm512_fmadd_ps(q[i], row[i], d);
-            s[j] = _mm512_reduce_add_ps(d) * job->scale;
-            bm = fmaxf(bm, s[j]);
-        }
-        float m_new = fmaxf(m, bm);
-        if (m_new > m) { /* rescale what was accumulated under the old max */
-            float c = expf(m - m_new);
-            sum *= c;
-            __m512 cv = _mm512_set1_ps(c);
-            for (int i = 0; i < nv; i++) acc[i] = _mm512_mul_ps(acc[i], cv);
-            m = m_new;
-        }
-        __m512 mv = _mm512_set1_ps(m);
-        for (int j = 0; j < nb; j += 16) {
-            __mmask16 mk = tail_mask(nb - j);
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv));
-            _mm512_mask_storeu_ps(s + j, mk, e);
-        }
-        for (int j = 0; j < nb; j++) {
-            sum += s[j];
-            load_kv_row(job, true, j0 + j, row, nv, hd);
-            __m512 e = _mm512_set1_ps(s[j]);
-            for (int i = 0; i < nv; i++) acc[i] = _mm512_fmadd_ps(e, row[i], acc[i]);
-        }
+    float m = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        load_kv_row(job, false, job->lo + j, row, nv, hd);
+        __m512 d = _mm512_setzero_ps();
+        for (int i = 0; i < nv; i++) d = _mm512_fmadd_ps(q[i], row[i], d);
+        s[j] = lanes_sum(d) * job->scale;
+        m = fmaxf(m, s[j]);
     }
-    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    __m512 mv = _mm512_set1_ps(m);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 mk = tail_mask(n - j);
+        _mm512_mask_storeu_ps(s + j, mk,
+                              exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv)));
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        sum += s[j];
+        load_kv_row(job, true, job->lo + j, row, nv, hd);
+        __m512 e = _mm512_set1_ps(s[j]);
+        for (int i = 0; i < nv; i++) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(e, row[i]));
+    }
+    __m512 sv = _mm512_set1_ps(sum);
     for (int i = 0; i < nv; i++)
-        _mm512_mask_storeu_ps(job->out + 16 * i, tail_mask(hd - 16 * i),
-                              _mm512_mul_ps(acc[i], inv));
+        _mm512_mask_storeu_ps(job->out + 16 * i, tail_mask(hd - 16 * i), _mm512_div_ps(acc[i], sv));
 }
 
 const cpu_isa cpu_isa_avx512 = {

@@ -173,17 +173,32 @@ static void matmul_plain_neon(float *y, const float *x, const cpu_weight *w, int
 
 /* ---- row ops */
 
-static void rmsnorm_row_neon(float *out, const float *x, const float *w, int dim, float eps) {
-    float32x4_t ss = vdupq_n_f32(0.0f);
+/* p3_ref_dot bit for bit: four 4-lane accumulators hold the reference's 16 partial sums. */
+static float dot_spec(const float *a, const float *b, int n) {
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
+                          vdupq_n_f32(0.0f)};
     int i = 0;
-    for (; i + 4 <= dim; i += 4) {
-        float32x4_t v = vld1q_f32(x + i);
-        ss = vfmaq_f32(ss, v, v);
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; k++)
+            acc[k] = vfmaq_f32(acc[k], vld1q_f32(a + i + 4 * k), vld1q_f32(b + i + 4 * k));
+    if (i < n) {
+        float ta[16] = {0}, tb[16] = {0};
+        memcpy(ta, a + i, (size_t)(n - i) * sizeof(float));
+        memcpy(tb, b + i, (size_t)(n - i) * sizeof(float));
+        for (int k = 0; k < 4; k++)
+            acc[k] = vfmaq_f32(acc[k], vld1q_f32(ta + 4 * k), vld1q_f32(tb + 4 * k));
     }
-    float s = vaddvq_f32(ss);
-    for (; i < dim; i++) s += x[i] * x[i];
-    float r = 1.0f / sqrtf(s / (float)dim + eps);
-    for (i = 0; i + 4 <= dim; i += 4)
+    float l[16];
+    for (int k = 0; k < 4; k++) vst1q_f32(l + 4 * k, acc[k]);
+    float s = l[0];
+    for (int k = 1; k < 16; k++) s += l[k];
+    return s;
+}
+
+static void rmsnorm_row_neon(float *out, const float *x, const float *w, int dim, float eps) {
+    float r = 1.0f / sqrtf(dot_spec(x, x, dim) / (float)dim + eps);
+    int i = 0;
+    for (; i + 4 <= dim; i += 4)
         vst1q_f32(out + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), r), vld1q_f32(w + i)));
     for (; i < dim; i++) out[i] = x[i] * r * w[i];
 }

@@ -26,7 +26,7 @@ void cpu_quantize_act_scalar(const float *x, int64_t k, p3_block_q8g *out) {
     p3_quantize_act_q8g(x, k, out);
 }
 
-/* Two passes like the reference, reading one cache row at a time in any cache format. */
+/* Two passes exactly like the reference, reading one cache row at a time in any cache format. */
 void cpu_attend_scalar(const cpu_attn_job *job) {
     const cpu_kv *kv = job->kv;
     int hd = kv->pub.desc.head_dim;
@@ -34,17 +34,13 @@ void cpu_attend_scalar(const cpu_attn_job *job) {
     float m = -INFINITY, sum = 0.0f;
     for (int j = job->lo; j <= job->hi; j++) {
         cpu_kv_load_row(kv, false, job->layer, job->kv_head, j, row);
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += job->q[d] * row[d];
-        s *= job->scale;
+        float s = p3_ref_dot(job->q, row, hd) * job->scale;
         if (s > m) m = s;
     }
     for (int d = 0; d < hd; d++) job->out[d] = 0.0f;
     for (int j = job->lo; j <= job->hi; j++) {
         cpu_kv_load_row(kv, false, job->layer, job->kv_head, j, row);
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += job->q[d] * row[d];
-        float e = expf(s * job->scale - m);
+        float e = p3_ref_expf(p3_ref_dot(job->q, row, hd) * job->scale - m);
         sum += e;
         cpu_kv_load_row(kv, true, job->layer, job->kv_head, j, row);
         for (int d = 0; d < hd; d++) job->out[d] += e * row[d];
