@@ -107,7 +107,7 @@ $(BUILD)/phi3c.pc: tools/phi3c.pc.in
 	    -e 's|@VERSION@|0.1.0|' $< > $@
 
 # Measurement tools (C programs in tools/ linked against the library).
-TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer $(BUILD)/tools/npu_emit
 tools: $(TOOLS)
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
 	@mkdir -p $(@D)
