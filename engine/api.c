@@ -251,17 +251,19 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         size_t piece_len = 0;
         if (text && (st = p3_detok_stream_push(&stream, id, &piece, &piece_len, err)) != PHI3C_OK)
             break;
-        if (on_token && !on_token(user, id, piece, piece_len)) {
-            r.stop = PHI3C_STOP_CALLBACK;
-            break;
-        }
-        /* every reported token is fed, so the cache holds the whole conversation */
+        bool go_on = !on_token || on_token(user, id, piece, piece_len);
+        /* every reported token is fed (the one the callback stops at too), so the cache holds
+         * exactly the conversation the caller saw */
         if (s->n_past >= s->n_ctx) {
             r.stop = PHI3C_STOP_CONTEXT_FULL;
             break;
         }
         st = p3_session_feed(s, &id, 1, NULL, err);
         if (st != PHI3C_OK) break;
+        if (!go_on) {
+            r.stop = PHI3C_STOP_CALLBACK;
+            break;
+        }
     }
     if (text) {
         const char *rest = NULL;

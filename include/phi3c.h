@@ -184,7 +184,8 @@ phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, s
                                      bool add_bos, size_t *n_fed, phi3c_error *err);
 
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
- * each one back. Stops on the model's stop ids. */
+ * each reported token back (also the one the callback stops at; not a sampled stop id), so the
+ * cache holds exactly the text the caller saw. Stops on the model's stop ids. */
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
                             int max_tokens, phi3c_token_fn on_token, void *user,
                             phi3c_generate_result *result, phi3c_error *err);

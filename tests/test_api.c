@@ -90,6 +90,7 @@ P3_TEST(api_generate_stops_on_callback_and_on_full_context) {
     CHECK_OK(phi3c_generate(s, &greedy, 10, stop_after, &st, &r, &err), &err);
     CHECK_EQ_INT(r.n_generated, 3);
     CHECK_EQ_INT(r.stop, PHI3C_STOP_CALLBACK);
+    CHECK_EQ_INT(phi3c_session_n_past(s), 8 + 3); /* the cache holds what the caller saw */
     phi3c_session_reset(s);
     CHECK_EQ_INT(phi3c_session_n_past(s), 0);
     CHECK_OK(phi3c_session_feed_tokens(s, prompt, 8, NULL, &err), &err);
