@@ -13,8 +13,8 @@ extern const p3_backend_iface p3_backend_opencl;
 
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
 static const p3_backend_iface *const backends[] = {
-    NULL, /* keeps the array non-empty until the first backend is listed */
-    &p3_backend_cpu, /* the default until a GPU backend is measured faster */
+    NULL,               /* keeps the array non-empty until the first backend is listed */
+    &p3_backend_cpu,    /* the default until a GPU backend is measured faster */
     &p3_backend_opencl, /* after cpu: only PoCL (CPU) has run it, no real GPU was measured */
     &p3_backend_level_zero,
     &p3_backend_level_zero_npu, /* after cpu: never run on an NPU yet */
