@@ -107,7 +107,7 @@ $(BUILD)/phi3c.pc: tools/phi3c.pc.in
 	    -e 's|@VERSION@|0.1.0|' $< > $@
 
 # Measurement tools (C programs in tools/ linked against the library).
-TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer $(BUILD)/tools/npu_emit
 tools: $(TOOLS)
 $(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
 	@mkdir -p $(@D)
@@ -168,7 +168,7 @@ fixtures:
 	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
 
 bench: all
-	@tools/bench.sh
+	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer

@@ -19,10 +19,11 @@ import numpy as np
 HIDDEN, INTER, LAYERS, HEADS, VOCAB = 512, 1024, 2, 8, 512
 
 
-def synthetic_weights(rng):
+def synthetic_weights(rng, outliers):
     def linear(rows, cols):
         w = rng.normal(0.0, 0.02, size=(rows, cols)).astype(np.float32)
-        w[:, rng.choice(cols, cols // 100, replace=False)] *= 8.0  # outlier input channels
+        if outliers:  # 1 % of the input channels 8x larger, as real LLM weights show
+            w[:, rng.choice(cols, cols // 100, replace=False)] *= 8.0
         return w
 
     t = {"token_embd.weight": linear(VOCAB, HIDDEN), "output.weight": linear(VOCAB, HIDDEN),
@@ -81,22 +82,50 @@ def q4_k_m(src, dst):
         raise SystemExit(f"llama_model_quantize failed ({rc})")
 
 
+def logits(build, model, out):
+    ids = " ".join(str(i) for i in np.random.default_rng(3).integers(3, VOCAB, 64))
+    path = os.path.join(out, "logits.f32")
+    subprocess.run([os.path.join(build, "phi3c"), "logits", "-m", model, "--ids", ids, "-o", path,
+                    "--act", "w4a32"], check=True, capture_output=True)
+    return np.fromfile(path, dtype="<f4").reshape(-1, VOCAB).astype(np.float64)
+
+
+def rel_err2(ref, z):
+    return float(((z - ref) ** 2).sum() / (ref ** 2).sum())
+
+
+def kl(ref, z):
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    lp, lq = log_softmax(ref), log_softmax(z)
+    return float((np.exp(lp) * (lp - lq)).sum(axis=1).mean())
+
+
 def main():
     out = sys.argv[1]
     build = sys.argv[2] if len(sys.argv) > 2 else "build"
     os.makedirs(out, exist_ok=True)
-    f32, q4km = os.path.join(out, "synth-f32.gguf"), os.path.join(out, "synth-q4_k_m.gguf")
-    write_f32_gguf(f32, synthetic_weights(np.random.default_rng(7)))
-    q4_k_m(f32, q4km)
-    natives = []
-    for src, tag in ((f32, "from-f32"), (q4km, "from-q4_k_m")):
-        for method in ("rtn", "search"):
-            dst = os.path.join(out, f"int4-{method}-{tag}.phi3c")
-            subprocess.run([os.path.join(build, "phi3c"), "quantize", "-m", src, "-o", dst,
-                            "--method", method, "--force"], check=True)
-            natives.append(dst)
-    subprocess.run([os.path.join(build, "tools", "quant_accuracy"), "--compare", f32, q4km,
-                    *natives], check=True)
+    for kind in ("gaussian", "outliers"):
+        f32 = os.path.join(out, f"{kind}-f32.gguf")
+        q4km = os.path.join(out, f"{kind}-q4_k_m.gguf")
+        write_f32_gguf(f32, synthetic_weights(np.random.default_rng(7), kind == "outliers"))
+        q4_k_m(f32, q4km)
+        natives = []
+        for src, tag in ((f32, "from-f32"), (q4km, "from-q4_k_m")):
+            for method in ("rtn", "search"):
+                dst = os.path.join(out, f"{kind}-int4-{method}-{tag}.phi3c")
+                subprocess.run([os.path.join(build, "phi3c"), "quantize", "-m", src, "-o", dst,
+                                "--method", method, "--force"], check=True)
+                natives.append(dst)
+        subprocess.run([os.path.join(build, "tools", "quant_accuracy"), "--compare", f32, q4km,
+                        *natives], check=True)
+        print(f"\n| {kind}: logits vs the F32 model (phi3c, 64 random tokens) | rel err^2 | KL |")
+        print("|---|---|---|")
+        ref = logits(build, f32, out)
+        for m in (q4km, *natives):
+            z = logits(build, m, out)
+            print(f"| {os.path.basename(m)} | {rel_err2(ref, z):.4f} | {kl(ref, z):.4f} |")
 
 
 if __name__ == "__main__":
