@@ -168,7 +168,7 @@ fixtures:
 	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
 
 bench: all
-	@tools/bench.sh
+	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer

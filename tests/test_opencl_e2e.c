@@ -238,3 +238,83 @@ P3_TEST_SLOW(opencl_e2e_int4_equals_cpu) {
             p3_model_free(cpu);
         }
 }
+
+/* The CLI on the OpenCL backend: greedy ids equal the oracle's; a missing device is a clear error.
+ */
+P3_TEST_SLOW(opencl_cli_run_backend_opencl) {
+    if (!opencl_available(t)) return;
+    int n_prompt = 0, n_want = 0;
+    int32_t *prompt = read_ids(t, "tests/fixtures/medium/gen.prompt.ids", &n_prompt);
+    int32_t *want = read_ids(t, "tests/fixtures/medium/bf16.gen.out.ids", &n_want);
+    if (!prompt || !want) goto done;
+    char ids[1024] = "", cmd[1400];
+    for (int i = 0; i < n_prompt; i++) {
+        size_t used = strlen(ids);
+        snprintf(ids + used, sizeof ids - used, "%s%d", i ? " " : "", (int)prompt[i]);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s run -m tests/fixtures/medium/model-bf16.gguf --backend opencl --device 0 "
+             "--prompt-ids \"%s\" -n %d --greedy --ids --no-echo",
+             p3_test_cli(), ids, n_want);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 0);
+        int n_got = 0;
+        int32_t got[64];
+        for (char *p = r.out; p && n_got < 64;) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p) break;
+            got[n_got++] = (int32_t)v;
+            p = end;
+        }
+        CHECK_EQ_INT(n_got, n_want);
+        CHECK_MSG(n_got == n_want && memcmp(got, want, (size_t)n_want * 4) == 0,
+                  "phi3c run --backend opencl: %s", r.out ? r.out : "(no output)");
+        p3_cmd_result_free(&r);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s run -m tests/fixtures/medium/model-bf16.gguf --backend opencl --device 99 "
+             "--prompt-ids 1 -n 1",
+             p3_test_cli());
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 1);
+        CHECK_MSG(r.err && strstr(r.err, "--device 99 does not exist"), "stderr: %s",
+                  r.err ? r.err : "");
+        p3_cmd_result_free(&r);
+    }
+done:
+    p3_free(prompt);
+    p3_free(want);
+}
+
+/* Without any OpenCL driver (an empty ICD directory) phi3c says why, in info and in run. */
+P3_TEST(opencl_cli_no_platform_is_explained) {
+    for (size_t i = 0; i < p3_backend_count(); i++) {
+        p3_backend_info info;
+        p3_backend_info_at(i, &info);
+        if (info.name && strcmp(info.name, "opencl") == 0 && strstr(info.why, "sanitizer")) {
+            p3_test_skip(t, "%s", info.why); /* this build's CLI does not probe OpenCL */
+            return;
+        }
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "OCL_ICD_VENDORS=%s %s info", p3_test_tmpdir(t), p3_test_cli());
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 0);
+        CHECK_MSG(r.out && strstr(r.out, "no OpenCL platform found"), "info: %s",
+                  r.out ? r.out : "");
+        p3_cmd_result_free(&r);
+    }
+    snprintf(cmd, sizeof cmd,
+             "OCL_ICD_VENDORS=%s %s run -m tests/fixtures/mini4k/model-bf16.gguf --backend opencl "
+             "--prompt-ids 1 -n 1",
+             p3_test_tmpdir(t), p3_test_cli());
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 1);
+        CHECK_MSG(r.err && strstr(r.err, "backend opencl is not available: no OpenCL platform"),
+                  "run: %s", r.err ? r.err : "");
+        p3_cmd_result_free(&r);
+    }
+}
