@@ -216,7 +216,10 @@ static ze_result_t drv_device_properties(ze_device_handle_t d, ze_device_propert
     memset(p, 0, sizeof *p);
     p->stype = stype;
     p->pNext = next;
-    p->type = ZE_DEVICE_TYPE_GPU;
+    /* P3_L0DRV_DEVICE_TYPE=vpu: an NPU-typed device without the graph extension, for the NPU
+     * backend's "no graph extension" error (tests/test_npu.c) */
+    const char *type = getenv("P3_L0DRV_DEVICE_TYPE");
+    p->type = type && strcmp(type, "vpu") == 0 ? ZE_DEVICE_TYPE_VPU : ZE_DEVICE_TYPE_GPU;
     p->vendorId = 0xffff;
     p->maxMemAllocSize = (uint64_t)1 << 32;
     p->numThreadsPerEU = 1;
