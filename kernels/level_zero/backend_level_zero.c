@@ -90,10 +90,13 @@ static bool l0_probe(char *why, size_t why_len, char *devices, size_t devices_le
         snprintf(why, why_len, "built without SPIR-V modules (%s)", p3_l0_spirv_missing);
         return false;
     }
-    if (!p3_l0_sanitizer_may_probe(why, why_len)) return false;
     l0_api api;
     l0_gpu_list gpus;
-    if (!p3_l0_api_load(&api, why, why_len) || !list_gpus(&api, &gpus, why, why_len)) return false;
+    /* the loader itself loads no driver until zeInit: a missing loader is reported in every build
+     */
+    if (!p3_l0_api_load(&api, why, why_len) || !p3_l0_sanitizer_may_probe(why, why_len) ||
+        !list_gpus(&api, &gpus, why, why_len))
+        return false;
     size_t used = 0;
     for (int i = 0; i < gpus.n && used < devices_len; i++) {
         int n = snprintf(devices + used, devices_len - used, "%s%d: %s", i ? ", " : "", i,

@@ -145,7 +145,9 @@ static bool find_graph_ext(const l0_api *api, npu_found *f, char *why, size_t wh
 
 static bool find_npu(l0_api *api, npu_found *f, char *why, size_t why_len) {
     memset(f, 0, sizeof *f);
-    return p3_l0_sanitizer_may_probe(why, why_len) && p3_l0_api_load(api, why, why_len) &&
+    /* the loader itself loads no driver until zeInit: a missing loader is reported in every build
+     */
+    return p3_l0_api_load(api, why, why_len) && p3_l0_sanitizer_may_probe(why, why_len) &&
            find_device(api, f, why, why_len) && find_graph_ext(api, f, why, why_len);
 }
 

@@ -8,6 +8,7 @@
 #define P3_NPU_GRAPH_EXT_H
 
 #include <level_zero/ze_api.h>
+#include <stddef.h>
 
 #define P3_ZE_GRAPH_EXT_NAME        "ZE_extension_graph" /* drivers list e.g. ZE_extension_graph_1_8 */
 #define P3_ZE_GRAPH_EXT_MIN_VERSION ZE_MAKE_VERSION(1, 8)
@@ -108,5 +109,22 @@ typedef struct p3_ze_graph_table {
                                                p3_ze_graph_properties_2 *); /* 1.8 */
     ze_result_t(ZE_APICALL *pfnGraphInitialize)(p3_ze_graph_handle_t);
 } p3_ze_graph_table;
+
+/* The ABI as ze_graph_ext.h lays it out on LP64 (x86-64 Linux, where the NPU driver runs): the
+ * table's entries by their position in its field list, the structures by their fields. */
+_Static_assert(offsetof(p3_ze_graph_table, pfnSetArgumentValue) == 4 * sizeof(void *), "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnAppendGraphExecute) == 6 * sizeof(void *), "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnDeviceGetGraphProperties) == 8 * sizeof(void *),
+               "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnBuildLogGetString) == 15 * sizeof(void *), "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnCreate2) == 16 * sizeof(void *), "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnGetProperties2) == 21 * sizeof(void *), "table");
+_Static_assert(offsetof(p3_ze_graph_table, pfnGraphInitialize) == 22 * sizeof(void *), "table");
+#if defined(__LP64__)
+_Static_assert(sizeof(p3_ze_device_graph_properties) == 32, "ze_device_graph_properties_t");
+_Static_assert(sizeof(p3_ze_graph_desc_2) == 56, "ze_graph_desc_2_t");
+_Static_assert(sizeof(p3_ze_graph_properties_2) == 24, "ze_graph_properties_2_t");
+_Static_assert(sizeof(p3_ze_graph_argument_properties) == 312, "ze_graph_argument_properties_t");
+#endif
 
 #endif /* P3_NPU_GRAPH_EXT_H */

@@ -5,7 +5,8 @@
 # output; tools/npu_check.py runs each graph on OpenVINO's CPU runtime (PyPI openvino, in the test
 # venv, $VENV) and compares. Then the NPU unit tests (IR bytes, NGRAPH_LITE, the probe's clear
 # errors) run with the test-only Level Zero driver of tests/l0driver/ named in
-# ZE_ENABLE_ALT_DRIVERS, release and ASan builds. Ends with "N passed, N failed[, N skipped]".
+# ZE_ENABLE_ALT_DRIVERS, release and ASan builds, and the npu_mock tests run the backend's host
+# code against that driver's mock graph extension (tests/l0driver/l0graph.c). Ends with "N passed, N failed[, N skipped]".
 set -uo pipefail
 : "${BUILD:=build}" "${MAKE:=make}" "${VENV:=$BUILD/venv}"
 
@@ -54,6 +55,13 @@ if "$MAKE" --no-print-directory "$BUILD/libp3_l0_test_driver.so" "$BUILD/phi3c-t
   echo "--- $BUILD/phi3c-tests npu (ZE_ENABLE_ALT_DRIVERS=test driver)"
   PHI3C_BIN=$BUILD/phi3c "$BUILD/phi3c-tests" npu 2>&1 | tee "$log"
   add_summary "$log" "phi3c-tests npu"
+  echo "--- $BUILD/phi3c-tests npu_mock (P3_L0DRV_GRAPH_EXT=1: the test driver's mock graph extension)"
+  P3_L0DRV_GRAPH_EXT=1 PHI3C_BIN=$BUILD/phi3c "$BUILD/phi3c-tests" npu_mock 2>&1 | tee "$log"
+  add_summary "$log" "phi3c-tests npu_mock"
+  echo "--- $BUILD/asan/phi3c-tests npu_mock"
+  P3_L0DRV_GRAPH_EXT=1 PHI3C_BIN=$BUILD/asan/phi3c PHI3C_TEST_FAST=1 ASAN_OPTIONS=detect_leaks=1 \
+    "$BUILD/asan/phi3c-tests" npu_mock 2>&1 | tee "$log"
+  add_summary "$log" "asan phi3c-tests npu_mock"
   echo "--- $BUILD/asan/phi3c-tests npu"
   PHI3C_BIN=$BUILD/asan/phi3c PHI3C_TEST_FAST=1 ASAN_OPTIONS=detect_leaks=1 \
     "$BUILD/asan/phi3c-tests" npu 2>&1 | tee "$log"

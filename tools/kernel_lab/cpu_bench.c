@@ -53,11 +53,14 @@ int main(int argc, char **argv) {
                 b->d = p3_f32_to_f16(0.01f);
             }
         p3_weight_desc d = {"w", P3_DT_I4G128S, rows, cols, data, P3_ACT_Q8};
+        double tu = p3_time_now();
         for (int l = 0; l < LAYERS; l++)
             if (p3_be_weight_upload(&be, &d, &w[l][s], &err) != PHI3C_OK) {
                 fprintf(stderr, "%s\n", err.message);
                 return 1;
             }
+        printf("upload (repack) %lldx%lld x %d: %.2f GB/s\n", (long long)rows, (long long)cols,
+               LAYERS, (double)rb * (double)rows * LAYERS / (p3_time_now() - tu) / 1e9);
         bytes_layer += (double)rb * (double)rows;
         macs_layer += (double)rows * (double)cols;
         free(data);
