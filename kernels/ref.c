@@ -58,9 +58,10 @@ p3_status p3_ref_embed(float *out, const void *table, p3_dtype dtype, int64_t ro
 float p3_ref_dot(const float *a, const float *b, int n) {
     float lane[16] = {0};
     for (int i = 0; i < n; i++) lane[i % 16] = fmaf(a[i], b[i], lane[i % 16]);
-    float sum = lane[0];
-    for (int l = 1; l < 16; l++) sum += lane[l];
-    return sum;
+    /* pairwise tree: lanes i and i+8, then i and i+4, i and i+2, i and i+1 (SIMD halvings) */
+    for (int width = 8; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++) lane[l] += lane[l + width];
+    return lane[0];
 }
 
 float p3_ref_expf(float x) {

@@ -37,7 +37,7 @@ void p3_ref_add(float *x, const float *y, size_t n);
  * bit (activations feed the int8 quantizer of the w4a8 path, where a one-ulp difference can flip
  * a rounding):
  * p3_ref_dot: 16 partial sums, element i going to lane i % 16 as lane = fmaf(a[i], b[i], lane) in
- * increasing i, then the lanes added in order 0..15.
+ * increasing i, then combined by halving: lane[l] += lane[l + w] for w = 8, 4, 2, 1 (l < w).
  * p3_ref_expf: exp(x) for x clamped to [-87.3365478515625, 88.3762626647949] (so 2^n is normal):
  * n = nearbyintf(x * log2(e)), r = fmaf(-n, C2, fmaf(-n, C1, x)) with C1 + C2 = ln 2 (Cody-Waite),
  * a degree-6 polynomial in fmaf (coefficients in ref.c), times 2^n with ldexpf; within 2 ulp of

@@ -8,6 +8,7 @@
 
 extern const p3_backend_iface p3_backend_cpu;
 extern const p3_backend_iface p3_backend_level_zero;
+extern const p3_backend_iface p3_backend_level_zero_npu;
 extern const p3_backend_iface p3_backend_opencl;
 
 /* Best first: `auto` picks the first available. Each backend folder adds its table here. */
@@ -16,6 +17,7 @@ static const p3_backend_iface *const backends[] = {
     &p3_backend_cpu,    /* the default until a GPU backend is measured faster */
     &p3_backend_opencl, /* after cpu: only PoCL (CPU) has run it, no real GPU was measured */
     &p3_backend_level_zero,
+    &p3_backend_level_zero_npu, /* after cpu: never run on an NPU yet */
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -82,7 +84,7 @@ p3_status p3_backend_open(const char *name, const p3_backend_options *opt, p3_ba
     }
     if (any) return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "no backend is available");
     return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                   "unknown backend '%s' (known: cpu, opencl, level-zero)", name);
+                   "unknown backend '%s' (known: cpu, opencl, level-zero, level-zero-npu)", name);
 }
 
 void p3_backend_close(p3_backend *be) {

@@ -156,28 +156,47 @@ static bool turn_stats(const char *err, int turn, int *prefilled, int *cache) {
     return c != NULL;
 }
 
-/* A tiny random Phi-3 with the real Phi-3 tokenizer (vocab 32064, 1 layer, tied embeddings) in a
- * fresh folder: enough to drive run/chat through the tokenizer and the template. */
+/* A small random Phi-3 with the real Phi-3 tokenizer (vocab 32064, head_dim 32, intermediate
+ * 2 x hidden, tied embeddings) in a fresh folder: enough to drive run/chat through the tokenizer
+ * and the template. */
 typedef struct tiny_tensor {
-    const char *name;
+    char name[96];
     int64_t rows, cols; /* cols 0: a 1-D [rows] norm weight (ones) */
 } tiny_tensor;
 
-static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
-    static const tiny_tensor tensors[] = {
-        {"model.embed_tokens.weight", 32064, 64},
-        {"model.layers.0.input_layernorm.weight", 64, 0},
-        {"model.layers.0.self_attn.qkv_proj.weight", 192, 64},
-        {"model.layers.0.self_attn.o_proj.weight", 64, 64},
-        {"model.layers.0.post_attention_layernorm.weight", 64, 0},
-        {"model.layers.0.mlp.gate_up_proj.weight", 256, 64},
-        {"model.layers.0.mlp.down_proj.weight", 64, 128},
-        {"model.norm.weight", 64, 0},
-    };
-    char path[512], header[4096];
+static int tiny_tensors(tiny_tensor *out, int hidden, int layers) {
+    int n = 0;
+    out[n++] = (tiny_tensor){"model.embed_tokens.weight", 32064, hidden};
+    for (int l = 0; l < layers; l++) {
+        const struct {
+            const char *suffix;
+            int64_t rows, cols;
+        } per_layer[] = {
+            {"input_layernorm.weight", hidden, 0},
+            {"self_attn.qkv_proj.weight", 3 * hidden, hidden},
+            {"self_attn.o_proj.weight", hidden, hidden},
+            {"post_attention_layernorm.weight", hidden, 0},
+            {"mlp.gate_up_proj.weight", 4 * hidden, hidden},
+            {"mlp.down_proj.weight", hidden, 2 * hidden},
+        };
+        for (size_t i = 0; i < P3_ARRAY_LEN(per_layer); i++) {
+            snprintf(out[n].name, sizeof out[n].name, "model.layers.%d.%s", l, per_layer[i].suffix);
+            out[n].rows = per_layer[i].rows;
+            out[n++].cols = per_layer[i].cols;
+        }
+    }
+    out[n++] = (tiny_tensor){"model.norm.weight", hidden, 0};
+    return n;
+}
+
+static bool write_chat_model(p3_test_ctx *t, const char *dir, int hidden, int layers) {
+    tiny_tensor tensors[2 + 6 * 8];
+    if (!CHECK(layers <= 8)) return false;
+    int n_tensors = tiny_tensors(tensors, hidden, layers);
+    char path[512], header[16384];
     size_t hl = 0, offset = 0;
     hl += (size_t)snprintf(header + hl, sizeof header - hl, "{");
-    for (size_t i = 0; i < P3_ARRAY_LEN(tensors); i++) {
+    for (int i = 0; i < n_tensors; i++) {
         const tiny_tensor *tt = &tensors[i];
         size_t bytes = (size_t)tt->rows * (size_t)(tt->cols ? tt->cols : 1) * 2;
         if (tt->cols)
@@ -204,7 +223,7 @@ static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
     fwrite(header, 1, hl, f);
     p3_test_rng rng;
     p3_test_rng_seed(&rng, 11);
-    for (size_t i = 0; i < P3_ARRAY_LEN(tensors); i++) {
+    for (int i = 0; i < n_tensors; i++) {
         const tiny_tensor *tt = &tensors[i];
         size_t n = (size_t)tt->rows * (size_t)(tt->cols ? tt->cols : 1);
         for (size_t j = 0; j < n; j++) {
@@ -216,12 +235,14 @@ static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     f = fopen(path, "w");
     if (!CHECK(f != NULL)) return false;
-    fprintf(f, "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 64, "
-               "\"intermediate_size\": 128, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
-               "\"num_key_value_heads\": 2, \"vocab_size\": 32064, \"max_position_embeddings\": "
-               "4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"rope_scaling\": null, "
-               "\"sliding_window\": 2047, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
-               "\"eos_token_id\": 32000}\n");
+    fprintf(f,
+            "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": %d, "
+            "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+            "\"num_key_value_heads\": %d, \"vocab_size\": 32064, \"max_position_embeddings\": "
+            "4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"rope_scaling\": null, "
+            "\"sliding_window\": 2047, \"tie_word_embeddings\": true, \"bos_token_id\": 1, "
+            "\"eos_token_id\": 32000}\n",
+            hidden, 2 * hidden, layers, hidden / 32, hidden / 32);
     fclose(f);
     const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
     for (size_t i = 0; i < P3_ARRAY_LEN(files); i++) {
@@ -232,6 +253,10 @@ static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
         if (!CHECK_MSG(system(cmd) == 0, "%s", cmd)) return false;
     }
     return true;
+}
+
+static bool write_tiny_chat_model(p3_test_ctx *t, const char *dir) {
+    return write_chat_model(t, dir, 64, 1);
 }
 
 P3_TEST(cli_run_streams_text_through_the_tokenizer) {
@@ -315,6 +340,65 @@ P3_TEST(cli_chat_drops_the_oldest_turns_when_the_context_is_full) {
                   r.err ? r.err : "");
         int p4 = 0, c4 = 0;
         CHECK(turn_stats(r.err, 4, &p4, &c4) && c4 <= 48);
+    }
+    p3_cmd_result_free(&r);
+}
+
+/* Ctrl-C during an answer stops that answer only: the chat goes on reading commands. */
+P3_TEST_SLOW(cli_chat_ctrl_c_stops_the_answer_not_the_chat) {
+    const char *dir = p3_test_tmpdir(t);
+    if (!write_chat_model(t, dir, 256, 2)) return;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "{ echo 'tell me a story'; sleep 2; echo /reset; echo /exit; } | "
+             "%s chat -m %s -n 100000 -c 2048 --greedy -t 2 > %s/out 2> %s/err & pid=$!; "
+             "n=0; while [ ! -s %s/out ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; "
+             "sleep 0.3; kill -INT $pid; "
+             "wait $pid; echo \"exit=$?\"; cat %s/err",
+             p3_test_cli(), dir, dir, dir, dir, dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        const char *out = r.out ? r.out : "";
+        CHECK_MSG(strstr(out, "exit=0") && strstr(out, "[stopped]"), "%s", out);
+        int p = 0, c = 0;
+        CHECK(turn_stats(out, 1, &p, &c) && c < 2000); /* stopped before the context was full */
+        CHECK_MSG(strstr(out, "[new conversation]"), "the chat did not go on: %s", out);
+    }
+    p3_cmd_result_free(&r);
+}
+
+/* The number after `marker` and "**" in TRAINING.md (the demo model's transformers perplexity). */
+static double training_md_number(const char *text, const char *marker) {
+    const char *p = text ? strstr(text, marker) : NULL;
+    p = p ? strstr(p, "**") : NULL;
+    return p ? atof(p + 2) : 0.0;
+}
+
+/* The demo model's held-out perplexity through phi3c's f32 path equals transformers' (recorded in
+ * its TRAINING.md by tools/train_demo.py) within 0.1%. PHI3C_DEMO_MODEL overrides the folder. */
+P3_TEST_SLOW(cli_perplexity_of_the_demo_model_matches_transformers) {
+    const char *env = getenv("PHI3C_DEMO_MODEL");
+    const char *dir = env && *env ? env : "tools/demo-model";
+    char path[512], cmd[1024];
+    snprintf(path, sizeof path, "%s/TRAINING.md", dir);
+    if (!p3_file_exists(path)) {
+        p3_test_skip(t, "%s is not there (the demo model is trained by tools/train_demo.py)", path);
+        return;
+    }
+    size_t size;
+    char *md = p3_test_read_file(t, path, &size);
+    double want = training_md_number(md, "bf16-rounded weights");
+    p3_free(md);
+    if (!CHECK_MSG(want > 1.0, "%s: no reference perplexity for the bf16 weights", path)) return;
+    snprintf(cmd, sizeof cmd, "%s perplexity -m %s -f %s/heldout.txt -c 256", p3_test_cli(), dir,
+             dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        const char *at = r.out ? strstr(r.out, "perplexity ") : NULL;
+        double got = at ? atof(at + 11) : 0.0;
+        printf("    demo model held-out perplexity: phi3c %.4f, transformers %.4f\n", got, want);
+        CHECK_MSG(fabs(got - want) <= 1e-3 * want, "phi3c %.4f vs transformers %.4f (%s)", got,
+                  want, r.err ? r.err : "");
     }
     p3_cmd_result_free(&r);
 }

@@ -287,3 +287,34 @@ done:
     p3_free(prompt);
     p3_free(want);
 }
+
+/* Without any OpenCL driver (an empty ICD directory) phi3c says why, in info and in run. */
+P3_TEST(opencl_cli_no_platform_is_explained) {
+    for (size_t i = 0; i < p3_backend_count(); i++) {
+        p3_backend_info info;
+        p3_backend_info_at(i, &info);
+        if (info.name && strcmp(info.name, "opencl") == 0 && strstr(info.why, "sanitizer")) {
+            p3_test_skip(t, "%s", info.why); /* this build's CLI does not probe OpenCL */
+            return;
+        }
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "OCL_ICD_VENDORS=%s %s info", p3_test_tmpdir(t), p3_test_cli());
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 0);
+        CHECK_MSG(r.out && strstr(r.out, "no OpenCL platform found"), "info: %s",
+                  r.out ? r.out : "");
+        p3_cmd_result_free(&r);
+    }
+    snprintf(cmd, sizeof cmd,
+             "OCL_ICD_VENDORS=%s %s run -m tests/fixtures/mini4k/model-bf16.gguf --backend opencl "
+             "--prompt-ids 1 -n 1",
+             p3_test_tmpdir(t), p3_test_cli());
+    if (p3_test_run(t, cmd, &r)) {
+        CHECK_EQ_INT(r.exit_code, 1);
+        CHECK_MSG(r.err && strstr(r.err, "backend opencl is not available: no OpenCL platform"),
+                  "run: %s", r.err ? r.err : "");
+        p3_cmd_result_free(&r);
+    }
+}

@@ -5,6 +5,7 @@
 #include "ref.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,16 +258,24 @@ static size_t int4_block_bytes(p3_dtype d) {
     return d == P3_DT_I4G128S ? sizeof(p3_block_i4s) : sizeof(p3_block_i4a);
 }
 
-/* Nibble j of one source block (int4.h order). */
-static uint8_t block_q(const uint8_t *qs, int j) {
-    return j < P3_QK / 2 ? qs[j] & 0x0f : qs[j - P3_QK / 2] >> 4;
-}
+/* Repacks INT4 rows into panels (layout in cpu.h), panels split over the threads. A source byte
+ * qs[j] holds q[j] (low) and q[j + 64] (high), and a panel chunk byte wants q[4c + b] (low) and
+ * q[64 + 4c + b] (high): the same pair, so repacking only interleaves 4-byte words of 16 rows. */
+typedef struct repack_job {
+    cpu_weight *w;
+    const uint8_t *src;
+} repack_job;
 
-/* Repacks INT4 rows into panels (layout in cpu.h). */
-static void repack_panels(cpu_weight *w, const uint8_t *src) {
+static void repack_task(void *arg, int ith, int nth) {
+    repack_job *j = arg;
+    cpu_weight *w = j->w;
+    const uint8_t *src = j->src;
     size_t bb = int4_block_bytes(w->pub.dtype), row_bytes = (size_t)w->n_groups * bb;
     bool asym = w->pub.dtype == P3_DT_I4G128A;
-    for (int64_t p = 0; p < w->n_panels; p++)
+    size_t qs_off = asym ? offsetof(p3_block_i4a, qs) : offsetof(p3_block_i4s, qs);
+    int64_t p0, p1;
+    cpu_split(w->n_panels, 1, ith, nth, &p0, &p1);
+    for (int64_t p = p0; p < p1; p++)
         for (int64_t g = 0; g < w->n_groups; g++) {
             size_t pg = (size_t)(p * w->n_groups + g);
             uint8_t *dst = w->data + pg * CPU_GROUP_BYTES;
@@ -274,28 +283,18 @@ static void repack_panels(cpu_weight *w, const uint8_t *src) {
             uint8_t *zp = asym ? w->zeros + pg * CPU_PANEL : NULL;
             for (int r = 0; r < CPU_PANEL; r++) {
                 int64_t row = p * CPU_PANEL + r;
-                const uint8_t *blk =
-                    row < w->pub.rows ? src + (size_t)row * row_bytes + g * bb : NULL;
-                uint8_t z = 8;
-                const uint8_t *qs = NULL;
-                sc[r] = 0;
-                if (blk && asym) {
-                    const p3_block_i4a *b = (const p3_block_i4a *)blk;
-                    sc[r] = b->d;
-                    z = b->z;
-                    qs = b->qs;
-                } else if (blk) {
-                    const p3_block_i4s *b = (const p3_block_i4s *)blk;
-                    sc[r] = b->d;
-                    qs = b->qs;
+                if (row >= w->pub.rows) { /* padding row: scale 0, every nibble its offset */
+                    sc[r] = 0;
+                    if (zp) zp[r] = 8;
+                    for (int c = 0; c < P3_QK / 8; c++)
+                        memset(dst + c * CPU_CHUNK + r * 4, 0x88, 4);
+                    continue;
                 }
-                if (zp) zp[r] = z;
+                const uint8_t *blk = src + (size_t)row * row_bytes + (size_t)g * bb;
+                memcpy(&sc[r], blk, sizeof(uint16_t)); /* d is the first field of both blocks */
+                if (zp) zp[r] = ((const p3_block_i4a *)blk)->z;
                 for (int c = 0; c < P3_QK / 8; c++)
-                    for (int b = 0; b < 4; b++) {
-                        uint8_t lo = qs ? block_q(qs, 4 * c + b) : z;
-                        uint8_t hi = qs ? block_q(qs, 64 + 4 * c + b) : z;
-                        dst[c * CPU_CHUNK + r * 4 + b] = (uint8_t)(lo | (hi << 4));
-                    }
+                    memcpy(dst + c * CPU_CHUNK + r * 4, blk + qs_off + 4 * c, 4);
             }
         }
 }
@@ -316,7 +315,8 @@ static p3_status upload_panels(cpu_ctx *c, cpu_weight *w, const p3_weight_desc *
         return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: out of memory repacking %s (%zu MB)",
                        d->name, (nib + sc + zp) >> 20);
     w->bytes = nib + sc + zp;
-    repack_panels(w, d->data);
+    repack_job job = {w, d->data};
+    cpu_pool_run(c->pool, repack_task, &job);
     return PHI3C_OK;
 }
 

@@ -67,12 +67,7 @@ static inline float dot_spec(const float *a, const float *b, int n) {
         lo = _mm256_fmadd_ps(_mm256_loadu_ps(ta), _mm256_loadu_ps(tb), lo);
         hi = _mm256_fmadd_ps(_mm256_loadu_ps(ta + 8), _mm256_loadu_ps(tb + 8), hi);
     }
-    float l[16];
-    _mm256_storeu_ps(l, lo);
-    _mm256_storeu_ps(l + 8, hi);
-    float s = l[0];
-    for (int k = 1; k < 16; k++) s += l[k];
-    return s;
+    return hsum8(_mm256_add_ps(lo, hi)); /* the reference's halvings: 8, then 4, 2, 1 */
 }
 
 /* ---- row ops (bit-identical to the reference) */

@@ -34,11 +34,10 @@ static inline __m512 exp512(__m512 x) {
 
 /* p3_ref_dot bit for bit: lane l of the accumulator is the reference's partial sum l. */
 static inline float lanes_sum(__m512 acc) {
-    __attribute__((aligned(64))) float l[16];
-    _mm512_store_ps(l, acc);
-    float s = l[0];
-    for (int i = 1; i < 16; i++) s += l[i];
-    return s;
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
 static inline float dot_spec(const float *a, const float *b, int n) {
@@ -383,49 +382,45 @@ static void matmul_w4a32_avx512(float *y, const float *x, const cpu_weight *w, i
 /* ---- attention: the reference's two passes (scores, then exp and weighted values in position
  * order), vectorised over head_dim and over positions for exp: bit-identical to the reference. */
 
-/* Row j of the job's head as f32 in v[] (up to 32 vectors), zero past head_dim. */
-static inline void load_kv_row(const cpu_attn_job *job, bool value, int pos, __m512 *v, int nv,
-                               int hd) {
-    const cpu_kv *kv = job->kv;
-    size_t idx = cpu_kv_index(kv, job->layer, job->kv_head, pos);
-    const uint8_t *src = (value ? kv->v : kv->k) + idx * (size_t)hd * kv->elem;
+/* Vector i of row `pos` of the job's head as f32, zero past head_dim. */
+static inline __attribute__((always_inline)) __m512
+kv_vec(const cpu_kv *kv, const uint8_t *base, const float *scale, size_t idx, int hd, int i) {
+    __mmask16 m = tail_mask(hd - 16 * i);
+    const uint8_t *src = base + idx * (size_t)hd * kv->elem;
     switch (kv->pub.desc.dtype) {
     case P3_KV_F32:
-        for (int i = 0; i < nv; i++)
-            v[i] = _mm512_maskz_loadu_ps(tail_mask(hd - 16 * i), (const float *)src + 16 * i);
-        break;
+        return _mm512_maskz_loadu_ps(m, (const float *)src + 16 * i);
     case P3_KV_F16:
-        for (int i = 0; i < nv; i++)
-            v[i] = _mm512_cvtph_ps(
-                _mm256_maskz_loadu_epi16(tail_mask(hd - 16 * i), (const uint16_t *)src + 16 * i));
-        break;
-    case P3_KV_Q8: {
-        __m512 d = _mm512_set1_ps((value ? kv->v_scale : kv->k_scale)[idx]);
-        for (int i = 0; i < nv; i++) {
-            __m128i b = _mm_maskz_loadu_epi8(tail_mask(hd - 16 * i), (const int8_t *)src + 16 * i);
-            v[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), d);
-        }
-        break;
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)src + 16 * i));
+    default: {
+        __m128i b = _mm_maskz_loadu_epi8(m, (const int8_t *)src + 16 * i);
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)),
+                             _mm512_set1_ps(scale[idx]));
     }
     }
 }
 
-static void attend_avx512(const cpu_attn_job *job) {
-    int hd = job->kv->pub.desc.head_dim, nv = (hd + 15) / 16;
-    int n = job->hi - job->lo + 1;
+/* NV vectors per head (a compile-time constant after inlining, so q and the sums stay in
+ * registers); positions of one head are consecutive in the cache. */
+static inline __attribute__((always_inline)) void attend_nv(const cpu_attn_job *job, int NV) {
+    const cpu_kv *kv = job->kv;
+    int hd = kv->pub.desc.head_dim, n = job->hi - job->lo + 1;
+    size_t idx0 = cpu_kv_index(kv, job->layer, job->kv_head, job->lo);
     float *s = job->scores;
-    __m512 q[32], acc[32], row[32];
-    for (int i = 0; i < nv; i++) {
+    __m512 q[32], acc[32];
+#pragma GCC unroll 32
+    for (int i = 0; i < NV; i++) {
         q[i] = _mm512_maskz_loadu_ps(tail_mask(hd - 16 * i), job->q + 16 * i);
         acc[i] = _mm512_setzero_ps();
     }
     float m = -INFINITY;
     for (int j = 0; j < n; j++) {
-        load_kv_row(job, false, job->lo + j, row, nv, hd);
         __m512 d = _mm512_setzero_ps();
-        for (int i = 0; i < nv; i++) d = _mm512_fmadd_ps(q[i], row[i], d);
+#pragma GCC unroll 32
+        for (int i = 0; i < NV; i++)
+            d = _mm512_fmadd_ps(q[i], kv_vec(kv, kv->k, kv->k_scale, idx0 + (size_t)j, hd, i), d);
         s[j] = lanes_sum(d) * job->scale;
-        m = fmaxf(m, s[j]);
+        m = s[j] > m ? s[j] : m;
     }
     __m512 mv = _mm512_set1_ps(m);
     for (int j = 0; j < n; j += 16) {
@@ -436,13 +431,48 @@ static void attend_avx512(const cpu_attn_job *job) {
     float sum = 0.0f;
     for (int j = 0; j < n; j++) {
         sum += s[j];
-        load_kv_row(job, true, job->lo + j, row, nv, hd);
         __m512 e = _mm512_set1_ps(s[j]);
-        for (int i = 0; i < nv; i++) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(e, row[i]));
+#pragma GCC unroll 32
+        for (int i = 0; i < NV; i++)
+            acc[i] = _mm512_add_ps(
+                acc[i], _mm512_mul_ps(e, kv_vec(kv, kv->v, kv->v_scale, idx0 + (size_t)j, hd, i)));
     }
     __m512 sv = _mm512_set1_ps(sum);
-    for (int i = 0; i < nv; i++)
+#pragma GCC unroll 32
+    for (int i = 0; i < NV; i++)
         _mm512_mask_storeu_ps(job->out + 16 * i, tail_mask(hd - 16 * i), _mm512_div_ps(acc[i], sv));
+}
+
+static void attend_avx512(const cpu_attn_job *job) {
+    switch ((job->kv->pub.desc.head_dim + 15) / 16) {
+    case 1:
+        attend_nv(job, 1);
+        break;
+    case 2:
+        attend_nv(job, 2);
+        break;
+    case 3:
+        attend_nv(job, 3);
+        break;
+    case 4:
+        attend_nv(job, 4);
+        break;
+    case 5:
+        attend_nv(job, 5);
+        break;
+    case 6:
+        attend_nv(job, 6);
+        break;
+    case 7:
+        attend_nv(job, 7);
+        break;
+    case 8:
+        attend_nv(job, 8);
+        break;
+    default:
+        cpu_attend_scalar(job);
+        break; /* head_dim > 128: exact, not tuned */
+    }
 }
 
 const cpu_isa cpu_isa_avx512 = {

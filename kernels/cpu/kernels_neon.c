@@ -188,11 +188,10 @@ static float dot_spec(const float *a, const float *b, int n) {
         for (int k = 0; k < 4; k++)
             acc[k] = vfmaq_f32(acc[k], vld1q_f32(ta + 4 * k), vld1q_f32(tb + 4 * k));
     }
-    float l[16];
-    for (int k = 0; k < 4; k++) vst1q_f32(l + 4 * k, acc[k]);
-    float s = l[0];
-    for (int k = 1; k < 16; k++) s += l[k];
-    return s;
+    /* the reference's halvings: lanes i and i+8, i and i+4, i and i+2, i and i+1 */
+    float32x4_t s4 = vaddq_f32(vaddq_f32(acc[0], acc[2]), vaddq_f32(acc[1], acc[3]));
+    float32x2_t s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));
+    return vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);
 }
 
 static void rmsnorm_row_neon(float *out, const float *x, const float *w, int dim, float eps) {

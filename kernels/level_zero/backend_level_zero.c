@@ -6,7 +6,6 @@
 #include "int4.h"
 #include "l0_spirv.h"
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,116 +37,7 @@ const p3_backend_iface p3_backend_level_zero = {
 };
 #else
 
-#include <level_zero/ze_ddi.h>
-
-/* ---- the loader's entry points, resolved with dlsym */
-#define P3_ZE_FUNCS(X)                                                                             \
-    X(zeInit, ze_pfnInit_t)                                                                        \
-    X(zeDriverGet, ze_pfnDriverGet_t)                                                              \
-    X(zeDeviceGet, ze_pfnDeviceGet_t)                                                              \
-    X(zeDeviceGetProperties, ze_pfnDeviceGetProperties_t)                                          \
-    X(zeDeviceGetCommandQueueGroupProperties, ze_pfnDeviceGetCommandQueueGroupProperties_t)        \
-    X(zeContextCreate, ze_pfnContextCreate_t)                                                      \
-    X(zeContextDestroy, ze_pfnContextDestroy_t)                                                    \
-    X(zeCommandQueueCreate, ze_pfnCommandQueueCreate_t)                                            \
-    X(zeCommandQueueDestroy, ze_pfnCommandQueueDestroy_t)                                          \
-    X(zeCommandQueueExecuteCommandLists, ze_pfnCommandQueueExecuteCommandLists_t)                  \
-    X(zeCommandListCreate, ze_pfnCommandListCreate_t)                                              \
-    X(zeCommandListDestroy, ze_pfnCommandListDestroy_t)                                            \
-    X(zeCommandListClose, ze_pfnCommandListClose_t)                                                \
-    X(zeCommandListReset, ze_pfnCommandListReset_t)                                                \
-    X(zeCommandListAppendLaunchKernel, ze_pfnCommandListAppendLaunchKernel_t)                      \
-    X(zeCommandListAppendMemoryCopy, ze_pfnCommandListAppendMemoryCopy_t)                          \
-    X(zeCommandListAppendMemoryFill, ze_pfnCommandListAppendMemoryFill_t)                          \
-    X(zeCommandListAppendBarrier, ze_pfnCommandListAppendBarrier_t)                                \
-    X(zeFenceCreate, ze_pfnFenceCreate_t)                                                          \
-    X(zeFenceDestroy, ze_pfnFenceDestroy_t)                                                        \
-    X(zeFenceHostSynchronize, ze_pfnFenceHostSynchronize_t)                                        \
-    X(zeFenceReset, ze_pfnFenceReset_t)                                                            \
-    X(zeMemAllocDevice, ze_pfnMemAllocDevice_t)                                                    \
-    X(zeMemFree, ze_pfnMemFree_t)                                                                  \
-    X(zeModuleCreate, ze_pfnModuleCreate_t)                                                        \
-    X(zeModuleDestroy, ze_pfnModuleDestroy_t)                                                      \
-    X(zeModuleBuildLogGetString, ze_pfnModuleBuildLogGetString_t)                                  \
-    X(zeModuleBuildLogDestroy, ze_pfnModuleBuildLogDestroy_t)                                      \
-    X(zeKernelCreate, ze_pfnKernelCreate_t)                                                        \
-    X(zeKernelDestroy, ze_pfnKernelDestroy_t)                                                      \
-    X(zeKernelSetGroupSize, ze_pfnKernelSetGroupSize_t)                                            \
-    X(zeKernelSetArgumentValue, ze_pfnKernelSetArgumentValue_t)
-
-typedef struct l0_api {
-#define P3_ZE_FIELD(name, type) type name;
-    P3_ZE_FUNCS(P3_ZE_FIELD)
-#undef P3_ZE_FIELD
-} l0_api;
-
-/* The loader's file name; PHI3C_ZE_LOADER overrides it (tests use it to simulate "no loader"). */
-static const char *loader_name(void) {
-    const char *env = getenv("PHI3C_ZE_LOADER");
-    return env && *env ? env : "libze_loader.so.1";
-}
-
-/* Kept under the registry's 256-byte `why`. Debian's loader 1.8 probes libze_intel_gpu.so.1 and
- * libze_intel_vpu.so.1 only; current NPU drivers install libze_intel_npu.so. */
-static const char *const no_driver_hint =
-    "Intel GPUs need libze_intel_gpu.so.1 (intel-level-zero-gpu); an NPU driver installing "
-    "libze_intel_npu.so needs ZE_ENABLE_ALT_DRIVERS=/path/libze_intel_npu.so";
-
-static const char *ze_result_name(ze_result_t r) {
-    switch (r) {
-    case ZE_RESULT_SUCCESS:
-        return "ZE_RESULT_SUCCESS";
-    case ZE_RESULT_NOT_READY:
-        return "ZE_RESULT_NOT_READY";
-    case ZE_RESULT_ERROR_DEVICE_LOST:
-        return "ZE_RESULT_ERROR_DEVICE_LOST";
-    case ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY:
-        return "ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY";
-    case ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY:
-        return "ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY";
-    case ZE_RESULT_ERROR_MODULE_BUILD_FAILURE:
-        return "ZE_RESULT_ERROR_MODULE_BUILD_FAILURE";
-    case ZE_RESULT_ERROR_UNINITIALIZED:
-        return "ZE_RESULT_ERROR_UNINITIALIZED";
-    case ZE_RESULT_ERROR_UNSUPPORTED_FEATURE:
-        return "ZE_RESULT_ERROR_UNSUPPORTED_FEATURE";
-    case ZE_RESULT_ERROR_UNSUPPORTED_SIZE:
-        return "ZE_RESULT_ERROR_UNSUPPORTED_SIZE";
-    case ZE_RESULT_ERROR_INVALID_ARGUMENT:
-        return "ZE_RESULT_ERROR_INVALID_ARGUMENT";
-    case ZE_RESULT_ERROR_INVALID_NULL_POINTER:
-        return "ZE_RESULT_ERROR_INVALID_NULL_POINTER";
-    case ZE_RESULT_ERROR_INVALID_KERNEL_NAME:
-        return "ZE_RESULT_ERROR_INVALID_KERNEL_NAME";
-    default:
-        return "Level Zero error";
-    }
-}
-
-/* Opens the loader and resolves every entry point. The handle is never closed: drivers keep
- * process-wide state that does not survive being unloaded and reloaded. */
-static bool api_load(l0_api *api, char *why, size_t why_len) {
-    const char *name = loader_name();
-    void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        const char *e = dlerror();
-        snprintf(why, why_len, "Level Zero loader %s not found (install libze1): %s", name,
-                 e ? e : "dlopen failed");
-        return false;
-    }
-#define P3_ZE_RESOLVE(fn, type)                                                                    \
-    {                                                                                              \
-        void *sym = dlsym(lib, #fn);                                                               \
-        if (!sym) {                                                                                \
-            snprintf(why, why_len, "Level Zero loader %s lacks %s", name, #fn);                    \
-            return false;                                                                          \
-        }                                                                                          \
-        memcpy(&api->fn, &sym, sizeof sym);                                                        \
-    }
-    P3_ZE_FUNCS(P3_ZE_RESOLVE)
-#undef P3_ZE_RESOLVE
-    return true;
-}
+#include "l0_loader.h"
 
 /* The GPU devices of every driver, in driver order. */
 #define P3_L0_MAX_DEVICES 16
@@ -160,12 +50,12 @@ typedef struct l0_gpu_list {
 
 static bool list_gpus(const l0_api *api, l0_gpu_list *gpus, char *why, size_t why_len) {
     memset(gpus, 0, sizeof *gpus);
-    ze_result_t r = api->zeInit(ZE_INIT_FLAG_GPU_ONLY);
+    ze_result_t r = p3_l0_init(api);
     uint32_t n_drivers = 0;
     if (r == ZE_RESULT_SUCCESS) r = api->zeDriverGet(&n_drivers, NULL);
     if (r != ZE_RESULT_SUCCESS || n_drivers == 0) {
         snprintf(why, why_len, "no Level Zero driver found (%s): %s",
-                 r != ZE_RESULT_SUCCESS ? ze_result_name(r) : "0 drivers", no_driver_hint);
+                 r != ZE_RESULT_SUCCESS ? p3_ze_result_name(r) : "0 drivers", p3_l0_no_driver_hint);
         return false;
     }
     ze_driver_handle_t drivers[8];
@@ -194,43 +84,19 @@ static bool list_gpus(const l0_api *api, l0_gpu_list *gpus, char *why, size_t wh
     return true;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define P3_ASAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define P3_ASAN_BUILD 1
-#endif
-#endif
-
-/* Intel's GPU driver (and OpenCL ICD) dlopen libraries with RTLD_DEEPBIND, which AddressSanitizer
- * refuses by aborting the process; a sanitizer build therefore only probes a driver list chosen
- * explicitly with ZE_ENABLE_ALT_DRIVERS (the test stage's). */
-static bool sanitizer_may_probe(char *why, size_t why_len) {
-#ifdef P3_ASAN_BUILD
-    const char *alt = getenv("ZE_ENABLE_ALT_DRIVERS");
-    if (!alt || !*alt) {
-        snprintf(why, why_len,
-                 "not probed in a sanitizer build unless ZE_ENABLE_ALT_DRIVERS names the drivers "
-                 "(Intel's drivers dlopen with RTLD_DEEPBIND, which ASan refuses)");
-        return false;
-    }
-#else
-    (void)why;
-    (void)why_len;
-#endif
-    return true;
-}
-
 static bool l0_probe(char *why, size_t why_len, char *devices, size_t devices_len) {
     if (devices_len) devices[0] = '\0';
     if (p3_l0_spirv_size == 0) {
         snprintf(why, why_len, "built without SPIR-V modules (%s)", p3_l0_spirv_missing);
         return false;
     }
-    if (!sanitizer_may_probe(why, why_len)) return false;
     l0_api api;
     l0_gpu_list gpus;
-    if (!api_load(&api, why, why_len) || !list_gpus(&api, &gpus, why, why_len)) return false;
+    /* the loader itself loads no driver until zeInit: a missing loader is reported in every build
+     */
+    if (!p3_l0_api_load(&api, why, why_len) || !p3_l0_sanitizer_may_probe(why, why_len) ||
+        !list_gpus(&api, &gpus, why, why_len))
+        return false;
     size_t used = 0;
     for (int i = 0; i < gpus.n && used < devices_len; i++) {
         int n = snprintf(devices + used, devices_len - used, "%s%d: %s", i ? ", " : "", i,
@@ -308,7 +174,7 @@ static p3_status ze_fail(p3_error *err, ze_result_t r, const char *what) {
     p3_status s = r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY ? PHI3C_ERR_DEVICE_OOM
                   : r == ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY ? PHI3C_ERR_NOMEM
                                                             : PHI3C_ERR_BACKEND;
-    return p3_fail(err, s, "level-zero: %s failed (%s, 0x%x)", what, ze_result_name(r),
+    return p3_fail(err, s, "level-zero: %s failed (%s, 0x%x)", what, p3_ze_result_name(r),
                    (unsigned)r);
 }
 
@@ -423,7 +289,7 @@ static p3_status build_module(l0_ctx *c, p3_error *err) {
         c->module = NULL;
         return p3_fail(err, PHI3C_ERR_BACKEND,
                        "level-zero: building the SPIR-V module failed (%s); build log: %s",
-                       ze_result_name(r), text[0] ? text : "(empty)");
+                       p3_ze_result_name(r), text[0] ? text : "(empty)");
     }
     if (log) c->api.zeModuleBuildLogDestroy(log);
     for (int k = 0; k < K_COUNT; k++) {
@@ -433,7 +299,7 @@ static p3_status build_module(l0_ctx *c, p3_error *err) {
         if (r != ZE_RESULT_SUCCESS) {
             c->kernels[k] = NULL;
             return p3_fail(err, PHI3C_ERR_BACKEND, "level-zero: zeKernelCreate(%s) failed (%s)",
-                           kernel_names[k], ze_result_name(r));
+                           kernel_names[k], p3_ze_result_name(r));
         }
     }
     return PHI3C_OK;
@@ -517,12 +383,12 @@ static p3_status l0_create(const p3_backend_options *opt, void **out, p3_error *
     if (p3_l0_spirv_size == 0)
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "level-zero: built without SPIR-V modules (%s)",
                        p3_l0_spirv_missing);
-    if (!sanitizer_may_probe(why, sizeof why))
+    if (!p3_l0_sanitizer_may_probe(why, sizeof why))
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "level-zero: %s", why);
     l0_ctx *c = p3_calloc(1, sizeof *c);
     if (!c) return p3_fail(err, PHI3C_ERR_NOMEM, "level-zero: out of memory");
     l0_gpu_list gpus;
-    if (!api_load(&c->api, why, sizeof why) || !list_gpus(&c->api, &gpus, why, sizeof why)) {
+    if (!p3_l0_api_load(&c->api, why, sizeof why) || !list_gpus(&c->api, &gpus, why, sizeof why)) {
         p3_free(c);
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "level-zero: %s", why);
     }
@@ -571,12 +437,13 @@ static p3_status dev_alloc(l0_ctx *c, size_t size, void **out, p3_error *err) {
     ze_result_t r = c->api.zeMemAllocDevice(c->context, &md, size ? size : 1, 64, c->device, out);
     if (r != ZE_RESULT_SUCCESS) {
         *out = NULL;
-        return p3_fail(
-            err,
-            r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY || r == ZE_RESULT_ERROR_UNSUPPORTED_SIZE
-                ? PHI3C_ERR_DEVICE_OOM
-                : PHI3C_ERR_BACKEND,
-            "level-zero: cannot allocate %zu bytes of device memory (%s)", size, ze_result_name(r));
+        return p3_fail(err,
+                       r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY ||
+                               r == ZE_RESULT_ERROR_UNSUPPORTED_SIZE
+                           ? PHI3C_ERR_DEVICE_OOM
+                           : PHI3C_ERR_BACKEND,
+                       "level-zero: cannot allocate %zu bytes of device memory (%s)", size,
+                       p3_ze_result_name(r));
     }
     return PHI3C_OK;
 }

@@ -131,9 +131,10 @@ static void add_edge(graph *g, value from, int to_layer, int to_port) {
     e[3] = to_port;
 }
 
-/* An operation with up to two inputs and one output (port ids: inputs 0.., output next). */
+/* An operation with up to two inputs and one output (port ids: inputs 0.., output next); the
+ * output may carry tensor names (the NPU build flags name the graph's output "y"). */
 static value add_op(graph *g, const char *name, const char *type, const char *data, value a,
-                    const value *b, tensor out) {
+                    const value *b, tensor out, const char *out_names) {
     int id = g->n_layers++;
     int n_in = b ? 2 : 1;
     sb_printf(&g->xml, "<layer id=\"%d\" name=\"%s\" type=\"%s\" version=\"opset1\">", id, name,
@@ -143,7 +144,7 @@ static value add_op(graph *g, const char *name, const char *type, const char *da
     sb_port(&g->xml, 0, &a.t, NULL);
     if (b) sb_port(&g->xml, 1, &b->t, NULL);
     sb_printf(&g->xml, "</input><output>");
-    sb_port(&g->xml, n_in, &out, NULL);
+    sb_port(&g->xml, n_in, &out, out_names);
     sb_printf(&g->xml, "</output></layer>\n");
     add_edge(g, a, id, 0);
     if (b) add_edge(g, *b, id, 1);
@@ -243,22 +244,22 @@ static void build_graph(graph *g, const p3_npu_matmul_spec *s, const bin_layout 
                                    : add_const(g, "w", tw, l->weights, w_bytes);
     value sc = s->weights_as_inputs ? add_parameter(g, "scale", ts)
                                     : add_const(g, "scale", ts, l->scales, s_bytes);
-    value wf = add_op(g, "w_dq", "Convert", convert, w, NULL, twf);
+    value wf = add_op(g, "w_dq", "Convert", convert, w, NULL, twf, NULL);
     if (s->wtype == P3_NPU_W_U4) {
         tensor tz = {act, 1, {1}};
         value z = add_const(g, "zero_point", tz, l->zero, act == E_F32 ? 4 : 2);
-        wf = add_op(g, "w_centered", "Subtract", "auto_broadcast=\"numpy\"", wf, &z, twf);
+        wf = add_op(g, "w_centered", "Subtract", "auto_broadcast=\"numpy\"", wf, &z, twf, NULL);
     }
     if (act == E_F32) {
         tensor tsf = {E_F32, 3, {O, G, 1}};
-        sc = add_op(g, "scale_f32", "Convert", convert, sc, NULL, tsf);
+        sc = add_op(g, "scale_f32", "Convert", convert, sc, NULL, tsf, NULL);
     }
-    value ws = add_op(g, "w_scaled", "Multiply", "auto_broadcast=\"numpy\"", wf, &sc, twf);
+    value ws = add_op(g, "w_scaled", "Multiply", "auto_broadcast=\"numpy\"", wf, &sc, twf, NULL);
     value shape = add_const(g, "w_shape", (tensor){E_I64, 1, {2}}, l->shape, 16);
     value w2 = add_op(g, "w_2d", "Reshape", "special_zero=\"false\"", ws, &shape,
-                      (tensor){act, 2, {O, K}});
+                      (tensor){act, 2, {O, K}}, NULL);
     value y = add_op(g, "y_mm", "MatMul", "transpose_a=\"false\" transpose_b=\"true\"", x, &w2,
-                     (tensor){act, 2, {T, O}});
+                     (tensor){act, 2, {T, O}}, "y");
     add_result(g, "y", y);
     sb_printf(&g->xml, "</layers>\n<edges>\n");
     for (int i = 0; i < g->n_edges; i++)

@@ -11,6 +11,8 @@
 #include <level_zero/zes_ddi.h>
 #include <level_zero/zet_ddi.h>
 
+#include "l0graph.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +92,7 @@ struct _ze_kernel_handle_t {
     kernel_arg *args;
 };
 
-typedef enum op_kind { OP_LAUNCH, OP_COPY, OP_FILL } op_kind;
+typedef enum op_kind { OP_LAUNCH, OP_COPY, OP_FILL, OP_HOST } op_kind;
 
 typedef struct recorded_op {
     op_kind kind;
@@ -104,6 +106,9 @@ typedef struct recorded_op {
     size_t size;
     uint8_t pattern[16];
     size_t pattern_size;
+    /* host call (the mock NPU graphs of l0graph.c): run in order after the queued OpenCL work */
+    void (*host_fn)(const void *arg);
+    uint8_t host_arg[64];
 } recorded_op;
 
 struct _ze_command_list_handle_t {
@@ -188,9 +193,12 @@ static ze_result_t drv_driver_properties(ze_driver_handle_t d, ze_driver_propert
 static ze_result_t drv_driver_ext_props(ze_driver_handle_t d, uint32_t *count,
                                         ze_driver_extension_properties_t *props) {
     (void)d;
-    (void)props;
-    *count = 0;
-    return ZE_RESULT_SUCCESS;
+    return l0graph_ext_props(count, props); /* none unless P3_L0DRV_GRAPH_EXT is set */
+}
+
+static ze_result_t drv_driver_ext_address(ze_driver_handle_t d, const char *name, void **out) {
+    (void)d;
+    return l0graph_ext_address(name, out);
 }
 
 static ze_result_t drv_device_get(ze_driver_handle_t d, uint32_t *count, ze_device_handle_t *devs) {
@@ -216,7 +224,10 @@ static ze_result_t drv_device_properties(ze_device_handle_t d, ze_device_propert
     memset(p, 0, sizeof *p);
     p->stype = stype;
     p->pNext = next;
-    p->type = ZE_DEVICE_TYPE_GPU;
+    /* P3_L0DRV_DEVICE_TYPE=vpu: an NPU-typed device without the graph extension, for the NPU
+     * backend's "no graph extension" error (tests/test_npu.c) */
+    const char *type = getenv("P3_L0DRV_GRAPH_EXT") ? "vpu" : getenv("P3_L0DRV_DEVICE_TYPE");
+    p->type = type && strcmp(type, "vpu") == 0 ? ZE_DEVICE_TYPE_VPU : ZE_DEVICE_TYPE_GPU;
     p->vendorId = 0xffff;
     p->maxMemAllocSize = (uint64_t)1 << 32;
     p->numThreadsPerEU = 1;
@@ -294,6 +305,10 @@ static ze_result_t replay(const recorded_op *op) {
     case OP_FILL:
         rc = clEnqueueSVMMemFill(cl.queue, op->dst, op->pattern, op->pattern_size, op->size, 0,
                                  NULL, NULL);
+        break;
+    case OP_HOST:
+        rc = clFinish(cl.queue);
+        if (rc == CL_SUCCESS) op->host_fn(op->host_arg);
         break;
     case OP_LAUNCH: {
         cl_kernel k = op->kernel->kernel;
@@ -529,6 +544,25 @@ static ze_result_t drv_alloc_shared(ze_context_handle_t c, const ze_device_mem_a
     return svm_alloc(size, alignment, out);
 }
 
+static ze_result_t drv_alloc_host(ze_context_handle_t c, const ze_host_mem_alloc_desc_t *hd,
+                                  size_t size, size_t alignment, void **out) {
+    (void)c;
+    (void)hd;
+    return svm_alloc(size, alignment, out);
+}
+
+/* Appends a host call to a command list (l0graph.h); arg is copied. */
+ze_result_t l0drv_append_host(ze_command_list_handle_t l, void (*fn)(const void *arg),
+                              const void *arg, size_t size) {
+    recorded_op *op = size <= sizeof op->host_arg ? list_push(l) : NULL;
+    if (!op) return ZE_RESULT_ERROR_INVALID_ARGUMENT;
+    op->kind = OP_HOST;
+    op->host_fn = fn;
+    memcpy(op->host_arg, arg, size);
+    l->n_ops++;
+    return ZE_RESULT_SUCCESS;
+}
+
 static ze_result_t drv_mem_free(ze_context_handle_t c, void *p) {
     (void)c;
     int i = alloc_find(p);
@@ -758,6 +792,7 @@ ze_result_t ZE_APICALL zeGetDriverProcAddrTable(ze_api_version_t v, ze_driver_dd
     t->pfnGetApiVersion = drv_driver_api_version;
     t->pfnGetProperties = drv_driver_properties;
     t->pfnGetExtensionProperties = drv_driver_ext_props;
+    t->pfnGetExtensionFunctionAddress = drv_driver_ext_address;
     return ZE_RESULT_SUCCESS;
 }
 
@@ -821,6 +856,7 @@ ze_result_t ZE_APICALL zeGetMemProcAddrTable(ze_api_version_t v, ze_mem_dditable
     fill_unsupported(t, sizeof *t);
     t->pfnAllocDevice = drv_alloc_device;
     t->pfnAllocShared = drv_alloc_shared;
+    t->pfnAllocHost = drv_alloc_host;
     t->pfnFree = drv_mem_free;
     return ZE_RESULT_SUCCESS;
 }
