@@ -8,6 +8,7 @@ Usage (from the repo root; versions pinned in tools/requirements-demo.txt):
     python tools/train_demo.py                      # full run, writes tools/demo-model/
     python tools/train_demo.py --smoke --out /tmp/x # a minute-long check of the whole pipeline
     python tools/train_demo.py --write-heldout F    # only regenerate the held-out text
+    python tools/train_demo.py --eval-folder DIR    # reference perplexity of a saved folder on its heldout.txt
 """
 import argparse
 import json
@@ -60,7 +61,9 @@ def parse_args():
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write")
     p.add_argument("--tokenizer-dir", type=Path, default=DEFAULT_TOKENIZER_DIR)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--steps", type=int, default=900)
+    p.add_argument("--steps", type=int, default=900, help="length of the learning-rate schedule")
+    p.add_argument("--stop-at", type=int, metavar="N",
+                   help="stop after N steps of the --steps schedule (lr not fully decayed)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=256, help="training sequence length = perplexity window")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -73,6 +76,8 @@ def parse_args():
     p.add_argument("--smoke", action="store_true", help="20 steps, for checking the pipeline")
     p.add_argument("--write-heldout", type=Path, metavar="PATH",
                    help="write the held-out text to PATH and exit (no training)")
+    p.add_argument("--eval-folder", type=Path, metavar="DIR",
+                   help="load a saved model folder in f32 and print its perplexity on DIR/heldout.txt (no training)")
     return p.parse_args()
 
 
@@ -155,7 +160,7 @@ def train(torch, model, train_ids, heldout_ids, args, log):
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     curve, window_losses, t0 = [], [], time.time()
     offsets = torch.arange(args.seq_len)
-    for step in range(args.steps):
+    for step in range(args.stop_at or args.steps):
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
@@ -167,7 +172,7 @@ def train(torch, model, train_ids, heldout_ids, args, log):
         opt.step()
         opt.zero_grad(set_to_none=True)
         window_losses.append(loss.item())
-        last = step + 1 == args.steps
+        last = step + 1 == (args.stop_at or args.steps)
         if (step + 1) % args.log_every == 0 or last:
             row = {"step": step + 1, "train_loss": sum(window_losses) / len(window_losses),
                    "lr": lr_at(step, args), "elapsed_s": time.time() - t0}
@@ -227,6 +232,9 @@ def save_model(torch, model, out, tokenizer_dir):
 def write_report(path, args, info):
     """TRAINING.md: everything needed to reproduce and check the run."""
     cmd = "python tools/train_demo.py" + ("" if info["default_args"] else " " + " ".join(info["argv"]))
+    steps_done = args.stop_at or args.steps
+    stop_note = (f"{steps_done} steps, stopped early (`--stop-at`) in a {args.steps}-step schedule, lr "
+                 f"{info['curve'][-1]['lr']:.2e} at the stop" if args.stop_at else f"{steps_done} steps")
     lines = [
         "# Demo model training record",
         "",
@@ -238,7 +246,7 @@ def write_report(path, args, info):
         f"- Seed: {args.seed} (model init, batch sampling and the sampled generations below)",
         f"- Threads: {args.threads} (`torch.set_num_threads`), run under `nice -n 10` on a shared 2-core machine",
         f"- Versions: torch {info['torch']}, transformers {info['transformers']}, tokenizers {info['tokenizers']}",
-        f"- Training wall time: {info['train_seconds'] / 60:.1f} min ({args.steps} steps); whole script "
+        f"- Training wall time: {info['train_seconds'] / 60:.1f} min ({stop_note}); whole script "
         f"{info['total_seconds'] / 60:.1f} min",
         "",
         "## Data",
@@ -251,7 +259,7 @@ def write_report(path, args, info):
         "tokens. Each text is tokenized as one string with the Phi-3 tokenizer (tokenizer.json, no BOS, no "
         "special tokens).",
         f"- Batches: {args.batch} random crops of {args.seq_len} tokens per step from the training token "
-        f"stream (~{args.steps * args.batch * args.seq_len / info['train_tokens']:.2f} epochs).",
+        f"stream (~{steps_done * args.batch * args.seq_len / info['train_tokens']:.2f} epochs).",
         "",
         "## Model",
         "Phi3ForCausalLM: " + ", ".join(f"{k}={v}" for k, v in MODEL_SHAPE.items()) +
@@ -298,8 +306,25 @@ def write_report(path, args, info):
     path.write_text("\n".join(lines))
 
 
+def eval_folder(folder, window, threads):
+    """Recompute the reference perplexity from the files as stored (bf16 weights loaded into f32)."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
+    ids = encode(tokenizer, (folder / "heldout.txt").read_text())
+    ppl, n_windows, count = perplexity(model, ids, window)
+    print(f"{folder}: {len(ids)} tokens, {n_windows} windows of {window}, {count} predicted, perplexity {ppl:.6g}")
+
+
 def main():
     args = parse_args()
+    if args.eval_folder:
+        eval_folder(args.eval_folder, args.seq_len, args.threads)
+        return
     if args.smoke:
         args.steps, args.warmup, args.log_every, args.eval_every = 20, 5, 5, 10
     verses = read_kjv_verses()
