@@ -29,7 +29,7 @@ DEFAULT_OUT = REPO_ROOT / "tools" / "demo-model"
 
 VERSE_RANGE = "gen1:1-rev22:21"
 EXPECTED_VERSES = 31102
-# The last four books of the New Testament (bible-kjv's abbreviations): 418 verses, never trained on.
+# The last four books of the New Testament (bible-kjv's abbreviations): 456 verses, never trained on.
 HELDOUT_BOOKS = ("2Jn", "3Jn", "Jude", "Rev")
 # `bible -f` prints one verse per line: "<Book><chapter>:<verse> <text>", e.g. "1Sm3:10 And the LORD came".
 VERSE_LINE = re.compile(r"^([1-3]?[A-Za-z]+)(\d+):(\d+) (.+)$")
@@ -229,6 +229,15 @@ def save_model(torch, model, out, tokenizer_dir):
         shutil.copyfile(tokenizer_dir / name, out / name)
 
 
+def portable_args(args):
+    """The arguments as JSON, with paths relative to the repo root (tracked files hold no absolute paths)."""
+    def show(value):
+        if isinstance(value, Path):
+            return os.path.relpath(value.resolve(), REPO_ROOT)
+        return value
+    return json.dumps({k: show(v) for k, v in vars(args).items()})
+
+
 def write_report(path, args, info):
     """TRAINING.md: everything needed to reproduce and check the run."""
     cmd = "python tools/train_demo.py" + ("" if info["default_args"] else " " + " ".join(info["argv"]))
@@ -242,12 +251,16 @@ def write_report(path, args, info):
         "",
         "## Run",
         f"- Command (from the repo root, with tools/requirements-demo.txt installed): `{cmd}`",
-        f"- Full argument set: `{json.dumps(vars(args), default=str)}`",
+        f"- Full argument set: `{portable_args(args)}`",
         f"- Seed: {args.seed} (model init, batch sampling and the sampled generations below)",
         f"- Threads: {args.threads} (`torch.set_num_threads`), run under `nice -n 10` on a shared 2-core machine",
         f"- Versions: torch {info['torch']}, transformers {info['transformers']}, tokenizers {info['tokenizers']}",
         f"- Training wall time: {info['train_seconds'] / 60:.1f} min ({stop_note}); whole script "
         f"{info['total_seconds'] / 60:.1f} min",
+    ]
+    if info.get("note"):
+        lines += ["", info["note"]]
+    lines += [
         "",
         "## Data",
         f"- King James Bible from Debian's `bible-kjv` (`bible -f '{VERSE_RANGE}'`, {EXPECTED_VERSES} verses), "
