@@ -1,0 +1,188 @@
+# phi3c build. Plain make, out-of-tree build/, -MMD dependencies, per-file ISA flags.
+# `make` builds; `make run` builds and generates text with the embedded demo model; `make test`
+# runs the whole suite (release and ASan+UBSan builds, fuzz smoke runs, Python checks).
+
+SHARED      ?= ../shared
+BUILD       ?= build
+CC          ?= cc
+CLANG       ?= clang
+PYTHON      ?= python3
+VENV        ?= $(BUILD)/venv
+FUZZ_SECONDS ?= 60
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+        -Wundef -Wwrite-strings -Wvla
+INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
+            -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
+OPT      ?= -O2 -g
+CFLAGS   ?=
+LDLIBS   := -ldl -lm -lpthread -lxxhash
+
+ARCH := $(shell uname -m)
+
+# Library sources: every .c of the module folders. ISA-specific kernels carry their ISA in the
+# file name and get their flags below; nothing is built with -march=native.
+LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/opencl kernels/level_zero engine
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+ifneq ($(ARCH),aarch64)
+LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
+endif
+ifneq ($(ARCH),x86_64)
+LIB_SRC  := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(LIB_SRC))
+endif
+CLI_SRC  := $(wildcard tools/cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+EXAMPLE_SRC := $(wildcard tools/examples/*.c)
+
+ISA_avx2   := -mavx2 -mfma -mf16c -mavxvnni
+ISA_avx512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+ISA_amx    := $(ISA_avx512) -mamx-tile -mamx-int8
+ISA_neon   := -march=armv8.2-a+dotprod
+isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
+
+# Generated sources (embedded OpenCL/SPIR-V) may be added by kernel folders' make fragments.
+GEN_SRC :=
+-include kernels/opencl/build.mk
+-include kernels/level_zero/build.mk
+
+# Two flavours of every object: release in build/, ASan+UBSan in build/asan/.
+REL  := $(BUILD)/rel
+ASAN := $(BUILD)/asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+objs = $(patsubst %.c,$(1)/%.o,$(2))
+
+LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
+LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
+
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer format \
+        format-check clean venv fixtures info
+
+all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
+
+Q ?= @
+$(REL)/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "CC $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(OPT) $(CFLAGS) $(call isa_flags,$<) -MMD -MP -c $< -o $@
+
+$(ASAN)/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "CC [asan] $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) -DP3_FAULT_INJECTION $(CFLAGS) $(call isa_flags,$<) -MMD -MP -c $< -o $@
+
+$(BUILD)/libphi3c.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libphi3c.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
+	$(CC) -pthread -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
+	$(CC) -pthread -o $@ $^ $(LDLIBS)
+
+# The conformance suite alone, with only the kernels and what they need (no file-format libraries):
+# tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+            $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
+$(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
+	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
+
+$(BUILD)/asan/phi3c-tests: $(call objs,$(ASAN),$(TEST_SRC)) $(BUILD)/asan/libphi3c.a
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/phi3c.pc: tools/phi3c.pc.in
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath include)|' \
+	    -e 's|@VERSION@|0.1.0|' $< > $@
+
+# Measurement tools (C programs in tools/ linked against the library).
+TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer $(BUILD)/tools/npu_emit
+tools: $(TOOLS)
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libphi3c.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(OPT) -o $@ $< $(BUILD)/libphi3c.a $(LDLIBS)
+
+EXAMPLES := $(patsubst tools/examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: tools/examples/%.c $(BUILD)/libphi3c.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(OPT) -o $@ $< $(BUILD)/libphi3c.a $(LDLIBS)
+
+lib: $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so
+
+# ---- set-up: Debian packages (installed when root, else the exact command is printed) and venv
+deps:
+	@tools/deps.sh build
+deps-test:
+	@tools/deps.sh test
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: tools/requirements-test.txt
+	@tools/make_venv.sh $(VENV) tools/requirements-test.txt
+	@touch $@
+
+# ---- the two user commands
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/phi3c run -m tools/demo-model -p "And God said" -n 64 --seed 1
+
+test: deps-test
+	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
+	@SHARED=$(SHARED) BUILD=$(BUILD) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" \
+	    tests/run_all.sh
+
+test-unit: all $(BUILD)/phi3c-tests
+	PHI3C_SHARED=$(SHARED) PHI3C_BIN=$(BUILD)/phi3c $(BUILD)/phi3c-tests $(T)
+
+test-asan: $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
+	PHI3C_SHARED=$(SHARED) PHI3C_BIN=$(BUILD)/asan/phi3c PHI3C_TEST_FAST=1 $(BUILD)/asan/phi3c-tests $(T)
+
+# ---- fuzzing: libFuzzer targets in tests/fuzz/fuzz_*.c, built with clang
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB_OBJ := $(call objs,$(BUILD)/fuzzobj,$(LIB_SRC) $(GEN_SRC))
+$(BUILD)/fuzzobj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "CC [fuzz] $<"
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(call isa_flags,$<) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "LD [fuzz] $@"
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+fuzz: $(FUZZ_BIN)
+fuzz-smoke: fuzz
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+
+# Regenerates the oracle fixtures with transformers (needs PyPI; see tests/fixtures/README.md).
+fixtures:
+	@tools/make_venv.sh $(BUILD)/venv-fixtures tools/requirements-fixtures.txt
+	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
+
+bench: all
+	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
+
+# Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer
+	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
+	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
+
+format:
+	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')
+format-check:
+	clang-format-14 --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

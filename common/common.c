@@ -1,0 +1,321 @@
+/* common.c: errors, checked allocation, size arithmetic, file helpers, clock and UTF-8 check. */
+#define _POSIX_C_SOURCE 200809L
+#include "p3.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const status_text[PHI3C_STATUS_COUNT] = {
+    [PHI3C_OK] = "ok",
+    [PHI3C_ERR_INVALID_ARG] = "invalid argument",
+    [PHI3C_ERR_IO] = "I/O error",
+    [PHI3C_ERR_FORMAT] = "malformed file",
+    [PHI3C_ERR_UNSUPPORTED] = "unsupported",
+    [PHI3C_ERR_NOMEM] = "out of memory",
+    [PHI3C_ERR_CHECKSUM] = "checksum mismatch",
+    [PHI3C_ERR_CONTEXT_FULL] = "context full",
+    [PHI3C_ERR_BACKEND] = "backend error",
+    [PHI3C_ERR_UNAVAILABLE] = "not available",
+    [PHI3C_ERR_EXISTS] = "file exists",
+    [PHI3C_ERR_INTERRUPTED] = "interrupted",
+    [PHI3C_ERR_DEVICE_OOM] = "device out of memory",
+};
+
+const char *phi3c_strerror(phi3c_status status) {
+    if ((unsigned)status >= PHI3C_STATUS_COUNT) return "unknown status";
+    return status_text[status];
+}
+
+p3_status p3_fail(p3_error *err, p3_status status, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+void p3_error_prefix(p3_error *err, const char *fmt, ...) {
+    if (!err) return;
+    char prefix[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    /* build "prefix: old" without format-truncation games: copy pieces by length */
+    char old[sizeof err->message];
+    memcpy(old, err->message, sizeof old);
+    size_t cap = sizeof err->message - 1, n = 0;
+    for (const char *parts[3] = {prefix, ": ", old}, **p = parts; p < parts + 3; p++) {
+        size_t len = strnlen(*p, cap - n);
+        memcpy(err->message + n, *p, len);
+        n += len;
+    }
+    err->message[n] = '\0';
+}
+
+void p3_error_clear(p3_error *err) {
+    if (!err) return;
+    err->status = PHI3C_OK;
+    err->message[0] = '\0';
+}
+
+#ifdef P3_FAULT_INJECTION
+/* Thread-local so parallel tests do not disturb each other; test builds only. */
+static _Thread_local long allocs_until_failure = -1;
+void p3_alloc_fail_after(long n) { allocs_until_failure = n; }
+static bool injected_failure(void) {
+    if (allocs_until_failure < 0) return false;
+    if (allocs_until_failure == 0) return true;
+    allocs_until_failure--;
+    return false;
+}
+#else
+static bool injected_failure(void) { return false; }
+#endif
+
+void *p3_malloc(size_t size) { return injected_failure() ? NULL : malloc(size ? size : 1); }
+void *p3_calloc(size_t count, size_t size) {
+    return injected_failure() ? NULL : calloc(count ? count : 1, size ? size : 1);
+}
+void *p3_realloc(void *ptr, size_t size) {
+    return injected_failure() ? NULL : realloc(ptr, size ? size : 1);
+}
+void p3_free(void *ptr) { free(ptr); }
+
+char *p3_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *copy = p3_malloc(n);
+    if (copy) memcpy(copy, s, n);
+    return copy;
+}
+
+void *p3_malloc_aligned(size_t size, size_t alignment) {
+    if (injected_failure()) return NULL;
+    void *ptr = NULL;
+    if (posix_memalign(&ptr, alignment, size ? size : 1) != 0) return NULL;
+    return ptr;
+}
+void p3_free_aligned(void *ptr) { free(ptr); }
+
+bool p3_mul_size(size_t a, size_t b, size_t *out) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+bool p3_add_size(size_t a, size_t b, size_t *out) {
+    size_t r;
+    if (__builtin_add_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+bool p3_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+bool p3_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    uint64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return false;
+    *out = r;
+    return true;
+}
+
+float p3_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13); /* inf or NaN */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        int shift = 0;
+        while (!(mant & 0x400u)) {
+            mant <<= 1;
+            shift++;
+        }
+        mant &= 0x3ffu;
+        bits = sign | ((uint32_t)(113 - shift) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t p3_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t abs = x & 0x7fffffffu;
+    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (abs < 0x38800000u) { /* result is subnormal or zero: scale by 2^24 and round */
+        if (abs < 0x33000000u) return (uint16_t)sign; /* < 2^-25: rounds to zero */
+        uint32_t exp = abs >> 23;
+        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - exp; /* 14..24 */
+        uint32_t half = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1u);
+        uint32_t halfway = 1u << (shift - 1u);
+        if (rem > halfway || (rem == halfway && (half & 1u))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u); /* round to nearest even at bit 13 */
+    return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+float p3_bf16_to_f32(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t p3_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+p3_status p3_file_map(p3_mapped_file *file, const char *path, p3_error *err) {
+    memset(file, 0, sizeof *file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return p3_fail(err, PHI3C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return p3_fail(err, PHI3C_ERR_IO, "%s: not a regular file", path);
+    }
+    file->path = p3_strdup(path);
+    if (!file->path) {
+        close(fd);
+        return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", path);
+    }
+    file->size = (size_t)st.st_size;
+    if (file->size > 0) {
+        void *map = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            close(fd);
+            p3_free(file->path);
+            file->path = NULL;
+            return p3_fail(err, PHI3C_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        }
+        file->data = map;
+    }
+    close(fd);
+    return PHI3C_OK;
+}
+
+void p3_file_unmap(p3_mapped_file *file) {
+    if (!file) return;
+    if (file->data) munmap((void *)file->data, file->size);
+    p3_free(file->path);
+    memset(file, 0, sizeof *file);
+}
+
+p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error *err) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return p3_fail(err, PHI3C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = p3_malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len - 1, f);
+        if (len < cap - 1) break;
+        char *grown = (cap > SIZE_MAX / 2) ? NULL : p3_realloc(buf, cap * 2);
+        if (!grown) {
+            p3_free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap *= 2;
+    }
+    bool read_error = ferror(f);
+    fclose(f);
+    if (!buf) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory reading file", path);
+    if (read_error) {
+        p3_free(buf);
+        return p3_fail(err, PHI3C_ERR_IO, "%s: read error", path);
+    }
+    buf[len] = '\0';
+    *data = buf;
+    *size = len;
+    return PHI3C_OK;
+}
+
+bool p3_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool p3_is_directory(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *p3_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    bool slash = a > 0 && dir[a - 1] != '/';
+    char *out = p3_malloc(a + b + 2);
+    if (!out) return NULL;
+    memcpy(out, dir, a);
+    if (slash) out[a++] = '/';
+    memcpy(out + a, name, b + 1);
+    return out;
+}
+
+double p3_time_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+bool p3_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        size_t len;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i < len) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += len;
+    }
+    return true;
+}

@@ -1,0 +1,82 @@
+/* p3.h: small shared utilities used by every folder: status/error reporting, checked allocation and
+ * size arithmetic, f16/bf16 conversion, read-only file mapping and a monotonic clock. */
+#ifndef P3_COMMON_H
+#define P3_COMMON_H
+
+#include "phi3c.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef phi3c_status p3_status;
+typedef phi3c_error p3_error;
+
+#define P3_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define P3_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define P3_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(__GNUC__)
+#define P3_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define P3_PRINTF(fmt_index, first_arg)
+#endif
+
+/* Records status and a formatted message in err (err may be NULL) and returns status, so callers
+ * can write `return p3_fail(err, PHI3C_ERR_FORMAT, "%s: bad header", path);`. */
+p3_status p3_fail(p3_error *err, p3_status status, const char *fmt, ...) P3_PRINTF(3, 4);
+/* Prefixes an existing message with "context: " (used when a lower layer's error needs the file). */
+void p3_error_prefix(p3_error *err, const char *fmt, ...) P3_PRINTF(2, 3);
+void p3_error_clear(p3_error *err);
+
+/* Every allocation goes through these so a test build (-DP3_FAULT_INJECTION) can make the n-th
+ * allocation of the calling thread fail with p3_alloc_fail_after(n); n < 0 turns that off. */
+void *p3_malloc(size_t size);
+void *p3_calloc(size_t count, size_t size);
+void *p3_realloc(void *ptr, size_t size);
+void p3_free(void *ptr);
+char *p3_strdup(const char *s);
+#ifdef P3_FAULT_INJECTION
+void p3_alloc_fail_after(long n);
+#endif
+/* Aligned allocation (alignment a power of two >= sizeof(void *)); free with p3_free_aligned. */
+void *p3_malloc_aligned(size_t size, size_t alignment);
+void p3_free_aligned(void *ptr);
+
+/* Overflow-checked size arithmetic: return false (and leave *out alone) when the result wraps. */
+bool p3_mul_size(size_t a, size_t b, size_t *out);
+bool p3_add_size(size_t a, size_t b, size_t *out);
+bool p3_mul_u64(uint64_t a, uint64_t b, uint64_t *out);
+bool p3_add_u64(uint64_t a, uint64_t b, uint64_t *out);
+
+/* IEEE half and bfloat16 conversions; f32->f16/bf16 round to nearest even, NaN stays NaN. */
+float p3_f16_to_f32(uint16_t h);
+uint16_t p3_f32_to_f16(float f);
+float p3_bf16_to_f32(uint16_t b);
+uint16_t p3_f32_to_bf16(float f);
+
+/* A whole file mapped read-only. One object owns the mapping; views into it stay valid until
+ * p3_file_unmap. Empty files map to data == NULL, size == 0. */
+typedef struct p3_mapped_file {
+    const uint8_t *data;
+    size_t size;
+    char *path;
+} p3_mapped_file;
+
+p3_status p3_file_map(p3_mapped_file *file, const char *path, p3_error *err);
+void p3_file_unmap(p3_mapped_file *file);
+/* Reads a whole (small) file into a NUL-terminated heap buffer. */
+p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error *err);
+bool p3_file_exists(const char *path);
+bool p3_is_directory(const char *path);
+/* Joins dir and name with one '/' into a new heap string (NULL on allocation failure). */
+char *p3_path_join(const char *dir, const char *name);
+
+/* Seconds from an arbitrary monotonic origin. */
+double p3_time_now(void);
+
+/* True when the n bytes are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool p3_utf8_valid(const char *s, size_t n);
+
+#endif /* P3_COMMON_H */

@@ -1,0 +1,286 @@
+/* api.c: the public model / session / generation API of include/phi3c.h over the engine's
+ * p3_model and p3_session, and the generation loop (sample, report, feed back). */
+#include "api_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+phi3c_model_params phi3c_model_params_default(void) {
+    phi3c_model_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+static p3_status to_load_options(const phi3c_model_params *p, p3_load_options *o, p3_error *err) {
+    p3_load_options_init(o);
+    if (!p) return PHI3C_OK;
+    o->backend = p->backend;
+    o->device = p->device;
+    o->n_threads = p->n_threads;
+    o->quant_method = p->quant_search ? P3_QUANT_SEARCH : P3_QUANT_RTN;
+    switch (p->quant) {
+    case PHI3C_QUANT_NONE:
+        o->quant = P3_WQ_NONE;
+        break;
+    case PHI3C_QUANT_INT4_G128:
+        o->quant = P3_WQ_INT4_SYM;
+        break;
+    case PHI3C_QUANT_INT4_G128_ASYM:
+        o->quant = P3_WQ_INT4_ASYM;
+        break;
+    default:
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown quantization %d", (int)p->quant);
+    }
+    switch (p->act) {
+    case PHI3C_ACT_DEFAULT:
+        break;
+    case PHI3C_ACT_W4A8:
+        o->act = P3_ACT_Q8, o->act_given = true;
+        break;
+    case PHI3C_ACT_W4A32:
+        o->act = P3_ACT_F32, o->act_given = true;
+        break;
+    default:
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "unknown activation mode %d", (int)p->act);
+    }
+    return PHI3C_OK;
+}
+
+phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params, phi3c_model **out,
+                              phi3c_error *err) {
+    if (!out || !path) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "model_load: NULL argument");
+    *out = NULL;
+    p3_load_options o;
+    p3_status st = to_load_options(params, &o, err);
+    if (st != PHI3C_OK) return st;
+    phi3c_model *model = p3_calloc(1, sizeof *model);
+    if (!model) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the model");
+    double t0 = p3_time_now();
+    p3_model_source *src = NULL;
+    st = p3_source_open(path, &src, err);
+    if (st == PHI3C_OK) st = p3_model_from_source(src, &o, &model->m, err);
+    if (st == PHI3C_OK) {
+        p3_api_load_tokenizer(model, src);
+        model->m->load_seconds = p3_time_now() - t0;
+    }
+    p3_source_close(src);
+    if (st != PHI3C_OK) {
+        phi3c_model_free(model);
+        return st;
+    }
+    *out = model;
+    return PHI3C_OK;
+}
+
+void phi3c_model_free(phi3c_model *model) {
+    if (!model) return;
+    p3_model_free(model->m);
+    p3_tokenizer_free(model->tok);
+    p3_free(model);
+}
+
+int phi3c_model_vocab_size(const phi3c_model *model) {
+    return model->m->cfg.vocab_size;
+}
+double phi3c_model_load_seconds(const phi3c_model *model) {
+    return model->m->load_seconds;
+}
+
+static bool is_int4(p3_dtype dt) {
+    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
+}
+
+void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
+    const p3_model *m = model->m;
+    const p3_config *c = &m->cfg;
+    char be[128] = "";
+    p3_be_describe((p3_backend *)&m->be, be, sizeof be);
+    snprintf(buf, len,
+             "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
+             c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
+             p3_dtype_name(m->layers[0].qkv->dtype), (double)m->weight_bytes / (1024.0 * 1024.0),
+             !is_int4(m->layers[0].qkv->dtype) ? ""
+             : m->act == P3_ACT_Q8             ? " w4a8"
+                                               : " w4a32",
+             be);
+}
+
+int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap) {
+    const p3_config *c = &model->m->cfg;
+    for (int i = 0; i < c->n_stop_ids && i < cap; i++) ids[i] = c->stop_ids[i];
+    return c->n_stop_ids;
+}
+
+phi3c_session_params phi3c_session_params_default(void) {
+    phi3c_session_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params *params,
+                                  phi3c_session **out, phi3c_error *err) {
+    if (!model || !out) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session_create: NULL argument");
+    *out = NULL;
+    p3_session_options o;
+    p3_session_options_init(&o);
+    if (params) {
+        o.n_ctx = params->n_ctx;
+        o.n_batch = params->n_batch;
+        o.all_logits = params->all_logits;
+        o.kv_given = params->kv != PHI3C_KV_DEFAULT;
+        o.kv = params->kv == PHI3C_KV_F16  ? P3_KV_F16
+               : params->kv == PHI3C_KV_Q8 ? P3_KV_Q8
+                                           : P3_KV_F32;
+        if (params->n_ctx < 0 || params->n_batch < 0)
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session: negative n_ctx or n_batch");
+    }
+    phi3c_session *s = p3_calloc(1, sizeof *s);
+    if (!s) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    s->model = model;
+    s->scratch = p3_malloc((size_t)model->m->cfg.vocab_size * sizeof(float));
+    p3_status st = s->scratch ? p3_session_create(model->m, &o, &s->s, err)
+                              : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    if (st != PHI3C_OK) {
+        phi3c_session_free(s);
+        return st;
+    }
+    *out = s;
+    return PHI3C_OK;
+}
+
+void phi3c_session_free(phi3c_session *session) {
+    if (!session) return;
+    p3_session_free(session->s);
+    p3_free(session->scratch);
+    p3_free(session);
+}
+
+void phi3c_session_reset(phi3c_session *session) {
+    p3_session_reset(session->s);
+}
+int phi3c_session_n_past(const phi3c_session *session) {
+    return session->s->n_past;
+}
+int phi3c_session_n_ctx(const phi3c_session *session) {
+    return session->s->n_ctx;
+}
+const float *phi3c_session_logits(const phi3c_session *session) {
+    return session->s->host_logits;
+}
+
+void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats) {
+    stats->n_prefilled = session->s->n_prefilled;
+    stats->n_reprefills = session->s->n_reprefills;
+}
+
+phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *ids, size_t n,
+                                       float *logits, phi3c_error *err) {
+    if (n > (size_t)session->s->n_ctx)
+        return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
+                       "context full: %zu tokens exceed the context of %d positions", n,
+                       session->s->n_ctx);
+    return p3_session_feed(session->s, ids, (int)n, logits, err);
+}
+
+static p3_sampler_options to_sampler_options(const phi3c_sampler_params *p) {
+    p3_sampler_options o = {.temperature = p->temperature,
+                            .top_k = p->top_k,
+                            .top_p = p->top_p,
+                            .min_p = p->min_p,
+                            .repeat_penalty = p->repeat_penalty,
+                            .repeat_last_n = p->repeat_last_n,
+                            .seed = p->seed};
+    return o;
+}
+
+phi3c_sampler_params phi3c_sampler_params_default(void) {
+    p3_sampler_options o;
+    p3_sampler_options_init(&o);
+    phi3c_sampler_params p = {.temperature = o.temperature,
+                              .top_k = o.top_k,
+                              .top_p = o.top_p,
+                              .min_p = o.min_p,
+                              .repeat_penalty = o.repeat_penalty,
+                              .repeat_last_n = o.repeat_last_n,
+                              .seed = o.seed};
+    return p;
+}
+
+phi3c_sampler_params phi3c_sampler_params_greedy(void) {
+    phi3c_sampler_params p = phi3c_sampler_params_default();
+    p.temperature = 0.0f;
+    return p;
+}
+
+/* The config's stop ids (generation_config.json / GGUF) and the tokenizer's (its eos, <|end|>,
+ * <|endoftext|>), so an instruct model stops at the end of its turn either way. */
+static bool is_stop_id(const phi3c_model *model, int32_t id) {
+    const p3_config *c = &model->m->cfg;
+    for (int i = 0; i < c->n_stop_ids; i++)
+        if (c->stop_ids[i] == id) return true;
+    return model->tok && p3_tokenizer_is_stop(model->tok, id);
+}
+
+phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
+                            int max_tokens, phi3c_token_fn on_token, void *user,
+                            phi3c_generate_result *result, phi3c_error *err) {
+    phi3c_generate_result r;
+    memset(&r, 0, sizeof r);
+    if (result) *result = r;
+    p3_session *s = session->s;
+    const p3_config *c = &s->model->cfg;
+    if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "generate: feed a prompt first");
+    phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
+    p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
+    p3_sampler *smp = NULL;
+    p3_status st = p3_sampler_create(&so, c->vocab_size, &smp, err);
+    if (st != PHI3C_OK) return st;
+    p3_detok_stream stream;
+    bool text = false;
+    st = p3_api_stream_begin(session, &stream, &text, err);
+    if (st != PHI3C_OK) {
+        p3_sampler_free(smp);
+        return st;
+    }
+    double t0 = p3_time_now();
+    r.stop = PHI3C_STOP_LENGTH;
+    while (r.n_generated < max_tokens) {
+        /* the logits of the last fed position predict the next token */
+        memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
+        int32_t id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
+        if (is_stop_id(session->model, id)) {
+            r.stop = PHI3C_STOP_EOS;
+            break;
+        }
+        r.n_generated++;
+        if (r.n_generated == 1) r.first_token_seconds = p3_time_now() - t0;
+        const char *piece = NULL;
+        size_t piece_len = 0;
+        if (text && (st = p3_detok_stream_push(&stream, id, &piece, &piece_len, err)) != PHI3C_OK)
+            break;
+        bool go_on = !on_token || on_token(user, id, piece, piece_len);
+        /* every reported token is fed (the one the callback stops at too), so the cache holds
+         * exactly the conversation the caller saw */
+        if (s->n_past >= s->n_ctx) {
+            r.stop = PHI3C_STOP_CONTEXT_FULL;
+            break;
+        }
+        st = p3_session_feed(s, &id, 1, NULL, err);
+        if (st != PHI3C_OK) break;
+        if (!go_on) {
+            r.stop = PHI3C_STOP_CALLBACK;
+            break;
+        }
+    }
+    if (text) {
+        const char *rest = NULL;
+        size_t rest_len = 0;
+        p3_detok_stream_finish(&stream, &rest, &rest_len);
+        if (st == PHI3C_OK && rest_len && on_token) on_token(user, -1, rest, rest_len);
+        p3_detok_stream_free(&stream);
+    }
+    r.seconds = p3_time_now() - t0;
+    p3_sampler_free(smp);
+    if (result) *result = r;
+    return st;
+}

@@ -1,0 +1,312 @@
+/* model.c: loading a Phi-3 model onto a backend: weights handed over in the checkpoint's own
+ * F32/F16/BF16 when the backend takes them (else converted to f32), optional INT4-g128
+ * quantization of the linear weights at load on several threads, and the RoPE frequency tables. */
+#include "engine.h"
+
+#include "quantize.h"
+#include "ref.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        p3_status s_ = (expr);                                                                     \
+        if (s_ != PHI3C_OK) return s_;                                                             \
+    } while (0)
+
+void p3_load_options_init(p3_load_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->quant = P3_WQ_NONE;
+    opt->quant_method = P3_QUANT_RTN;
+    opt->act = P3_ACT_Q8;
+}
+
+const char *p3_weight_quant_name(p3_weight_quant q) {
+    switch (q) {
+    case P3_WQ_NONE:
+        return "none";
+    case P3_WQ_INT4_SYM:
+        return "int4-g128 (symmetric)";
+    case P3_WQ_INT4_ASYM:
+        return "int4-g128 (asymmetric)";
+    }
+    return "?";
+}
+
+static bool is_int4(p3_dtype dt) {
+    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
+}
+
+/* The tensor `name` as a 2-D [rows, cols] matrix, or a message saying what is wrong. */
+static p3_status find_matrix(const p3_model_source *src, const char *name, int64_t rows,
+                             int64_t cols, const p3_tensor **out, p3_error *err) {
+    const p3_tensor *t = p3_source_find(src, name);
+    if (!t) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s is missing", src->path, name);
+    if (t->n_dims != 2 || t->shape[0] != rows || t->shape[1] != cols)
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s should be [%lld, %lld]", src->path,
+                       name, (long long)rows, (long long)cols);
+    *out = t;
+    return PHI3C_OK;
+}
+
+/* Converts a whole tensor to a new host f32 array of `count` elements. */
+static p3_status tensor_to_f32_alloc(const p3_tensor *t, size_t count, float **out, p3_error *err) {
+    size_t bytes;
+    if (!p3_mul_size(count, sizeof(float), &bytes))
+        return p3_fail(err, PHI3C_ERR_NOMEM, "tensor %s is too large", t->hf_name);
+    float *f = p3_malloc(bytes);
+    if (!f)
+        return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory converting %s to f32 (%zu bytes)",
+                       t->hf_name, bytes);
+    p3_status st = p3_tensor_to_f32(t, 0, count, f, err);
+    if (st != PHI3C_OK) {
+        p3_free(f);
+        return st;
+    }
+    *out = f;
+    return PHI3C_OK;
+}
+
+/* A norm weight [dim] as an f32 device buffer. */
+static p3_status upload_vector(p3_model *m, const p3_model_source *src, const char *name, int dim,
+                               p3_buffer **out, p3_error *err) {
+    const p3_tensor *t = p3_source_find(src, name);
+    if (!t) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s is missing", src->path, name);
+    if (t->n_dims != 1 || t->shape[0] != dim)
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s should be [%d]", src->path, name, dim);
+    float *host = NULL;
+    TRY(tensor_to_f32_alloc(t, (size_t)dim, &host, err));
+    p3_status st = p3_be_buffer_alloc(&m->be, (size_t)dim * sizeof(float), out, err);
+    if (st == PHI3C_OK)
+        st = p3_be_write(&m->be, p3_ref_at(*out, 0), host, (size_t)dim * sizeof(float), err);
+    p3_free(host);
+    return st;
+}
+
+/* Rows of a source tensor as f32, for the threaded quantizer (quant/quantize.h). */
+static p3_status fetch_tensor_row(void *user, int64_t row, float *out, p3_error *err) {
+    const p3_tensor *t = user;
+    int64_t cols = t->shape[1];
+    return p3_tensor_to_f32(t, (size_t)(row * cols), (size_t)cols, out, err);
+}
+
+static p3_status quantize_tensor(const p3_model *m, const p3_tensor *t, int64_t rows, int64_t cols,
+                                 p3_dtype fmt, void **out, p3_error *err) {
+    size_t bytes;
+    if (!p3_quant_matrix_bytes(fmt, rows, cols, &bytes))
+        return p3_fail(err, PHI3C_ERR_NOMEM, "tensor %s is too large", t->hf_name);
+    void *blocks = p3_malloc(bytes);
+    if (!blocks)
+        return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)", t->hf_name,
+                       bytes);
+    p3_quant_matrix_args a = {.rows = rows,
+                              .cols = cols,
+                              .fmt = fmt,
+                              .method = m->opt.quant_method,
+                              .fetch = fetch_tensor_row,
+                              .fetch_user = (void *)t,
+                              .n_threads = m->opt.n_threads};
+    p3_status st = p3_quantize_matrix(&a, blocks, err);
+    if (st != PHI3C_OK) {
+        p3_free(blocks);
+        return st;
+    }
+    *out = blocks;
+    return PHI3C_OK;
+}
+
+/* Whether the backend runs `dtype` weights in every op of `ops` (a tied embedding serves two). */
+static bool backend_takes(p3_model *m, p3_dtype dtype, const p3_op *ops, int n_ops) {
+    bool float_dtype = dtype == P3_DT_F32 || dtype == P3_DT_F16 || dtype == P3_DT_BF16;
+    if (!float_dtype && !is_int4(dtype)) return false;
+    for (int i = 0; i < n_ops; i++)
+        if (!p3_be_supports(&m->be, ops[i], dtype, m->act, P3_KV_F32)) return false;
+    return true;
+}
+
+/* Hands one weight to the backend: as INT4 (quantized here, or already INT4 in the source), in
+ * its own dtype when the backend takes it (no conversion: the backend copies or wraps the mapped
+ * bytes), else converted to f32. */
+static p3_status upload_weight(p3_model *m, const p3_tensor *t, int64_t rows, int64_t cols,
+                               const p3_op *ops, int n_ops, bool quantize, p3_weight **out,
+                               p3_error *err) {
+    p3_weight_desc d = {.name = t->hf_name,
+                        .dtype = t->dtype,
+                        .rows = rows,
+                        .cols = cols,
+                        .data = t->data,
+                        .act = m->act};
+    void *owned = NULL;
+    p3_status st = PHI3C_OK;
+    if (quantize) {
+        d.dtype = m->opt.quant == P3_WQ_INT4_ASYM ? P3_DT_I4G128A : P3_DT_I4G128S;
+        st = quantize_tensor(m, t, rows, cols, d.dtype, &owned, err);
+        d.data = owned;
+    } else if (!backend_takes(m, t->dtype, ops, n_ops)) {
+        d.dtype = P3_DT_F32;
+        st = tensor_to_f32_alloc(t, (size_t)rows * (size_t)cols, (float **)&owned, err);
+        d.data = owned;
+    }
+    if (st == PHI3C_OK && !backend_takes(m, d.dtype, ops, n_ops))
+        st = p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s cannot use %s weights for %s",
+                     p3_be_name(&m->be), p3_dtype_name(d.dtype), t->hf_name);
+    if (st == PHI3C_OK) st = p3_be_weight_upload(&m->be, &d, out, err);
+    p3_free(owned);
+    if (st == PHI3C_OK) m->weight_bytes += p3_be_weight_bytes(&m->be, *out);
+    return st;
+}
+
+static p3_status upload_linear(p3_model *m, const p3_model_source *src, const char *name,
+                               int64_t rows, int64_t cols, p3_weight **out, p3_error *err) {
+    const p3_tensor *t = NULL;
+    TRY(find_matrix(src, name, rows, cols, &t, err));
+    static const p3_op matmul[] = {P3_OP_MATMUL};
+    return upload_weight(m, t, rows, cols, matmul, 1, m->opt.quant != P3_WQ_NONE, out, err);
+}
+
+static p3_status upload_layer(p3_model *m, const p3_model_source *src, int l, p3_error *err) {
+    const p3_config *c = &m->cfg;
+    p3_layer_weights *w = &m->layers[l];
+    int64_t hidden = c->hidden_size, hd = c->head_dim, inter = c->intermediate_size;
+    int64_t qkv_rows = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
+    char name[P3_TENSOR_NAME_MAX];
+#define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+    TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size, &w->attn_norm,
+                      err));
+    TRY(upload_linear(m, src, LAYER_NAME("self_attn.qkv_proj.weight"), qkv_rows, hidden, &w->qkv,
+                      err));
+    TRY(upload_linear(m, src, LAYER_NAME("self_attn.o_proj.weight"), hidden, c->num_heads * hd,
+                      &w->o, err));
+    TRY(upload_vector(m, src, LAYER_NAME("post_attention_layernorm.weight"), c->hidden_size,
+                      &w->ffn_norm, err));
+    TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden, &w->gate_up,
+                      err));
+    TRY(upload_linear(m, src, LAYER_NAME("mlp.down_proj.weight"), hidden, inter, &w->down, err));
+#undef LAYER_NAME
+    return PHI3C_OK;
+}
+
+/* The embedding table stays in its checkpoint precision (it is read one row per token); an
+ * untied lm_head is a linear weight like the others. */
+static p3_status upload_embeddings(p3_model *m, const p3_model_source *src, p3_error *err) {
+    const p3_config *c = &m->cfg;
+    const p3_tensor *t = NULL;
+    TRY(find_matrix(src, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &t, err));
+    static const p3_op embed_and_matmul[] = {P3_OP_EMBED, P3_OP_MATMUL};
+    int n_ops = c->tie_word_embeddings ? 2 : 1;
+    TRY(upload_weight(m, t, c->vocab_size, c->hidden_size, embed_and_matmul, n_ops, false,
+                      &m->embed, err));
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->embed;
+        return PHI3C_OK;
+    }
+    return upload_linear(m, src, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head, err);
+}
+
+static p3_status upload_rope_tables(p3_model *m, p3_error *err) {
+    const p3_rope_config *r = &m->cfg.rope;
+    float inv_freq[P3_MAX_ROPE_FACTORS];
+    size_t bytes = (size_t)(r->rot_dim / 2) * sizeof(float);
+    bool longrope = r->type == P3_ROPE_LONGROPE;
+    p3_rope_inv_freq(inv_freq, r->rot_dim, r->theta, longrope ? r->short_factor : NULL);
+    TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_short, err));
+    TRY(p3_be_write(&m->be, p3_ref_at(m->inv_freq_short, 0), inv_freq, bytes, err));
+    if (!longrope) return PHI3C_OK;
+    p3_rope_inv_freq(inv_freq, r->rot_dim, r->theta, r->long_factor);
+    TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_long, err));
+    return p3_be_write(&m->be, p3_ref_at(m->inv_freq_long, 0), inv_freq, bytes, err);
+}
+
+/* Picks the INT4 activation mode: the requested one, or the other when the backend lacks it
+ * and the caller did not insist. */
+static p3_status choose_act_mode(p3_model *m, p3_error *err) {
+    m->act = m->opt.act;
+    if (m->opt.quant == P3_WQ_NONE) return PHI3C_OK;
+    p3_dtype fmt = m->opt.quant == P3_WQ_INT4_ASYM ? P3_DT_I4G128A : P3_DT_I4G128S;
+    if (p3_be_supports(&m->be, P3_OP_MATMUL, fmt, m->act, P3_KV_F32)) return PHI3C_OK;
+    p3_act_mode other = m->act == P3_ACT_Q8 ? P3_ACT_F32 : P3_ACT_Q8;
+    if (!m->opt.act_given && p3_be_supports(&m->be, P3_OP_MATMUL, fmt, other, P3_KV_F32)) {
+        m->act = other;
+        return PHI3C_OK;
+    }
+    return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s has no %s matmul with %s activations",
+                   p3_be_name(&m->be), p3_dtype_name(fmt), m->act == P3_ACT_Q8 ? "int8" : "f32");
+}
+
+static p3_status load_weights(p3_model *m, const p3_model_source *src, p3_error *err) {
+    TRY(choose_act_mode(m, err));
+    TRY(upload_embeddings(m, src, err));
+    TRY(upload_vector(m, src, "model.norm.weight", m->cfg.hidden_size, &m->final_norm, err));
+    m->layers = p3_calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
+    if (!m->layers) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the layer table");
+    for (int l = 0; l < m->cfg.num_layers; l++) TRY(upload_layer(m, src, l, err));
+    return upload_rope_tables(m, err);
+}
+
+p3_status p3_model_from_source(const p3_model_source *src, const p3_load_options *opt,
+                               p3_model **out, p3_error *err) {
+    *out = NULL;
+    if (!src->has_config)
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: holds no model config (vocabulary only?)",
+                       src->path);
+    double t0 = p3_time_now();
+    p3_model *m = p3_calloc(1, sizeof *m);
+    if (!m) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the model");
+    m->cfg = src->config;
+    if (opt)
+        m->opt = *opt;
+    else
+        p3_load_options_init(&m->opt);
+    p3_backend_options bopt = {
+        .n_threads = m->opt.n_threads, .device = m->opt.device, .variant = m->opt.variant};
+    p3_status st = p3_source_check_tensors(src, err);
+    if (st == PHI3C_OK) st = p3_backend_open(m->opt.backend, &bopt, &m->be, err);
+    if (st == PHI3C_OK) st = load_weights(m, src, err);
+    if (st == PHI3C_OK) st = p3_be_sync(&m->be, err);
+    if (st != PHI3C_OK) {
+        p3_model_free(m);
+        return st;
+    }
+    m->load_seconds = p3_time_now() - t0;
+    *out = m;
+    return PHI3C_OK;
+}
+
+p3_status p3_model_load(const char *path, const p3_load_options *opt, p3_model **out,
+                        p3_error *err) {
+    double t0 = p3_time_now();
+    p3_model_source *src = NULL;
+    *out = NULL;
+    TRY(p3_source_open(path, &src, err));
+    p3_status st = p3_model_from_source(src, opt, out, err);
+    p3_source_close(src);
+    if (st == PHI3C_OK) (*out)->load_seconds = p3_time_now() - t0;
+    return st;
+}
+
+void p3_model_free(p3_model *m) {
+    if (!m) return;
+    if (m->be.iface) {
+        p3_backend *be = &m->be;
+        if (m->layers) {
+            for (int l = 0; l < m->cfg.num_layers; l++) {
+                p3_layer_weights *w = &m->layers[l];
+                p3_be_buffer_free(be, w->attn_norm);
+                p3_be_weight_free(be, w->qkv);
+                p3_be_weight_free(be, w->o);
+                p3_be_buffer_free(be, w->ffn_norm);
+                p3_be_weight_free(be, w->gate_up);
+                p3_be_weight_free(be, w->down);
+            }
+        }
+        if (m->lm_head != m->embed) p3_be_weight_free(be, m->lm_head);
+        p3_be_weight_free(be, m->embed);
+        p3_be_buffer_free(be, m->final_norm);
+        p3_be_buffer_free(be, m->inv_freq_short);
+        p3_be_buffer_free(be, m->inv_freq_long);
+        p3_backend_close(be);
+    }
+    p3_free(m->layers);
+    p3_free(m);
+}

@@ -1,0 +1,197 @@
+/* phi3c.h: the one public header of phi3c, a C11 inference engine for the Phi-3 family.
+ * Opaque handles, one prefix, every call returns a phi3c_status; the library never prints or exits. */
+#ifndef PHI3C_H
+#define PHI3C_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PHI3C_VERSION "0.1.0"
+
+typedef enum phi3c_status {
+    PHI3C_OK = 0,
+    PHI3C_ERR_INVALID_ARG,  /* the caller passed something impossible (NULL, bad size, bad flag) */
+    PHI3C_ERR_IO,           /* open/read/write/mmap/rename failed; the message names the file */
+    PHI3C_ERR_FORMAT,       /* a file is malformed, truncated or hostile; the message says where */
+    PHI3C_ERR_UNSUPPORTED,  /* valid input this build cannot handle (architecture, dtype, op) */
+    PHI3C_ERR_NOMEM,        /* host allocation failed */
+    PHI3C_ERR_CHECKSUM,     /* a checksum of the native file did not match */
+    PHI3C_ERR_CONTEXT_FULL, /* the sequence would not fit in the KV cache */
+    PHI3C_ERR_BACKEND,      /* a device runtime failed (build log or runtime error in the message) */
+    PHI3C_ERR_UNAVAILABLE,  /* a backend, library, device or extension is not present */
+    PHI3C_ERR_EXISTS,       /* refusing to overwrite an existing file */
+    PHI3C_ERR_INTERRUPTED,  /* stopped by the user (signal) or by a callback */
+    PHI3C_ERR_DEVICE_OOM,   /* a device allocation failed */
+    PHI3C_STATUS_COUNT
+} phi3c_status;
+
+/* Every failing call fills one of these (when the caller passes one): status and a message that
+ * names the file or object and the problem, e.g. "model.safetensors: header length 9e9 exceeds
+ * file size 1234". */
+typedef struct phi3c_error {
+    phi3c_status status;
+    char message[512];
+} phi3c_error;
+
+/* A short constant description of a status code ("file format error", ...). */
+const char *phi3c_strerror(phi3c_status status);
+
+/* ---- Models, sessions and generation (engine/api.c) ----------------------------------------- */
+
+typedef struct phi3c_model phi3c_model;     /* weights on one backend (+ tokenizer when found) */
+typedef struct phi3c_session phi3c_session; /* one conversation: KV cache and token history */
+
+typedef enum phi3c_quant {
+    PHI3C_QUANT_NONE = 0,       /* the checkpoint's own precision (F32/F16/BF16) */
+    PHI3C_QUANT_INT4_G128,      /* linear weights quantized at load, symmetric int4 groups of 128 */
+    PHI3C_QUANT_INT4_G128_ASYM, /* same with a zero point per group */
+} phi3c_quant;
+
+typedef enum phi3c_act {
+    PHI3C_ACT_DEFAULT = 0, /* w4a8, or w4a32 when the backend has no w4a8 kernel */
+    PHI3C_ACT_W4A8,        /* int4 weights times activations quantized to int8 per 128-group */
+    PHI3C_ACT_W4A32,       /* int4 weights times f32 activations */
+} phi3c_act;
+
+typedef enum phi3c_kv_type {
+    PHI3C_KV_DEFAULT = 0, /* f32 for unquantized weights (matches the f32 oracle), f16 with INT4 */
+    PHI3C_KV_F32,
+    PHI3C_KV_F16,
+    PHI3C_KV_Q8,
+} phi3c_kv_type;
+
+typedef struct phi3c_model_params {
+    const char *backend; /* "cpu", "opencl", "level-zero"; NULL or "auto" = best available */
+    int device;          /* device index for GPU backends */
+    int n_threads;       /* 0 = all cores */
+    phi3c_quant quant;
+    bool quant_search; /* per-group scales minimising the squared error (what `phi3c quantize`
+                        * uses; slower) instead of round-to-nearest with the absmax scale */
+    phi3c_act act;
+} phi3c_model_params;
+
+phi3c_model_params phi3c_model_params_default(void);
+/* Loads a Hugging Face folder, a GGUF file or a native .phi3c file. */
+phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params, phi3c_model **out,
+                              phi3c_error *err);
+void phi3c_model_free(phi3c_model *model);
+int phi3c_model_vocab_size(const phi3c_model *model);
+/* One line: layers, sizes, weight format, backend. */
+void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len);
+/* Seconds phi3c_model_load took. */
+double phi3c_model_load_seconds(const phi3c_model *model);
+/* The config's stop ids (generation_config.json / GGUF; generation also stops on the tokenizer's
+ * eos, <|end|> and <|endoftext|>); returns how many, writes up to cap. */
+int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap);
+
+typedef struct phi3c_session_params {
+    int n_ctx;   /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
+    int n_batch; /* tokens per forward chunk; 0 = 256 */
+    phi3c_kv_type kv;
+    bool all_logits; /* phi3c_session_feed_tokens may return the logits of every position */
+} phi3c_session_params;
+
+phi3c_session_params phi3c_session_params_default(void);
+phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params *params,
+                                  phi3c_session **out, phi3c_error *err);
+void phi3c_session_free(phi3c_session *session);
+/* Forgets the conversation (the KV cache is reused). */
+void phi3c_session_reset(phi3c_session *session);
+/* Positions in the KV cache, and its capacity. */
+int phi3c_session_n_past(const phi3c_session *session);
+int phi3c_session_n_ctx(const phi3c_session *session);
+/* Appends tokens to the conversation and runs them through the model. `logits` may be NULL, or
+ * (with all_logits) receive n rows of vocab_size floats, one per token. PHI3C_ERR_CONTEXT_FULL,
+ * with nothing changed, when they do not fit. */
+phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *ids, size_t n,
+                                       float *logits, phi3c_error *err);
+/* The logits [vocab_size] of the last fed position (valid until the next feed). */
+const float *phi3c_session_logits(const phi3c_session *session);
+
+typedef struct phi3c_session_stats {
+    long long n_prefilled; /* tokens run through the model so far (re-prefills included) */
+    int n_reprefills;      /* whole-history re-runs (LongRoPE switch to the long factors) */
+} phi3c_session_stats;
+void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats);
+
+typedef struct phi3c_sampler_params {
+    float temperature;    /* <= 0: greedy (argmax) */
+    int top_k;            /* 0 = off; 1 = greedy */
+    float top_p;          /* 1 = off */
+    float min_p;          /* 0 = off: drops tokens with p < min_p * max p */
+    float repeat_penalty; /* 1 = off; transformers' rule */
+    int repeat_last_n;    /* history the penalty looks at; -1 = all */
+    uint64_t seed;        /* xorshift64* seeded via splitmix64: same seed, same tokens */
+} phi3c_sampler_params;
+
+/* temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, no repetition penalty, seed 0. */
+phi3c_sampler_params phi3c_sampler_params_default(void);
+phi3c_sampler_params phi3c_sampler_params_greedy(void);
+
+typedef enum phi3c_stop_reason {
+    PHI3C_STOP_LENGTH = 0,   /* max_tokens generated */
+    PHI3C_STOP_EOS,          /* a stop id was sampled (not fed, not reported) */
+    PHI3C_STOP_CALLBACK,     /* the callback returned false */
+    PHI3C_STOP_CONTEXT_FULL, /* the KV cache is full */
+} phi3c_stop_reason;
+
+/* Called for every generated token with its text piece (UTF-8; complete characters only, so a
+ * piece may be empty while a multi-byte character is incomplete; NULL when the model has no
+ * tokenizer). Return false to stop. A last call with token -1 may deliver bytes of an unfinished
+ * character (as U+FFFD) when generation ends. The leading space of the first piece is dropped
+ * (as HF's decode does) when the text starts fresh, i.e. after a special token such as
+ * <|assistant|>; after ordinary text it is kept. */
+typedef bool (*phi3c_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+typedef struct phi3c_generate_result {
+    int n_generated;
+    phi3c_stop_reason stop;
+    double seconds;             /* generation time (sampling + feeding) */
+    double first_token_seconds; /* from the call to the first token */
+} phi3c_generate_result;
+
+/* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
+ * the GGUF's tokenizer metadata). */
+bool phi3c_model_has_tokenizer(const phi3c_model *model);
+/* UTF-8 text to ids in a new array (free with phi3c_free). Special tokens written in the text
+ * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it.
+ */
+phi3c_status phi3c_tokenize(const phi3c_model *model, const char *text, size_t len, bool add_bos,
+                            int32_t **ids, size_t *n_ids, phi3c_error *err);
+/* Ids to UTF-8 text (NUL-terminated, free with phi3c_free), as HF's decode. */
+phi3c_status phi3c_detokenize(const phi3c_model *model, const int32_t *ids, size_t n_ids,
+                              char **text, phi3c_error *err);
+
+typedef struct phi3c_chat_message {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+} phi3c_chat_message;
+
+/* Renders a conversation with the model's chat template (Phi-3: "<|user|>\n...<|end|>\n
+ * <|assistant|>\n"), ending with the assistant prompt when add_generation_prompt; tokenize the
+ * result with add_bos false (the template writes any BOS itself). Free with phi3c_free. */
+phi3c_status phi3c_chat_render(const phi3c_model *model, const phi3c_chat_message *messages,
+                               size_t n_messages, bool add_generation_prompt, char **text,
+                               size_t *len, phi3c_error *err);
+void phi3c_free(void *ptr);
+/* Tokenizes text (special tokens recognised; BOS as the tokenizer config says when add_bos) and
+ * feeds it; *n_fed (may be NULL) receives the token count. */
+phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, size_t len,
+                                     bool add_bos, size_t *n_fed, phi3c_error *err);
+
+/* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
+ * each reported token back (also the one the callback stops at; not a sampled stop id), so the
+ * cache holds exactly the text the caller saw. Stops on the model's stop ids. */
+phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
+                            int max_tokens, phi3c_token_fn on_token, void *user,
+                            phi3c_generate_result *result, phi3c_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PHI3C_H */

@@ -1,0 +1,174 @@
+/* kernels_amx.c: the CPU backend's AMX level: the AVX-512 level with its prefill GEMM (INT4 panels
+ * x int8 activations, 16 tokens at a time) done by AMX-INT8 tile multiplies (tdpbssd: signed int8
+ * activations x nibbles made signed at unpacking). The panel layout's 64-byte chunks (16 rows x 4
+ * consecutive K) are exactly the rows of an AMX B tile, so a group unpacks into two B tiles (K
+ * 0..63 from the low nibbles, 64..127 from the high ones) with one AND or shift per 64 bytes.
+ * Results are exact int32 dots, scaled per group in the reference's order: bit-identical to
+ * p3_matmul_w4a8_ref. */
+#include "cpu.h"
+
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA  18
+#define AMX_TOKENS          16 /* rows of the A and C tiles */
+#define SEG_GROUPS          16 /* groups unpacked at a time: 2 panels x 32 KiB of B tiles on the stack */
+
+typedef struct tile_config {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Linux hands out the AMX tile state only on request (once per process). */
+bool cpu_amx_request(void) {
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+static void configure_tiles(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8;
+         t++) { /* 0, 5: C int32 16x16; 1-2: A 16 tokens x 64 K; others: B 16x64 */
+        c.rows[t] = 16;
+        c.colsb[t] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* One panel's groups [g0, g0+n) as signed B tiles: b[g][0] = low nibbles - z (K 0..63), b[g][1] =
+ * high nibbles - z (K 64..127), with z = 8 or the row's zero point. The dot of such a tile with the
+ * activations is the reference's corrected integer (sum a*(q-8), or dot - z*sum) exactly, so the
+ * per-group scaling needs no correction term. */
+static void unpack_segment(uint8_t (*b)[2][CPU_GROUP_BYTES], const uint8_t *data,
+                           const uint8_t *zeros, int64_t g0, int64_t n) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    for (int64_t g = 0; g < n; g++) {
+        const uint8_t *src = data + (size_t)(g0 + g) * CPU_GROUP_BYTES;
+        __m512i z = _mm512_set1_epi8(8);
+        if (zeros) /* byte r*4 + b of a chunk belongs to row r */
+            z = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_load_si128(
+                                       (const __m128i *)(zeros + (g0 + g) * CPU_PANEL))),
+                                   _mm512_set1_epi32(0x01010101));
+        for (int c = 0; c < P3_QK / 8; c++) {
+            __m512i v = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
+            __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, low4), z);
+            __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), z);
+            _mm512_store_si512((void *)(b[g][0] + c * CPU_CHUNK), lo);
+            _mm512_store_si512((void *)(b[g][1] + c * CPU_CHUNK), hi);
+        }
+    }
+}
+
+/* Scales one panel's int32 tile (16 tokens x 16 rows) of group gg into the f32 sums, in the
+ * reference's order: acc += (d_w * d_x) * (float)dot. */
+static inline __attribute__((always_inline)) void scale_tile(__m512 *acc, int32_t (*c)[16],
+                                                             const p3_block_q8g *a, int64_t ng,
+                                                             int64_t gg, const uint16_t *scales) {
+    __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + gg * CPU_PANEL)));
+#pragma GCC unroll 16
+    for (int i = 0; i < AMX_TOKENS; i++) {
+        __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(a[(size_t)i * (size_t)ng].d));
+        __m512 dot = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)c[i]));
+        acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(s, dot));
+    }
+}
+
+typedef struct amx_panel {
+    float *y;
+    uint8_t (*b)[2][CPU_GROUP_BYTES];
+    const uint16_t *scales;
+    const uint8_t *zeros;
+    __mmask16 mask;
+} amx_panel;
+
+/* 16 tokens x NP panels (1 or 2) over one segment of groups: the activation tiles are loaded once
+ * for both panels, and the two C tiles let the tile multiplies of one panel overlap the scaling
+ * of the other. acc is carried in y between segments. */
+static inline __attribute__((always_inline)) void tile_segment(const amx_panel *pn, int NP,
+                                                               size_t ys, const p3_block_q8g *xa,
+                                                               int64_t ng, int64_t g0, int64_t n) {
+    __attribute__((aligned(64))) int32_t c[2][AMX_TOKENS][16];
+    __m512 acc[2][AMX_TOKENS];
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 16
+        for (int i = 0; i < AMX_TOKENS; i++)
+            acc[p][i] = g0 ? _mm512_maskz_loadu_ps(pn[p].mask, pn[p].y + (size_t)i * ys)
+                           : _mm512_setzero_ps();
+    size_t stride = (size_t)ng * sizeof(p3_block_q8g);
+    for (int64_t g = 0; g < n; g++) {
+        const p3_block_q8g *a = xa + g0 + g;
+        _tile_loadd(1, a->qs, stride);
+        _tile_loadd(2, a->qs + 64, stride);
+        _tile_zero(0);
+        _tile_loadd(3, pn[0].b[g][0], 64);
+        _tile_loadd(4, pn[0].b[g][1], 64);
+        _tile_dpbssd(0, 1, 3);
+        _tile_dpbssd(0, 2, 4);
+        if (NP == 2) {
+            _tile_zero(5);
+            _tile_loadd(6, pn[1].b[g][0], 64);
+            _tile_loadd(7, pn[1].b[g][1], 64);
+            _tile_dpbssd(5, 1, 6);
+            _tile_dpbssd(5, 2, 7);
+        }
+        _tile_stored(0, c[0], 64);
+        scale_tile(acc[0], c[0], a, ng, g0 + g, pn[0].scales);
+        if (NP == 2) {
+            _tile_stored(5, c[1], 64);
+            scale_tile(acc[1], c[1], a, ng, g0 + g, pn[1].scales);
+        }
+    }
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 16
+        for (int i = 0; i < AMX_TOKENS; i++)
+            _mm512_mask_storeu_ps(pn[p].y + (size_t)i * ys, pn[p].mask, acc[p][i]);
+}
+
+void cpu_matmul_w4a8_amx(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
+                         int64_t p0, int64_t p1) {
+    int full = n_tokens / AMX_TOKENS * AMX_TOKENS;
+    if (full > 0) {
+        int64_t ng = w->n_groups, rows = w->pub.rows;
+        size_t ys = (size_t)rows;
+        __attribute__((aligned(64))) uint8_t b[2][SEG_GROUPS][2][CPU_GROUP_BYTES];
+        configure_tiles();
+        for (int64_t p = p0; p < p1; p += 2) {
+            int np = p + 1 < p1 ? 2 : 1;
+            amx_panel pn[2];
+            for (int k = 0; k < np; k++) {
+                int64_t q = p + k, left = rows - q * CPU_PANEL;
+                pn[k].y = y + (size_t)(q * CPU_PANEL);
+                pn[k].b = b[k];
+                pn[k].scales = w->scales + (size_t)(q * ng) * CPU_PANEL;
+                pn[k].zeros = w->zeros ? w->zeros + (size_t)(q * ng) * CPU_PANEL : NULL;
+                pn[k].mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            }
+            for (int64_t g0 = 0; g0 < ng; g0 += SEG_GROUPS) {
+                int64_t n = P3_MIN((int64_t)SEG_GROUPS, ng - g0);
+                for (int k = 0; k < np; k++)
+                    unpack_segment(b[k], w->data + (size_t)((p + k) * ng) * CPU_GROUP_BYTES,
+                                   pn[k].zeros, g0, n);
+                for (int t = 0; t < full; t += AMX_TOKENS) {
+                    amx_panel pt[2] = {pn[0], pn[1 % np]};
+                    for (int k = 0; k < np; k++) pt[k].y += (size_t)t * ys;
+                    const p3_block_q8g *xt = xa + (size_t)t * (size_t)ng;
+                    if (np == 2)
+                        tile_segment(pt, 2, ys, xt, ng, g0, n);
+                    else
+                        tile_segment(pt, 1, ys, xt, ng, g0, n);
+                }
+            }
+        }
+        _tile_release();
+    }
+    if (full < n_tokens) /* the last tokens (and decode) take the AVX-512 path */
+        cpu_isa_avx512.matmul_w4a8(y + (size_t)full * (size_t)w->pub.rows,
+                                   xa + (size_t)full * (size_t)w->n_groups, w, n_tokens - full, p0,
+                                   p1);
+}

@@ -1,0 +1,20 @@
+# build.mk: -included by the Makefile. Compiles the Level Zero kernels (OpenCL C) to one SPIR-V
+# module with kernels/level_zero/cl2spv.sh and embeds it as generated C in $(BUILD)/gen/.
+L0_CL  := kernels/level_zero/l0_kernels.cl
+L0_GEN := $(BUILD)/gen/l0_spirv.c
+GEN_SRC += $(L0_GEN)
+
+$(L0_GEN): $(L0_CL) $(wildcard kernels/level_zero/*.clh) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
+	@mkdir -p $(@D)
+	@echo "SPIRV $(L0_CL)"
+	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)
+
+# The test-only Level Zero driver (tests/l0driver/) that runs these modules on OpenCL/PoCL through
+# the stock loader; tests/stages/level_zero.sh builds it. It links libOpenCL (test machines only).
+L0_TEST_DRIVER := $(BUILD)/libp3_l0_test_driver.so
+# l0graph.c mocks the NPU graph extension (P3_L0DRV_GRAPH_EXT=1) for the NPU backend's tests.
+$(L0_TEST_DRIVER): tests/l0driver/l0driver.c tests/l0driver/l0graph.c tests/l0driver/l0graph.h \
+                   kernels/level_zero/npu_graph_ext.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -fPIC -shared -O1 -g $(WARN) -Ikernels/level_zero -o $@ \
+	    tests/l0driver/l0driver.c tests/l0driver/l0graph.c -lOpenCL -lm

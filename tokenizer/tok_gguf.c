@@ -1,0 +1,131 @@
+/* tok_gguf.c: the tokenizer from GGUF tokenizer.ggml.* metadata: tokens, scores and token types
+ * (SentencePiece numbering), special ids and add_bos_token. Merges come from the scores as HF's
+ * converter derives them, so a GGUF tokenizes like tokenizer.json on text without special tokens.
+ */
+#include "gguf.h"
+#include "tok_internal.h"
+
+#include <string.h>
+
+static bool gguf_str_is(const p3_gguf_str *s, const char *want) {
+    return s->len == strlen(want) && memcmp(s->s, want, s->len) == 0;
+}
+
+static int32_t gguf_id(const p3_gguf *g, const char *key, int32_t n_vocab) {
+    int64_t v;
+    return p3_gguf_get_int(g, key, &v) && v >= 0 && v < n_vocab ? (int32_t)v : -1;
+}
+
+static p3_status check_model(const p3_gguf *g, const char *what, p3_error *err) {
+    p3_gguf_str model;
+    if (!p3_gguf_get_string(g, "tokenizer.ggml.model", &model))
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: no tokenizer.ggml.model in the GGUF metadata",
+                       what);
+    if (gguf_str_is(&model, "gpt2"))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: byte-level BPE tokenizer (tokenizer.ggml.model \"gpt2\", as Phi-4-mini "
+                       "uses) is not supported yet; phi3c reads Phi-3's SentencePiece tokenizer",
+                       what);
+    if (!gguf_str_is(&model, "llama"))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: tokenizer.ggml.model \"%.*s\" is not supported (Phi-3 uses \"llama\")",
+                       what, (int)P3_MIN(model.len, 40), model.s);
+    return PHI3C_OK;
+}
+
+static p3_status read_tokens(p3_tokenizer *tok, const p3_gguf_value *tokens,
+                             const p3_gguf_value *scores, const p3_gguf_value *types,
+                             p3_error *err) {
+    for (int32_t id = 0; id < tok->n_vocab; id++) {
+        p3_gguf_str s;
+        if (!p3_gguf_array_string(tokens, (size_t)id, &s) || !p3_utf8_valid(s.s, s.len))
+            return p3_fail(err, PHI3C_ERR_FORMAT, "%s: token %ld is not a valid string", tok->what,
+                           (long)id);
+        int64_t type = P3_PIECE_NORMAL;
+        double score = 0.0;
+        if (types && !p3_gguf_array_int(types, (size_t)id, &type))
+            return p3_fail(err, PHI3C_ERR_FORMAT, "%s: token_type has no entry %ld", tok->what,
+                           (long)id);
+        if (type < P3_PIECE_NORMAL || type > P3_PIECE_BYTE) type = P3_PIECE_NORMAL;
+        if (scores && !p3_gguf_array_float(scores, (size_t)id, &score))
+            return p3_fail(err, PHI3C_ERR_FORMAT, "%s: scores has no entry %ld", tok->what,
+                           (long)id);
+        tok->score[id] = (float)score;
+        p3_status st = tok_set_piece(tok, id, s.s, s.len, (int)type, err);
+        if (st != PHI3C_OK) return st;
+    }
+    return PHI3C_OK;
+}
+
+static void read_specials(p3_tokenizer *tok, const p3_gguf *g) {
+    tok->bos_id = gguf_id(g, "tokenizer.ggml.bos_token_id", tok->n_vocab);
+    tok->eos_id = gguf_id(g, "tokenizer.ggml.eos_token_id", tok->n_vocab);
+    tok->unk_id = gguf_id(g, "tokenizer.ggml.unknown_token_id", tok->n_vocab);
+    tok->pad_id = gguf_id(g, "tokenizer.ggml.padding_token_id", tok->n_vocab);
+    bool flag = true; /* llama.cpp's default for SentencePiece vocabularies */
+    p3_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &flag);
+    tok->add_bos = flag;
+    flag = false;
+    p3_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &flag);
+    tok->add_eos = flag;
+    p3_gguf_str tmpl;
+    if (p3_gguf_get_string(g, "tokenizer.chat_template", &tmpl))
+        tok_detect_chat(tok, tmpl.s, tmpl.len);
+    else
+        tok_detect_chat(tok, NULL, 0);
+}
+
+p3_status p3_tokenizer_load_gguf(const struct p3_gguf *g, const char *what, p3_tokenizer **out,
+                                 p3_error *err) {
+    *out = NULL;
+    what = what ? what : "gguf";
+    p3_status st = check_model(g, what, err);
+    if (st != PHI3C_OK) return st;
+    const p3_gguf_value *tokens = p3_gguf_get_array(g, "tokenizer.ggml.tokens");
+    const p3_gguf_value *scores = p3_gguf_get_array(g, "tokenizer.ggml.scores");
+    const p3_gguf_value *types = p3_gguf_get_array(g, "tokenizer.ggml.token_type");
+    size_t n = p3_gguf_array_len(tokens);
+    if (!tokens || n == 0 || n > INT32_MAX)
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or empty",
+                       what);
+    if ((scores && p3_gguf_array_len(scores) != n) || (types && p3_gguf_array_len(types) != n))
+        return p3_fail(err, PHI3C_ERR_FORMAT,
+                       "%s: tokenizer.ggml.scores / token_type do not have %zu entries", what, n);
+    p3_tokenizer *tok;
+    st = tok_new(what, (int32_t)n, &tok, err);
+    if (st != PHI3C_OK) return st;
+    tok->score = p3_calloc(n, sizeof *tok->score);
+    if (!tok->score) st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", what);
+    if (st == PHI3C_OK) st = read_tokens(tok, tokens, scores, types, err);
+    if (st == PHI3C_OK) st = tok_index_pieces(tok, err);
+    /* llama.cpp matches control and user-defined tokens in text; GGUF keeps no strip flags */
+    for (int32_t i = 0; i < tok->n_vocab && st == PHI3C_OK; i++) {
+        int type = tok->piece_type[i];
+        if (type == P3_PIECE_CONTROL || type == P3_PIECE_USER_DEFINED)
+            st = tok_add_added(tok, i, false, false, type == P3_PIECE_CONTROL, err);
+    }
+    if (st == PHI3C_OK) st = tok_merges_from_scores(tok, err);
+    if (st == PHI3C_OK) {
+        read_specials(tok, g);
+        st = tok_finish(tok, err);
+    }
+    if (st != PHI3C_OK) {
+        p3_tokenizer_free(tok);
+        return st;
+    }
+    *out = tok;
+    return PHI3C_OK;
+}
+
+p3_status tok_load_gguf_file(const char *path, p3_tokenizer **out, p3_error *err) {
+    *out = NULL;
+    p3_mapped_file file = {0};
+    p3_status st = p3_file_map(&file, path, err);
+    if (st != PHI3C_OK) return st;
+    p3_gguf *g = NULL;
+    st = p3_gguf_parse(file.data, file.size, path, &g, err);
+    if (st == PHI3C_OK) st = p3_tokenizer_load_gguf(g, path, out, err);
+    p3_gguf_free(g);
+    p3_file_unmap(&file);
+    return st;
+}

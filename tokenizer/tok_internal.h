@@ -1,0 +1,115 @@
+/* tok_internal.h: the tokenizer object shared by the loaders (tok_hf.c, tok_spm.c, tok_gguf.c), the
+ * core (tok_core.c: vocabulary, merges, encode, decode) and the chat template (tok_chat.c). */
+#ifndef P3_TOK_INTERNAL_H
+#define P3_TOK_INTERNAL_H
+
+#include "tokenizer.h"
+
+/* SentencePiece piece types (same numbers in tokenizer.model and GGUF token_type). */
+enum {
+    P3_PIECE_NONE = 0, /* id without a piece (gaps between base vocab and added tokens) */
+    P3_PIECE_NORMAL = 1,
+    P3_PIECE_UNKNOWN = 2,
+    P3_PIECE_CONTROL = 3,
+    P3_PIECE_USER_DEFINED = 4,
+    P3_PIECE_UNUSED = 5,
+    P3_PIECE_BYTE = 6,
+};
+
+typedef struct tok_added {
+    int32_t id;
+    uint32_t off, len; /* content in the piece pool */
+    bool lstrip, rstrip, special;
+} tok_added;
+
+/* Open-addressing hash slot of the merge table: (left, right) -> rank, result. */
+typedef struct tok_merge_slot {
+    uint64_t key; /* (left << 32 | right) + 1; 0 marks an empty slot */
+    int32_t rank;
+    int32_t result;
+} tok_merge_slot;
+
+struct p3_tokenizer {
+    char *what; /* file name for messages */
+    int32_t n_vocab;
+    /* pieces: id -> bytes in pool */
+    uint32_t *piece_off, *piece_len;
+    uint8_t *piece_type;
+    float *score;     /* SentencePiece scores (SPM and GGUF sources), else NULL */
+    bool *special;    /* added token marked special */
+    int16_t *byte_of; /* id -> byte value of a <0xXX> token, or -1 */
+    char *pool;
+    size_t pool_len, pool_cap;
+    /* piece -> id hash (open addressing, power-of-two size, -1 empty) */
+    int32_t *piece_hash;
+    size_t piece_hash_mask;
+    int32_t byte_id[256];  /* byte value -> id of <0xXX>, -1 when absent */
+    int32_t ascii_id[128]; /* single-byte piece -> id, -1 when absent (fast path) */
+    int32_t space_id;      /* id of "▁" */
+    bool words_split;      /* no piece has "▁" after another character: merge word by word */
+    size_t max_piece_len;
+    /* merges */
+    tok_merge_slot *merges;
+    size_t merge_mask;
+    size_t n_merges;
+    /* added tokens, longest first within each first byte */
+    tok_added *added;
+    size_t n_added;
+    uint8_t added_first[32]; /* bitset of first bytes of added tokens */
+    /* normalizer and special ids */
+    bool prepend_space;  /* Prepend "▁" to each non-empty segment */
+    bool replace_spaces; /* " " -> "▁" */
+    int32_t bos_id, eos_id, unk_id, pad_id;
+    bool add_bos, add_eos;
+    bool fuse_unk;
+    bool byte_fallback; /* unknown characters become <0xXX> tokens */
+    int32_t stop_ids[16];
+    size_t n_stop_ids;
+    p3_chat_format chat_format;
+    bool have_chat_template; /* a template string was given (known or not) */
+};
+
+/* Building (tok_core.c). tok_new allocates n_vocab empty ids. */
+p3_status tok_new(const char *what, int32_t n_vocab, p3_tokenizer **out, p3_error *err);
+p3_status tok_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len, int type,
+                        p3_error *err);
+/* Registers an added token matched in text; its piece must already be set. */
+p3_status tok_add_added(p3_tokenizer *tok, int32_t id, bool lstrip, bool rstrip, bool special,
+                        p3_error *err);
+/* Builds the piece -> id hash; call after all pieces are set and before merges. When two ids hold
+ * the same piece, the lower id is the one found. */
+p3_status tok_index_pieces(p3_tokenizer *tok, p3_error *err);
+p3_status tok_merges_reserve(p3_tokenizer *tok, size_t n, p3_error *err);
+/* Adds merge (left, right) with the given rank; result is the id of left+right, which must exist.
+ */
+p3_status tok_add_merge(p3_tokenizer *tok, int32_t left, int32_t right, int32_t rank,
+                        p3_error *err);
+/* Rank and result of merging (left, right); false when they do not merge. */
+bool tok_merge_get(const p3_tokenizer *tok, int32_t left, int32_t right, int32_t *rank,
+                   int32_t *result);
+/* Derives merges from SentencePiece scores the way HF's converter does (every split of a piece
+ * into two pieces; ordered by score descending, then piece id, then left id, right id). */
+p3_status tok_merges_from_scores(p3_tokenizer *tok, p3_error *err);
+/* Final checks and derived tables (stop ids, byte ids, special ids). */
+p3_status tok_finish(p3_tokenizer *tok, p3_error *err);
+/* Stop ids when no generation_config.json gives them: eos, <|end|>, <|endoftext|>. */
+void tok_default_stops(p3_tokenizer *tok);
+/* Id of an exact piece, -1 when absent. */
+int32_t tok_lookup(const p3_tokenizer *tok, const char *s, size_t len);
+/* Sets the chat format from a template string (NULL: none given). */
+void tok_detect_chat(p3_tokenizer *tok, const char *tmpl, size_t len);
+
+/* Loaders: tokenizer.model (tok_spm.c); tokenizer.json and the two config files (tok_hf.c). */
+p3_status tok_load_spm(const uint8_t *data, size_t len, const char *what, p3_tokenizer **out,
+                       p3_error *err);
+p3_status tok_load_hf_json(const char *json, size_t len, const char *what, p3_tokenizer **out,
+                           p3_error *err);
+/* A GGUF file's tokenizer (tok_gguf.c) and a native .phi3c file's stored tokenizer files. */
+p3_status tok_load_gguf_file(const char *path, p3_tokenizer **out, p3_error *err);
+p3_status tok_load_native_file(const char *path, p3_tokenizer **out, p3_error *err);
+/* Applies tokenizer_config.json (add_bos_token, special token names, chat template) and
+ * generation_config.json (stop ids); either may be NULL. */
+p3_status tok_apply_configs(p3_tokenizer *tok, const char *config, size_t config_len,
+                            const char *generation, size_t generation_len, p3_error *err);
+
+#endif /* P3_TOK_INTERNAL_H */

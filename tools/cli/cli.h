@@ -1,0 +1,43 @@
+/* cli.h: shared pieces of the phi3c command-line program: the subcommand table, argument
+ * helpers and the one place that turns a phi3c_error into a message and an exit code. */
+#ifndef P3_CLI_H
+#define P3_CLI_H
+
+#include "p3.h"
+
+#include <stdio.h>
+
+typedef int (*cli_command_fn)(int argc, char **argv); /* argv[0] is the subcommand name */
+
+/* Each subcommand lives in its own file: cmd_<name>.c. */
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+/* Exit codes: 0 ok, 1 runtime failure (bad file, device error...), 2 usage error. */
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+/* Prints "phi3c CMD: MESSAGE" to stderr and returns CLI_EXIT_FAIL. */
+int cli_fail(const char *cmd, const p3_error *err);
+/* Prints "phi3c CMD: <formatted>" and a hint to run --help; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) P3_PRINTF(2, 3);
+
+/* True when argv[i] is `flag` or `alias` (alias may be NULL). */
+bool cli_is(const char *arg, const char *flag, const char *alias);
+/* Takes the value after a flag: returns it and advances *i, or NULL (with a usage message) when
+ * the flag is last. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Parses a whole decimal int in [lo, hi]; false (with a usage message) otherwise. */
+bool cli_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
+bool cli_float(const char *cmd, const char *flag, const char *text, double lo, double hi,
+               double *out);
+/* True when --help or -h is among the arguments. */
+bool cli_wants_help(int argc, char **argv);
+
+#endif /* P3_CLI_H */

@@ -1,0 +1,38 @@
+/* cli_engine.h: the model, session and sampling flags shared by run, chat, logits and perplexity,
+ * so every subcommand spells them the same way. */
+#ifndef P3_CLI_ENGINE_H
+#define P3_CLI_ENGINE_H
+
+#include "cli.h"
+
+typedef struct cli_engine_opts {
+    const char *model_path;
+    phi3c_model_params model;
+    phi3c_session_params session;
+    phi3c_sampler_params sampler;
+    bool ctx_given;
+} cli_engine_opts;
+
+void cli_engine_opts_init(cli_engine_opts *o);
+
+/* Result of offering argv[*i] to a flag parser. */
+enum { CLI_FLAG_NOT_MINE = 0, CLI_FLAG_TAKEN = 1, CLI_FLAG_BAD = -1 };
+
+/* -m/--model, --backend, -t/--threads, --quant, --act, --kv, -c/--ctx, --batch. A bad value has
+ * already been reported (usage message) when CLI_FLAG_BAD is returned. */
+int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
+/* --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, --greedy. */
+int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
+
+extern const char cli_engine_help[];
+extern const char cli_sampler_help[];
+
+/* Loads the model and creates a session; prints the error and returns false on failure. */
+bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,
+                     phi3c_session **session);
+
+/* Parses token ids separated by spaces, commas or newlines into a new malloc'd array; false when
+ * there is something else or no id at all. */
+bool cli_parse_ids(const char *text, int32_t **ids, size_t *n);
+
+#endif /* P3_CLI_ENGINE_H */

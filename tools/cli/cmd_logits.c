@@ -1,0 +1,130 @@
+/* cmd_logits.c: `phi3c logits`: raw f32 logits of a token sequence, from one prefill of the whole
+ * sequence or (--decode) one token at a time through the KV cache. Needs no tokenizer. */
+#include "cli_engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "phi3c logits writes the host's floats as little-endian: big-endian hosts need a swap"
+#endif
+
+static const char usage[] =
+    "usage: phi3c logits -m MODEL (--ids \"1 2 3 ...\" | --ids-file FILE) --out FILE [options]\n"
+    "\n"
+    "Writes raw little-endian float32 logits, one row of vocab_size per input position. By\n"
+    "default the whole sequence is one prefill; with --decode the tokens go one at a time\n"
+    "through the KV cache and row p is the logits of step p.\n"
+    "\n"
+    "  --ids \"IDS\"           token ids, separated by spaces or commas\n"
+    "  --ids-file FILE       the same, read from a file\n"
+    "  -o, --out FILE        output file (required)\n"
+    "  --decode              feed one token at a time\n";
+
+static bool read_ids_file(const char *path, int32_t **ids, size_t *n) {
+    char *text = NULL;
+    size_t size;
+    p3_error err = {0};
+    if (p3_file_read_all(path, &text, &size, &err) != PHI3C_OK) {
+        cli_fail("logits", &err);
+        return false;
+    }
+    bool ok = cli_parse_ids(text, ids, n);
+    p3_free(text);
+    if (!ok) fprintf(stderr, "phi3c logits: %s: expected decimal token ids\n", path);
+    return ok;
+}
+
+/* Runs the ids and writes the rows; returns an exit code. */
+static int write_logits(phi3c_session *s, int vocab, const int32_t *ids, size_t n, bool decode,
+                        FILE *f, const char *out_path) {
+    phi3c_error err = {0};
+    size_t rows = decode ? 1 : n;
+    float *logits = malloc(rows * (size_t)vocab * sizeof(float));
+    if (!logits) {
+        fprintf(stderr, "phi3c logits: out of memory for %zu logit rows\n", rows);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = CLI_EXIT_OK;
+    for (size_t p = 0; p < n && rc == CLI_EXIT_OK; p += rows) {
+        if (phi3c_session_feed_tokens(s, ids + p, rows, decode ? NULL : logits, &err) != PHI3C_OK) {
+            rc = cli_fail("logits", &err);
+            break;
+        }
+        const float *src = decode ? phi3c_session_logits(s) : logits;
+        if (fwrite(src, sizeof(float) * (size_t)vocab, rows, f) != rows) {
+            fprintf(stderr, "phi3c logits: %s: write failed\n", out_path);
+            rc = CLI_EXIT_FAIL;
+        }
+    }
+    free(logits);
+    return rc;
+}
+
+int cmd_logits(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        printf("%s%s", usage, cli_engine_help);
+        return CLI_EXIT_OK;
+    }
+    cli_engine_opts o;
+    cli_engine_opts_init(&o);
+    const char *ids_text = NULL, *ids_file = NULL, *out_path = NULL;
+    bool decode = false;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_engine_flag("logits", argc, argv, &i, &o);
+        if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
+        if (r == CLI_FLAG_TAKEN) continue;
+        if (cli_is(argv[i], "--decode", NULL)) {
+            decode = true;
+        } else if (cli_is(argv[i], "--ids", NULL) || cli_is(argv[i], "--ids-file", NULL) ||
+                   cli_is(argv[i], "-o", "--out")) {
+            const char *flag = argv[i], *v = cli_value("logits", argc, argv, &i);
+            if (!v) return CLI_EXIT_USAGE;
+            if (cli_is(flag, "--ids", NULL))
+                ids_text = v;
+            else if (cli_is(flag, "--ids-file", NULL))
+                ids_file = v;
+            else
+                out_path = v;
+        } else {
+            return cli_usage_error("logits", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!o.model_path) return cli_usage_error("logits", "-m MODEL is required");
+    if (!out_path) return cli_usage_error("logits", "--out FILE is required");
+    if (!ids_text == !ids_file) return cli_usage_error("logits", "give one of --ids, --ids-file");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (ids_text && !cli_parse_ids(ids_text, &ids, &n))
+        return cli_usage_error("logits", "--ids wants decimal token ids, got '%s'", ids_text);
+    if (ids_file && !read_ids_file(ids_file, &ids, &n)) return CLI_EXIT_FAIL;
+
+    /* the cache holds exactly the sequence unless the user chose -c */
+    if (!o.ctx_given) o.session.n_ctx = (int)P3_MIN(n, (size_t)1 << 24);
+    o.session.all_logits = !decode;
+    phi3c_model *model;
+    phi3c_session *s;
+    if (!cli_engine_open("logits", &o, &model, &s)) {
+        free(ids);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = CLI_EXIT_FAIL;
+    FILE *f = fopen(out_path, "wb");
+    if (!f) {
+        fprintf(stderr, "phi3c logits: %s: cannot create the file\n", out_path);
+    } else {
+        int vocab = phi3c_model_vocab_size(model);
+        rc = write_logits(s, vocab, ids, n, decode, f, out_path);
+        if (fclose(f) != 0 && rc == CLI_EXIT_OK) {
+            fprintf(stderr, "phi3c logits: %s: write failed\n", out_path);
+            rc = CLI_EXIT_FAIL;
+        }
+        if (rc == CLI_EXIT_OK)
+            fprintf(stderr, "phi3c logits: wrote %zu rows of %d floats to %s\n", n, vocab,
+                    out_path);
+    }
+    phi3c_session_free(s);
+    phi3c_model_free(model);
+    free(ids);
+    return rc;
+}

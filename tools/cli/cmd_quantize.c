@@ -1,0 +1,148 @@
+/* cmd_quantize.c: `phi3c quantize`: any model source (HF folder, GGUF, native file) to one native
+ * .phi3c file with INT4-g128 linear weights, with a progress bar on a terminal and Ctrl-C that
+ * leaves no output behind. */
+#include "cli.h"
+#include "phi3c_file.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static void print_help(void) {
+    printf("usage: phi3c quantize -m IN -o OUT.phi3c [options]\n\n"
+           "Writes a native phi3c file: config, tokenizer files and weights, linear layers in\n"
+           "INT4 with one f16 scale per 128 weights, XXH3-64 checksums (docs/FORMAT.md).\n\n"
+           "  -m, --model IN      HF folder, .gguf or .phi3c file\n"
+           "  -o, --output OUT    output file (written beside it as a temp file, then renamed)\n"
+           "  --sym               symmetric INT4 (default)\n"
+           "  --asym              asymmetric INT4 (scale and zero point per group)\n"
+           "  --group 128         group size (only 128 is supported)\n"
+           "  --method M          search (default: per group, the scale with the least squared\n"
+           "                      error) or rtn (round to nearest with the absmax scale)\n"
+           "  --embed T           f16 (default; bf16 sources stay bf16) or int4\n"
+           "  -t, --threads N     quantization threads (default: all CPUs)\n"
+           "  --force             replace OUT if it exists\n");
+}
+
+typedef struct progress_state {
+    double t0, last;
+    bool tty;
+} progress_state;
+
+static bool on_progress(void *user, size_t i, size_t n, uint64_t done, uint64_t total) {
+    progress_state *p = user;
+    if (interrupted) return false;
+    if (!p->tty) return true;
+    double now = p3_time_now();
+    if (now - p->last < 0.1 && done < total) return true;
+    p->last = now;
+    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\rquantize: tensor %zu/%zu  %6.0f/%.0f MB  %6.1f MB/s  ETA %4.0f s ", i + 1, n,
+            (double)done / 1e6, (double)total / 1e6, rate / 1e6, eta);
+    return true;
+}
+
+/* PHI3C_TEST_WRITE_FAULT=enospc:BYTES|kill:BYTES|sigint:BYTES (tests only). */
+static void read_test_fault(p3_native_write_opts *o) {
+    const char *v = getenv("PHI3C_TEST_WRITE_FAULT");
+    if (!v) return;
+    static const struct {
+        const char *name;
+        p3_native_fault fault;
+    } kinds[] = {
+        {"enospc:", P3N_FAULT_ENOSPC}, {"kill:", P3N_FAULT_SIGKILL}, {"sigint:", P3N_FAULT_SIGINT}};
+    for (size_t i = 0; i < P3_ARRAY_LEN(kinds); i++) {
+        size_t n = strlen(kinds[i].name);
+        if (strncmp(v, kinds[i].name, n) == 0) {
+            o->test_fault = kinds[i].fault;
+            o->test_fault_at = strtoull(v + n, NULL, 10);
+        }
+    }
+}
+
+typedef struct quantize_args {
+    const char *in, *out;
+    p3_native_write_opts o;
+} quantize_args;
+
+static int parse_args(int argc, char **argv, quantize_args *a) {
+    const char *cmd = "quantize";
+    a->o.method = P3_QUANT_SEARCH;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        long n;
+        if (cli_is(arg, "--model", "-m") || cli_is(arg, "--output", "-o")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return CLI_EXIT_USAGE;
+            *(cli_is(arg, "--model", "-m") ? &a->in : &a->out) = v;
+        } else if (cli_is(arg, "--sym", NULL) || cli_is(arg, "--asym", NULL)) {
+            a->o.asym = cli_is(arg, "--asym", NULL);
+        } else if (cli_is(arg, "--group", NULL)) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, arg, v, 1, 1 << 20, &n))
+                return CLI_EXIT_USAGE;
+            if (n != P3_QK) return cli_usage_error(cmd, "only --group %d is supported", P3_QK);
+        } else if (cli_is(arg, "--method", NULL)) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return CLI_EXIT_USAGE;
+            if (strcmp(v, "search") && strcmp(v, "rtn"))
+                return cli_usage_error(cmd, "--method wants search or rtn, got '%s'", v);
+            a->o.method = strcmp(v, "rtn") == 0 ? P3_QUANT_RTN : P3_QUANT_SEARCH;
+        } else if (cli_is(arg, "--embed", NULL)) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return CLI_EXIT_USAGE;
+            if (strcmp(v, "f16") && strcmp(v, "int4"))
+                return cli_usage_error(cmd, "--embed wants f16 or int4, got '%s'", v);
+            a->o.embed_int4 = strcmp(v, "int4") == 0;
+        } else if (cli_is(arg, "--threads", "-t")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, arg, v, 1, 256, &n))
+                return CLI_EXIT_USAGE;
+            a->o.n_threads = (int)n;
+        } else if (cli_is(arg, "--force", NULL)) {
+            a->o.force = true;
+        } else {
+            return cli_usage_error(cmd, "unknown option '%s'", arg);
+        }
+    }
+    if (!a->in || !a->out) return cli_usage_error(cmd, "needs -m IN and -o OUT");
+    return CLI_EXIT_OK;
+}
+
+int cmd_quantize(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        print_help();
+        return CLI_EXIT_OK;
+    }
+    quantize_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_EXIT_OK) return rc;
+    progress_state prog = {.t0 = p3_time_now(), .tty = isatty(STDERR_FILENO) == 1};
+    a.o.to_f32 = p3_tensor_to_f32;
+    a.o.progress = on_progress;
+    a.o.progress_user = &prog;
+    read_test_fault(&a.o);
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    p3_error err = {0};
+    p3_model_source *src = NULL;
+    p3_native_blob *blobs = NULL;
+    size_t n_blobs = 0;
+    p3_status st = p3_source_open(a.in, &src, &err);
+    if (st == PHI3C_OK) st = p3_source_check_tensors(src, &err);
+    if (st == PHI3C_OK) st = p3_native_gather_blobs(src, &blobs, &n_blobs, &err);
+    if (st == PHI3C_OK) st = p3_native_write(src, blobs, n_blobs, a.out, &a.o, &err);
+    if (prog.tty) fprintf(stderr, "\n");
+    p3_native_blobs_free(blobs, n_blobs);
+    p3_source_close(src);
+    if (st != PHI3C_OK) return cli_fail("quantize", &err);
+    if (prog.tty) fprintf(stderr, "quantize: wrote %s in %.1f s\n", a.out, p3_time_now() - prog.t0);
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,112 @@
+/* cmd_tokenize.c: `phi3c tokenize`: prints the token ids of a text (argument or file, used byte for
+ * byte) separated by single spaces, then one newline. */
+#include "cli.h"
+#include "tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const CMD = "tokenize";
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: phi3c tokenize -m PATH [--bos] [--no-special] (--file F | TEXT)\n\n"
+        "Prints the token ids of TEXT (or of file F; '-' reads stdin), separated by single\n"
+        "spaces and followed by one newline. The text is used byte for byte.\n\n"
+        "  -m, --model PATH  model folder, folder with tokenizer.json (+ tokenizer_config.json)\n"
+        "                    or only tokenizer.model, a GGUF file, or a native .phi3c file\n"
+        "  --bos             prepend the BOS id (only then, whatever add_bos_token says)\n"
+        "  --no-special      do not recognise special tokens written in the text (as HF's\n"
+        "                    split_special_tokens: added tokens not marked special still are)\n"
+        "  --file F          read the text from F instead of the argument\n");
+}
+
+/* Reads all of stdin into a heap buffer. */
+static bool read_stdin(char **data, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return false;
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return false;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    *data = buf;
+    *len = n;
+    return true;
+}
+
+static int print_ids(const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+    printf("\n");
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    const char *model = NULL, *file = NULL, *text = NULL;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "--model", "-m")) {
+            if (!(model = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
+        } else if (cli_is(argv[i], "--file", "-f")) {
+            if (!(file = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
+        } else if (cli_is(argv[i], "--bos", NULL)) {
+            flags |= P3_ENCODE_ADD_BOS;
+        } else if (cli_is(argv[i], "--no-special", NULL)) {
+            flags |= P3_ENCODE_NO_SPECIAL;
+        } else if (cli_is(argv[i], "--", NULL) && i + 2 == argc && !text) {
+            text = argv[++i]; /* a TEXT that starts with '-' */
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
+        } else if (!text) {
+            text = argv[i];
+        } else {
+            return cli_usage_error(CMD, "give the text as one argument (quote it)");
+        }
+    }
+    if (!model) return cli_usage_error(CMD, "-m PATH is required");
+    if (!file == !text) return cli_usage_error(CMD, "give either TEXT or --file F");
+    p3_error err = {0};
+    char *data = NULL;
+    size_t len = 0;
+    bool heap = false;
+    if (file && strcmp(file, "-") == 0) {
+        if (!read_stdin(&data, &len))
+            return p3_fail(&err, PHI3C_ERR_IO, "cannot read stdin"), cli_fail(CMD, &err);
+        heap = true;
+    } else if (file) {
+        if (p3_file_read_all(file, &data, &len, &err) != PHI3C_OK) return cli_fail(CMD, &err);
+    } else {
+        data = (char *)text;
+        len = strlen(text);
+    }
+    p3_tokenizer *tok = NULL;
+    int rc = CLI_EXIT_FAIL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (p3_tokenizer_load_path(model, &tok, &err) == PHI3C_OK &&
+        p3_tokenizer_encode(tok, data, len, flags, &ids, &n, &err) == PHI3C_OK)
+        rc = print_ids(ids, n);
+    else
+        cli_fail(CMD, &err);
+    p3_free(ids);
+    p3_tokenizer_free(tok);
+    if (heap)
+        free(data);
+    else if (file)
+        p3_free(data);
+    return rc;
+}

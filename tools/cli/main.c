@@ -1,0 +1,53 @@
+/* main.c: the phi3c command-line program: dispatches to one subcommand per file. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cli_command {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"run", cmd_run, "generate text from a prompt (streams tokens to stdout)"},
+    {"chat", cmd_chat, "interactive multi-turn chat with the Phi-3 template"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"logits", cmd_logits, "write raw f32 logits for a token sequence"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file in non-overlapping windows"},
+    {"quantize", cmd_quantize, "write a native INT4-g128 .phi3c model file"},
+    {"info", cmd_info, "show a model's config and tensors, and the available backends"},
+    {"bench", cmd_bench, "kernel and end-to-end benchmarks"},
+};
+
+static void print_usage(FILE *f) {
+    fprintf(f, "phi3c %s: inference engine for the Phi-3 family\n\n", PHI3C_VERSION);
+    fprintf(f, "usage: phi3c COMMAND [options]   (phi3c COMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nMODEL paths (-m) may be a Hugging Face folder (config.json + safetensors), a GGUF "
+               "file or a native .phi3c file.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_is(argv[1], "--help", "-h") || strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (cli_is(argv[1], "--version", NULL)) {
+        printf("phi3c %s\n", PHI3C_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "phi3c: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return CLI_EXIT_USAGE;
+}
