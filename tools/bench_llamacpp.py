@@ -15,6 +15,7 @@ usage: bench_llamacpp.py [--build build] [--threads 1,2] [--reps 3] [--pp 512] [
 needs: numpy, gguf, llama-cpp-python (tools/requirements-bench.txt)
 """
 import argparse
+import resource
 import ctypes
 import os
 import statistics
@@ -222,6 +223,7 @@ def main():
     llama.set_threads(max(threads))
     llama.decode([1] * min(a.pp, 32), 0)  # warm-up: page in the weights, first-call costs
     llama.clear()
+    llama_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     res = {(e, t): {"pp": [], "tg": [], "bw": [], "rss": []} for e in ("llama", "phi3c")
            for t in threads}
     for rep in range(a.reps):
@@ -259,7 +261,7 @@ def main():
         bw = med(q["bw"])
         l_gbs, p_gbs = med(r["tg"]) * llama_gb, med(q["tg"]) * q["decode_gbs_per_tps"]
         lines.append(f"| {t} | llama.cpp Q4_0 | {med(r['pp']):.2f} | {med(r['tg']):.2f} | "
-                     f"{l_gbs:.1f} | {100 * l_gbs / bw:.0f}% | |")
+                     f"{l_gbs:.1f} | {100 * l_gbs / bw:.0f}% | {llama_rss_mib:.0f} (after warm-up) |")
         lines.append(f"| {t} | phi3c INT4-g128 | {med(q['pp']):.2f} | {med(q['tg']):.2f} | "
                      f"{p_gbs:.1f} | {100 * p_gbs / bw:.0f}% | {med(q['rss']):.0f} |")
         lines.append(f"| {t} | ratio phi3c / llama.cpp | {med(q['pp']) / med(r['pp']):.2f}x | "
