@@ -172,11 +172,18 @@ int32_t p3_sampler_pick(p3_sampler *s, float *logits, const int32_t *recent, int
     apply_repeat_penalty(s, logits, recent, n_recent);
     if (s->opt.temperature <= 0.0f || s->opt.top_k == 1) return p3_argmax(logits, s->vocab);
     softmax_with_temperature(s->probs, logits, s->vocab, s->opt.temperature);
-    for (int i = 0; i < s->vocab; i++) s->keys[i] = sort_key(s->probs[i], i);
-    int n = s->vocab;
+    /* top-k, top-p and min-p each keep a prefix of the sorted candidates, so min-p can drop its
+     * tokens before the sort (a 200k vocabulary then sorts a few dozen) without changing the result
+     */
+    float threshold =
+        s->opt.min_p > 0.0f ? s->opt.min_p * s->probs[p3_argmax(s->probs, s->vocab)] : 0.0f;
+    int n = 0;
+    for (int i = 0; i < s->vocab; i++)
+        if (s->probs[i] >= threshold) s->keys[n++] = sort_key(s->probs[i], i);
+    if (n == 0) return p3_argmax(s->probs, s->vocab); /* min_p > 1 keeps nothing: take the best */
     if (s->opt.top_k > 0 && s->opt.top_k < n) {
+        select_smallest(s->keys, n, s->opt.top_k);
         n = s->opt.top_k;
-        select_smallest(s->keys, s->vocab, n);
     } else {
         qsort(s->keys, (size_t)n, sizeof *s->keys, compare_keys);
     }

@@ -85,7 +85,8 @@ int phi3c_model_vocab_size(const phi3c_model *model);
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len);
 /* Seconds phi3c_model_load took. */
 double phi3c_model_load_seconds(const phi3c_model *model);
-/* The model's stop ids (generation_config.json / GGUF); returns how many, writes up to cap. */
+/* The config's stop ids (generation_config.json / GGUF; generation also stops on the tokenizer's
+ * eos, <|end|> and <|endoftext|>); returns how many, writes up to cap. */
 int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap);
 
 typedef struct phi3c_session_params {

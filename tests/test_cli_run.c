@@ -366,3 +366,39 @@ P3_TEST_SLOW(cli_chat_ctrl_c_stops_the_answer_not_the_chat) {
     }
     p3_cmd_result_free(&r);
 }
+
+/* The number after `marker` and "**" in TRAINING.md (the demo model's transformers perplexity). */
+static double training_md_number(const char *text, const char *marker) {
+    const char *p = text ? strstr(text, marker) : NULL;
+    p = p ? strstr(p, "**") : NULL;
+    return p ? atof(p + 2) : 0.0;
+}
+
+/* The demo model's held-out perplexity through phi3c's f32 path equals transformers' (recorded in
+ * its TRAINING.md by tools/train_demo.py) within 0.1%. PHI3C_DEMO_MODEL overrides the folder. */
+P3_TEST_SLOW(cli_perplexity_of_the_demo_model_matches_transformers) {
+    const char *env = getenv("PHI3C_DEMO_MODEL");
+    const char *dir = env && *env ? env : "tools/demo-model";
+    char path[512], cmd[1024];
+    snprintf(path, sizeof path, "%s/TRAINING.md", dir);
+    if (!p3_file_exists(path)) {
+        p3_test_skip(t, "%s is not there (the demo model is trained by tools/train_demo.py)", path);
+        return;
+    }
+    size_t size;
+    char *md = p3_test_read_file(t, path, &size);
+    double want = training_md_number(md, "bf16-rounded weights");
+    p3_free(md);
+    if (!CHECK_MSG(want > 1.0, "%s: no reference perplexity for the bf16 weights", path)) return;
+    snprintf(cmd, sizeof cmd, "%s perplexity -m %s -f %s/heldout.txt -c 256", p3_test_cli(), dir,
+             dir);
+    p3_cmd_result r;
+    if (p3_test_run(t, cmd, &r)) {
+        const char *at = r.out ? strstr(r.out, "perplexity ") : NULL;
+        double got = at ? atof(at + 11) : 0.0;
+        printf("    demo model held-out perplexity: phi3c %.4f, transformers %.4f\n", got, want);
+        CHECK_MSG(fabs(got - want) <= 1e-3 * want, "phi3c %.4f vs transformers %.4f (%s)", got,
+                  want, r.err ? r.err : "");
+    }
+    p3_cmd_result_free(&r);
+}

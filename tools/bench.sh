@@ -8,6 +8,7 @@
 #   BENCH_REPS=3           repetitions (medians are reported)
 #   BENCH_PYTHON=...       a Python with numpy, gguf and llama-cpp-python (default: a venv in
 #                          build/venv-bench made from tools/requirements-bench.txt)
+#   BENCH_LLAMA_LIB=DIR    llama.cpp shared libraries to load instead of the package's own
 #   BENCH_ONLY=kernels,side,tokenizer,checksum   a subset
 set -uo pipefail
 BUILD=${BUILD:-build}
@@ -31,11 +32,14 @@ if wants side; then
   step "side by side with llama.cpp (tools/bench_llamacpp.py)"
   py=${BENCH_PYTHON:-}
   if [ -z "$py" ]; then
-    tools/make_venv.sh "$BUILD/venv-bench" tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
+    # llama.cpp compiled for this CPU (its default wheel build may leave out AVX-512)
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" tools/make_venv.sh "$BUILD/venv-bench" \
+      tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
   fi
   if [ -n "$py" ]; then
     "$py" tools/bench_llamacpp.py --build "$BUILD" --threads "${BENCH_SIDE_THREADS:-1,2}" \
-      --reps "$reps" --out "$out/side_by_side.md" || failed+=(side)
+      --reps "$reps" --out "$out/side_by_side.md" ${BENCH_LLAMA_LIB:+--llama-lib "$BENCH_LLAMA_LIB"} \
+      || failed+=(side)
   else
     failed+=(side)
   fi

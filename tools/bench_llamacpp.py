@@ -15,6 +15,7 @@ usage: bench_llamacpp.py [--build build] [--threads 1,2] [--reps 3] [--pp 512] [
 needs: numpy, gguf, llama-cpp-python (tools/requirements-bench.txt)
 """
 import argparse
+import ctypes
 import os
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 
-HIDDEN, INTER, LAYERS, HEADS, VOCAB, CTX = 3072, 8192, 32, 32, 32064, 4096
+HIDDEN, INTER, LAYERS, HEADS, VOCAB, CTX, EOT = 3072, 8192, 32, 32, 32064, 4096, 32000
 Q4_0_BLOCK, Q4_0_BYTES = 32, 18
 
 
@@ -64,12 +65,14 @@ def write_gguf(path):
     types += [gguf.TokenType.BYTE] * 256
     tokens += [f"\u2581t{i}".encode() for i in range(len(tokens), VOCAB)]
     types += [gguf.TokenType.NORMAL] * (VOCAB - len(types))
+    # Phi-3's end of text at its real id: llama.cpp looks it up by name for phi3 models.
+    tokens[EOT], types[EOT] = b"<|endoftext|>", gguf.TokenType.CONTROL
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * VOCAB)
     w.add_token_types(types)
     w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    w.add_eos_token_id(EOT)
     w.add_unk_token_id(0)
     q4 = gguf.GGMLQuantizationType.Q4_0
     ones = np.ones(HIDDEN, dtype=np.float32)
@@ -104,11 +107,15 @@ def q4_0_stream_bytes():
 class LlamaCpp:
     """llama.cpp through llama-cpp-python's C bindings, timed like llama-bench."""
 
-    def __init__(self, path, max_batch, n_ctx):
+    def __init__(self, path, max_batch, n_ctx, quiet=True):
         import llama_cpp as L
 
         self.L = L
+        if quiet:  # llama.cpp logs every graph build at debug level: that costs time in tg
+            self._log = L.llama_log_callback(lambda level, text, user: None)
+            L.llama_log_set(self._log, ctypes.c_void_p(0))
         L.llama_backend_init()
+        self.system_info = L.llama_print_system_info().decode(errors="replace").strip()
         mp = L.llama_model_default_params()
         load = getattr(L, "llama_model_load_from_file", None) or L.llama_load_model_from_file
         self.model = load(path.encode(), mp)
@@ -183,16 +190,34 @@ def main():
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--llama-lib", default=None,
+                    help="folder of llama.cpp shared libraries to use instead of the package's "
+                         "own (e.g. a ggml-cpu built with -DGGML_NATIVE=ON)")
+    ap.add_argument("--verbose", action="store_true", help="keep llama.cpp's log")
+    ap.add_argument("--omp-wait", choices=("auto", "active", "passive"), default="auto",
+                    help="llama.cpp's OpenMP wait policy; auto = passive when the load average "
+                         "exceeds the cores (spinning threads then lose their time slices), else "
+                         "OpenMP's default")
     a = ap.parse_args()
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy is None and a.omp_wait != "auto":
+        policy = a.omp_wait.upper()
+    elif policy is None and loadavg() > (os.cpu_count() or 1):
+        policy = "PASSIVE"
+    if policy:  # read by libgomp when llama.cpp is loaded, so before the import below
+        os.environ["OMP_WAIT_POLICY"] = policy
+    if a.llama_lib:
+        os.environ["LLAMA_CPP_LIB_PATH"] = os.path.abspath(a.llama_lib)
     threads = [int(t) for t in a.threads.split(",")]
-    gguf_path = a.gguf or os.path.join(a.build, "bench", "phi3-mini-synthetic-q4_0.gguf")
+    gguf_path = a.gguf or os.path.join(a.build, "bench", "phi3-mini-synthetic-q4_0-v2.gguf")
     os.makedirs(os.path.dirname(gguf_path), exist_ok=True)
     if not os.path.exists(gguf_path):
         print(f"writing {gguf_path} (synthetic Phi-3-mini, Q4_0, random weights)", file=sys.stderr)
         write_gguf(gguf_path)
     binary = os.path.join(a.build, "phi3c")
     la0, start = loadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    llama = LlamaCpp(gguf_path, max(a.pp, 1), a.pp + a.tg + 8)
+    llama = LlamaCpp(gguf_path, max(a.pp, 1), a.pp + a.tg + 8, quiet=not a.verbose)
+    print(f"llama.cpp system info: {llama.system_info}", file=sys.stderr)
     rng = np.random.default_rng(1)
     llama.set_threads(max(threads))
     llama.decode([1] * min(a.pp, 32), 0)  # warm-up: page in the weights, first-call costs
@@ -224,6 +249,8 @@ def main():
              f"alternating runs, pp{a.pp} / tg{a.tg} (llama-bench definitions)",
              f"llama.cpp: llama-cpp-python {llama.version}, synthetic Phi-3-mini Q4_0 "
              f"({llama_gb:.2f} GB read per token); phi3c: synthetic Phi-3-mini INT4-g128 w4a8",
+             f"llama.cpp CPU features: {llama.system_info}; OMP_WAIT_POLICY="
+             f"{policy or 'default'}",
              "",
              "| threads | engine | pp tok/s | tg tok/s | decode GB/s | % of measured BW | peak RSS MiB |",
              "|---|---|---|---|---|---|---|"]

@@ -130,7 +130,8 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
         if (!cli_int(cmd, a, v, 0, 0x7fffffffffffffffL, &n)) return CLI_FLAG_BAD;
         p->seed = (uint64_t)n;
     } else {
-        if (!cli_float(cmd, a, v, 0.0, 100.0, &d)) return CLI_FLAG_BAD;
+        bool unit = cli_is(a, "--top-p", NULL) || cli_is(a, "--min-p", NULL);
+        if (!cli_float(cmd, a, v, 0.0, unit ? 1.0 : 100.0, &d)) return CLI_FLAG_BAD;
         if (cli_is(a, "--temp", "--temperature"))
             p->temperature = (float)d;
         else if (cli_is(a, "--top-p", NULL))

@@ -62,6 +62,7 @@ typedef struct bench_state {
     bench_point pts[2 * MAX_SHAPES + MAX_CTX + 1];
     int n_pts;
     char backend_desc[160];
+    double gemv_s[MAX_SHAPES], gemm_s[MAX_SHAPES], attn_prefill_s; /* medians, for the estimate */
 } bench_state;
 
 static void opts_init(bench_opts *o) {
@@ -342,6 +343,8 @@ static p3_status bench_shape(kernel_ctx *k, const bench_opts *o, bench_state *s,
     if (st == PHI3C_OK) st = time_gemm(k, w[0], o->batch, o->reps, &gemm, err);
     for (int c = 0; c < n; c++) p3_be_weight_free(&k->be, w[c]);
     if (st != PHI3C_OK) return st;
+    s->gemv_s[i] = gemv;
+    s->gemm_s[i] = gemm;
     char shape[32], label[48];
     snprintf(shape, sizeof shape, "%lldx%lld", (long long)rows, (long long)cols);
     double macs = (double)rows * (double)cols, io = 4.0 * (double)(rows + cols);
@@ -359,11 +362,16 @@ enum { ATT_HEADS = 32, ATT_HD = 96, ATT_QKV = 3 * ATT_HEADS * ATT_HD, FILL = 256
 
 static p3_status fill_kv(kernel_ctx *k, p3_kv_cache *kv, int n_ctx, const p3_attn_params *p,
                          p3_error *err) {
-    float *rows = k->x->host;
     size_t n = (size_t)FILL * ATT_QKV;
-    if (!rows || k->x->size < n * sizeof(float))
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "attention bench needs host-visible buffers");
+    if (k->x->size < n * sizeof(float))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "attention bench: activation buffer too small");
+    /* rows are made on the host and written, so device backends (no host pointer) work too */
+    float *rows = p3_malloc(n * sizeof(float));
+    if (!rows) return p3_fail(err, PHI3C_ERR_NOMEM, "attention bench: out of memory");
     for (size_t i = 0; i < n; i++) rows[i] = (float)((int)(i * 2654435761u >> 20) % 200 - 100) / 64;
+    p3_status st = p3_be_write(&k->be, p3_ref_at(k->x, 0), rows, n * sizeof(float), err);
+    p3_free(rows);
+    if (st != PHI3C_OK) return st;
     for (int pos = 0; pos < n_ctx; pos += FILL) {
         int m = n_ctx - pos < FILL ? n_ctx - pos : FILL;
         if (p3_be_kv_write(&k->be, kv, 0, p3_ref_at(k->x, 0), m, pos, p, err)) return err->status;
@@ -422,6 +430,7 @@ static p3_status bench_attention(kernel_ctx *k, const bench_opts *o, bench_state
         double ops = 4.0 * ATT_HEADS * ATT_HD * t * (t + 1) / 2;
         snprintf(shape, sizeof shape, "ctx %d", o->batch);
         if (st == PHI3C_OK) print_row(s, "attn prefill", shape, o->batch, sec, kv_pos * t, ops);
+        s->attn_prefill_s = st == PHI3C_OK ? sec : 0;
     }
     p3_be_kv_free(&k->be, kv);
     return st;
@@ -446,6 +455,27 @@ static p3_status kernel_buffers(kernel_ctx *k, const bench_opts *o, p3_error *er
     return st;
 }
 
+/* Where a Phi-3-mini step's time goes if it were only these kernels: 32 layers of qkv, o, gate_up
+ * and down, plus lm_head (for prefill only the last token's row goes through lm_head). */
+static void print_estimate(const bench_opts *o, const bench_state *s) {
+    static const char *names[] = {"qkv", "o", "gate_up", "down", "lm_head"};
+    if (o->n_shapes != 5) return;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(o->shape_name[i], names[i]) != 0) return;
+    double dec = s->gemv_s[4], pre = s->gemv_s[4] + 32 * s->attn_prefill_s;
+    for (int i = 0; i < 4; i++) {
+        dec += 32 * s->gemv_s[i];
+        pre += 32 * s->gemm_s[i];
+    }
+    printf("\nestimate from these kernels for Phi-3-mini (32 layers + lm_head):\n");
+    printf("  decode  %7.1f ms/token = %6.2f tok/s (matmuls only):", dec * 1e3, 1 / dec);
+    for (int i = 0; i < 5; i++)
+        printf(" %s %.0f%%", names[i], pct((i < 4 ? 32 : 1) * s->gemv_s[i], dec));
+    printf("\n  prefill %7.2f s/%d tokens = %6.2f tok/s:", pre, o->batch, o->batch / pre);
+    for (int i = 0; i < 4; i++) printf(" %s %.0f%%", names[i], pct(32 * s->gemm_s[i], pre));
+    printf(" attention %.0f%%\n", pct(32 * s->attn_prefill_s, pre));
+}
+
 static p3_status open_backend(const bench_opts *o, p3_backend *be, char *desc, size_t len,
                               p3_error *err) {
     p3_backend_options bo = {.n_threads = o->threads};
@@ -467,6 +497,7 @@ static p3_status run_kernels(const bench_opts *o, bench_state *s, p3_error *err)
     p3_status st = kernel_buffers(&k, o, err);
     for (int i = 0; i < o->n_shapes && st == PHI3C_OK; i++) st = bench_shape(&k, o, s, i, err);
     if (st == PHI3C_OK && o->n_ctx > 0) st = bench_attention(&k, o, s, err);
+    if (st == PHI3C_OK) print_estimate(o, s);
     p3_be_buffer_free(&k.be, k.x);
     p3_be_buffer_free(&k.be, k.y);
     p3_backend_close(&k.be);
