@@ -32,8 +32,18 @@ if wants side; then
   step "side by side with llama.cpp (tools/bench_llamacpp.py)"
   py=${BENCH_PYTHON:-}
   if [ -z "$py" ]; then
-    # llama.cpp compiled for this CPU (its default wheel build may leave out AVX-512)
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" tools/make_venv.sh "$BUILD/venv-bench" \
+    # llama.cpp compiled for this CPU: pip's default build leaves out AVX-512, and -march=native
+    # would enable ggml's AMX path, which crashes in ggml_backend_amx_mul_mat on this machine
+    # (llama-cpp-python 0.3.36); so AVX-512 + VNNI explicitly when the CPU has them, AMX off.
+    llama_args=-DGGML_NATIVE=OFF
+    if grep -q avx512_vnni /proc/cpuinfo 2>/dev/null; then
+      llama_args="$llama_args -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+      llama_args="$llama_args -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AMX_INT8=OFF"
+      grep -q avx512_vbmi /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX512_VBMI=ON"
+      grep -q avx512_bf16 /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX512_BF16=ON"
+      grep -q avx_vnni /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX_VNNI=ON"
+    fi
+    CMAKE_ARGS="${CMAKE_ARGS:-$llama_args}" tools/make_venv.sh "$BUILD/venv-bench" \
       tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
   fi
   if [ -n "$py" ]; then

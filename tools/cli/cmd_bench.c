@@ -362,11 +362,16 @@ enum { ATT_HEADS = 32, ATT_HD = 96, ATT_QKV = 3 * ATT_HEADS * ATT_HD, FILL = 256
 
 static p3_status fill_kv(kernel_ctx *k, p3_kv_cache *kv, int n_ctx, const p3_attn_params *p,
                          p3_error *err) {
-    float *rows = k->x->host;
     size_t n = (size_t)FILL * ATT_QKV;
-    if (!rows || k->x->size < n * sizeof(float))
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "attention bench needs host-visible buffers");
+    if (k->x->size < n * sizeof(float))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "attention bench: activation buffer too small");
+    /* rows are made on the host and written, so device backends (no host pointer) work too */
+    float *rows = p3_malloc(n * sizeof(float));
+    if (!rows) return p3_fail(err, PHI3C_ERR_NOMEM, "attention bench: out of memory");
     for (size_t i = 0; i < n; i++) rows[i] = (float)((int)(i * 2654435761u >> 20) % 200 - 100) / 64;
+    p3_status st = p3_be_write(&k->be, p3_ref_at(k->x, 0), rows, n * sizeof(float), err);
+    p3_free(rows);
+    if (st != PHI3C_OK) return st;
     for (int pos = 0; pos < n_ctx; pos += FILL) {
         int m = n_ctx - pos < FILL ? n_ctx - pos : FILL;
         if (p3_be_kv_write(&k->be, kv, 0, p3_ref_at(k->x, 0), m, pos, p, err)) return err->status;
