@@ -402,3 +402,44 @@ P3_TEST_SLOW(cli_perplexity_of_the_demo_model_matches_transformers) {
     }
     p3_cmd_result_free(&r);
 }
+
+/* The demo model's greedy samples in TRAINING.md come from transformers' generate on the stored
+ * weights in f32: `phi3c run --greedy` must print the same text for each prompt. */
+P3_TEST_SLOW(cli_run_greedy_text_of_the_demo_model_matches_transformers) {
+    const char *env = getenv("PHI3C_DEMO_MODEL");
+    const char *dir = env && *env ? env : "tools/demo-model";
+    char path[512];
+    snprintf(path, sizeof path, "%s/TRAINING.md", dir);
+    if (!p3_file_exists(path)) {
+        p3_test_skip(t, "%s is not there", path);
+        return;
+    }
+    size_t size;
+    char *md = p3_test_read_file(t, path, &size);
+    const char *samples = md ? strstr(md, "## Samples") : NULL;
+    int compared = 0;
+    /* blocks: "Prompt `P`" ... "Greedy:\n```\nTEXT\n```" */
+    for (const char *p = samples; p && (p = strstr(p, "Prompt `")) != NULL;) {
+        const char *ps = p + 8, *pe = strchr(ps, '`');
+        const char *g = pe ? strstr(pe, "Greedy:\n```\n") : NULL;
+        const char *ge = g ? strstr(g + 12, "\n```") : NULL;
+        if (!ge) break;
+        char prompt[256], cmd[1024];
+        snprintf(prompt, sizeof prompt, "%.*s", (int)(pe - ps), ps);
+        snprintf(cmd, sizeof cmd, "%s run -m %s -p '%s' -n 60 --greedy", p3_test_cli(), dir,
+                 prompt);
+        p3_cmd_result r;
+        if (p3_test_run(t, cmd, &r)) {
+            size_t want_len = (size_t)(ge - (g + 12)), got_len = r.out ? r.out_len : 0;
+            if (got_len && r.out[got_len - 1] == '\n') got_len--; /* run ends with a newline */
+            CHECK_MSG(got_len == want_len && memcmp(r.out, g + 12, want_len) == 0,
+                      "prompt '%s': phi3c printed\n%s\ntransformers\n%.*s", prompt,
+                      r.out ? r.out : "", (int)want_len, g + 12);
+            compared++;
+        }
+        p3_cmd_result_free(&r);
+        p = ge;
+    }
+    CHECK_MSG(compared >= 1, "%s: no greedy samples found", path);
+    p3_free(md);
+}

@@ -421,8 +421,9 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
         ok = kv->k_f32 && kv->v_f32;
     }
     if (ok && (size_t)d->n_ctx > c->scores_cap) {
-        float *sc = p3_malloc_aligned(
-            (size_t)cpu_pool_threads(c->pool) * (size_t)d->n_ctx * sizeof(float), 64);
+        float *sc = p3_malloc_aligned((size_t)cpu_pool_threads(c->pool) * CPU_ATT_TILE *
+                                          (size_t)d->n_ctx * sizeof(float),
+                                      64);
         ok = sc != NULL;
         if (ok) {
             p3_free_aligned(c->scores);
@@ -794,28 +795,39 @@ static void ref_attention_task(void *arg, int ith, int nth) {
                          j->kv->k_f32, j->kv->v_f32, (int)(t1 - t0), j->pos0 + (int)t0, p);
 }
 
-/* SIMD levels: one job per (head, token), heads outermost so a thread's keys stay in cache. */
+/* SIMD levels: one item per (head, tile of CPU_ATT_TILE tokens), heads outermost so a thread's
+ * keys stay in cache. Every output is computed the same way whatever the tiling or the split. */
 static void attention_task(void *arg, int ith, int nth) {
     kv_job *j = arg;
     const p3_attn_params *p = j->p;
     int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    int tiles = (j->n_tokens + CPU_ATT_TILE - 1) / CPU_ATT_TILE;
     size_t width = (size_t)(p->n_heads + 2 * p->n_kv_heads) * (size_t)hd;
+    float *scratch = j->c->scores + (size_t)ith * CPU_ATT_TILE * j->c->scores_cap;
     int64_t i0, i1;
-    cpu_split((int64_t)p->n_heads * j->n_tokens, 1, ith, nth, &i0, &i1);
+    cpu_split((int64_t)p->n_heads * tiles, 1, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; i++) {
-        int h = (int)(i / j->n_tokens), t = (int)(i % j->n_tokens), pos = j->pos0 + t;
-        cpu_attn_job a = {
-            .kv = j->kv,
-            .layer = j->layer,
-            .kv_head = h / group,
-            .lo = p->window > 0 ? P3_MAX(0, pos - p->window + 1) : 0,
-            .hi = pos,
-            .scale = p->scale,
-            .q = j->qkv + (size_t)t * width + (size_t)h * (size_t)hd,
-            .out = j->out + ((size_t)t * (size_t)p->n_heads + (size_t)h) * (size_t)hd,
-            .scores = j->c->scores + (size_t)ith * j->c->scores_cap,
-        };
-        j->c->isa->attend(&a);
+        int h = (int)(i / tiles), t0 = (int)(i % tiles) * CPU_ATT_TILE;
+        int n = P3_MIN(CPU_ATT_TILE, j->n_tokens - t0);
+        cpu_attn_job a[CPU_ATT_TILE];
+        for (int k = 0; k < n; k++) {
+            int t = t0 + k, pos = j->pos0 + t;
+            a[k] = (cpu_attn_job){
+                .kv = j->kv,
+                .layer = j->layer,
+                .kv_head = h / group,
+                .lo = p->window > 0 ? P3_MAX(0, pos - p->window + 1) : 0,
+                .hi = pos,
+                .scale = p->scale,
+                .q = j->qkv + (size_t)t * width + (size_t)h * (size_t)hd,
+                .out = j->out + ((size_t)t * (size_t)p->n_heads + (size_t)h) * (size_t)hd,
+                .scores = scratch + (size_t)k * j->c->scores_cap,
+            };
+        }
+        if (n > 1 && j->c->isa->attend_tile)
+            j->c->isa->attend_tile(a, n);
+        else
+            for (int k = 0; k < n; k++) j->c->isa->attend(&a[k]);
     }
 }
 

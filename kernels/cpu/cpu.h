@@ -75,8 +75,11 @@ typedef struct cpu_attn_job {
     float scale;
     const float *q;
     float *out;
-    float *scores; /* this thread's scratch of n_ctx floats */
+    float *scores; /* scratch of n_ctx floats */
 } cpu_attn_job;
+
+/* Up to this many query tokens of one head share each key and value load (prefill). */
+#define CPU_ATT_TILE 4
 
 /* The kernels an ISA level provides; the backend does the threading around them. */
 typedef struct cpu_isa {
@@ -94,6 +97,9 @@ typedef struct cpu_isa {
     void (*matmul_w4a8)(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
                         int64_t p0, int64_t p1);
     void (*attend)(const cpu_attn_job *job);
+    /* (optional) n <= CPU_ATT_TILE jobs of one head at consecutive positions; each result must
+     * equal attend's bit for bit. NULL: attend is called for each. */
+    void (*attend_tile)(const cpu_attn_job *jobs, int n);
     void (*rmsnorm_row)(float *out, const float *x, const float *w, int dim, float eps);
     void (*swiglu_row)(float *out, const float *gate_up, int dim); /* gate_up: 2*dim */
     void (*add)(float *x, const float *y, size_t n);

@@ -475,6 +475,115 @@ static void attend_avx512(const cpu_attn_job *job) {
     }
 }
 
+/* T query tokens (consecutive positions) x NV vectors: each key and value row is loaded once
+ * for all of them; each token's arithmetic is attend_nv's, in the same order. */
+static inline __attribute__((always_inline)) void attend_tile_nv(const cpu_attn_job *jobs, int T,
+                                                                 int NV) {
+    const cpu_kv *kv = jobs[0].kv;
+    int hd = kv->pub.desc.head_dim, jlo = jobs[0].lo, jhi = jobs[T - 1].hi;
+    size_t idx0 = cpu_kv_index(kv, jobs[0].layer, jobs[0].kv_head, 0);
+    __m512 q[4][8], acc[4][8];
+    float m[4], sum[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        m[t] = -INFINITY;
+        sum[t] = 0.0f;
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; i++) {
+            q[t][i] = _mm512_maskz_loadu_ps(tail_mask(hd - 16 * i), jobs[t].q + 16 * i);
+            acc[t][i] = _mm512_setzero_ps();
+        }
+    }
+    for (int j = jlo; j <= jhi; j++) {
+        __m512 row[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; i++)
+            row[i] = kv_vec(kv, kv->k, kv->k_scale, idx0 + (size_t)j, hd, i);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            if (j < jobs[t].lo || j > jobs[t].hi) continue;
+            __m512 d = _mm512_setzero_ps();
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; i++) d = _mm512_fmadd_ps(q[t][i], row[i], d);
+            float sc = lanes_sum(d) * jobs[t].scale;
+            jobs[t].scores[j - jobs[t].lo] = sc;
+            m[t] = sc > m[t] ? sc : m[t];
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        int n = jobs[t].hi - jobs[t].lo + 1;
+        float *s = jobs[t].scores;
+        __m512 mv = _mm512_set1_ps(m[t]);
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 mk = tail_mask(n - j);
+            _mm512_mask_storeu_ps(s + j, mk,
+                                  exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv)));
+        }
+    }
+    for (int j = jlo; j <= jhi; j++) {
+        __m512 row[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; i++)
+            row[i] = kv_vec(kv, kv->v, kv->v_scale, idx0 + (size_t)j, hd, i);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            if (j < jobs[t].lo || j > jobs[t].hi) continue;
+            float e = jobs[t].scores[j - jobs[t].lo];
+            sum[t] += e;
+            __m512 ev = _mm512_set1_ps(e);
+#pragma GCC unroll 8
+            for (int i = 0; i < NV; i++)
+                acc[t][i] = _mm512_add_ps(acc[t][i], _mm512_mul_ps(ev, row[i]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m512 sv = _mm512_set1_ps(sum[t]);
+#pragma GCC unroll 8
+        for (int i = 0; i < NV; i++)
+            _mm512_mask_storeu_ps(jobs[t].out + 16 * i, tail_mask(hd - 16 * i),
+                                  _mm512_div_ps(acc[t][i], sv));
+    }
+}
+
+/* Token tiles for head sizes up to 96 (4 tokens) and 128 (2 tokens): what fits the registers. */
+static void attend_tile_avx512(const cpu_attn_job *jobs, int n) {
+    int nv = (jobs[0].kv->pub.desc.head_dim + 15) / 16;
+    if (nv > 8) {
+        for (int k = 0; k < n; k++) attend_avx512(&jobs[k]);
+        return;
+    }
+    int T = nv <= 6 ? 4 : 2;
+    for (int k = 0; k < n; k += T) {
+        int r = P3_MIN(T, n - k);
+        const cpu_attn_job *jb = jobs + k;
+#define TILE_CASE(NVc)                                                                             \
+    case NVc:                                                                                      \
+        if (r == 4)                                                                                \
+            attend_tile_nv(jb, 4, NVc);                                                            \
+        else if (r == 3)                                                                           \
+            attend_tile_nv(jb, 3, NVc);                                                            \
+        else if (r == 2)                                                                           \
+            attend_tile_nv(jb, 2, NVc);                                                            \
+        else                                                                                       \
+            attend_avx512(jb);                                                                     \
+        break;
+        switch (nv) {
+            TILE_CASE(1)
+            TILE_CASE(2)
+            TILE_CASE(3)
+            TILE_CASE(4)
+            TILE_CASE(5)
+            TILE_CASE(6)
+            TILE_CASE(7)
+            TILE_CASE(8)
+        default:
+            break;
+        }
+#undef TILE_CASE
+    }
+}
+
 const cpu_isa cpu_isa_avx512 = {
     .name = "avx512-vnni",
     .matmul_plain = matmul_plain_avx512,
@@ -482,6 +591,7 @@ const cpu_isa cpu_isa_avx512 = {
     .quantize_act = quantize_act_avx512,
     .matmul_w4a8 = matmul_w4a8_avx512,
     .attend = attend_avx512,
+    .attend_tile = attend_tile_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
     .swiglu_row = swiglu_row_avx512,
     .add = add_avx512,
