@@ -15,6 +15,7 @@ usage: bench_llamacpp.py [--build build] [--threads 1,2] [--reps 3] [--pp 512] [
 needs: numpy, gguf, llama-cpp-python (tools/requirements-bench.txt)
 """
 import argparse
+import resource
 import ctypes
 import os
 import statistics
@@ -181,6 +182,43 @@ def loadavg():
     return os.getloadavg()[0]
 
 
+def report(a, threads, res, llama, llama_rss_mib, la0, start, final):
+    """The table of the repetitions done so far (rewritten after each one)."""
+    la1 = loadavg()
+    n_done = max(len(res[("phi3c", t)]["pp"]) for t in threads)
+    med = statistics.median
+    llama_gb = q4_0_stream_bytes() / 1e9
+    lines = [f"Side by side, {start}, load average {la0:.1f} -> {la1:.1f}, medians of {n_done} "
+             f"alternating runs, pp{a.pp} / tg{a.tg} (llama-bench definitions)",
+             f"llama.cpp: llama-cpp-python {llama.version}, synthetic Phi-3-mini Q4_0 "
+             f"({llama_gb:.2f} GB read per token); phi3c: synthetic Phi-3-mini INT4-g128 w4a8",
+             f"llama.cpp CPU features: {llama.system_info}; OMP_WAIT_POLICY="
+             f"{a.policy or 'default'}",
+             "",
+             "| threads | engine | pp tok/s | tg tok/s | decode GB/s | % of measured BW | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for t in threads:
+        r, q = res[("llama", t)], res[("phi3c", t)]
+        if not q["pp"]:
+            continue
+        bw = med(q["bw"])
+        l_gbs, p_gbs = med(r["tg"]) * llama_gb, med(q["tg"]) * q["decode_gbs_per_tps"]
+        lines.append(f"| {t} | llama.cpp Q4_0 | {med(r['pp']):.2f} | {med(r['tg']):.2f} | "
+                     f"{l_gbs:.1f} | {100 * l_gbs / bw:.0f}% | {llama_rss_mib:.0f} (after warm-up) |")
+        lines.append(f"| {t} | phi3c INT4-g128 | {med(q['pp']):.2f} | {med(q['tg']):.2f} | "
+                     f"{p_gbs:.1f} | {100 * p_gbs / bw:.0f}% | {med(q['rss']):.0f} |")
+        lines.append(f"| {t} | ratio phi3c / llama.cpp | {med(q['pp']) / med(r['pp']):.2f}x | "
+                     f"{med(q['tg']) / med(r['tg']):.2f}x | | (bandwidth {bw:.1f} GB/s) | |")
+    text = "\n".join(lines)
+    if final:
+        print(text)
+    out = a.out or os.path.join(a.build, "bench", "side_by_side.md")
+    with open(out, "w") as f:
+        f.write(text + "\n")
+    if final:
+        print(f"\nwritten to {out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
@@ -204,6 +242,7 @@ def main():
         policy = a.omp_wait.upper()
     elif policy is None and loadavg() > (os.cpu_count() or 1):
         policy = "PASSIVE"
+    a.policy = policy
     if policy:  # read by libgomp when llama.cpp is loaded, so before the import below
         os.environ["OMP_WAIT_POLICY"] = policy
     if a.llama_lib:
@@ -222,6 +261,7 @@ def main():
     llama.set_threads(max(threads))
     llama.decode([1] * min(a.pp, 32), 0)  # warm-up: page in the weights, first-call costs
     llama.clear()
+    llama_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     res = {(e, t): {"pp": [], "tg": [], "bw": [], "rss": []} for e in ("llama", "phi3c")
            for t in threads}
     for rep in range(a.reps):
@@ -242,34 +282,8 @@ def main():
                   f"tg {r['tg'][-1]:.2f} | phi3c pp {p['pp_tps']:.2f} tg {p['tg_tps']:.2f} | "
                   f"bandwidth {p['bw_gbs']:.1f} GB/s | load {loadavg():.1f}]", file=sys.stderr,
                   flush=True)
-    la1 = loadavg()
-    med = statistics.median
-    llama_gb = q4_0_stream_bytes() / 1e9
-    lines = [f"Side by side, {start}, load average {la0:.1f} -> {la1:.1f}, medians of {a.reps} "
-             f"alternating runs, pp{a.pp} / tg{a.tg} (llama-bench definitions)",
-             f"llama.cpp: llama-cpp-python {llama.version}, synthetic Phi-3-mini Q4_0 "
-             f"({llama_gb:.2f} GB read per token); phi3c: synthetic Phi-3-mini INT4-g128 w4a8",
-             f"llama.cpp CPU features: {llama.system_info}; OMP_WAIT_POLICY="
-             f"{policy or 'default'}",
-             "",
-             "| threads | engine | pp tok/s | tg tok/s | decode GB/s | % of measured BW | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
-    for t in threads:
-        r, q = res[("llama", t)], res[("phi3c", t)]
-        bw = med(q["bw"])
-        l_gbs, p_gbs = med(r["tg"]) * llama_gb, med(q["tg"]) * q["decode_gbs_per_tps"]
-        lines.append(f"| {t} | llama.cpp Q4_0 | {med(r['pp']):.2f} | {med(r['tg']):.2f} | "
-                     f"{l_gbs:.1f} | {100 * l_gbs / bw:.0f}% | |")
-        lines.append(f"| {t} | phi3c INT4-g128 | {med(q['pp']):.2f} | {med(q['tg']):.2f} | "
-                     f"{p_gbs:.1f} | {100 * p_gbs / bw:.0f}% | {med(q['rss']):.0f} |")
-        lines.append(f"| {t} | ratio phi3c / llama.cpp | {med(q['pp']) / med(r['pp']):.2f}x | "
-                     f"{med(q['tg']) / med(r['tg']):.2f}x | | (bandwidth {bw:.1f} GB/s) | |")
-    text = "\n".join(lines)
-    print(text)
-    out = a.out or os.path.join(a.build, "bench", "side_by_side.md")
-    with open(out, "w") as f:
-        f.write(text + "\n")
-    print(f"\nwritten to {out}", file=sys.stderr)
+        report(a, threads, res, llama, llama_rss_mib, la0, start, final=False)
+    report(a, threads, res, llama, llama_rss_mib, la0, start, final=True)
 
 
 if __name__ == "__main__":
