@@ -153,7 +153,7 @@ static p3_status read_str(cursor *c, const char *where, p3_gguf_str *out) {
     return PHI3C_OK;
 }
 
-static size_t scalar_size(p3_gguf_type t) {
+size_t p3_gguf_scalar_size(p3_gguf_type t) {
     switch (t) {
     case P3_GGUF_U8:
     case P3_GGUF_I8:
@@ -178,7 +178,7 @@ static size_t scalar_size(p3_gguf_type t) {
 /* Decodes a scalar of type t from p into v. */
 static void decode_scalar(p3_gguf_type t, const uint8_t *p, p3_gguf_value *v) {
     v->type = t;
-    uint64_t raw = load_le(p, (int)scalar_size(t));
+    uint64_t raw = load_le(p, (int)p3_gguf_scalar_size(t));
     switch (t) {
     case P3_GGUF_I8:
         v->v.i = (int8_t)raw;
@@ -228,7 +228,9 @@ static p3_status read_array(cursor *c, p3_gguf_value *v, int depth) {
                        c->what, GGUF_MAX_ARRAY_DEPTH, at);
     /* smallest encoding of one element: a scalar's size, 8 bytes of string length, 12 bytes of
      * nested array header: more elements than that would fit is an absurd count */
-    size_t min_elem = elem == P3_GGUF_STRING ? 8 : elem == P3_GGUF_ARRAY ? 12 : scalar_size(elem);
+    size_t min_elem = elem == P3_GGUF_STRING  ? 8
+                      : elem == P3_GGUF_ARRAY ? 12
+                                              : p3_gguf_scalar_size(elem);
     if (count > left(c) / min_elem)
         return p3_fail(c->err, PHI3C_ERR_FORMAT,
                        "%s: array of %llu %s at byte %zu cannot fit in the %zu bytes left", c->what,
@@ -266,7 +268,7 @@ static p3_status read_value(cursor *c, p3_gguf_type t, p3_gguf_value *v, int dep
         return read_str(c, "string value", &v->v.str);
     }
     if (t == P3_GGUF_ARRAY) return read_array(c, v, depth);
-    size_t n = scalar_size(t);
+    size_t n = p3_gguf_scalar_size(t);
     if (left(c) < n) return truncated(c, "metadata value");
     decode_scalar(t, c->data + c->pos, v);
     c->pos += n;
@@ -614,7 +616,7 @@ bool p3_gguf_array_string(const p3_gguf_value *arr, size_t i, p3_gguf_str *out) 
 /* Element i of a numeric array as a scalar value. */
 static bool array_scalar(const p3_gguf_value *arr, size_t i, p3_gguf_value *v) {
     if (i >= p3_gguf_array_len(arr)) return false;
-    size_t n = scalar_size(arr->v.arr.elem);
+    size_t n = p3_gguf_scalar_size(arr->v.arr.elem);
     if (!n) return false;
     decode_scalar(arr->v.arr.elem, arr->v.arr.data + i * n, v);
     return true;

@@ -73,6 +73,8 @@ void p3_gguf_free(p3_gguf *g);
 
 /* "UINT32", "STRING", "ARRAY", ... */
 const char *p3_gguf_type_name(p3_gguf_type type);
+/* Bytes of one scalar of type t as stored in GGUF; 0 for strings, arrays and unknown types. */
+size_t p3_gguf_scalar_size(p3_gguf_type t);
 /* The ggml tensor type name for a raw type id ("Q4_K", "IQ2_XXS", ...), "?" if unknown. */
 const char *p3_gguf_ggml_type_name(uint32_t ggml_type);
 

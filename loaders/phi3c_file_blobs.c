@@ -89,35 +89,13 @@ static p3_status copy_native_blobs(const p3_model_source *src, blob_list *l, p3_
 
 /* ---- GGUF tokenizer metadata, re-encoded as a GGUF v3 file with no tensors */
 
-static size_t gguf_scalar_bytes(p3_gguf_type t) {
-    switch (t) {
-    case P3_GGUF_U8:
-    case P3_GGUF_I8:
-    case P3_GGUF_BOOL:
-        return 1;
-    case P3_GGUF_U16:
-    case P3_GGUF_I16:
-        return 2;
-    case P3_GGUF_U32:
-    case P3_GGUF_I32:
-    case P3_GGUF_F32:
-        return 4;
-    case P3_GGUF_U64:
-    case P3_GGUF_I64:
-    case P3_GGUF_F64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 static void put_gguf_str(p3n_buf *b, p3_gguf_str s) {
     p3n_put_u64(b, s.len);
     p3n_put_bytes(b, s.s, s.len);
 }
 
 static void put_scalar(p3n_buf *b, const p3_gguf_value *v) {
-    size_t n = gguf_scalar_bytes(v->type);
+    size_t n = p3_gguf_scalar_size(v->type);
     uint64_t bits = v->v.u;
     if (v->type == P3_GGUF_I8 || v->type == P3_GGUF_I16 || v->type == P3_GGUF_I32 ||
         v->type == P3_GGUF_I64)
@@ -151,7 +129,7 @@ static void put_value(p3n_buf *b, const p3_gguf_value *v, bool with_type) {
                 put_value(b, &v->v.arr.items[i], false);
         }
         if (v->v.arr.elem != P3_GGUF_STRING && v->v.arr.elem != P3_GGUF_ARRAY)
-            p3n_put_bytes(b, v->v.arr.data, v->v.arr.count * gguf_scalar_bytes(v->v.arr.elem));
+            p3n_put_bytes(b, v->v.arr.data, v->v.arr.count * p3_gguf_scalar_size(v->v.arr.elem));
     } else {
         put_scalar(b, v);
     }

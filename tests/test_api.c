@@ -1,34 +1,21 @@
 /* test_api.c: the public API of include/phi3c.h: logits of a session against transformers,
  * generation stop reasons, clear errors, and the example program (tools/examples/) run as a user
  * would, its output compared with transformers' greedy ids. */
+#include "fixture_util.h"
 #include "harness.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int32_t *ids_from_file(p3_test_ctx *t, const char *path, size_t *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    size_t count = 0;
-    char *p = text, *end;
-    for (long v = strtol(p, &end, 10); end != p; v = strtol(p, &end, 10)) {
-        ids[count++] = (int32_t)v;
-        p = end;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
-}
-
 P3_TEST(api_session_logits_match_transformers) {
     phi3c_error err = {0};
     phi3c_model *m = NULL;
     phi3c_session *s = NULL;
-    size_t n = 0, size = 0;
-    int32_t *ids = ids_from_file(t, "tests/fixtures/mini4k/seq0.ids", &n);
+    size_t size = 0;
+    int n_ids = 0;
+    int32_t *ids = p3_fixture_read_ids(t, "tests/fixtures/mini4k/seq0.ids", &n_ids);
+    size_t n = (size_t)n_ids;
     float *want = p3_test_read_file(t, "tests/fixtures/mini4k/f32.seq0.logits", &size);
     phi3c_session_params sp = phi3c_session_params_default();
     sp.all_logits = true;
@@ -137,9 +124,10 @@ P3_TEST(api_example_program_generates_transformers_greedy_ids) {
         p3_test_skip(t, "%s not built (make builds it)", exe);
         return;
     }
-    size_t n = 0, n_want = 0;
-    int32_t *prompt = ids_from_file(t, "tests/fixtures/mini4k/gen.prompt.ids", &n);
-    int32_t *want = ids_from_file(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want);
+    int n_prompt = 0, n_want_ids = 0;
+    int32_t *prompt = p3_fixture_read_ids(t, "tests/fixtures/mini4k/gen.prompt.ids", &n_prompt);
+    int32_t *want = p3_fixture_read_ids(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want_ids);
+    size_t n = (size_t)n_prompt, n_want = (size_t)n_want_ids;
     if (prompt && want) {
         int len = snprintf(cmd, sizeof cmd, "%s tests/fixtures/mini4k/hf-f32 --ids \"", exe);
         for (size_t i = 0; i < n; i++)

@@ -3,6 +3,7 @@
  * asym, f16/q8/f32 KV) against the scalar level, which is the reference of the same kind (NMSE
  * 1e-6; the w4a8 path is bit-identical up to an unquantized tied lm_head). */
 #include "engine.h"
+#include "fixture_util.h"
 #include "harness.h"
 
 #include <math.h>
@@ -18,23 +19,6 @@ static bool level_available(const char *level) {
     if (p3_backend_open("cpu", &opt, &be, &err) != PHI3C_OK) return false;
     p3_backend_close(&be);
     return true;
-}
-
-/* Whitespace separated ids of a fixture file; NULL (test failed) if absent. */
-static int32_t *read_ids(p3_test_ctx *t, const char *path, int *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    int count = 0;
-    for (char *p = text, *end;; p = end) {
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[count++] = (int32_t)v;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
 }
 
 /* All logits of one prefill of ids on a model loaded from path with the given level. */
@@ -74,7 +58,7 @@ static float *run_level(p3_test_ctx *t, const char *path, const char *level, p3_
 
 P3_TEST(cpu_levels_f32_logits_match_transformers) {
     int n = 0, vocab = 0;
-    int32_t *ids = read_ids(t, "tests/fixtures/mini4k/seq0.ids", &n);
+    int32_t *ids = p3_fixture_read_ids(t, "tests/fixtures/mini4k/seq0.ids", &n);
     size_t size = 0;
     float *want = p3_test_read_file(t, "tests/fixtures/mini4k/f32.seq0.logits", &size);
     for (size_t l = 0; ids && want && l < P3_ARRAY_LEN(levels); l++) {
@@ -117,7 +101,7 @@ P3_TEST(cpu_levels_int4_logits_equal_scalar_reference) {
         char path[256];
         snprintf(path, sizeof path, "tests/fixtures/%s/seq0.ids", k->variant);
         int n = 0, vocab = 0;
-        int32_t *ids = read_ids(t, path, &n);
+        int32_t *ids = p3_fixture_read_ids(t, path, &n);
         snprintf(path, sizeof path, "tests/fixtures/%s/hf-bf16", k->variant);
         float *ref = ids ? run_level(t, path, "scalar", k->q, k->act, k->kv, ids, n, &vocab) : NULL;
         for (size_t l = 1; ref && l < P3_ARRAY_LEN(levels); l++) {

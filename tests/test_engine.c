@@ -2,33 +2,13 @@
  * variant, from the safetensors folders and the GGUFs, as one prefill and token by token, across
  * the LongRoPE switch; and a full-size Phi-3-mini shape dry run on synthetic INT4 weights. */
 #include "engine.h"
+#include "fixture_util.h"
 #include "harness.h"
 #include "int4.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Reads a fixture's whitespace separated ids; *n receives the count. NULL (test failed) if absent.
- */
-static int32_t *read_ids(p3_test_ctx *t, const char *path, int *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    int count = 0;
-    char *p = text;
-    for (;;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[count++] = (int32_t)v;
-        p = end;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
-}
 
 typedef struct fixture_seq {
     int32_t *ids;
@@ -41,7 +21,7 @@ static bool load_seq(p3_test_ctx *t, const char *variant, const char *prec, int 
                      fixture_seq *out) {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/%s/seq%d.ids", variant, seq);
-    out->ids = read_ids(t, path, &out->n);
+    out->ids = p3_fixture_read_ids(t, path, &out->n);
     snprintf(path, sizeof path, "tests/fixtures/%s/%s.seq%d.logits", variant, prec, seq);
     size_t size = 0;
     out->logits = p3_test_read_file(t, path, &size);
@@ -64,23 +44,10 @@ static double rows_error(const float *a, const float *ref, int r0, int r1, int v
                            (size_t)(r1 - r0) * (size_t)vocab);
 }
 
-static p3_session *new_session(p3_test_ctx *t, const p3_model *m, int n_ctx, int n_batch,
-                               bool all_logits) {
-    p3_session_options so;
-    p3_session_options_init(&so);
-    so.n_ctx = n_ctx;
-    so.n_batch = n_batch;
-    so.all_logits = all_logits;
-    p3_session *s = NULL;
-    p3_error err = {0};
-    CHECK_OK(p3_session_create(m, &so, &s, &err), &err);
-    return s;
-}
-
 /* Prefill of the whole sequence (in chunks of n_batch) against the oracle rows. */
 static double prefill_error(p3_test_ctx *t, const p3_model *m, const fixture_seq *q, int n_batch) {
     int vocab = m->cfg.vocab_size;
-    p3_session *s = new_session(t, m, q->n, n_batch, true);
+    p3_session *s = p3_fixture_session(t, m, q->n, n_batch, true);
     float *logits = p3_malloc((size_t)q->n * (size_t)vocab * sizeof(float));
     p3_error err = {0};
     double e = INFINITY;
@@ -98,8 +65,8 @@ static double prefill_error(p3_test_ctx *t, const p3_model *m, const fixture_seq
 static double decode_error(p3_test_ctx *t, const p3_model *m, const fixture_seq *q) {
     int vocab = m->cfg.vocab_size, orig = m->cfg.original_max_position_embeddings;
     bool longrope = m->cfg.rope.type == P3_ROPE_LONGROPE;
-    p3_session *s = new_session(t, m, q->n, 8, false);
-    p3_session *pre = new_session(t, m, q->n, 8, false);
+    p3_session *s = p3_fixture_session(t, m, q->n, 8, false);
+    p3_session *pre = p3_fixture_session(t, m, q->n, 8, false);
     p3_error err = {0};
     double worst = 0.0;
     for (int p = 0; s && pre && p < q->n; p++) {
@@ -204,7 +171,7 @@ P3_TEST(engine_context_full_is_an_error_that_changes_nothing) {
     p3_model *m = NULL;
     p3_error err = {0};
     if (!CHECK_OK(p3_model_load("tests/fixtures/mini4k/hf-bf16", NULL, &m, &err), &err)) return;
-    p3_session *s = new_session(t, m, 4, 0, false);
+    p3_session *s = p3_fixture_session(t, m, 4, 0, false);
     int32_t ids[5] = {1, 2, 3, 4, 5};
     if (s) {
         CHECK_OK(p3_session_feed(s, ids, 3, NULL, &err), &err);
@@ -502,7 +469,7 @@ P3_TEST_SLOW(engine_phi3_mini_shape_dry_run_int4) {
     p3_model *m = NULL;
     p3_error err = {0};
     if (CHECK_OK(p3_model_from_source(&sm.src, &lo, &m, &err), &err)) {
-        p3_session *s = new_session(t, m, 16, 0, false);
+        p3_session *s = p3_fixture_session(t, m, 16, 0, false);
         int32_t ids[2] = {1, 32010};
         if (s && CHECK_OK(p3_session_feed(s, ids, 2, NULL, &err), &err)) {
             CHECK_EQ_INT(s->n_past, 2);

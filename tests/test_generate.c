@@ -3,27 +3,12 @@
  * the documented PRNG's stream; the sampler's filters against hand-computed expectations; seeded
  * sampling reproducible on any thread count; top-k 1 equal to greedy. */
 #include "engine.h"
+#include "fixture_util.h"
 #include "harness.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int32_t *read_ids_file(p3_test_ctx *t, const char *path, int *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    int count = 0;
-    char *p = text, *end;
-    for (long v = strtol(p, &end, 10); end != p; v = strtol(p, &end, 10)) {
-        ids[count++] = (int32_t)v;
-        p = end;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
-}
 
 typedef struct collected {
     int32_t ids[256];
@@ -70,9 +55,9 @@ static void check_greedy(p3_test_ctx *t, const char *variant, const char *file, 
     char path[256];
     int n_prompt = 0, n_want = 0;
     snprintf(path, sizeof path, "tests/fixtures/%s/gen.prompt.ids", variant);
-    int32_t *prompt = read_ids_file(t, path, &n_prompt);
+    int32_t *prompt = p3_fixture_read_ids(t, path, &n_prompt);
     snprintf(path, sizeof path, "tests/fixtures/%s/%s.gen.out.ids", variant, prec);
-    int32_t *want = read_ids_file(t, path, &n_want);
+    int32_t *want = p3_fixture_read_ids(t, path, &n_want);
     snprintf(path, sizeof path, "tests/fixtures/%s/%s", variant, file);
     phi3c_model *m = prompt && want ? load(t, path, 2) : NULL;
     collected got;
@@ -115,7 +100,7 @@ P3_TEST(generate_greedy_equals_transformers_medium_and_phi4mini) {
 
 P3_TEST(generate_seeded_sampling_reproducible_on_any_thread_count_and_top_k_1_is_greedy) {
     int n_prompt = 0;
-    int32_t *prompt = read_ids_file(t, "tests/fixtures/longrope/gen.prompt.ids", &n_prompt);
+    int32_t *prompt = p3_fixture_read_ids(t, "tests/fixtures/longrope/gen.prompt.ids", &n_prompt);
     phi3c_model *m1 = prompt ? load(t, "tests/fixtures/longrope/hf-bf16", 1) : NULL;
     phi3c_model *m2 = prompt ? load(t, "tests/fixtures/longrope/hf-bf16", 2) : NULL;
     if (m1 && m2) {

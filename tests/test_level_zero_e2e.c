@@ -3,6 +3,7 @@
  * (tests/fixtures), prefill and token by token, and INT4 (w4a32) logits against the CPU backend's
  * with the same quantized weights. Skipped when no Level Zero GPU is available. */
 #include "backend.h"
+#include "fixture_util.h"
 #include "harness.h"
 #include "phi3c.h"
 
@@ -17,23 +18,6 @@ static bool l0_available(p3_test_ctx *t) {
     if (p3_backend_level_zero.probe(why, sizeof why, devices, sizeof devices)) return true;
     p3_test_skip(t, "level-zero unavailable: %s", why);
     return false;
-}
-
-/* Whitespace separated ids of a fixture file; *n receives the count. */
-static int32_t *fixture_ids(p3_test_ctx *t, const char *path, int *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    int count = 0;
-    for (char *p = text, *end;; p = end) {
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[count++] = (int32_t)v;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
 }
 
 static phi3c_model *load(p3_test_ctx *t, const char *path, const char *backend, phi3c_quant q,
@@ -79,7 +63,7 @@ static void check_seq(p3_test_ctx *t, const char *variant, const char *model, co
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/%s/seq%d.ids", variant, seq);
     int n = 0;
-    int32_t *ids = fixture_ids(t, path, &n);
+    int32_t *ids = p3_fixture_read_ids(t, path, &n);
     snprintf(path, sizeof path, "tests/fixtures/%s/%s.seq%d.logits", variant, prec, seq);
     size_t size = 0;
     float *want = p3_test_read_file(t, path, &size);
@@ -135,7 +119,7 @@ P3_TEST(level_zero_e2e_int4_matches_cpu_backend) {
     if (!l0_available(t)) return;
     const char *path = "tests/fixtures/medium/hf-bf16";
     int n = 0;
-    int32_t *ids = fixture_ids(t, "tests/fixtures/medium/seq0.ids", &n);
+    int32_t *ids = p3_fixture_read_ids(t, "tests/fixtures/medium/seq0.ids", &n);
     const phi3c_quant quants[] = {PHI3C_QUANT_INT4_G128, PHI3C_QUANT_INT4_G128_ASYM};
     const phi3c_act acts[] = {PHI3C_ACT_W4A32, PHI3C_ACT_W4A8};
     for (size_t i = 0; ids && i < 4; i++) {
@@ -168,8 +152,8 @@ P3_TEST(level_zero_e2e_int4_matches_cpu_backend) {
 P3_TEST(level_zero_e2e_greedy_matches_transformers) {
     if (!l0_available(t)) return;
     int n_prompt = 0, n_want = 0;
-    int32_t *prompt = fixture_ids(t, "tests/fixtures/mini4k/gen.prompt.ids", &n_prompt);
-    int32_t *want = fixture_ids(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want);
+    int32_t *prompt = p3_fixture_read_ids(t, "tests/fixtures/mini4k/gen.prompt.ids", &n_prompt);
+    int32_t *want = p3_fixture_read_ids(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want);
     phi3c_model *m = prompt && want ? load(t, "tests/fixtures/mini4k/hf-f32", "level-zero",
                                            PHI3C_QUANT_NONE, PHI3C_ACT_DEFAULT)
                                     : NULL;

@@ -3,6 +3,7 @@
  * generation equal to the oracle's and to the CPU backend's; and the INT4 paths (w4a32, w4a8)
  * equal to the CPU backend's within the conformance bounds. Skipped without an OpenCL device. */
 #include "engine.h"
+#include "fixture_util.h"
 #include "harness.h"
 
 #include <math.h>
@@ -26,25 +27,6 @@ static bool opencl_available(p3_test_ctx *t) {
     return false;
 }
 
-/* Whitespace separated decimal ids of a fixture file; NULL (test failed) when absent. */
-static int32_t *read_ids(p3_test_ctx *t, const char *path, int *n) {
-    size_t size;
-    char *text = p3_test_read_file(t, path, &size);
-    if (!text) return NULL;
-    int32_t *ids = p3_malloc((size / 2 + 1) * sizeof *ids);
-    int count = 0;
-    for (char *p = text;;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p) break;
-        ids[count++] = (int32_t)v;
-        p = end;
-    }
-    p3_free(text);
-    *n = count;
-    return ids;
-}
-
 static p3_model *load(p3_test_ctx *t, const char *path, const char *backend, p3_weight_quant q,
                       p3_act_mode act) {
     p3_load_options lo;
@@ -60,22 +42,9 @@ static p3_model *load(p3_test_ctx *t, const char *path, const char *backend, p3_
     return m;
 }
 
-static p3_session *session(p3_test_ctx *t, const p3_model *m, int n_ctx, int n_batch,
-                           bool all_logits) {
-    p3_session_options so;
-    p3_session_options_init(&so);
-    so.n_ctx = n_ctx;
-    so.n_batch = n_batch;
-    so.all_logits = all_logits;
-    p3_session *s = NULL;
-    p3_error err = {0};
-    CHECK_OK(p3_session_create(m, &so, &s, &err), &err);
-    return s;
-}
-
 /* All rows of one forward over ids in chunks of n_batch ([n, vocab]); NULL on failure. */
 static float *prefill(p3_test_ctx *t, const p3_model *m, const int32_t *ids, int n, int n_batch) {
-    p3_session *s = session(t, m, n, n_batch, true);
+    p3_session *s = p3_fixture_session(t, m, n, n_batch, true);
     float *logits = p3_malloc((size_t)n * (size_t)m->cfg.vocab_size * sizeof(float));
     p3_error err = {0};
     if (!s || !CHECK_OK(p3_session_feed(s, ids, n, logits, &err), &err)) {
@@ -92,7 +61,7 @@ static double decode_error(p3_test_ctx *t, const p3_model *m, const int32_t *ids
                            const float *oracle) {
     int vocab = m->cfg.vocab_size, orig = m->cfg.original_max_position_embeddings;
     bool longrope = m->cfg.rope.type == P3_ROPE_LONGROPE;
-    p3_session *s = session(t, m, n, 8, false);
+    p3_session *s = p3_fixture_session(t, m, n, 8, false);
     p3_error err = {0};
     double worst = 0.0;
     for (int p = 0; s && p < n; p++) {
@@ -119,7 +88,7 @@ static void check_logits(p3_test_ctx *t, const char *variant, const char *file, 
         int n = 0;
         size_t size = 0;
         snprintf(path, sizeof path, "tests/fixtures/%s/seq%d.ids", variant, seq);
-        int32_t *ids = read_ids(t, path, &n);
+        int32_t *ids = p3_fixture_read_ids(t, path, &n);
         snprintf(path, sizeof path, "tests/fixtures/%s/%s.seq%d.logits", variant, prec, seq);
         float *oracle = p3_test_read_file(t, path, &size);
         if (ids && oracle &&
@@ -157,7 +126,7 @@ P3_TEST_SLOW(opencl_e2e_logits_match_transformers) {
 /* Greedy ids after the prompt: argmax of the last logits, fed back n_new times. */
 static int32_t *greedy(p3_test_ctx *t, const p3_model *m, const int32_t *prompt, int n_prompt,
                        int n_new) {
-    p3_session *s = session(t, m, n_prompt + n_new, 8, false);
+    p3_session *s = p3_fixture_session(t, m, n_prompt + n_new, 8, false);
     int32_t *out = p3_calloc((size_t)n_new, sizeof *out);
     p3_error err = {0};
     bool ok = s && CHECK_OK(p3_session_feed(s, prompt, n_prompt, NULL, &err), &err);
@@ -179,9 +148,9 @@ P3_TEST_SLOW(opencl_e2e_greedy_equals_oracle_and_cpu) {
         char path[256];
         int n_prompt = 0, n_want = 0;
         snprintf(path, sizeof path, "tests/fixtures/%s/gen.prompt.ids", variants[v]);
-        int32_t *prompt = read_ids(t, path, &n_prompt);
+        int32_t *prompt = p3_fixture_read_ids(t, path, &n_prompt);
         snprintf(path, sizeof path, "tests/fixtures/%s/bf16.gen.out.ids", variants[v]);
-        int32_t *want = read_ids(t, path, &n_want);
+        int32_t *want = p3_fixture_read_ids(t, path, &n_want);
         snprintf(path, sizeof path, "tests/fixtures/%s/model-bf16.gguf", variants[v]);
         p3_model *ocl = prompt && want ? load(t, path, "opencl", P3_WQ_NONE, P3_ACT_F32) : NULL;
         p3_model *cpu = ocl ? load(t, path, "cpu", P3_WQ_NONE, P3_ACT_F32) : NULL;
@@ -217,7 +186,7 @@ P3_TEST_SLOW(opencl_e2e_int4_equals_cpu) {
             p3_model *cpu = ocl ? load(t, path, "cpu", P3_WQ_INT4_ASYM, acts[a]) : NULL;
             snprintf(path, sizeof path, "tests/fixtures/%.*s/seq0.ids",
                      (int)(strchr(files[f], '/') - files[f]), files[f]);
-            int32_t *ids = read_ids(t, path, &n);
+            int32_t *ids = p3_fixture_read_ids(t, path, &n);
             if (ocl && cpu && ids) {
                 size_t all = (size_t)n * (size_t)ocl->cfg.vocab_size;
                 float *x = prefill(t, ocl, ids, n, 7), *y = prefill(t, cpu, ids, n, 7);
@@ -244,8 +213,8 @@ P3_TEST_SLOW(opencl_e2e_int4_equals_cpu) {
 P3_TEST_SLOW(opencl_cli_run_backend_opencl) {
     if (!opencl_available(t)) return;
     int n_prompt = 0, n_want = 0;
-    int32_t *prompt = read_ids(t, "tests/fixtures/medium/gen.prompt.ids", &n_prompt);
-    int32_t *want = read_ids(t, "tests/fixtures/medium/bf16.gen.out.ids", &n_want);
+    int32_t *prompt = p3_fixture_read_ids(t, "tests/fixtures/medium/gen.prompt.ids", &n_prompt);
+    int32_t *want = p3_fixture_read_ids(t, "tests/fixtures/medium/bf16.gen.out.ids", &n_want);
     if (!prompt || !want) goto done;
     char ids[1024] = "", cmd[1400];
     for (int i = 0; i < n_prompt; i++) {

@@ -4,6 +4,7 @@
  * submitted once when the host needs a result (buffer_read, sync) and waited on with a fence. */
 #include "backend.h"
 #include "int4.h"
+#include "l0_headers.h"
 #include "l0_spirv.h"
 
 #include <limits.h>
@@ -11,19 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include(<level_zero/ze_api.h>)
-#define P3_HAVE_ZE_HEADERS 1
-#endif
-#endif
-
 #ifndef P3_HAVE_ZE_HEADERS
-/* Built without libze-dev: the backend is listed but explains why it cannot run. */
-static bool l0_probe_stub(char *why, size_t why_len, char *devices, size_t devices_len) {
-    snprintf(why, why_len, "built without the Level Zero headers (install libze-dev)");
-    if (devices_len) devices[0] = '\0';
-    return false;
-}
 static p3_status l0_create_stub(const p3_backend_options *opt, void **ctx, p3_error *err) {
     (void)opt;
     (void)ctx;
@@ -32,7 +21,7 @@ static p3_status l0_create_stub(const p3_backend_options *opt, void **ctx, p3_er
 const p3_backend_iface p3_backend_level_zero = {
     .version = P3_BACKEND_IFACE_VERSION,
     .name = "level-zero",
-    .probe = l0_probe_stub,
+    .probe = p3_l0_probe_without_headers,
     .create = l0_create_stub,
 };
 #else

@@ -5,6 +5,7 @@
  * placement). Not yet run on an NPU: see kernels/level_zero/NPU.md. */
 #include "backend.h"
 #include "int4.h"
+#include "l0_headers.h"
 #include "npu_ir.h"
 
 #include <stdio.h>
@@ -12,18 +13,7 @@
 
 extern const p3_backend_iface p3_backend_cpu;
 
-#if defined(__has_include)
-#if __has_include(<level_zero/ze_api.h>)
-#define P3_HAVE_ZE_HEADERS 1
-#endif
-#endif
-
 #ifndef P3_HAVE_ZE_HEADERS
-static bool npu_probe_stub(char *why, size_t why_len, char *devices, size_t devices_len) {
-    snprintf(why, why_len, "built without the Level Zero headers (install libze-dev)");
-    if (devices_len) devices[0] = '\0';
-    return false;
-}
 static p3_status npu_create_stub(const p3_backend_options *opt, void **ctx, p3_error *err) {
     (void)opt;
     (void)ctx;
@@ -33,7 +23,7 @@ static p3_status npu_create_stub(const p3_backend_options *opt, void **ctx, p3_e
 const p3_backend_iface p3_backend_level_zero_npu = {
     .version = P3_BACKEND_IFACE_VERSION,
     .name = "level-zero-npu",
-    .probe = npu_probe_stub,
+    .probe = p3_l0_probe_without_headers,
     .create = npu_create_stub,
 };
 #else

@@ -172,30 +172,37 @@ static void json_tensors(FILE *f, const p3_model_source *src) {
 /* Long arrays are summarised: their length, element type and first few elements. */
 enum { ARRAY_PREVIEW = 8 };
 
-static void json_gguf_value(FILE *f, const p3_gguf_value *v) {
+/* Prints a non-array value with the given string and number printers; false for an array. */
+static bool print_gguf_scalar(FILE *f, const p3_gguf_value *v,
+                              void (*print_str)(FILE *, const char *, size_t),
+                              void (*print_num)(FILE *, double)) {
     switch (v->type) {
     case P3_GGUF_STRING:
-        json_str(f, v->v.str.s, v->v.str.len);
-        return;
+        print_str(f, v->v.str.s, v->v.str.len);
+        return true;
     case P3_GGUF_BOOL:
         fputs(v->v.u ? "true" : "false", f);
-        return;
+        return true;
     case P3_GGUF_F32:
     case P3_GGUF_F64:
-        json_num(f, v->v.f);
-        return;
+        print_num(f, v->v.f);
+        return true;
     case P3_GGUF_I8:
     case P3_GGUF_I16:
     case P3_GGUF_I32:
     case P3_GGUF_I64:
         fprintf(f, "%lld", (long long)v->v.i);
-        return;
+        return true;
     case P3_GGUF_ARRAY:
-        break;
+        return false;
     default:
         fprintf(f, "%llu", (unsigned long long)v->v.u);
-        return;
+        return true;
     }
+}
+
+static void json_gguf_value(FILE *f, const p3_gguf_value *v) {
+    if (print_gguf_scalar(f, v, json_str, json_num)) return;
     size_t n = p3_gguf_array_len(v);
     fprintf(f, "{\"element_type\": \"%s\", \"length\": %zu, \"%s\": [",
             p3_gguf_type_name(v->v.arr.elem), n, n > ARRAY_PREVIEW ? "first" : "values");
@@ -332,30 +339,12 @@ static void text_str(FILE *f, const char *s, size_t n) {
     fprintf(f, "%s\"", n > 60 ? "..." : "");
 }
 
+static void text_num(FILE *f, double v) {
+    fprintf(f, "%g", v);
+}
+
 static void text_gguf_value(FILE *f, const p3_gguf_value *v) {
-    switch (v->type) {
-    case P3_GGUF_STRING:
-        text_str(f, v->v.str.s, v->v.str.len);
-        return;
-    case P3_GGUF_BOOL:
-        fputs(v->v.u ? "true" : "false", f);
-        return;
-    case P3_GGUF_F32:
-    case P3_GGUF_F64:
-        fprintf(f, "%g", v->v.f);
-        return;
-    case P3_GGUF_I8:
-    case P3_GGUF_I16:
-    case P3_GGUF_I32:
-    case P3_GGUF_I64:
-        fprintf(f, "%lld", (long long)v->v.i);
-        return;
-    case P3_GGUF_ARRAY:
-        break;
-    default:
-        fprintf(f, "%llu", (unsigned long long)v->v.u);
-        return;
-    }
+    if (print_gguf_scalar(f, v, text_str, text_num)) return;
     size_t n = p3_gguf_array_len(v);
     fprintf(f, "[%zu x %s]", n, p3_gguf_type_name(v->v.arr.elem));
     for (size_t i = 0; i < n && i < 5; i++) {
