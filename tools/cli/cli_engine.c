@@ -6,7 +6,7 @@
 
 const char cli_engine_help[] =
     "  -m, --model PATH      Hugging Face folder, .gguf or .phi3c file (required)\n"
-    "  --backend NAME        cpu, opencl, level-zero or auto (default: auto)\n"
+    "  --backend NAME        cpu, opencl, level-zero, level-zero-npu or auto (default: auto)\n"
     "  --device N            device index for GPU backends (phi3c info lists them; default 0)\n"
     "  -t, --threads N       CPU threads (default: all cores)\n"
     "  --quant Q             none (default), int4-g128 (symmetric) or int4-g128-asym:\n"

@@ -402,7 +402,7 @@ static void text_backends(FILE *f) {
     for (size_t i = 0; i < n; i++) {
         p3_backend_info info;
         p3_backend_info_at(i, &info);
-        fprintf(f, "  %-12s %s: %s\n", info.name ? info.name : "?",
+        fprintf(f, "  %-14s %s: %s\n", info.name ? info.name : "?",
                 info.available ? "available" : "not available",
                 info.available ? info.devices : info.why);
     }
