@@ -72,7 +72,9 @@ void p3_error_clear(p3_error *err) {
 #ifdef P3_FAULT_INJECTION
 /* Thread-local so parallel tests do not disturb each other; test builds only. */
 static _Thread_local long allocs_until_failure = -1;
-void p3_alloc_fail_after(long n) { allocs_until_failure = n; }
+void p3_alloc_fail_after(long n) {
+    allocs_until_failure = n;
+}
 static bool injected_failure(void) {
     if (allocs_until_failure < 0) return false;
     if (allocs_until_failure == 0) return true;
@@ -80,17 +82,23 @@ static bool injected_failure(void) {
     return false;
 }
 #else
-static bool injected_failure(void) { return false; }
+static bool injected_failure(void) {
+    return false;
+}
 #endif
 
-void *p3_malloc(size_t size) { return injected_failure() ? NULL : malloc(size ? size : 1); }
+void *p3_malloc(size_t size) {
+    return injected_failure() ? NULL : malloc(size ? size : 1);
+}
 void *p3_calloc(size_t count, size_t size) {
     return injected_failure() ? NULL : calloc(count ? count : 1, size ? size : 1);
 }
 void *p3_realloc(void *ptr, size_t size) {
     return injected_failure() ? NULL : realloc(ptr, size ? size : 1);
 }
-void p3_free(void *ptr) { free(ptr); }
+void p3_free(void *ptr) {
+    free(ptr);
+}
 
 char *p3_strdup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -105,7 +113,9 @@ void *p3_malloc_aligned(size_t size, size_t alignment) {
     if (posix_memalign(&ptr, alignment, size ? size : 1) != 0) return NULL;
     return ptr;
 }
-void p3_free_aligned(void *ptr) { free(ptr); }
+void p3_free_aligned(void *ptr) {
+    free(ptr);
+}
 
 bool p3_mul_size(size_t a, size_t b, size_t *out) {
     size_t r;
@@ -162,7 +172,7 @@ uint16_t p3_f32_to_f16(float f) {
     memcpy(&x, &f, sizeof x);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t abs = x & 0x7fffffffu;
-    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
     if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
     if (abs < 0x38800000u) { /* result is subnormal or zero: scale by 2^24 and round */
         if (abs < 0x33000000u) return (uint16_t)sign; /* < 2^-25: rounds to zero */

@@ -14,8 +14,8 @@ typedef phi3c_status p3_status;
 typedef phi3c_error p3_error;
 
 #define P3_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define P3_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define P3_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define P3_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define P3_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #if defined(__GNUC__)
 #define P3_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
@@ -26,7 +26,8 @@ typedef phi3c_error p3_error;
 /* Records status and a formatted message in err (err may be NULL) and returns status, so callers
  * can write `return p3_fail(err, PHI3C_ERR_FORMAT, "%s: bad header", path);`. */
 p3_status p3_fail(p3_error *err, p3_status status, const char *fmt, ...) P3_PRINTF(3, 4);
-/* Prefixes an existing message with "context: " (used when a lower layer's error needs the file). */
+/* Prefixes an existing message with "context: " (used when a lower layer's error needs the file).
+ */
 void p3_error_prefix(p3_error *err, const char *fmt, ...) P3_PRINTF(2, 3);
 void p3_error_clear(p3_error *err);
 

@@ -1,5 +1,6 @@
 /* phi3c.h: the one public header of phi3c, a C11 inference engine for the Phi-3 family.
- * Opaque handles, one prefix, every call returns a phi3c_status; the library never prints or exits. */
+ * Opaque handles, one prefix, every call returns a phi3c_status; the library never prints or exits.
+ */
 #ifndef PHI3C_H
 #define PHI3C_H
 
@@ -22,11 +23,11 @@ typedef enum phi3c_status {
     PHI3C_ERR_NOMEM,        /* host allocation failed */
     PHI3C_ERR_CHECKSUM,     /* a checksum of the native file did not match */
     PHI3C_ERR_CONTEXT_FULL, /* the sequence would not fit in the KV cache */
-    PHI3C_ERR_BACKEND,      /* a device runtime failed (build log or runtime error in the message) */
-    PHI3C_ERR_UNAVAILABLE,  /* a backend, library, device or extension is not present */
-    PHI3C_ERR_EXISTS,       /* refusing to overwrite an existing file */
-    PHI3C_ERR_INTERRUPTED,  /* stopped by the user (signal) or by a callback */
-    PHI3C_ERR_DEVICE_OOM,   /* a device allocation failed */
+    PHI3C_ERR_BACKEND,     /* a device runtime failed (build log or runtime error in the message) */
+    PHI3C_ERR_UNAVAILABLE, /* a backend, library, device or extension is not present */
+    PHI3C_ERR_EXISTS,      /* refusing to overwrite an existing file */
+    PHI3C_ERR_INTERRUPTED, /* stopped by the user (signal) or by a callback */
+    PHI3C_ERR_DEVICE_OOM,  /* a device allocation failed */
     PHI3C_STATUS_COUNT
 } phi3c_status;
 

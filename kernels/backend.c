@@ -6,15 +6,14 @@
 #include <string.h>
 
 static const char *const op_names[P3_OP_COUNT] = {
-    [P3_OP_EMBED] = "embed",         [P3_OP_RMSNORM] = "rmsnorm", [P3_OP_MATMUL] = "matmul",
-    [P3_OP_ROPE] = "rope",           [P3_OP_KV_WRITE] = "kv_write",
-    [P3_OP_ATTENTION] = "attention", [P3_OP_SWIGLU] = "swiglu",   [P3_OP_ADD] = "add",
-    [P3_OP_COPY] = "copy",
+    [P3_OP_EMBED] = "embed",   [P3_OP_RMSNORM] = "rmsnorm",   [P3_OP_MATMUL] = "matmul",
+    [P3_OP_ROPE] = "rope",     [P3_OP_KV_WRITE] = "kv_write", [P3_OP_ATTENTION] = "attention",
+    [P3_OP_SWIGLU] = "swiglu", [P3_OP_ADD] = "add",           [P3_OP_COPY] = "copy",
 };
 
 static p3_status unsupported(const p3_backend *be, p3_op op, p3_error *err) {
-    return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s does not implement %s",
-                   be->iface->name, op_names[op]);
+    return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "backend %s does not implement %s", be->iface->name,
+                   op_names[op]);
 }
 
 /* elements * elem_size bytes starting at ref must lie inside its buffer. */
@@ -93,8 +92,7 @@ void p3_be_weight_free(p3_backend *be, p3_weight *w) {
     if (w) be->iface->weight_free(be->ctx, w);
 }
 
-p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **out,
-                         p3_error *err) {
+p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err) {
     if (desc->n_layers <= 0 || desc->n_ctx <= 0 || desc->n_kv_heads <= 0 || desc->head_dim <= 0)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: invalid KV cache shape", be->iface->name);
     return be->iface->kv_alloc(be->ctx, desc, out, err);
@@ -121,18 +119,22 @@ size_t p3_be_weight_bytes(p3_backend *be, const p3_weight *w) {
 bool p3_be_supports(p3_backend *be, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
     const p3_backend_iface *f = be->iface;
     const void *entry[P3_OP_COUNT] = {
-        [P3_OP_EMBED] = (const void *)f->embed,         [P3_OP_RMSNORM] = (const void *)f->rmsnorm,
-        [P3_OP_MATMUL] = (const void *)f->matmul,       [P3_OP_ROPE] = (const void *)f->rope,
-        [P3_OP_KV_WRITE] = (const void *)f->kv_write,   [P3_OP_ATTENTION] = (const void *)f->attention,
-        [P3_OP_SWIGLU] = (const void *)f->swiglu,       [P3_OP_ADD] = (const void *)f->add,
+        [P3_OP_EMBED] = (const void *)f->embed,
+        [P3_OP_RMSNORM] = (const void *)f->rmsnorm,
+        [P3_OP_MATMUL] = (const void *)f->matmul,
+        [P3_OP_ROPE] = (const void *)f->rope,
+        [P3_OP_KV_WRITE] = (const void *)f->kv_write,
+        [P3_OP_ATTENTION] = (const void *)f->attention,
+        [P3_OP_SWIGLU] = (const void *)f->swiglu,
+        [P3_OP_ADD] = (const void *)f->add,
         [P3_OP_COPY] = (const void *)f->copy,
     };
     if ((unsigned)op >= P3_OP_COUNT || !entry[op]) return false;
     return !f->supports || f->supports(be->ctx, op, weight, act, kv);
 }
 
-p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids,
-                      int n_tokens, p3_error *err) {
+p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
+                      p3_error *err) {
     if (!be->iface->embed) return unsupported(be, P3_OP_EMBED, err);
     TRY(check_tokens(be, P3_OP_EMBED, n_tokens, err));
     TRY(check_ref(be, P3_OP_EMBED, "ids", ids, (size_t)n_tokens, sizeof(int32_t), err));
@@ -192,11 +194,10 @@ p3_status p3_be_attention(p3_backend *be, p3_ref out, p3_ref qkv, p3_kv_cache *k
     if (!be->iface->attention) return unsupported(be, P3_OP_ATTENTION, err);
     TRY(check_tokens(be, P3_OP_ATTENTION, n_tokens, err));
     TRY(check_attn(be, P3_OP_ATTENTION, kv, layer, n_tokens, pos0, p, err));
-    TRY(check_ref(be, P3_OP_ATTENTION, "qkv", qkv, (size_t)n_tokens * qkv_width(p),
-                  sizeof(float), err));
-    TRY(check_ref(be, P3_OP_ATTENTION, "out", out,
-                  (size_t)n_tokens * (size_t)p->n_heads * (size_t)p->head_dim, sizeof(float),
+    TRY(check_ref(be, P3_OP_ATTENTION, "qkv", qkv, (size_t)n_tokens * qkv_width(p), sizeof(float),
                   err));
+    TRY(check_ref(be, P3_OP_ATTENTION, "out", out,
+                  (size_t)n_tokens * (size_t)p->n_heads * (size_t)p->head_dim, sizeof(float), err));
     return be->iface->attention(be->ctx, out, qkv, kv, layer, n_tokens, pos0, p, err);
 }
 
@@ -225,4 +226,6 @@ p3_status p3_be_copy(p3_backend *be, p3_ref dst, p3_ref src, size_t size, p3_err
     return be->iface->copy(be->ctx, dst, src, size, err);
 }
 
-p3_status p3_be_sync(p3_backend *be, p3_error *err) { return be->iface->sync(be->ctx, err); }
+p3_status p3_be_sync(p3_backend *be, p3_error *err) {
+    return be->iface->sync(be->ctx, err);
+}

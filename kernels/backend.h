@@ -88,9 +88,9 @@ typedef struct p3_rope_params {
     int n_heads;
     int n_kv_heads;
     int head_dim;
-    int rot_dim;      /* dims >= rot_dim pass through; pairs are (i, i + rot_dim/2) */
-    p3_ref inv_freq;  /* rot_dim/2 f32, LongRoPE factors already folded in */
-    float mscale;     /* multiplies cos and sin (LongRoPE attention factor), 1 otherwise */
+    int rot_dim;     /* dims >= rot_dim pass through; pairs are (i, i + rot_dim/2) */
+    p3_ref inv_freq; /* rot_dim/2 f32, LongRoPE factors already folded in */
+    float mscale;    /* multiplies cos and sin (LongRoPE attention factor), 1 otherwise */
 } p3_rope_params;
 
 typedef struct p3_backend_options {
@@ -117,11 +117,12 @@ typedef enum p3_op {
  * Ops are enqueued in order on one stream; a backend may defer errors to the next sync/read. All
  * shapes are in elements; p3_ref offsets in bytes. Activations are f32, row-major [tokens, dim]. */
 typedef struct p3_backend_iface {
-    int version; /* P3_BACKEND_IFACE_VERSION */
+    int version;      /* P3_BACKEND_IFACE_VERSION */
     const char *name; /* "cpu", "opencl", "level-zero" */
 
     /* Is the backend usable on this machine? Fills `why` (e.g. "libOpenCL.so.1 not found") when
-     * not, and a one-line device list in `devices` when it is. Must be cheap and side-effect free. */
+     * not, and a one-line device list in `devices` when it is. Must be cheap and side-effect free.
+     */
     bool (*probe)(char *why, size_t why_len, char *devices, size_t devices_len);
     p3_status (*create)(const p3_backend_options *opt, void **ctx, p3_error *err);
     void (*destroy)(void *ctx);
@@ -212,8 +213,7 @@ p3_status p3_be_read(p3_backend *be, p3_ref src, void *dst, size_t size, p3_erro
 p3_status p3_be_weight_upload(p3_backend *be, const p3_weight_desc *desc, p3_weight **out,
                               p3_error *err);
 void p3_be_weight_free(p3_backend *be, p3_weight *w);
-p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **out,
-                         p3_error *err);
+p3_status p3_be_kv_alloc(p3_backend *be, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err);
 void p3_be_kv_free(p3_backend *be, p3_kv_cache *kv);
 bool p3_be_supports(p3_backend *be, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv);
 /* The backend's name ("cpu"), its one-line description (its name when it has none) and the
@@ -222,8 +222,8 @@ const char *p3_be_name(const p3_backend *be);
 void p3_be_describe(p3_backend *be, char *buf, size_t len);
 size_t p3_be_weight_bytes(p3_backend *be, const p3_weight *w);
 
-p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids,
-                      int n_tokens, p3_error *err);
+p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
+                      p3_error *err);
 p3_status p3_be_rmsnorm(p3_backend *be, p3_ref out, p3_ref x, p3_ref w, int n_tokens, int dim,
                         float eps, p3_error *err);
 p3_status p3_be_matmul(p3_backend *be, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,

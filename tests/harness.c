@@ -61,7 +61,9 @@ void p3_test_skip(p3_test_ctx *t, const char *fmt, ...) {
     t->skipped = true;
 }
 
-bool p3_test_failed(const p3_test_ctx *t) { return t->failures > 0; }
+bool p3_test_failed(const p3_test_ctx *t) {
+    return t->failures > 0;
+}
 
 const char *p3_test_shared_dir(void) {
     const char *s = getenv("PHI3C_SHARED");
@@ -134,7 +136,9 @@ void *p3_test_read_file(p3_test_ctx *t, const char *path, size_t *size) {
     return data;
 }
 
-void p3_test_rng_seed(p3_test_rng *r, uint64_t seed) { r->state = seed ? seed : 0x9e3779b97f4a7c15ull; }
+void p3_test_rng_seed(p3_test_rng *r, uint64_t seed) {
+    r->state = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
 
 uint64_t p3_test_rng_u64(p3_test_rng *r) {
     uint64_t x = r->state;
@@ -145,7 +149,9 @@ uint64_t p3_test_rng_u64(p3_test_rng *r) {
     return x * 0x2545f4914f6cdd1dull;
 }
 
-float p3_test_rng_uniform(p3_test_rng *r) { return (float)(p3_test_rng_u64(r) >> 40) / 16777216.0f; }
+float p3_test_rng_uniform(p3_test_rng *r) {
+    return (float)(p3_test_rng_u64(r) >> 40) / 16777216.0f;
+}
 
 float p3_test_rng_normal(p3_test_rng *r) {
     double u1 = ((double)(p3_test_rng_u64(r) >> 11) + 1.0) / 9007199254740993.0;

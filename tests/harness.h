@@ -23,7 +23,7 @@ void p3_test_register(const char *name, const char *file, p3_test_fn fn, unsigne
     }                                                                                              \
     static void name(p3_test_ctx *t)
 
-#define P3_TEST(name) P3_TEST_DEFINE(name, 0)
+#define P3_TEST(name)      P3_TEST_DEFINE(name, 0)
 #define P3_TEST_SLOW(name) P3_TEST_DEFINE(name, P3_TEST_FLAG_SLOW)
 
 /* Records a failure (the test goes on, so one run shows every broken check). Returns cond. */
@@ -33,7 +33,7 @@ bool p3_check(p3_test_ctx *t, bool cond, const char *file, int line, const char 
 void p3_test_skip(p3_test_ctx *t, const char *fmt, ...) P3_PRINTF(2, 3);
 bool p3_test_failed(const p3_test_ctx *t);
 
-#define CHECK(cond) p3_check(t, (cond), __FILE__, __LINE__, "%s", #cond)
+#define CHECK(cond)          p3_check(t, (cond), __FILE__, __LINE__, "%s", #cond)
 #define CHECK_MSG(cond, ...) p3_check(t, (cond), __FILE__, __LINE__, __VA_ARGS__)
 #define CHECK_EQ_INT(a, b)                                                                         \
     do {                                                                                           \
@@ -43,7 +43,7 @@ bool p3_test_failed(const p3_test_ctx *t);
 #define CHECK_NEAR(a, b, tol)                                                                      \
     do {                                                                                           \
         double a_ = (double)(a), b_ = (double)(b), tol_ = (double)(tol);                           \
-        p3_check(t, fabs(a_ - b_) <= tol_, __FILE__, __LINE__, "%s ~= %s (%.9g vs %.9g, tol %g)", \
+        p3_check(t, fabs(a_ - b_) <= tol_, __FILE__, __LINE__, "%s ~= %s (%.9g vs %.9g, tol %g)",  \
                  #a, #b, a_, b_, tol_);                                                            \
     } while (0)
 /* Checks a call returned PHI3C_OK; prints the error message otherwise. */
@@ -84,8 +84,8 @@ typedef struct p3_test_rng {
 } p3_test_rng;
 void p3_test_rng_seed(p3_test_rng *r, uint64_t seed);
 uint64_t p3_test_rng_u64(p3_test_rng *r);
-float p3_test_rng_uniform(p3_test_rng *r);  /* [0, 1) */
-float p3_test_rng_normal(p3_test_rng *r);   /* N(0, 1) */
+float p3_test_rng_uniform(p3_test_rng *r); /* [0, 1) */
+float p3_test_rng_normal(p3_test_rng *r);  /* N(0, 1) */
 /* Normalised mean squared error sum((a-b)^2) / sum(b^2) (b is the reference). */
 double p3_nmse(const float *a, const float *ref, size_t n);
 /* max |a - b| and max |b|. */

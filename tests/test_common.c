@@ -10,8 +10,8 @@ P3_TEST(common_f16_known_encodings) {
     CHECK_EQ_INT(p3_f32_to_f16(1.0f), 0x3c00);
     CHECK_EQ_INT(p3_f32_to_f16(-2.0f), 0xc000);
     CHECK_EQ_INT(p3_f32_to_f16(65504.0f), 0x7bff);
-    CHECK_EQ_INT(p3_f32_to_f16(65520.0f), 0x7c00);     /* rounds up to infinity */
-    CHECK_EQ_INT(p3_f32_to_f16(5.9604645e-08f), 0x0001); /* smallest subnormal */
+    CHECK_EQ_INT(p3_f32_to_f16(65520.0f), 0x7c00);           /* rounds up to infinity */
+    CHECK_EQ_INT(p3_f32_to_f16(5.9604645e-08f), 0x0001);     /* smallest subnormal */
     CHECK_EQ_INT(p3_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie rounds to even */
     CHECK_EQ_INT(p3_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); /* tie rounds to even (up) */
     CHECK(p3_f16_to_f32(0x3555) == 0.333251953125f);

@@ -28,8 +28,9 @@ static void print_usage(FILE *f) {
     fprintf(f, "usage: phi3c COMMAND [options]   (phi3c COMMAND --help for its options)\n\n");
     for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++)
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nMODEL paths (-m) may be a Hugging Face folder (config.json + safetensors), a GGUF "
-               "file or a native .phi3c file.\n");
+    fprintf(f,
+            "\nMODEL paths (-m) may be a Hugging Face folder (config.json + safetensors), a GGUF "
+            "file or a native .phi3c file.\n");
 }
 
 int main(int argc, char **argv) {
