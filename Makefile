@@ -2,6 +2,9 @@
 # `make` builds; `make run` builds and generates text with the embedded demo model; `make test`
 # runs the whole suite (release and ASan+UBSan builds, fuzz smoke runs, Python checks).
 
+# The kernel folders' fragments below define rules too: keep `make` meaning `make all`.
+.DEFAULT_GOAL := all
+
 SHARED      ?= ../shared
 BUILD       ?= build
 CC          ?= cc

@@ -16,20 +16,20 @@
  * its unnormalised partial (max, sum, acc[head_dim]) to part [n_heads][n_chunks][2 + head_dim];
  * p3_attention_merge then combines the chunks. */
 
-#define P3_AT_WG 64
+#define P3_AT_WG   64
 #define P3_AT_MAXD 4 /* head_dim <= P3_AT_WG * P3_AT_MAXD */
 
-#define P3_LOAD_F32(p, i) ((p)[i])
-#define P3_LOAD_F16(p, i) vload_half((i), (p))
-#define P3_LOAD_Q8(p, i) ((float)(p)[i])
+#define P3_LOAD_F32(p, i)   ((p)[i])
+#define P3_LOAD_F16(p, i)   vload_half((i), (p))
+#define P3_LOAD_Q8(p, i)    ((float)(p)[i])
 #define P3_SCALE_NONE(s, i) 1.0f
-#define P3_SCALE_Q8(s, i) ((s)[i])
+#define P3_SCALE_Q8(s, i)   ((s)[i])
 
 #define P3_ATTENTION(name, type, load, kv_scale)                                                   \
     __kernel __attribute__((reqd_work_group_size(P3_AT_WG, 1, 1))) void name(                      \
         __global float *out, ulong out_off, __global const float *qkv, ulong qkv_off,              \
-        __global const type *kc, __global const type *vc, ulong layer_off,                        \
-        __global const float *ks, __global const float *vs, ulong scale_off, int n_ctx,           \
+        __global const type *kc, __global const type *vc, ulong layer_off,                         \
+        __global const float *ks, __global const float *vs, ulong scale_off, int n_ctx,            \
         int n_heads, int n_kv_heads, int head_dim, int pos0, int window, float scale, int chunk,   \
         __global float *part) {                                                                    \
         __local float q[P3_AT_WG * P3_AT_MAXD];                                                    \

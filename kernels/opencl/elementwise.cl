@@ -26,7 +26,7 @@
     }
 
 P3_EMBED_PLAIN(p3_embed_f32, float, w[(ulong)c * (ulong)rows + (ulong)id])
-P3_EMBED_PLAIN(p3_embed_f16, half, vload_half((ulong)c * (ulong)rows + (ulong)id, w))
+P3_EMBED_PLAIN(p3_embed_f16, half, vload_half((ulong)c *(ulong)rows + (ulong)id, w))
 P3_EMBED_PLAIN(p3_embed_bf16, ushort, as_float((uint)w[(ulong)c * (ulong)rows + (ulong)id] << 16))
 
 /* INT4 tables in the matmul layout (matmul.cl): qw uint [cols/8][stride], scale half

@@ -30,7 +30,7 @@
  * message per sub-group of 16 (its lanes are the 16 rows of one K-slice), instead of a gather the
  * compiler cannot prove contiguous. Otherwise each lane loads its own word: the same addresses. */
 #ifdef P3_INTEL_SG
-#define P3_MM_SG_ATTR __attribute__((intel_reqd_sub_group_size(16)))
+#define P3_MM_SG_ATTR           __attribute__((intel_reqd_sub_group_size(16)))
 #define P3_LOAD_WORDS(qw, base) intel_sub_group_block_read((const __global uint *)((qw) + (base)))
 #else
 #define P3_MM_SG_ATTR
@@ -50,8 +50,8 @@
 #define P3_MM_I4(name, TT)                                                                         \
     __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) P3_MM_SG_ATTR void name( \
         __global float *y, ulong y_off, __global const float *x, ulong x_off,                      \
-        __global const uint *qw, __global const half *scale, __global const uchar *zero,          \
-        int rows, int stride, int cols, int n_tokens) {                                            \
+        __global const uint *qw, __global const half *scale, __global const uchar *zero, int rows, \
+        int stride, int cols, int n_tokens) {                                                      \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
         int t0 = (int)get_group_id(2) * TT, nt = min(TT, n_tokens - t0);                           \
@@ -62,15 +62,15 @@
         ulong row0 = (ulong)get_group_id(0) * P3_MM_LR;                                            \
         for (int g = ly; g < groups; g += P3_MM_LK) { /* uniform per sub-group: no row test */     \
             ulong gi = (ulong)g * (ulong)stride + (ulong)row;                                      \
-            float d = vload_half(gi, scale);                                                    \
+            float d = vload_half(gi, scale);                                                       \
             int z = (int)zero[gi];                                                                 \
             int kn = min(128, cols - g * 128), nw = kn / 8;                                        \
             float ga[TT];                                                                          \
             for (int t = 0; t < TT; t++) ga[t] = 0.0f;                                             \
             for (int j = 0; j < nw; j++) {                                                         \
                 uint w = P3_LOAD_WORDS(qw, ((ulong)g * 16 + (ulong)j) * (ulong)stride + row0);     \
-                float8 wf = convert_float8(as_int8(((uint8)(w) >> shifts) & (uint8)(15u)) -       \
-                                           (int8)(z));                                             \
+                float8 wf =                                                                        \
+                    convert_float8(as_int8(((uint8)(w) >> shifts) & (uint8)(15u)) - (int8)(z));    \
                 for (int t = 0; t < TT && t < nt; t++) {                                           \
                     float8 xv = vload8(0, x + x_off + (ulong)(t0 + t) * (ulong)cols +              \
                                               (ulong)(g * 128 + j * 8));                           \
@@ -82,8 +82,8 @@
                 float wk = (float)((int)((w >> (4 * (k % 8))) & 15u) - z);                         \
                 for (int t = 0; t < TT; t++)                                                       \
                     if (t < nt)                                                                    \
-                        ga[t] += wk * x[x_off + (ulong)(t0 + t) * (ulong)cols +                    \
-                                        (ulong)(g * 128 + k)];                                     \
+                        ga[t] +=                                                                   \
+                            wk * x[x_off + (ulong)(t0 + t) * (ulong)cols + (ulong)(g * 128 + k)];  \
             }                                                                                      \
             for (int t = 0; t < TT; t++) acc[t] += d * ga[t];                                      \
         }                                                                                          \
@@ -197,7 +197,7 @@ static int p3_dot8(uint w, char8 xa) {
 #define P3_MM_I4Q8(name, TT)                                                                       \
     __kernel __attribute__((reqd_work_group_size(P3_MM_LR, P3_MM_LK, 1))) P3_MM_SG_ATTR void name( \
         __global float *y, ulong y_off, __global const char *qx, __global const float *xd,         \
-        __global const int *xs, __global const uint *qw, __global const half *scale,              \
+        __global const int *xs, __global const uint *qw, __global const half *scale,               \
         __global const uchar *zero, int rows, int stride, int cols, int n_tokens) {                \
         __local float part[P3_MM_LK][TT][P3_MM_LR];                                                \
         int lx = (int)get_local_id(0), ly = (int)get_local_id(1), row = (int)get_global_id(0);     \
@@ -208,15 +208,16 @@ static int p3_dot8(uint w, char8 xa) {
         ulong row0 = (ulong)get_group_id(0) * P3_MM_LR;                                            \
         for (int g = ly; g < groups; g += P3_MM_LK) { /* uniform per sub-group: no row test */     \
             ulong gi = (ulong)g * (ulong)stride + (ulong)row;                                      \
-            float d = vload_half(gi, scale);                                                    \
+            float d = vload_half(gi, scale);                                                       \
             int z = (int)zero[gi];                                                                 \
             int idot[TT];                                                                          \
             for (int t = 0; t < TT; t++) idot[t] = 0;                                              \
             for (int j = 0; j < 16; j++) {                                                         \
                 uint w = P3_LOAD_WORDS(qw, ((ulong)g * 16 + (ulong)j) * (ulong)stride + row0);     \
                 for (int t = 0; t < TT && t < nt; t++)                                             \
-                    idot[t] += p3_dot8(w, vload8(0, qx + ((ulong)(t0 + t) * (ulong)groups + g) *   \
-                                                           128 + (ulong)(j * 8)));                 \
+                    idot[t] +=                                                                     \
+                        p3_dot8(w, vload8(0, qx + ((ulong)(t0 + t) * (ulong)groups + g) * 128 +    \
+                                                 (ulong)(j * 8)));                                 \
             }                                                                                      \
             for (int t = 0; t < TT && t < nt; t++) {                                               \
                 ulong xg = (ulong)(t0 + t) * (ulong)groups + (ulong)g;                             \

@@ -1,10 +1,11 @@
 /* opencl_backend.c: the OpenCL backend (kernels/backend.h): device discovery, one context and
  * in-order queue per backend, the embedded kernels (the .cl files of kernels/opencl/) built once
- * per context as one program, device buffers, weights repacked at upload into the K-major layout of
- * matmul.cl, and every op enqueued without host round trips; buffer_read and sync are the only
- * waits. */
+ * per context as one program, and device buffers. The ops themselves (which kernel, its arguments
+ * and grid, the weight and KV layouts) are clk_ops.c, shared with the Level Zero backend, which
+ * runs the same kernels compiled to SPIR-V; this file turns their launches into OpenCL calls.
+ * buffer_read and sync are the only waits. */
 #include "backend.h"
-#include "int4.h"
+#include "clk_ops.h"
 #include "ocl_api.h"
 #include "opencl_internal.h"
 #include "opencl_source.h"
@@ -13,54 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every kernel the .cl files define, in one table so creation and release are loops. */
-#define P3_OCL_KERNELS(X)                                                                          \
-    X(embed_f32, "p3_embed_f32")                                                                   \
-    X(embed_f16, "p3_embed_f16")                                                                   \
-    X(embed_bf16, "p3_embed_bf16")                                                                 \
-    X(embed_i4, "p3_embed_i4")                                                                     \
-    X(rmsnorm, "p3_rmsnorm")                                                                       \
-    X(rope, "p3_rope")                                                                             \
-    X(swiglu, "p3_swiglu")                                                                         \
-    X(add, "p3_add")                                                                               \
-    X(kv_write_f32, "p3_kv_write_f32")                                                             \
-    X(kv_write_f16, "p3_kv_write_f16")                                                             \
-    X(kv_write_q8, "p3_kv_write_q8")                                                               \
-    X(attention_f32, "p3_attention_f32")                                                           \
-    X(attention_f16, "p3_attention_f16")                                                           \
-    X(attention_q8, "p3_attention_q8")                                                             \
-    X(attention_merge, "p3_attention_merge")                                                       \
-    X(mm_i4_t1, "p3_mm_i4_t1")                                                                     \
-    X(mm_i4_t4, "p3_mm_i4_t4")                                                                     \
-    X(mm_f32_t1, "p3_mm_f32_t1")                                                                   \
-    X(mm_f32_t4, "p3_mm_f32_t4")                                                                   \
-    X(mm_f16_t1, "p3_mm_f16_t1")                                                                   \
-    X(mm_f16_t4, "p3_mm_f16_t4")                                                                   \
-    X(mm_bf16_t1, "p3_mm_bf16_t1")                                                                 \
-    X(mm_bf16_t4, "p3_mm_bf16_t4")                                                                 \
-    X(quant_act, "p3_quant_act")                                                                   \
-    X(mm_i4q8_t1, "p3_mm_i4q8_t1")                                                                 \
-    X(mm_i4q8_t4, "p3_mm_i4q8_t4")
-
-typedef struct ocl_kernels {
-#define P3_KFIELD(field, name) cl_kernel field;
-    P3_OCL_KERNELS(P3_KFIELD)
-#undef P3_KFIELD
-} ocl_kernels;
-
-/* Matmul geometry shared with matmul.cl (P3_MM_LR x P3_MM_LK work-groups). */
-enum { MM_LR = 16, MM_LK = 4, MM_TT = 4, ATT_WG = 64, ATT_MAX_HEAD_DIM = 256, NORM_WG = 64 };
-/* A decode step over more than 2 chunks of keys splits them over work-groups (attention.cl). */
-enum { ATT_CHUNK = 256 };
-
 typedef struct ocl_ctx {
+    p3_clk_host host; /* first: the shared ops receive the context as a p3_clk_host */
     p3_ocl_api api;
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
     cl_program program;
-    ocl_kernels k;
+    cl_kernel kernels[P3_CLK_COUNT];
     cl_mem bad_id; /* int flag raised by embed kernels for ids outside the table */
     cl_ulong max_alloc, global_mem;
     char name[128], platform_name[96], version[64];
@@ -68,34 +30,15 @@ typedef struct ocl_ctx {
     bool int_dot_emulated; /* the same variant with the built-in emulated (tests) */
     bool intel_sg;         /* cl_intel_subgroups: INT4 weight words by sub-group block reads */
     bool exact_divide;     /* -cl-fp32-correctly-rounded-divide-sqrt available */
-    /* w4a8 scratch: int8 activations [T][groups*128], scales and sums [T][groups]; grown to the
-     * largest matmul seen (the first prefill), then reused: the queue is in order. */
-    cl_mem act_q, act_d, act_s;
-    size_t act_groups; /* capacity in token-groups */
-    cl_mem att_part;   /* split-decode partials, grown like the w4a8 scratch */
-    size_t att_part_bytes;
 } ocl_ctx;
 
-/* An uploaded weight: a (INT4 nibble words or plain [cols][rows]), b (INT4 scales), c (INT4 zero
- * points). */
-typedef struct ocl_weight {
-    p3_weight pub;
-    cl_mem a, b, c;
-    size_t stride; /* INT4: rows rounded up to MM_LR (matmul.cl) */
-    size_t bytes;
-} ocl_weight;
-
-typedef struct ocl_kv {
-    p3_kv_cache pub;
-    cl_mem k, v;
-    cl_mem ks, vs;      /* q8 only: f32 scales [layer][kv_head][n_ctx] */
-    size_t layer_elems; /* n_kv_heads * n_ctx * head_dim */
-    size_t layer_rows;  /* n_kv_heads * n_ctx */
-} ocl_kv;
-
-static size_t round_up(size_t n, size_t m) {
-    return (n + m - 1) / m * m;
-}
+/* The host API the shared ops of clk_ops.c launch through (defined with the buffers below). */
+static p3_status host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
+                            p3_error *err);
+static void host_release(p3_clk_host *h, void *mem);
+static p3_status host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
+                            p3_error *err);
+static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err);
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
     p3_status st = (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES)
@@ -260,14 +203,13 @@ static p3_status build_program(ocl_ctx *c, p3_error *err) {
 }
 
 static p3_status create_kernels(ocl_ctx *c, p3_error *err) {
-    cl_int rc;
-#define P3_KCREATE(field, kname)                                                                   \
-    c->k.field = c->api.clCreateKernel(c->program, kname, &rc);                                    \
-    if (rc != CL_SUCCESS)                                                                          \
-        return p3_fail(err, PHI3C_ERR_BACKEND, "opencl: kernel %s: %s (%d)", kname,                \
-                       p3_ocl_strerror(rc), (int)rc);
-    P3_OCL_KERNELS(P3_KCREATE)
-#undef P3_KCREATE
+    for (int i = 0; i < P3_CLK_COUNT; i++) {
+        cl_int rc;
+        c->kernels[i] = c->api.clCreateKernel(c->program, p3_clk_kernel_names[i], &rc);
+        if (rc != CL_SUCCESS)
+            return p3_fail(err, PHI3C_ERR_BACKEND, "opencl: kernel %s: %s (%d)",
+                           p3_clk_kernel_names[i], p3_ocl_strerror(rc), (int)rc);
+    }
     return PHI3C_OK;
 }
 
@@ -275,15 +217,11 @@ static void destroy(void *ctx) {
     ocl_ctx *c = ctx;
     if (!c) return;
     if (c->queue) c->api.clFinish(c->queue);
-#define P3_KRELEASE(field, kname)                                                                  \
-    if (c->k.field) c->api.clReleaseKernel(c->k.field);
-    P3_OCL_KERNELS(P3_KRELEASE)
-#undef P3_KRELEASE
+    p3_clk_host_release(&c->host);
+    for (int i = 0; i < P3_CLK_COUNT; i++)
+        if (c->kernels[i]) c->api.clReleaseKernel(c->kernels[i]);
     if (c->bad_id) c->api.clReleaseMemObject(c->bad_id);
-    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
-    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
-    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
-    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
+
     if (c->program) c->api.clReleaseProgram(c->program);
     if (c->queue) c->api.clReleaseCommandQueue(c->queue);
     if (c->context) c->api.clReleaseContext(c->context);
@@ -356,6 +294,11 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
     ocl_ctx *c = p3_calloc(1, sizeof *c);
     if (!c) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
     *out = NULL;
+    c->host = (p3_clk_host){.api = "opencl",
+                            .alloc = host_alloc,
+                            .release = host_release,
+                            .write = host_write,
+                            .launch = host_launch};
     if (!p3_ocl_api_load(&c->api, why, sizeof why)) {
         p3_free(c);
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "opencl: %s", why);
@@ -378,6 +321,7 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
             rc = c->api.clEnqueueWriteBuffer(c->queue, c->bad_id, CL_TRUE, 0, sizeof zero, &zero, 0,
                                              NULL, NULL);
         if (rc != CL_SUCCESS) st = cl_fail(err, rc, "allocating the error flag");
+        c->host.bad_id = c->bad_id;
     }
     if (st == PHI3C_OK) st = build_program(c, err);
     if (st == PHI3C_OK) st = create_kernels(c, err);
@@ -397,18 +341,6 @@ static void describe(void *ctx, char *buf, size_t len) {
              : c->int_dot        ? ", w4a8 with integer dot products"
                                  : "",
              c->intel_sg ? ", Intel sub-group block reads" : "");
-}
-
-static bool supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
-    (void)ctx;
-    if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION)
-        return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
-    if (op == P3_OP_MATMUL || op == P3_OP_EMBED) {
-        if (weight == P3_DT_I4G128S || weight == P3_DT_I4G128A)
-            return act == P3_ACT_F32 || act == P3_ACT_Q8;
-        return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
-    }
-    return true;
 }
 
 /* ---- buffers ------------------------------------------------------------------------------- */
@@ -501,505 +433,51 @@ static p3_status sync(void *ctx, p3_error *err) {
     return finish_step(ctx, NULL, NULL, 0, err);
 }
 
-/* ---- weights ------------------------------------------------------------------------------- */
+/* ---- the shared ops' host (clk_ops.h) -------------------------------------------------------- */
 
-static size_t plain_elem_size(p3_dtype dt) {
-    return dt == P3_DT_F32 ? 4 : 2;
-}
-
-/* Plain weights are transposed to [cols][rows] (see matmul.cl for why). */
-static p3_status upload_plain(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w, p3_error *err) {
-    size_t es = plain_elem_size(d->dtype), n, bytes;
-    if (!p3_mul_size((size_t)d->rows, (size_t)d->cols, &n) || !p3_mul_size(n, es, &bytes))
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: weight %s is too large", d->name);
-    uint8_t *t = p3_malloc(bytes);
-    if (!t) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: no host memory to repack %s", d->name);
-    const uint8_t *src = d->data;
-    size_t rows = (size_t)d->rows, cols = (size_t)d->cols;
-    for (size_t r = 0; r < rows; r++)
-        for (size_t k = 0; k < cols; k++)
-            memcpy(t + (k * rows + r) * es, src + (r * cols + k) * es, es);
-    p3_status st = device_alloc(c, bytes, d->name, &w->a, err);
-    if (st == PHI3C_OK) st = upload(c, w->a, 0, t, bytes, err);
-    p3_free(t);
-    w->bytes = bytes;
+static p3_status host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
+                            p3_error *err) {
+    cl_mem m = NULL;
+    p3_status st = device_alloc((ocl_ctx *)h, bytes, what, &m, err);
+    *mem = m;
     return st;
 }
 
-/* INT4: nibble words [cols/8 rounded up to whole groups][rows], scales and zero points
- * [groups][rows]. The block's nibble order (q[j] low, q[j+64] high) becomes 8 consecutive
- * weights per word, low nibble first. */
-static p3_status upload_int4(ocl_ctx *c, const p3_weight_desc *d, ocl_weight *w, p3_error *err) {
-    bool sym = d->dtype == P3_DT_I4G128S;
-    size_t rows = (size_t)d->rows, groups = (size_t)p3_groups(d->cols);
-    size_t stride = round_up(rows, MM_LR); /* padding rows stay zero (calloc): they add 0 */
-    size_t block = sym ? sizeof(p3_block_i4s) : sizeof(p3_block_i4a);
-    size_t nq, nqb, ng;
-    if (!p3_mul_size(groups * 16, stride, &nq) || !p3_mul_size(nq, 4, &nqb) ||
-        !p3_mul_size(groups, stride, &ng))
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: weight %s is too large", d->name);
-    w->stride = stride;
-    uint32_t *qw = p3_calloc(nq, 4);
-    uint16_t *scale = p3_calloc(ng, sizeof(uint16_t));
-    uint8_t *zero = p3_calloc(ng, 1);
-    p3_status st = PHI3C_OK;
-    if (!qw || !scale || !zero)
-        st = p3_fail(err, PHI3C_ERR_NOMEM, "opencl: no host memory to repack %s", d->name);
-    for (size_t r = 0; st == PHI3C_OK && r < rows; r++) {
-        for (size_t g = 0; g < groups; g++) {
-            const uint8_t *b = (const uint8_t *)d->data + (r * groups + g) * block;
-            uint16_t dh;
-            memcpy(&dh, b, 2);
-            const uint8_t *qs = b + (sym ? 2 : 4);
-            scale[g * stride + r] = dh;
-            zero[g * stride + r] = sym ? 8 : b[2];
-            for (size_t j = 0; j < 16; j++) {
-                uint32_t word = 0;
-                for (size_t i = 0; i < 8; i++) {
-                    size_t k = j * 8 + i; /* weight k of the group */
-                    uint32_t q = k < 64 ? qs[k] & 15u : qs[k - 64] >> 4;
-                    word |= q << (4 * i);
-                }
-                qw[(g * 16 + j) * stride + r] = word;
-            }
-        }
+/* OpenCL keeps a released buffer alive until the queued commands using it have run. */
+static void host_release(p3_clk_host *h, void *mem) {
+    ((ocl_ctx *)h)->api.clReleaseMemObject((cl_mem)mem);
+}
+
+static p3_status host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
+                            p3_error *err) {
+    return upload((ocl_ctx *)h, (cl_mem)mem, 0, src, bytes, err);
+}
+
+static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err) {
+    ocl_ctx *c = (ocl_ctx *)h;
+    cl_kernel k = c->kernels[l->kernel];
+    for (int i = 0; i < l->n_args; i++) {
+        const p3_clk_arg *a = &l->args[i];
+        cl_mem m = a->v.mem;
+        cl_int ci = a->v.i;
+        cl_ulong cu = a->v.u;
+        cl_float cf = a->v.f;
+        cl_int rc = a->kind == P3_CLK_ARG_MEM     ? c->api.clSetKernelArg(k, i, sizeof m, &m)
+                    : a->kind == P3_CLK_ARG_INT   ? c->api.clSetKernelArg(k, i, sizeof ci, &ci)
+                    : a->kind == P3_CLK_ARG_ULONG ? c->api.clSetKernelArg(k, i, sizeof cu, &cu)
+                                                  : c->api.clSetKernelArg(k, i, sizeof cf, &cf);
+        if (rc != CL_SUCCESS)
+            return p3_fail(err, PHI3C_ERR_BACKEND, "opencl %s: setting argument %d: %s", l->op, i,
+                           p3_ocl_strerror(rc));
     }
-    if (st == PHI3C_OK) st = device_alloc(c, nqb, d->name, &w->a, err);
-    if (st == PHI3C_OK) st = device_alloc(c, ng * sizeof(uint16_t), d->name, &w->b, err);
-    if (st == PHI3C_OK) st = device_alloc(c, ng, d->name, &w->c, err);
-    if (st == PHI3C_OK) st = upload(c, w->a, 0, qw, nqb, err);
-    if (st == PHI3C_OK) st = upload(c, w->b, 0, scale, ng * sizeof(uint16_t), err);
-    if (st == PHI3C_OK) st = upload(c, w->c, 0, zero, ng, err);
-    w->bytes = nqb + ng * (sizeof(uint16_t) + 1);
-    p3_free(qw);
-    p3_free(scale);
-    p3_free(zero);
-    return st;
-}
-
-static void weight_free(void *ctx, p3_weight *pw) {
-    ocl_ctx *c = ctx;
-    ocl_weight *w = (ocl_weight *)pw;
-    if (!w) return;
-    if (w->a) c->api.clReleaseMemObject(w->a);
-    if (w->b) c->api.clReleaseMemObject(w->b);
-    if (w->c) c->api.clReleaseMemObject(w->c);
-    p3_free(w);
-}
-
-static p3_status weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out, p3_error *err) {
-    ocl_ctx *c = ctx;
-    bool int4 = d->dtype == P3_DT_I4G128S || d->dtype == P3_DT_I4G128A;
-    bool plain = d->dtype == P3_DT_F32 || d->dtype == P3_DT_F16 || d->dtype == P3_DT_BF16;
-    if (!int4 && !plain)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "opencl: weight %s has dtype %d (F32, F16, BF16, "
-                       "I4G128S or I4G128A expected)",
-                       d->name, (int)d->dtype);
-    if (d->rows > INT32_MAX || d->cols > INT32_MAX)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: weight %s is too large", d->name);
-    ocl_weight *w = p3_calloc(1, sizeof *w);
-    if (!w) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
-    w->pub.dtype = d->dtype;
-    w->pub.rows = d->rows;
-    w->pub.cols = d->cols;
-    w->pub.act = d->act;
-    w->pub.impl = w;
-    p3_status st = int4 ? upload_int4(c, d, w, err) : upload_plain(c, d, w, err);
-    if (st != PHI3C_OK) {
-        weight_free(c, &w->pub);
-        return st;
-    }
-    *out = &w->pub;
-    return PHI3C_OK;
-}
-
-static size_t weight_bytes(void *ctx, const p3_weight *w) {
-    (void)ctx;
-    return ((const ocl_weight *)w)->bytes;
-}
-
-/* ---- KV cache ------------------------------------------------------------------------------ */
-
-static void kv_free(void *ctx, p3_kv_cache *pkv) {
-    ocl_ctx *c = ctx;
-    ocl_kv *kv = (ocl_kv *)pkv;
-    if (!kv) return;
-    cl_mem mems[4] = {kv->k, kv->v, kv->ks, kv->vs};
-    for (int i = 0; i < 4; i++)
-        if (mems[i]) c->api.clReleaseMemObject(mems[i]);
-    p3_free(kv);
-}
-
-static p3_status kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out, p3_error *err) {
-    ocl_ctx *c = ctx;
-    if (d->dtype != P3_KV_F32 && d->dtype != P3_KV_F16 && d->dtype != P3_KV_Q8)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: KV cache type %d", (int)d->dtype);
-    if (d->head_dim > ATT_MAX_HEAD_DIM)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl: head_dim %d exceeds %d", d->head_dim,
-                       ATT_MAX_HEAD_DIM);
-    size_t elem = d->dtype == P3_KV_F32 ? 4 : d->dtype == P3_KV_F16 ? 2 : 1;
-    size_t rows, layer, all, bytes, scale_bytes;
-    if (!p3_mul_size((size_t)d->n_kv_heads, (size_t)d->n_ctx, &rows) ||
-        !p3_mul_size(rows, (size_t)d->head_dim, &layer) ||
-        !p3_mul_size(layer, (size_t)d->n_layers, &all) || !p3_mul_size(all, elem, &bytes) ||
-        !p3_mul_size(rows * 4, (size_t)d->n_layers, &scale_bytes))
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "opencl: KV cache size overflows");
-    ocl_kv *kv = p3_calloc(1, sizeof *kv);
-    if (!kv) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
-    kv->pub.desc = *d;
-    kv->pub.impl = kv;
-    kv->layer_elems = layer;
-    kv->layer_rows = rows;
-    p3_status st = device_alloc(c, bytes, "the KV cache (keys)", &kv->k, err);
-    if (st == PHI3C_OK) st = device_alloc(c, bytes, "the KV cache (values)", &kv->v, err);
-    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
-        st = device_alloc(c, scale_bytes, "the KV cache (key scales)", &kv->ks, err);
-    if (st == PHI3C_OK && d->dtype == P3_KV_Q8)
-        st = device_alloc(c, scale_bytes, "the KV cache (value scales)", &kv->vs, err);
-    if (st != PHI3C_OK) {
-        kv_free(c, &kv->pub);
-        return st;
-    }
-    *out = &kv->pub;
-    return PHI3C_OK;
-}
-
-/* ---- launching ----------------------------------------------------------------------------- */
-
-/* Kernel arguments are set in order through a small builder that remembers the first error. */
-typedef struct kargs {
-    ocl_ctx *c;
-    cl_kernel k;
-    cl_uint i;
-    cl_int rc;
-} kargs;
-
-static void arg(kargs *a, size_t size, const void *value) {
-    cl_int rc = a->c->api.clSetKernelArg(a->k, a->i++, size, value);
-    if (a->rc == CL_SUCCESS) a->rc = rc;
-}
-static void arg_mem(kargs *a, cl_mem m) {
-    arg(a, sizeof m, &m);
-}
-static void arg_int(kargs *a, int v) {
-    cl_int x = v;
-    arg(a, sizeof x, &x);
-}
-static void arg_ulong(kargs *a, size_t v) {
-    cl_ulong x = v;
-    arg(a, sizeof x, &x);
-}
-static void arg_float(kargs *a, float v) {
-    cl_float x = v;
-    arg(a, sizeof x, &x);
-}
-
-/* A buffer and the element offset of a p3_ref; refs must be element aligned. */
-static bool arg_ref(kargs *a, p3_ref r, size_t elem) {
-    arg_mem(a, (cl_mem)r.buf->impl);
-    arg_ulong(a, r.offset / elem);
-    return r.offset % elem == 0;
-}
-
-static p3_status launch(kargs *a, const char *op, cl_uint dims, const size_t *global,
-                        const size_t *local, p3_error *err) {
-    if (a->rc != CL_SUCCESS)
-        return p3_fail(err, PHI3C_ERR_BACKEND, "opencl %s: setting argument %u: %s", op,
-                       (unsigned)a->i, p3_ocl_strerror(a->rc));
-    cl_int rc = a->c->api.clEnqueueNDRangeKernel(a->c->queue, a->k, dims, NULL, global, local, 0,
-                                                 NULL, NULL);
+    const size_t *local = l->local[0] ? l->local : NULL;
+    cl_int rc =
+        c->api.clEnqueueNDRangeKernel(c->queue, k, l->dims, NULL, l->global, local, 0, NULL, NULL);
     if (rc != CL_SUCCESS)
         return p3_fail(err, rc == CL_OUT_OF_RESOURCES ? PHI3C_ERR_DEVICE_OOM : PHI3C_ERR_BACKEND,
-                       "opencl %s: clEnqueueNDRangeKernel: %s (%d)", op, p3_ocl_strerror(rc),
+                       "opencl %s: clEnqueueNDRangeKernel: %s (%d)", l->op, p3_ocl_strerror(rc),
                        (int)rc);
     return PHI3C_OK;
-}
-
-static p3_status misaligned(const char *op, p3_error *err) {
-    return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                   "opencl %s: a buffer offset is not a multiple of the element size", op);
-}
-
-/* ---- ops ----------------------------------------------------------------------------------- */
-
-static p3_status embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
-                       p3_error *err) {
-    ocl_ctx *c = ctx;
-    const ocl_weight *w = table->impl;
-    bool int4 = table->dtype == P3_DT_I4G128S || table->dtype == P3_DT_I4G128A;
-    cl_kernel k = int4                        ? c->k.embed_i4
-                  : table->dtype == P3_DT_F32 ? c->k.embed_f32
-                  : table->dtype == P3_DT_F16 ? c->k.embed_f16
-                                              : c->k.embed_bf16;
-    kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4);
-    arg_mem(&a, w->a);
-    if (int4) {
-        arg_mem(&a, w->b);
-        arg_mem(&a, w->c);
-    }
-    ok &= arg_ref(&a, ids, 4);
-    arg_int(&a, (int)table->rows);
-    if (int4) arg_int(&a, (int)w->stride);
-    arg_int(&a, (int)table->cols);
-    arg_mem(&a, c->bad_id);
-    if (!ok) return misaligned("embed", err);
-    size_t global[2] = {round_up((size_t)table->cols, 64), (size_t)n_tokens};
-    return launch(&a, "embed", 2, global, NULL, err);
-}
-
-static p3_status rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens, int dim,
-                         float eps, p3_error *err) {
-    ocl_ctx *c = ctx;
-    kargs a = {c, c->k.rmsnorm, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4);
-    ok &= arg_ref(&a, x, 4);
-    ok &= arg_ref(&a, w, 4);
-    arg_int(&a, dim);
-    arg_float(&a, eps);
-    if (!ok) return misaligned("rmsnorm", err);
-    size_t global[2] = {NORM_WG, (size_t)n_tokens}, local[2] = {NORM_WG, 1};
-    return launch(&a, "rmsnorm", 2, global, local, err);
-}
-
-/* Grows the w4a8 scratch to hold `need` token-groups (only the first prefill allocates). */
-static p3_status ensure_act_scratch(ocl_ctx *c, size_t need, p3_error *err) {
-    if (need <= c->act_groups) return PHI3C_OK;
-    cl_mem q = NULL, d = NULL, s = NULL;
-    p3_status st = device_alloc(c, need * 128, "w4a8 activations", &q, err);
-    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation scales", &d, err);
-    if (st == PHI3C_OK) st = device_alloc(c, need * 4, "w4a8 activation sums", &s, err);
-    if (st != PHI3C_OK) {
-        if (q) c->api.clReleaseMemObject(q);
-        if (d) c->api.clReleaseMemObject(d);
-        return st;
-    }
-    if (c->act_q) c->api.clReleaseMemObject(c->act_q);
-    if (c->act_d) c->api.clReleaseMemObject(c->act_d);
-    if (c->act_s) c->api.clReleaseMemObject(c->act_s);
-    c->act_q = q;
-    c->act_d = d;
-    c->act_s = s;
-    c->act_groups = need;
-    return PHI3C_OK;
-}
-
-/* w4a8: quantize the activations into the scratch, then the integer matmul. */
-static p3_status matmul_q8(ocl_ctx *c, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
-                           p3_error *err) {
-    const ocl_weight *w = pw->impl;
-    size_t groups = (size_t)p3_groups(pw->cols);
-    p3_status st = ensure_act_scratch(c, groups * (size_t)n_tokens, err);
-    if (st != PHI3C_OK) return st;
-    kargs q = {c, c->k.quant_act, 0, CL_SUCCESS};
-    arg_mem(&q, c->act_q);
-    arg_mem(&q, c->act_d);
-    arg_mem(&q, c->act_s);
-    bool ok = arg_ref(&q, x, 4);
-    arg_int(&q, (int)pw->cols);
-    size_t qglobal[2] = {64 * groups, (size_t)n_tokens}, qlocal[2] = {64, 1};
-    if (!ok) return misaligned("matmul", err);
-    st = launch(&q, "matmul (activation quantization)", 2, qglobal, qlocal, err);
-    if (st != PHI3C_OK) return st;
-    bool wide = n_tokens > 1;
-    kargs a = {c, wide ? c->k.mm_i4q8_t4 : c->k.mm_i4q8_t1, 0, CL_SUCCESS};
-    ok = arg_ref(&a, y, 4);
-    arg_mem(&a, c->act_q);
-    arg_mem(&a, c->act_d);
-    arg_mem(&a, c->act_s);
-    arg_mem(&a, w->a);
-    arg_mem(&a, w->b);
-    arg_mem(&a, w->c);
-    arg_int(&a, (int)pw->rows);
-    arg_int(&a, (int)w->stride);
-    arg_int(&a, (int)pw->cols);
-    arg_int(&a, n_tokens);
-    if (!ok) return misaligned("matmul", err);
-    size_t tiles = wide ? ((size_t)n_tokens + MM_TT - 1) / MM_TT : 1;
-    size_t global[3] = {round_up((size_t)pw->rows, MM_LR), MM_LK, tiles};
-    size_t local[3] = {MM_LR, MM_LK, 1};
-    return launch(&a, "matmul", 3, global, local, err);
-}
-
-static p3_status matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
-                        p3_error *err) {
-    ocl_ctx *c = ctx;
-    const ocl_weight *w = pw->impl;
-    bool wide = n_tokens > 1, int4 = pw->dtype == P3_DT_I4G128S || pw->dtype == P3_DT_I4G128A;
-    if (int4 && pw->act == P3_ACT_Q8) return matmul_q8(c, y, x, pw, n_tokens, err);
-    cl_kernel k;
-    switch (pw->dtype) {
-    case P3_DT_F32:
-        k = wide ? c->k.mm_f32_t4 : c->k.mm_f32_t1;
-        break;
-    case P3_DT_F16:
-        k = wide ? c->k.mm_f16_t4 : c->k.mm_f16_t1;
-        break;
-    case P3_DT_BF16:
-        k = wide ? c->k.mm_bf16_t4 : c->k.mm_bf16_t1;
-        break;
-    default:
-        k = wide ? c->k.mm_i4_t4 : c->k.mm_i4_t1;
-        break;
-    }
-    kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, y, 4);
-    ok &= arg_ref(&a, x, 4);
-    arg_mem(&a, w->a);
-    if (int4) {
-        arg_mem(&a, w->b);
-        arg_mem(&a, w->c);
-    }
-    arg_int(&a, (int)pw->rows);
-    if (int4) arg_int(&a, (int)w->stride);
-    arg_int(&a, (int)pw->cols);
-    arg_int(&a, n_tokens);
-    if (!ok) return misaligned("matmul", err);
-    size_t tiles = wide ? ((size_t)n_tokens + MM_TT - 1) / MM_TT : 1;
-    size_t global[3] = {round_up((size_t)pw->rows, MM_LR), MM_LK, tiles};
-    size_t local[3] = {MM_LR, MM_LK, 1};
-    return launch(&a, "matmul", 3, global, local, err);
-}
-
-static p3_status rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
-                      p3_error *err) {
-    ocl_ctx *c = ctx;
-    kargs a = {c, c->k.rope, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, qkv, 4);
-    ok &= arg_ref(&a, p->inv_freq, 4);
-    arg_int(&a, pos0);
-    arg_int(&a, p->n_heads);
-    arg_int(&a, p->n_kv_heads);
-    arg_int(&a, p->head_dim);
-    arg_int(&a, p->rot_dim);
-    arg_float(&a, p->mscale);
-    if (!ok) return misaligned("rope", err);
-    size_t global[3] = {(size_t)p->rot_dim / 2, (size_t)(p->n_heads + p->n_kv_heads),
-                        (size_t)n_tokens};
-    return launch(&a, "rope", 3, global, NULL, err);
-}
-
-static p3_status kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, int n_tokens,
-                          int pos0, const p3_attn_params *p, p3_error *err) {
-    ocl_ctx *c = ctx;
-    ocl_kv *kv = pkv->impl;
-    p3_kv_dtype dt = pkv->desc.dtype;
-    cl_kernel k = dt == P3_KV_F16  ? c->k.kv_write_f16
-                  : dt == P3_KV_Q8 ? c->k.kv_write_q8
-                                   : c->k.kv_write_f32;
-    kargs a = {c, k, 0, CL_SUCCESS};
-    arg_mem(&a, kv->k);
-    arg_mem(&a, kv->v);
-    arg_ulong(&a, (size_t)layer * kv->layer_elems);
-    if (dt == P3_KV_Q8) {
-        arg_mem(&a, kv->ks);
-        arg_mem(&a, kv->vs);
-        arg_ulong(&a, (size_t)layer * kv->layer_rows);
-    }
-    bool ok = arg_ref(&a, qkv, 4);
-    arg_int(&a, pos0);
-    arg_int(&a, pkv->desc.n_ctx);
-    arg_int(&a, p->n_heads);
-    arg_int(&a, p->n_kv_heads);
-    arg_int(&a, p->head_dim);
-    if (!ok) return misaligned("kv_write", err);
-    if (dt == P3_KV_Q8) { /* one work-group per (kv head, token) */
-        size_t global[2] = {(size_t)ATT_WG * (size_t)p->n_kv_heads, (size_t)n_tokens};
-        size_t local[2] = {ATT_WG, 1};
-        return launch(&a, "kv_write", 2, global, local, err);
-    }
-    size_t global[2] = {round_up((size_t)p->n_kv_heads * (size_t)p->head_dim, 64),
-                        (size_t)n_tokens};
-    return launch(&a, "kv_write", 2, global, NULL, err);
-}
-
-/* Grows the split-decode scratch (the first long decode step allocates it once). */
-static p3_status ensure_att_part(ocl_ctx *c, size_t bytes, p3_error *err) {
-    if (bytes <= c->att_part_bytes) return PHI3C_OK;
-    cl_mem m;
-    p3_status st = device_alloc(c, bytes, "attention partials", &m, err);
-    if (st != PHI3C_OK) return st;
-    if (c->att_part) c->api.clReleaseMemObject(c->att_part);
-    c->att_part = m;
-    c->att_part_bytes = bytes;
-    return PHI3C_OK;
-}
-
-static p3_status attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, int layer,
-                           int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
-    ocl_ctx *c = ctx;
-    ocl_kv *kv = pkv->impl;
-    if (p->head_dim > ATT_MAX_HEAD_DIM)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "opencl attention: head_dim %d exceeds %d",
-                       p->head_dim, ATT_MAX_HEAD_DIM);
-    p3_kv_dtype dt = pkv->desc.dtype;
-    cl_kernel k = dt == P3_KV_F16  ? c->k.attention_f16
-                  : dt == P3_KV_Q8 ? c->k.attention_q8
-                                   : c->k.attention_f32;
-    kargs a = {c, k, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4);
-    ok &= arg_ref(&a, qkv, 4);
-    arg_mem(&a, kv->k);
-    arg_mem(&a, kv->v);
-    arg_ulong(&a, (size_t)layer * kv->layer_elems);
-    /* f32/f16 kernels never read the scales: any valid buffer will do */
-    arg_mem(&a, dt == P3_KV_Q8 ? kv->ks : c->bad_id);
-    arg_mem(&a, dt == P3_KV_Q8 ? kv->vs : c->bad_id);
-    arg_ulong(&a, (size_t)layer * kv->layer_rows);
-    arg_int(&a, pkv->desc.n_ctx);
-    arg_int(&a, p->n_heads);
-    arg_int(&a, p->n_kv_heads);
-    arg_int(&a, p->head_dim);
-    arg_int(&a, pos0);
-    arg_int(&a, p->window);
-    arg_float(&a, p->scale);
-    if (!ok) return misaligned("attention", err);
-    int lo = p->window > 0 ? P3_MAX(0, pos0 - p->window + 1) : 0;
-    size_t keys = (size_t)(pos0 - lo + 1), chunks = (keys + ATT_CHUNK - 1) / ATT_CHUNK;
-    bool split = n_tokens == 1 && chunks > 2;
-    if (split) {
-        size_t bytes = (size_t)p->n_heads * chunks * ((size_t)p->head_dim + 2) * sizeof(float);
-        p3_status st = ensure_att_part(c, bytes, err);
-        if (st != PHI3C_OK) return st;
-    }
-    arg_int(&a, split ? ATT_CHUNK : 0);
-    arg_mem(&a, split ? c->att_part : c->bad_id);
-    size_t global[3] = {(size_t)ATT_WG * (size_t)p->n_heads, (size_t)n_tokens, split ? chunks : 1};
-    size_t local[3] = {ATT_WG, 1, 1};
-    p3_status st = launch(&a, "attention", 3, global, local, err);
-    if (st != PHI3C_OK || !split) return st;
-    kargs m = {c, c->k.attention_merge, 0, CL_SUCCESS};
-    arg_ref(&m, out, 4);
-    arg_mem(&m, c->att_part);
-    arg_int(&m, p->head_dim);
-    arg_int(&m, (int)chunks);
-    size_t mglobal[1] = {(size_t)ATT_WG * (size_t)p->n_heads}, mlocal[1] = {ATT_WG};
-    return launch(&m, "attention (merge)", 1, mglobal, mlocal, err);
-}
-
-static p3_status swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
-                        p3_error *err) {
-    ocl_ctx *c = ctx;
-    kargs a = {c, c->k.swiglu, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, out, 4);
-    ok &= arg_ref(&a, gate_up, 4);
-    arg_int(&a, dim);
-    if (!ok) return misaligned("swiglu", err);
-    size_t global[2] = {round_up((size_t)dim, 64), (size_t)n_tokens};
-    return launch(&a, "swiglu", 2, global, NULL, err);
-}
-
-static p3_status add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
-    ocl_ctx *c = ctx;
-    if (n == 0) return PHI3C_OK;
-    kargs a = {c, c->k.add, 0, CL_SUCCESS};
-    bool ok = arg_ref(&a, x, 4);
-    ok &= arg_ref(&a, y, 4);
-    arg_ulong(&a, n);
-    if (!ok) return misaligned("add", err);
-    size_t global[1] = {round_up(n, 64)};
-    return launch(&a, "add", 1, global, NULL, err);
 }
 
 static p3_status copy(void *ctx, p3_ref dst, p3_ref src, size_t size, p3_error *err) {
@@ -1017,25 +495,25 @@ const p3_backend_iface p3_backend_opencl = {
     .create = create,
     .destroy = destroy,
     .describe = describe,
-    .supports = supports,
+    .supports = p3_clk_supports,
     .buffer_alloc = buffer_alloc,
     .buffer_free = buffer_free,
     .buffer_write = buffer_write,
     .buffer_read = buffer_read,
     .buffer_wrap_host = NULL,
-    .weight_upload = weight_upload,
-    .weight_free = weight_free,
-    .weight_bytes = weight_bytes,
-    .kv_alloc = kv_alloc,
-    .kv_free = kv_free,
-    .embed = embed,
-    .rmsnorm = rmsnorm,
-    .matmul = matmul,
-    .rope = rope,
-    .kv_write = kv_write,
-    .attention = attention,
-    .swiglu = swiglu,
-    .add = add,
+    .weight_upload = p3_clk_weight_upload,
+    .weight_free = p3_clk_weight_free,
+    .weight_bytes = p3_clk_weight_bytes,
+    .kv_alloc = p3_clk_kv_alloc,
+    .kv_free = p3_clk_kv_free,
+    .embed = p3_clk_embed,
+    .rmsnorm = p3_clk_rmsnorm,
+    .matmul = p3_clk_matmul,
+    .rope = p3_clk_rope,
+    .kv_write = p3_clk_kv_write,
+    .attention = p3_clk_attention,
+    .swiglu = p3_clk_swiglu,
+    .add = p3_clk_add,
     .copy = copy,
     .sync = sync,
 };
