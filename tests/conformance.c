@@ -34,7 +34,9 @@ int conf_open_all(p3_test_ctx *t, conf_target *out, int n_threads) {
             for (size_t l = 0; l < P3_ARRAY_LEN(cpu_levels) && n < CONF_MAX_TARGETS; l++)
                 n += open_one(t, info.name, cpu_levels[l], n_threads, &out[n]);
         } else if (n < CONF_MAX_TARGETS) {
-            n += open_one(t, info.name, NULL, n_threads, &out[n]);
+            /* PHI3C_CONF_VARIANT=v opens the other backends with that kernel variant */
+            const char *variant = getenv("PHI3C_CONF_VARIANT");
+            n += open_one(t, info.name, variant && *variant ? variant : NULL, n_threads, &out[n]);
         }
     }
     CHECK_MSG(n > 0, "no backend could be opened");

@@ -169,3 +169,23 @@ P3_TEST(level_zero_device_index_checked) {
     CHECK_STATUS(p3_backend_level_zero.create(&opt, &ctx, &err), PHI3C_ERR_INVALID_ARG);
     CHECK_MSG(strstr(err.message, "device 99") != NULL, "message: %s", err.message);
 }
+
+/* The backend runs the OpenCL backend's kernels: the module it built is one of the embedded
+ * variants of the .cl files of kernels/opencl/, the test driver (not an Intel device) gets the
+ * portable one, and an unknown variant is refused by name. */
+P3_TEST(level_zero_runs_the_opencl_kernels_module) {
+    p3_backend be;
+    if (!open_l0(t, &be)) return;
+    char desc[256];
+    be.iface->describe(be.ctx, desc, sizeof desc);
+    CHECK_MSG(strstr(desc, "kernels/opencl as SPIR-V") && strstr(desc, "portable variant"),
+              "describe: %s", desc);
+    p3_backend_close(&be);
+    void *ctx = NULL;
+    p3_error err = {0};
+    p3_backend_options opt = {.variant = "no-such-variant"};
+    CHECK_STATUS(p3_backend_level_zero.create(&opt, &ctx, &err), PHI3C_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err.message, "no-such-variant") && strstr(err.message, "int-dot-emulated"),
+              "message: %s", err.message);
+    CHECK(ctx == NULL);
+}

@@ -1,10 +1,11 @@
-# build.mk: -included by the Makefile. Compiles the Level Zero kernels (OpenCL C) to one SPIR-V
-# module with kernels/level_zero/cl2spv.sh and embeds it as generated C in $(BUILD)/gen/.
-L0_CL  := kernels/level_zero/l0_kernels.cl
+# build.mk: -included by the Makefile. Compiles the OpenCL backend's kernels (kernels/opencl/*.cl,
+# one program) to SPIR-V once per variant with kernels/level_zero/cl2spv.sh and embeds the modules
+# as generated C in $(BUILD)/gen/ (the .spv files stay beside it for the spirv test stage).
+L0_CL  := $(sort $(wildcard kernels/opencl/*.cl))
 L0_GEN := $(BUILD)/gen/l0_spirv.c
 GEN_SRC += $(L0_GEN)
 
-$(L0_GEN): $(L0_CL) $(wildcard kernels/level_zero/*.clh) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
+$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
 	@mkdir -p $(@D)
 	@echo "SPIRV $(L0_CL)"
 	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)

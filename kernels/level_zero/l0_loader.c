@@ -54,6 +54,14 @@ static const char *loader_name(void) {
     return env && *env ? env : "libze_loader.so.1";
 }
 
+p3_status p3_ze_fail(p3_error *err, const char *who, ze_result_t r, const char *what) {
+    p3_status st = r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY ? PHI3C_ERR_DEVICE_OOM
+                   : r == ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY ? PHI3C_ERR_NOMEM
+                                                             : PHI3C_ERR_BACKEND;
+    return p3_fail(err, st, "%s: %s failed (%s, 0x%x)", who, what, p3_ze_result_name(r),
+                   (unsigned)r);
+}
+
 bool p3_l0_api_load(l0_api *api, char *why, size_t why_len) {
     const char *name = loader_name();
     void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);

@@ -5,6 +5,8 @@
 #define P3_L0_LOADER_H
 
 #include <level_zero/ze_ddi.h>
+
+#include "p3.h"
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -56,6 +58,15 @@ typedef struct l0_api {
 extern const char p3_l0_no_driver_hint[];
 
 const char *p3_ze_result_name(ze_result_t r);
+
+/* Fails with "<who>: <what> failed (NAME, 0x...)", out-of-memory results mapped to their
+ * statuses; P3_ZE_TRY returns it from a function that has `p3_error *err`. */
+p3_status p3_ze_fail(p3_error *err, const char *who, ze_result_t r, const char *what);
+#define P3_ZE_TRY(who, call, what)                                                                 \
+    do {                                                                                           \
+        ze_result_t r_ = (call);                                                                   \
+        if (r_ != ZE_RESULT_SUCCESS) return p3_ze_fail(err, who, r_, what);                        \
+    } while (0)
 
 /* Opens the loader (libze_loader.so.1, or PHI3C_ZE_LOADER) and resolves every entry point. The
  * handle is never closed: drivers keep process-wide state that does not survive reloading. */

@@ -182,19 +182,8 @@ typedef struct npu_weight {
     size_t bytes;
 } npu_weight;
 
-static p3_status ze_fail(p3_error *err, ze_result_t r, const char *what) {
-    return p3_fail(err,
-                   r == ZE_RESULT_ERROR_OUT_OF_DEVICE_MEMORY ? PHI3C_ERR_DEVICE_OOM
-                   : r == ZE_RESULT_ERROR_OUT_OF_HOST_MEMORY ? PHI3C_ERR_NOMEM
-                                                             : PHI3C_ERR_BACKEND,
-                   "level-zero-npu: %s failed (%s, 0x%x)", what, p3_ze_result_name(r), (unsigned)r);
-}
-
-#define ZE_TRY(call, what)                                                                         \
-    do {                                                                                           \
-        ze_result_t r_ = (call);                                                                   \
-        if (r_ != ZE_RESULT_SUCCESS) return ze_fail(err, r_, what);                                \
-    } while (0)
+#define ZE_TRY(call, what)    P3_ZE_TRY("level-zero-npu", call, what)
+#define ze_fail(err, r, what) p3_ze_fail(err, "level-zero-npu", r, what)
 
 static p3_status host_alloc(npu_ctx *c, size_t size, void **out, p3_error *err) {
     ze_host_mem_alloc_desc_t hd = {.stype = ZE_STRUCTURE_TYPE_HOST_MEM_ALLOC_DESC};

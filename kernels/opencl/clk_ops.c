@@ -160,7 +160,8 @@ static p3_status upload_plain(p3_clk_host *h, const p3_weight_desc *d, p3_clk_we
     if (!p3_mul_size((size_t)d->rows, (size_t)d->cols, &n) || !p3_mul_size(n, es, &bytes))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: weight %s is too large", h->api, d->name);
     uint8_t *t = p3_malloc(bytes);
-    if (!t) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: no host memory to repack %s", h->api, d->name);
+    if (!t)
+        return p3_fail(err, PHI3C_ERR_NOMEM, "%s: no host memory to repack %s", h->api, d->name);
     const uint8_t *src = d->data;
     size_t rows = (size_t)d->rows, cols = (size_t)d->cols;
     for (size_t r = 0; r < rows; r++)
@@ -237,8 +238,7 @@ void p3_clk_weight_free(void *ctx, p3_weight *pw) {
     p3_free(w);
 }
 
-p3_status p3_clk_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out,
-                               p3_error *err) {
+p3_status p3_clk_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out, p3_error *err) {
     p3_clk_host *h = ctx;
     bool plain = d->dtype == P3_DT_F32 || d->dtype == P3_DT_F16 || d->dtype == P3_DT_BF16;
     if (!is_int4(d->dtype) && !plain)
@@ -473,15 +473,14 @@ p3_status p3_clk_kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv, in
         grid(&l, 2, (size_t)GROUP64 * (size_t)p->n_kv_heads, (size_t)n_tokens, 1);
         group(&l, GROUP64, 1, 1);
     } else {
-        grid(&l, 2, round_up((size_t)p->n_kv_heads * (size_t)p->head_dim, 64), (size_t)n_tokens,
-             1);
+        grid(&l, 2, round_up((size_t)p->n_kv_heads * (size_t)p->head_dim, 64), (size_t)n_tokens, 1);
     }
     return run(ctx, &l, ok, err);
 }
 
 /* Merges the partials of a split decode step into out. */
-static p3_status attention_merge(p3_clk_host *h, p3_ref out, const p3_attn_params *p,
-                                 size_t chunks, p3_error *err) {
+static p3_status attention_merge(p3_clk_host *h, p3_ref out, const p3_attn_params *p, size_t chunks,
+                                 p3_error *err) {
     p3_clk_launch m = launch_of(P3_CLK_ATTENTION_MERGE, "attention (merge)");
     bool ok = arg_ref(&m, out, 4);
     arg_mem(&m, h->att_part);

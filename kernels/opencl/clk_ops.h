@@ -144,8 +144,8 @@ p3_status p3_clk_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *w, int n
                         p3_error *err);
 p3_status p3_clk_rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
                       p3_error *err);
-p3_status p3_clk_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens,
-                          int pos0, const p3_attn_params *p, p3_error *err);
+p3_status p3_clk_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens, int pos0,
+                          const p3_attn_params *p, p3_error *err);
 p3_status p3_clk_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
                            int n_tokens, int pos0, const p3_attn_params *p, p3_error *err);
 p3_status p3_clk_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,

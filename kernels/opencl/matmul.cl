@@ -30,6 +30,12 @@
  * message per sub-group of 16 (its lanes are the 16 rows of one K-slice), instead of a gather the
  * compiler cannot prove contiguous. Otherwise each lane loads its own word: the same addresses. */
 #ifdef P3_INTEL_SG
+#ifdef P3_DECLARE_INTEL_SG
+/* Offline SPIR-V builds (kernels/level_zero/cl2spv.sh): clang-14's default header leaves Intel's
+ * sub-group built-ins undeclared, and llvm-spirv turns this declaration into the
+ * SPV_INTEL_subgroups block read. */
+uint __attribute__((overloadable)) intel_sub_group_block_read(const __global uint *p);
+#endif
 #define P3_MM_SG_ATTR           __attribute__((intel_reqd_sub_group_size(16)))
 #define P3_LOAD_WORDS(qw, base) intel_sub_group_block_read((const __global uint *)((qw) + (base)))
 #else

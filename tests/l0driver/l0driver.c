@@ -659,7 +659,11 @@ static ze_result_t drv_module_create(ze_context_handle_t c, ze_device_handle_t d
         set_log(log, "test driver: OpenCL refused the SPIR binary");
         return ZE_RESULT_ERROR_MODULE_BUILD_FAILURE;
     }
-    rc = clBuildProgram(prog, 1, &cl.device, "-x spir -spir-std=1.2", NULL, NULL);
+    /* The module's build flags (OpenCL-style options, as Intel's driver takes them) follow. */
+    char options[512];
+    snprintf(options, sizeof options, "-x spir -spir-std=1.2 %s",
+             desc->pBuildFlags ? desc->pBuildFlags : "");
+    rc = clBuildProgram(prog, 1, &cl.device, options, NULL, NULL);
     size_t log_size = 0;
     clGetProgramBuildInfo(prog, cl.device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
     char *text = calloc(1, log_size + 1);

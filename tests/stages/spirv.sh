@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# spirv.sh: the real-Intel-GPU gate of the Level Zero path. Every OpenCL C kernel file of
-# kernels/opencl/ and kernels/level_zero/ goes through the offline SPIR-V pipeline (cl2spv.sh, which
-# runs spirv-val) and the SPIR-V is compiled by Intel's ocloc for a Tiger Lake (tgllp) and an Arc
-# DG2 (dg2-g10) target. Ends with "N passed, N failed, N skipped".
+# spirv.sh: the real-Intel-GPU gate of the Level Zero path. The build compiles the OpenCL backend's
+# kernels (kernels/opencl/*.cl, one program) to SPIR-V once per variant (kernels/level_zero/
+# cl2spv.sh) and embeds the modules; this stage takes those very modules from $BUILD/gen/, checks
+# each with spirv-val and compiles it with Intel's ocloc (-spirv_input) for a Tiger Lake (tgllp)
+# and an Arc DG2 (dg2-g10) target, and checks that every kernel the backend creates is in it.
+# Ends with "N passed, N failed, N skipped".
 set -uo pipefail
-: "${BUILD:=build}"
+: "${BUILD:=build}" "${MAKE:=make}"
 out=$BUILD/spirv-gate
 mkdir -p "$out"
 pass=0 fail=0 skip=0
@@ -12,35 +14,55 @@ ok() { echo "ok    $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL  $1"; sed 's/^/      /' "$2" | head -n 20; fail=$((fail + 1)); }
 skipped() { echo "skip  $1 ($2)"; skip=$((skip + 1)); }
 
-# Extensions real Intel GPUs have, so variants written for them compile here too.
-export CL2SPV_CFLAGS="-Xclang -cl-ext=+cl_khr_fp16,+cl_khr_subgroups,+cl_intel_subgroups,+cl_intel_subgroups_short"
+for t in clang-14 opt-14 llvm-spirv-14 spirv-val spirv-dis; do
+  if ! command -v "$t" >/dev/null; then
+    skipped "SPIR-V modules" "$t not installed (tools/deps.sh test)"
+    echo "$pass passed, $fail failed, $skip skipped"
+    exit 0
+  fi
+done
+if ! "$MAKE" --no-print-directory "$BUILD/gen/l0_spirv.c" >"$out/build.log" 2>&1; then
+  bad "building the SPIR-V modules" "$out/build.log"
+  echo "$pass passed, $fail failed, $skip skipped"
+  exit 1
+fi
+# The kernel names the backend asks for (kernels/opencl/clk_ops.h).
+kernels=$(sed -nE 's/^ *X\(P3_CLK_[A-Z0-9_]+, "([a-z0-9_]+)"\).*/\1/p' kernels/opencl/clk_ops.h)
 targets=(tgllp dg2-g10)
-for cl in kernels/opencl/*.cl kernels/level_zero/*.cl; do
-  [ -e "$cl" ] || continue
-  name=$(basename "$(dirname "$cl")")_$(basename "$cl" .cl)
-  spv=$out/$name.spv
-  if ! command -v clang-14 >/dev/null || ! command -v spirv-val >/dev/null ||
-     ! command -v llvm-spirv-14 >/dev/null || ! command -v opt-14 >/dev/null; then
-    skipped "$cl spirv-val" "SPIR-V toolchain not installed (tools/deps.sh test)"
+for variant in portable int-dot-emulated intel-sg; do
+  spv=$BUILD/gen/l0_$variant.spv
+  if [ ! -s "$spv" ]; then
+    echo "missing $spv" >"$out/$variant.log"
+    bad "$variant module built" "$out/$variant.log"
     continue
   fi
-  if kernels/level_zero/cl2spv.sh "$spv" "$cl" >"$out/$name.log" 2>&1; then
-    ok "$cl -> SPIR-V, spirv-val"
+  if spirv-val "$spv" >"$out/$variant.val.log" 2>&1; then
+    ok "$variant module: spirv-val"
   else
-    bad "$cl -> SPIR-V, spirv-val" "$out/$name.log"
-    continue
+    bad "$variant module: spirv-val" "$out/$variant.val.log"
+  fi
+  spirv-dis "$spv" 2>/dev/null | sed -nE 's/.*OpEntryPoint Kernel %[^ ]+ "([^"]+)".*/\1/p' |
+    sort >"$out/$variant.entries"
+  missing=$(for k in $kernels; do grep -qx "$k" "$out/$variant.entries" || echo "$k"; done)
+  if [ -n "$kernels" ] && [ -z "$missing" ]; then
+    ok "$variant module: all $(echo "$kernels" | wc -w) kernels of clk_ops.h present"
+  else
+    echo "missing kernels: ${missing:-(no kernel list)}" >"$out/$variant.entries.log"
+    bad "$variant module: kernels present" "$out/$variant.entries.log"
   fi
   for dev in "${targets[@]}"; do
     if ! command -v ocloc >/dev/null; then
-      skipped "$cl ocloc $dev" "ocloc not installed (intel-opencl-icd)"
+      skipped "$variant ocloc $dev" "ocloc not installed (intel-opencl-icd)"
       continue
     fi
-    if ocloc compile -file "$spv" -spirv_input -device "$dev" -output_no_suffix \
-         -output "$name.$dev" -out_dir "$out" >"$out/$name.$dev.log" 2>&1 &&
-       [ -s "$out/$name.$dev" ]; then
-      ok "$cl ocloc -spirv_input -device $dev"
+    rm -f "$out/$variant.$dev"
+    if ocloc compile -file "$spv" -spirv_input -device "$dev" \
+         -options "-cl-fp32-correctly-rounded-divide-sqrt" -output_no_suffix \
+         -output "$variant.$dev" -out_dir "$out" >"$out/$variant.$dev.log" 2>&1 &&
+       [ -s "$out/$variant.$dev" ]; then
+      ok "$variant module: ocloc -spirv_input -device $dev"
     else
-      bad "$cl ocloc -spirv_input -device $dev" "$out/$name.$dev.log"
+      bad "$variant module: ocloc -spirv_input -device $dev" "$out/$variant.$dev.log"
     fi
   done
 done
