@@ -152,4 +152,13 @@ p3_status p3_clk_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int
                         p3_error *err);
 p3_status p3_clk_add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err);
 
+/* The method-table entries above, for a backend's p3_backend_iface initializer. */
+#define P3_CLK_METHODS                                                                             \
+    .supports = p3_clk_supports, .weight_upload = p3_clk_weight_upload,                            \
+    .weight_free = p3_clk_weight_free, .weight_bytes = p3_clk_weight_bytes,                        \
+    .kv_alloc = p3_clk_kv_alloc, .kv_free = p3_clk_kv_free, .embed = p3_clk_embed,                 \
+    .rmsnorm = p3_clk_rmsnorm, .matmul = p3_clk_matmul, .rope = p3_clk_rope,                       \
+    .kv_write = p3_clk_kv_write, .attention = p3_clk_attention, .swiglu = p3_clk_swiglu,           \
+    .add = p3_clk_add
+
 #endif /* P3_CLK_OPS_H */
