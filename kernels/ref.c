@@ -79,6 +79,10 @@ float p3_ref_expf(float x) {
     return ldexpf(p, (int)n);
 }
 
+float p3_ref_attn_weight(float x) {
+    return x < P3_ATTN_MIN_ARG ? 0.0f : p3_ref_expf(x);
+}
+
 void p3_ref_rmsnorm(float *out, const float *x, const float *w, int n_tokens, int dim, float eps) {
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)dim;
@@ -138,7 +142,7 @@ static void attend_head(float *out, const float *q, const float *k_cache, const 
     for (int d = 0; d < hd; d++) out[d] = 0.0f;
     float sum = 0.0f;
     for (int j = lo; j <= pos; j++) {
-        float e = p3_ref_expf(p3_ref_dot(q, k_cache + (size_t)j * stride, hd) * scale - m);
+        float e = p3_ref_attn_weight(p3_ref_dot(q, k_cache + (size_t)j * stride, hd) * scale - m);
         sum += e;
         const float *v = v_cache + (size_t)j * stride;
         for (int d = 0; d < hd; d++) out[d] += e * v[d];

@@ -407,6 +407,25 @@ static inline void kv_row_f32(const cpu_attn_job *job, bool value, int pos, floa
     for (int j = hd; j < ((hd + 15) & ~15); j++) out[j] = 0.0f;
 }
 
+/* s[j] = p3_ref_attn_weight(s[j] - m) for j < n, 8 lanes at a time. */
+static inline __m256 attn_weight8(__m256 s, __m256 mv) {
+    __m256 x = _mm256_sub_ps(s, mv), cut = _mm256_set1_ps(P3_ATTN_MIN_ARG);
+    __m256 below = _mm256_cmp_ps(x, cut, _CMP_LT_OQ); /* NaN stays NaN, as in the reference */
+    return _mm256_andnot_ps(below, exp256(_mm256_max_ps(cut, x)));
+}
+
+static void softmax_weights_avx2(float *s, int n, float m) {
+    __m256 mv = _mm256_set1_ps(m);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, attn_weight8(_mm256_loadu_ps(s + j), mv));
+    if (j < n) {
+        float tmp[8] = {0};
+        memcpy(tmp, s + j, (size_t)(n - j) * 4);
+        _mm256_storeu_ps(tmp, attn_weight8(_mm256_loadu_ps(tmp), mv));
+        memcpy(s + j, tmp, (size_t)(n - j) * 4);
+    }
+}
+
 static void attend_avx2(const cpu_attn_job *job) {
     int hd = job->kv->pub.desc.head_dim, nv = (hd + 15) / 16 * 2; /* 8-lane vectors, padded */
     int n = job->hi - job->lo + 1;
@@ -421,18 +440,9 @@ static void attend_avx2(const cpu_attn_job *job) {
         s[j] = dot_spec(q, row, nv * 8) * job->scale;
         m = fmaxf(m, s[j]);
     }
-    __m256 mv = _mm256_set1_ps(m);
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        _mm256_storeu_ps(s + j, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
-    if (j < n) {
-        float tmp[8] = {0};
-        memcpy(tmp, s + j, (size_t)(n - j) * 4);
-        _mm256_storeu_ps(tmp, exp256(_mm256_sub_ps(_mm256_loadu_ps(tmp), mv)));
-        memcpy(s + j, tmp, (size_t)(n - j) * 4);
-    }
+    softmax_weights_avx2(s, n, m);
     float sum = 0.0f;
-    for (j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++) {
         sum += s[j];
         kv_row_f32(job, true, job->lo + j, row, hd);
         __m256 e = _mm256_set1_ps(s[j]);
@@ -485,18 +495,9 @@ static inline __attribute__((always_inline)) void attend_pairs(const cpu_attn_jo
         s[j] = hsum8(_mm256_add_ps(lo, hi)) * job->scale;
         m = s[j] > m ? s[j] : m;
     }
-    __m256 mv = _mm256_set1_ps(m);
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        _mm256_storeu_ps(s + j, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
-    if (j < n) {
-        float tmp[8] = {0};
-        memcpy(tmp, s + j, (size_t)(n - j) * 4);
-        _mm256_storeu_ps(tmp, exp256(_mm256_sub_ps(_mm256_loadu_ps(tmp), mv)));
-        memcpy(s + j, tmp, (size_t)(n - j) * 4);
-    }
+    softmax_weights_avx2(s, n, m);
     float sum = 0.0f;
-    for (j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++) {
         sum += s[j];
         __m256 e = _mm256_set1_ps(s[j]);
 #pragma GCC unroll 16

@@ -400,6 +400,17 @@ kv_vec(const cpu_kv *kv, const uint8_t *base, const float *scale, size_t idx, in
     }
 }
 
+/* s[j] = p3_ref_attn_weight(s[j] - m) for j < n. */
+static inline void softmax_weights512(float *s, int n, float m) {
+    __m512 mv = _mm512_set1_ps(m), cut = _mm512_set1_ps(P3_ATTN_MIN_ARG);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 mk = tail_mask(n - j);
+        __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv);
+        __mmask16 keep = ~_mm512_cmp_ps_mask(x, cut, _CMP_LT_OQ); /* NaN kept, as in the ref */
+        _mm512_mask_storeu_ps(s + j, mk, _mm512_maskz_mov_ps(keep, exp512(_mm512_max_ps(cut, x))));
+    }
+}
+
 /* NV vectors per head (a compile-time constant after inlining, so q and the sums stay in
  * registers); positions of one head are consecutive in the cache. */
 static inline __attribute__((always_inline)) void attend_nv(const cpu_attn_job *job, int NV) {
@@ -422,12 +433,7 @@ static inline __attribute__((always_inline)) void attend_nv(const cpu_attn_job *
         s[j] = lanes_sum(d) * job->scale;
         m = s[j] > m ? s[j] : m;
     }
-    __m512 mv = _mm512_set1_ps(m);
-    for (int j = 0; j < n; j += 16) {
-        __mmask16 mk = tail_mask(n - j);
-        _mm512_mask_storeu_ps(s + j, mk,
-                              exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv)));
-    }
+    softmax_weights512(s, n, m);
     float sum = 0.0f;
     for (int j = 0; j < n; j++) {
         sum += s[j];
@@ -513,12 +519,7 @@ static inline __attribute__((always_inline)) void attend_tile_nv(const cpu_attn_
     for (int t = 0; t < T; t++) {
         int n = jobs[t].hi - jobs[t].lo + 1;
         float *s = jobs[t].scores;
-        __m512 mv = _mm512_set1_ps(m[t]);
-        for (int j = 0; j < n; j += 16) {
-            __mmask16 mk = tail_mask(n - j);
-            _mm512_mask_storeu_ps(s + j, mk,
-                                  exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, s + j), mv)));
-        }
+        softmax_weights512(s, n, m[t]);
     }
     for (int j = jlo; j <= jhi; j++) {
         __m512 row[8];

@@ -40,7 +40,7 @@ void cpu_attend_scalar(const cpu_attn_job *job) {
     for (int d = 0; d < hd; d++) job->out[d] = 0.0f;
     for (int j = job->lo; j <= job->hi; j++) {
         cpu_kv_load_row(kv, false, job->layer, job->kv_head, j, row);
-        float e = p3_ref_expf(p3_ref_dot(job->q, row, hd) * job->scale - m);
+        float e = p3_ref_attn_weight(p3_ref_dot(job->q, row, hd) * job->scale - m);
         sum += e;
         cpu_kv_load_row(kv, true, job->layer, job->kv_head, j, row);
         for (int d = 0; d < hd; d++) job->out[d] += e * row[d];
