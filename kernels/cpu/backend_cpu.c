@@ -20,11 +20,14 @@
 
 typedef struct cpu_ctx {
     const cpu_isa *isa;
-    cpu_isa amx; /* the AVX-512 table with the AMX GEMM, when that level is chosen */
+    cpu_isa amx;  /* the AVX-512 table renamed, when the AMX level is chosen */
+    bool use_amx; /* prefill GEMMs of >= CPU_ACT_TILE_TOKENS tokens through AMX */
     cpu_pool *pool;
-    p3_block_q8g *act; /* quantized activations, grown to the largest matmul seen */
-    size_t act_cap;    /* blocks */
-    float *scores;     /* attention scores: n_threads x scores_cap, sized by kv_alloc */
+    p3_block_q8g *act;    /* quantized activations, grown to the largest matmul seen */
+    size_t act_cap;       /* blocks */
+    uint8_t *act_tiles;   /* AMX: act repacked into A tiles (cpu.h), grown likewise */
+    size_t act_tiles_cap; /* bytes */
+    float *scores;        /* attention scores: n_threads x scores_cap, sized by kv_alloc */
     size_t scores_cap;
 } cpu_ctx;
 
@@ -152,8 +155,8 @@ static p3_status cpu_create(const p3_backend_options *opt, void **out, p3_error 
     if (level->amx) {
         c->amx = *level->isa;
         c->amx.name = "avx512-vnni+amx";
-        c->amx.matmul_w4a8 = cpu_matmul_w4a8_amx;
         c->isa = &c->amx;
+        c->use_amx = true;
     }
 #endif
     int n = opt->n_threads > 0 ? opt->n_threads : online_cores();
@@ -171,6 +174,7 @@ static void cpu_destroy(void *ctx) {
     cpu_ctx *c = ctx;
     cpu_pool_destroy(c->pool);
     p3_free_aligned(c->act);
+    p3_free_aligned(c->act_tiles);
     p3_free_aligned(c->scores);
     p3_free(c);
 }
@@ -595,6 +599,36 @@ static void quantize_task(void *arg, int ith, int nth) {
         j->c->isa->quantize_act(j->x + t * j->w->pub.cols, j->w->pub.cols, j->c->act + t * groups);
 }
 
+#if defined(__x86_64__)
+/* AMX: whole token tiles per thread, each quantized then repacked while it is still in cache. */
+static void quantize_tiles_task(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    int64_t t0, t1, groups = j->w->n_groups, full = j->n_tokens / CPU_ACT_TILE_TOKENS;
+    cpu_split(j->n_tokens, CPU_ACT_TILE_TOKENS, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++)
+        j->c->isa->quantize_act(j->x + t * j->w->pub.cols, j->w->pub.cols, j->c->act + t * groups);
+    int64_t tile0 = t0 / CPU_ACT_TILE_TOKENS, tile1 = P3_MIN(full, t1 / CPU_ACT_TILE_TOKENS);
+    if (tile0 < tile1) cpu_pack_act_tiles(j->c->act_tiles, j->c->act, groups, tile0, tile1);
+}
+
+static void matmul_amx_task(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    int64_t p0, p1;
+    cpu_split(j->w->n_panels, 1, ith, nth, &p0, &p1);
+    if (p0 < p1) cpu_matmul_w4a8_amx(j->y, j->c->act_tiles, j->c->act, j->w, j->n_tokens, p0, p1);
+}
+
+static p3_status grow_act_tiles(cpu_ctx *c, size_t bytes, p3_error *err) {
+    if (bytes <= c->act_tiles_cap) return PHI3C_OK;
+    uint8_t *a = p3_malloc_aligned(bytes, 64);
+    if (!a) return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: out of memory for activations");
+    p3_free_aligned(c->act_tiles);
+    c->act_tiles = a;
+    c->act_tiles_cap = bytes;
+    return PHI3C_OK;
+}
+#endif
+
 static void matmul_w4a8_task(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     int64_t p0, p1;
@@ -626,6 +660,16 @@ static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
     } else {
         p3_status st = grow_act(c, (size_t)n_tokens * (size_t)w->n_groups, err);
         if (st != PHI3C_OK) return st;
+#if defined(__x86_64__)
+        if (c->use_amx && n_tokens >= CPU_ACT_TILE_TOKENS) {
+            size_t tiles = (size_t)(n_tokens / CPU_ACT_TILE_TOKENS) * (size_t)w->n_groups;
+            st = grow_act_tiles(c, tiles * CPU_ACT_TILE_BYTES, err);
+            if (st != PHI3C_OK) return st;
+            cpu_pool_run(c->pool, quantize_tiles_task, &job);
+            cpu_pool_run(c->pool, matmul_amx_task, &job);
+            return PHI3C_OK;
+        }
+#endif
         if (n_tokens < 4)
             quantize_task(&job, 0, 1);
         else

@@ -111,10 +111,19 @@ extern const cpu_isa cpu_isa_scalar;
 #if defined(__x86_64__)
 extern const cpu_isa cpu_isa_avx2;
 extern const cpu_isa cpu_isa_avx2_vnni;
-/* AMX (kernels_amx.c): the AVX-512 level with this prefill GEMM; needs cpu_amx_request() first. */
+/* AMX (kernels_amx.c): the AVX-512 level with this prefill GEMM; needs cpu_amx_request() first.
+ * Its activations are repacked per tile of CPU_ACT_TILE_TOKENS tokens and 128-group into
+ * CPU_ACT_TILE_BYTES: qs[0..63] of the 16 tokens (one 64-byte row each), then qs[64..127], then
+ * the 16 scales d; tiles [token tile][group], 64-byte aligned. */
+#define CPU_ACT_TILE_TOKENS 16
+#define CPU_ACT_TILE_BYTES  (2 * CPU_ACT_TILE_TOKENS * 64 + 64)
 bool cpu_amx_request(void);
-void cpu_matmul_w4a8_amx(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
-                         int64_t p0, int64_t p1);
+/* Token tiles [tile0, tile1) of xa ([tokens][ng] blocks) into dst, laid out as above. */
+void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t tile0,
+                        int64_t tile1);
+/* The whole tiles of n_tokens from `tiles`, the remaining tokens from xa (AVX-512 kernel). */
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const p3_block_q8g *xa,
+                         const cpu_weight *w, int n_tokens, int64_t p0, int64_t p1);
 extern const cpu_isa cpu_isa_avx512;
 #endif
 #if defined(__aarch64__)

@@ -4,7 +4,9 @@
  * consecutive K) are exactly the rows of an AMX B tile, so a group unpacks into two B tiles (K
  * 0..63 from the low nibbles, 64..127 from the high ones) with one AND or shift per 64 bytes.
  * Results are exact int32 dots, scaled per group in the reference's order: bit-identical to
- * p3_matmul_w4a8_ref. */
+ * p3_matmul_w4a8_ref. The activations are first repacked into aligned A tiles (cpu.h,
+ * CPU_ACT_TILE_BYTES): read in place, every 64-byte tile row of a p3_block_q8g straddles two cache
+ * lines and the tile loads took a third of the GEMM's time. */
 #include "cpu.h"
 
 #include <immintrin.h>
@@ -14,7 +16,8 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA  18
-#define AMX_TOKENS          16 /* rows of the A and C tiles */
+#define AMX_TOKENS          CPU_ACT_TILE_TOKENS /* rows of the A and C tiles */
+#define AMX_L2_BUDGET       (3 << 19)           /* bytes of activation tiles kept in L2 */
 #define SEG_GROUPS          16 /* groups unpacked at a time: 2 panels x 32 KiB of B tiles on the stack */
 
 typedef struct tile_config {
@@ -39,6 +42,21 @@ static void configure_tiles(void) {
         c.colsb[t] = 64;
     }
     _tile_loadconfig(&c);
+}
+
+void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t tile0,
+                        int64_t tile1) {
+    for (int64_t tt = tile0; tt < tile1; tt++)
+        for (int64_t g = 0; g < ng; g++) {
+            uint8_t *o = dst + (size_t)(tt * ng + g) * CPU_ACT_TILE_BYTES;
+            float *d = (float *)(o + 2 * AMX_TOKENS * 64);
+            for (int i = 0; i < AMX_TOKENS; i++) {
+                const p3_block_q8g *a = xa + (size_t)(tt * AMX_TOKENS + i) * (size_t)ng + g;
+                memcpy(o + i * 64, a->qs, 64);
+                memcpy(o + (AMX_TOKENS + i) * 64, a->qs + 64, 64);
+                d[i] = a->d;
+            }
+        }
 }
 
 /* One panel's groups [g0, g0+n) as signed B tiles: b[g][0] = low nibbles - z (K 0..63), b[g][1] =
@@ -67,13 +85,12 @@ static void unpack_segment(uint8_t (*b)[2][CPU_GROUP_BYTES], const uint8_t *data
 
 /* Scales one panel's int32 tile (16 tokens x 16 rows) of group gg into the f32 sums, in the
  * reference's order: acc += (d_w * d_x) * (float)dot. */
-static inline __attribute__((always_inline)) void scale_tile(__m512 *acc, int32_t (*c)[16],
-                                                             const p3_block_q8g *a, int64_t ng,
-                                                             int64_t gg, const uint16_t *scales) {
+static inline __attribute__((always_inline)) void
+scale_tile(__m512 *acc, int32_t (*c)[16], const float *dx, int64_t gg, const uint16_t *scales) {
     __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + gg * CPU_PANEL)));
 #pragma GCC unroll 16
     for (int i = 0; i < AMX_TOKENS; i++) {
-        __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(a[(size_t)i * (size_t)ng].d));
+        __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[i]));
         __m512 dot = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)c[i]));
         acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(s, dot));
     }
@@ -88,40 +105,47 @@ typedef struct amx_panel {
 } amx_panel;
 
 /* 16 tokens x NP panels (1 or 2) over one segment of groups: the activation tiles are loaded once
- * for both panels, and the two C tiles let the tile multiplies of one panel overlap the scaling
- * of the other. acc is carried in y between segments. */
-static inline __attribute__((always_inline)) void tile_segment(const amx_panel *pn, int NP,
-                                                               size_t ys, const p3_block_q8g *xa,
-                                                               int64_t ng, int64_t g0, int64_t n) {
-    __attribute__((aligned(64))) int32_t c[2][AMX_TOKENS][16];
+ * for both panels. Software-pipelined by one group: the int32 tiles of group g are stored to
+ * c[g & 1] and scaled (AVX-512) while the tile multiplies of group g + 1 run. acc is carried in y
+ * between segments. */
+static inline __attribute__((always_inline)) void
+tile_segment(const amx_panel *pn, int NP, size_t ys, const uint8_t *at, int64_t g0, int64_t n) {
+    __attribute__((aligned(64))) int32_t c[2][2][AMX_TOKENS][16];
     __m512 acc[2][AMX_TOKENS];
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 16
         for (int i = 0; i < AMX_TOKENS; i++)
             acc[p][i] = g0 ? _mm512_maskz_loadu_ps(pn[p].mask, pn[p].y + (size_t)i * ys)
                            : _mm512_setzero_ps();
-    size_t stride = (size_t)ng * sizeof(p3_block_q8g);
-    for (int64_t g = 0; g < n; g++) {
-        const p3_block_q8g *a = xa + g0 + g;
-        _tile_loadd(1, a->qs, stride);
-        _tile_loadd(2, a->qs + 64, stride);
-        _tile_zero(0);
-        _tile_loadd(3, pn[0].b[g][0], 64);
-        _tile_loadd(4, pn[0].b[g][1], 64);
-        _tile_dpbssd(0, 1, 3);
-        _tile_dpbssd(0, 2, 4);
-        if (NP == 2) {
-            _tile_zero(5);
-            _tile_loadd(6, pn[1].b[g][0], 64);
-            _tile_loadd(7, pn[1].b[g][1], 64);
-            _tile_dpbssd(5, 1, 6);
-            _tile_dpbssd(5, 2, 7);
+    for (int64_t g = 0; g <= n; g++) {
+        if (g < n) {
+            const uint8_t *a = at + (size_t)(g0 + g) * CPU_ACT_TILE_BYTES;
+            _tile_loadd(1, a, 64);
+            _tile_loadd(3, pn[0].b[g][0], 64);
+            _tile_zero(0);
+            _tile_dpbssd(0, 1, 3);
+            if (NP == 2) {
+                _tile_loadd(6, pn[1].b[g][0], 64);
+                _tile_zero(5);
+                _tile_dpbssd(5, 1, 6);
+            }
+            _tile_loadd(2, a + AMX_TOKENS * 64, 64);
+            _tile_loadd(4, pn[0].b[g][1], 64);
+            _tile_dpbssd(0, 2, 4);
+            if (NP == 2) {
+                _tile_loadd(7, pn[1].b[g][1], 64);
+                _tile_dpbssd(5, 2, 7);
+            }
         }
-        _tile_stored(0, c[0], 64);
-        scale_tile(acc[0], c[0], a, ng, g0 + g, pn[0].scales);
-        if (NP == 2) {
-            _tile_stored(5, c[1], 64);
-            scale_tile(acc[1], c[1], a, ng, g0 + g, pn[1].scales);
+        if (g > 0) { /* group g - 1, whose tiles were stored last time round */
+            const float *dx = (const float *)(at + (size_t)(g0 + g - 1) * CPU_ACT_TILE_BYTES +
+                                              2 * AMX_TOKENS * 64);
+            for (int p = 0; p < NP; p++)
+                scale_tile(acc[p], c[(g - 1) & 1][p], dx, g0 + g - 1, pn[p].scales);
+        }
+        if (g < n) {
+            _tile_stored(0, c[g & 1][0], 64);
+            if (NP == 2) _tile_stored(5, c[g & 1][1], 64);
         }
     }
     for (int p = 0; p < NP; p++)
@@ -130,45 +154,56 @@ static inline __attribute__((always_inline)) void tile_segment(const amx_panel *
             _mm512_mask_storeu_ps(pn[p].y + (size_t)i * ys, pn[p].mask, acc[p][i]);
 }
 
-void cpu_matmul_w4a8_amx(float *y, const p3_block_q8g *xa, const cpu_weight *w, int n_tokens,
-                         int64_t p0, int64_t p1) {
-    int full = n_tokens / AMX_TOKENS * AMX_TOKENS;
-    if (full > 0) {
-        int64_t ng = w->n_groups, rows = w->pub.rows;
-        size_t ys = (size_t)rows;
-        __attribute__((aligned(64))) uint8_t b[2][SEG_GROUPS][2][CPU_GROUP_BYTES];
-        configure_tiles();
-        for (int64_t p = p0; p < p1; p += 2) {
-            int np = p + 1 < p1 ? 2 : 1;
-            amx_panel pn[2];
-            for (int k = 0; k < np; k++) {
-                int64_t q = p + k, left = rows - q * CPU_PANEL;
-                pn[k].y = y + (size_t)(q * CPU_PANEL);
-                pn[k].b = b[k];
-                pn[k].scales = w->scales + (size_t)(q * ng) * CPU_PANEL;
-                pn[k].zeros = w->zeros ? w->zeros + (size_t)(q * ng) * CPU_PANEL : NULL;
-                pn[k].mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            }
-            for (int64_t g0 = 0; g0 < ng; g0 += SEG_GROUPS) {
-                int64_t n = P3_MIN((int64_t)SEG_GROUPS, ng - g0);
-                for (int k = 0; k < np; k++)
-                    unpack_segment(b[k], w->data + (size_t)((p + k) * ng) * CPU_GROUP_BYTES,
-                                   pn[k].zeros, g0, n);
-                for (int t = 0; t < full; t += AMX_TOKENS) {
-                    amx_panel pt[2] = {pn[0], pn[1 % np]};
-                    for (int k = 0; k < np; k++) pt[k].y += (size_t)t * ys;
-                    const p3_block_q8g *xt = xa + (size_t)t * (size_t)ng;
-                    if (np == 2)
-                        tile_segment(pt, 2, ys, xt, ng, g0, n);
-                    else
-                        tile_segment(pt, 1, ys, xt, ng, g0, n);
-                }
+/* Panel pairs [p0, p1) of the token tiles [t0, t1): each segment of B tiles is unpacked once
+ * and used by every token tile. */
+static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t t0, int64_t t1,
+                        int64_t p0, int64_t p1) {
+    int64_t ng = w->n_groups, rows = w->pub.rows;
+    size_t ys = (size_t)rows;
+    __attribute__((aligned(64))) uint8_t b[2][SEG_GROUPS][2][CPU_GROUP_BYTES];
+    for (int64_t p = p0; p < p1; p += 2) {
+        int np = p + 1 < p1 ? 2 : 1;
+        amx_panel pn[2];
+        for (int k = 0; k < np; k++) {
+            int64_t q = p + k, left = rows - q * CPU_PANEL;
+            pn[k].y = y + (size_t)(q * CPU_PANEL);
+            pn[k].b = b[k];
+            pn[k].scales = w->scales + (size_t)(q * ng) * CPU_PANEL;
+            pn[k].zeros = w->zeros ? w->zeros + (size_t)(q * ng) * CPU_PANEL : NULL;
+            pn[k].mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+        }
+        for (int64_t g0 = 0; g0 < ng; g0 += SEG_GROUPS) {
+            int64_t n = P3_MIN((int64_t)SEG_GROUPS, ng - g0);
+            for (int k = 0; k < np; k++)
+                unpack_segment(b[k], w->data + (size_t)((p + k) * ng) * CPU_GROUP_BYTES,
+                               pn[k].zeros, g0, n);
+            for (int64_t t = t0; t < t1; t++) {
+                amx_panel pt[2] = {pn[0], pn[1 % np]};
+                for (int k = 0; k < np; k++) pt[k].y += (size_t)(t * AMX_TOKENS) * ys;
+                const uint8_t *at = tiles + (size_t)(t * ng) * CPU_ACT_TILE_BYTES;
+                if (np == 2)
+                    tile_segment(pt, 2, ys, at, g0, n);
+                else
+                    tile_segment(pt, 1, ys, at, g0, n);
             }
         }
+    }
+}
+
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const p3_block_q8g *xa,
+                         const cpu_weight *w, int n_tokens, int64_t p0, int64_t p1) {
+    int64_t n_tiles = n_tokens / AMX_TOKENS, full = n_tiles * AMX_TOKENS;
+    if (n_tiles > 0) {
+        /* token tiles in blocks whose activations stay in L2 (~1 MiB) across the panels */
+        int64_t fit = P3_MAX(1, AMX_L2_BUDGET / (w->n_groups * CPU_ACT_TILE_BYTES));
+        int64_t blocks = (n_tiles + fit - 1) / fit, per = (n_tiles + blocks - 1) / blocks;
+        configure_tiles();
+        for (int64_t t0 = 0; t0 < n_tiles; t0 += per)
+            panel_range(y, tiles, w, t0, P3_MIN(n_tiles, t0 + per), p0, p1);
         _tile_release();
     }
     if (full < n_tokens) /* the last tokens (and decode) take the AVX-512 path */
         cpu_isa_avx512.matmul_w4a8(y + (size_t)full * (size_t)w->pub.rows,
-                                   xa + (size_t)full * (size_t)w->n_groups, w, n_tokens - full, p0,
-                                   p1);
+                                   xa + (size_t)full * (size_t)w->n_groups, w, n_tokens - (int)full,
+                                   p0, p1);
 }

@@ -1,7 +1,10 @@
-/* test_attention_cutoff.c: attention with peaked scores, where many softmax weights fall under
- * P3_ATTN_MIN_ARG and are exactly 0 (kernels/ref.h): every CPU level still reproduces the
- * reference bit for bit, other backends within the conformance suite's attention bound. */
+/* test_cpu_prefill.c: prefill-sized cases the conformance suite's small shapes miss.
+ * Attention with peaked scores, where many softmax weights fall under P3_ATTN_MIN_ARG and are
+ * exactly 0 (kernels/ref.h): every CPU level still reproduces the reference bit for bit, other
+ * backends within the conformance suite's attention bound. A w4a8 matmul with enough tokens and
+ * groups that the AMX GEMM splits its token tiles into several L2 blocks, plus a remainder. */
 #include "conformance.h"
+#include "int4.h"
 #include "ref.h"
 
 #include <math.h>
@@ -80,14 +83,76 @@ done:
     p3_free(vc);
 }
 
-P3_TEST(attention_cutoff_peaked_scores) {
+static void peaked_all_caches(p3_test_ctx *t, conf_target *tg, p3_test_rng *rng) {
+    for (p3_kv_dtype kvt = P3_KV_F32; kvt <= P3_KV_Q8; kvt++)
+        if (p3_be_supports(&tg->be, P3_OP_ATTENTION, P3_DT_F32, P3_ACT_F32, kvt))
+            peaked_case(t, tg, kvt, rng);
+}
+
+/* Runs fn on every backend target (every CPU level) with one random stream. */
+static void each_target(p3_test_ctx *t, uint64_t seed,
+                        void (*fn)(p3_test_ctx *, conf_target *, p3_test_rng *)) {
     conf_target targets[CONF_MAX_TARGETS];
     p3_test_rng rng;
-    p3_test_rng_seed(&rng, 64);
+    p3_test_rng_seed(&rng, seed);
     int n_targets = conf_open_all(t, targets, 2);
-    for (p3_kv_dtype kvt = P3_KV_F32; kvt <= P3_KV_Q8; kvt++) /* every cache type, each target */
-        for (conf_target *tg = targets; tg < targets + n_targets; tg++)
-            if (p3_be_supports(&tg->be, P3_OP_ATTENTION, P3_DT_F32, P3_ACT_F32, kvt))
-                peaked_case(t, tg, kvt, &rng);
+    for (int i = 0; i < n_targets; i++) fn(t, &targets[i], &rng);
     conf_close_all(targets, n_targets);
+}
+
+P3_TEST(cpu_prefill_attention_peaked_scores) {
+    each_target(t, 64, peaked_all_caches);
+}
+
+/* 309 tokens (19 tiles of 16 and 5 more) x 5120 inputs (40 groups): 2 blocks of token tiles. */
+static void blocked_matmul_case(p3_test_ctx *t, conf_target *tg, p3_dtype dt, p3_test_rng *rng) {
+    enum { ROWS = 40, COLS = 5120, TOKENS = 309 };
+    p3_backend *be = &tg->be;
+    p3_error err = {0};
+    size_t bb = dt == P3_DT_I4G128S ? sizeof(p3_block_i4s) : sizeof(p3_block_i4a);
+    size_t row_bytes = (size_t)p3_groups(COLS) * bb, ny = (size_t)TOKENS * ROWS;
+    uint8_t *wd = p3_malloc(row_bytes * ROWS);
+    float *row = p3_malloc(COLS * 4), *x = p3_malloc((size_t)TOKENS * COLS * 4);
+    float *ref = p3_malloc(ny * 4), *got = p3_malloc(ny * 4);
+    for (int r = 0; r < ROWS; r++) {
+        for (int i = 0; i < COLS; i++) row[i] = p3_test_rng_normal(rng) * 0.5f;
+        if (dt == P3_DT_I4G128S)
+            p3_quantize_row_i4s(row, COLS, (p3_block_i4s *)(wd + r * row_bytes), P3_QUANT_RTN);
+        else
+            p3_quantize_row_i4a(row, COLS, (p3_block_i4a *)(wd + r * row_bytes), P3_QUANT_RTN);
+    }
+    for (size_t i = 0; i < (size_t)TOKENS * COLS; i++) x[i] = p3_test_rng_normal(rng);
+    p3_matmul_w4a8_ref(ref, x, wd, dt, ROWS, COLS, TOKENS);
+    p3_weight_desc desc = {"w", dt, ROWS, COLS, wd, P3_ACT_Q8};
+    p3_weight *w = NULL;
+    conf_buf xb, yb;
+    if (CHECK_OK(p3_be_weight_upload(be, &desc, &w, &err), &err) &&
+        conf_buf_alloc(t, be, (size_t)TOKENS * COLS * 4, x, &xb) &&
+        conf_buf_alloc(t, be, ny * 4, NULL, &yb)) {
+        CHECK_OK(p3_be_matmul(be, yb.ref, xb.ref, w, TOKENS, &err), &err);
+        if (conf_buf_read(t, be, &yb, got, "blocked matmul")) {
+            bool cpu = strncmp(tg->label, "cpu", 3) == 0;
+            conf_expect(t, "matmul w4a8", tg->label, "40x5120, 309 tokens", got, ref, ny,
+                        cpu ? 0.0 : 1e-12);
+        }
+    }
+    conf_buf_free(be, &xb);
+    conf_buf_free(be, &yb);
+    p3_be_weight_free(be, w);
+    p3_free(wd);
+    p3_free(row);
+    p3_free(x);
+    p3_free(ref);
+    p3_free(got);
+}
+
+static void blocked_both_kinds(p3_test_ctx *t, conf_target *tg, p3_test_rng *rng) {
+    const p3_dtype dts[] = {P3_DT_I4G128S, P3_DT_I4G128A};
+    for (size_t d = 0; d < P3_ARRAY_LEN(dts); d++)
+        if (p3_be_supports(&tg->be, P3_OP_MATMUL, dts[d], P3_ACT_Q8, P3_KV_F32))
+            blocked_matmul_case(t, tg, dts[d], rng);
+}
+
+P3_TEST_SLOW(cpu_prefill_matmul_token_blocks) {
+    each_target(t, 65, blocked_both_kinds);
 }
