@@ -391,6 +391,7 @@ P3_TEST(conformance_rope) {
 typedef struct attn_shape {
     int nh, nkv, hd, window, n_ctx;
     int chunks[4]; /* tokens per call, 0 ends */
+    int fill;      /* positions written with kv_write only, before the chunks (long contexts) */
 } attn_shape;
 
 static void round_cache(float *v, size_t rows, int hd, p3_kv_dtype kvt) {
@@ -398,6 +399,27 @@ static void round_cache(float *v, size_t rows, int hd, p3_kv_dtype kvt) {
         if (kvt == P3_KV_F16) p3_ref_kv_round_f16(v + r * (size_t)hd, hd);
         if (kvt == P3_KV_Q8) p3_ref_kv_round_q8(v + r * (size_t)hd, hd);
     }
+}
+
+/* Writes s->fill random positions into both caches (host reference and backend) without
+ * attention, so long contexts cost one kv_write; returns the next position. */
+static int fill_cache(p3_test_ctx *t, p3_backend *be, p3_kv_cache *kv, int layer,
+                      const attn_shape *s, float *kc, float *vc, p3_kv_dtype kvt,
+                      p3_test_rng *rng) {
+    if (s->fill == 0) return 0;
+    p3_error err = {0};
+    size_t width = (size_t)(s->nh + 2 * s->nkv) * (size_t)s->hd, nq = (size_t)s->fill * width;
+    p3_attn_params p = {s->nh, s->nkv, s->hd, s->window, 1.0f / sqrtf((float)s->hd)};
+    float *qkv = rand_floats(rng, nq, 1.5f);
+    p3_ref_kv_write(kc, vc, qkv, s->fill, 0, &p);
+    round_cache(kc, (size_t)s->fill * (size_t)s->nkv, s->hd, kvt);
+    round_cache(vc, (size_t)s->fill * (size_t)s->nkv, s->hd, kvt);
+    conf_buf qb;
+    if (conf_buf_alloc(t, be, nq * 4, qkv, &qb))
+        CHECK_OK(p3_be_kv_write(be, kv, layer, qb.ref, s->fill, 0, &p, &err), &err);
+    conf_buf_free(be, &qb);
+    p3_free(qkv);
+    return s->fill;
 }
 
 static void attention_case(p3_test_ctx *t, conf_target *tg, const attn_shape *s, p3_kv_dtype kvt,
@@ -412,7 +434,7 @@ static void attention_case(p3_test_ctx *t, conf_target *tg, const attn_shape *s,
     p3_kv_desc kd = {layers, s->n_ctx, s->nkv, s->hd, kvt};
     p3_kv_cache *kv = NULL;
     if (!CHECK_OK(p3_be_kv_alloc(be, &kd, &kv, &err), &err)) goto done;
-    int pos0 = 0;
+    int pos0 = fill_cache(t, be, kv, layer, s, kc, vc, kvt, rng);
     for (int c = 0; c < 4 && s->chunks[c]; c++) {
         int nt = s->chunks[c];
         size_t nq = (size_t)nt * width, no = (size_t)nt * (size_t)s->nh * (size_t)s->hd;
@@ -456,10 +478,13 @@ P3_TEST(conformance_attention) {
     p3_test_rng rng;
     p3_test_rng_seed(&rng, 16);
     const attn_shape shapes[] = {
-        {4, 4, 96, 0, 64, {7, 1, 1, 13}},    /* Phi-3-mini head size, prefill then decode */
-        {6, 2, 128, 0, 300, {1, 200, 7, 1}}, /* GQA, longer context */
-        {4, 2, 40, 5, 40, {13, 7, 1, 1}},    /* sliding window of 5, odd head_dim */
-        {2, 1, 64, 3, 16, {1, 1, 1, 7}},     /* window smaller than a chunk */
+        {4, 4, 96, 0, 64, {7, 1, 1, 13}, 0},    /* Phi-3-mini head size, prefill then decode */
+        {6, 2, 128, 0, 300, {1, 200, 7, 1}, 0}, /* GQA, longer context */
+        {4, 2, 40, 5, 40, {13, 7, 1, 1}, 0},    /* sliding window of 5, odd head_dim */
+        {2, 1, 64, 3, 16, {1, 1, 1, 7}, 0},     /* window smaller than a chunk */
+        /* decode over > 512 keys: device backends split the keys over work-groups and merge */
+        {4, 2, 64, 0, 640, {1, 1, 3, 0}, 600},
+        {2, 1, 64, 520, 640, {1, 1, 0, 0}, 600}, /* split decode inside a window */
     };
     const p3_kv_dtype kvs[] = {P3_KV_F32, P3_KV_F16, P3_KV_Q8};
     for (int i = 0; i < n; i++)
