@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -562,6 +563,7 @@ typedef struct matmul_job {
     const float *x;
     const cpu_weight *w;
     int n_tokens;
+    atomic_llong next; /* AMX: next chunk to claim */
 } matmul_job;
 
 static void matmul_plain_task(void *arg, int ith, int nth) {
@@ -611,11 +613,29 @@ static void quantize_tiles_task(void *arg, int ith, int nth) {
     if (tile0 < tile1) cpu_pack_act_tiles(j->c->act_tiles, j->c->act, groups, tile0, tile1);
 }
 
+/* Chunks of AMX_CHUNK panels x one L2 block of token tiles, block-major, claimed in turn by
+ * whichever thread is free (a busy machine deschedules threads; every output is computed the same
+ * way by any thread). The tokens after the last whole tile take the AVX-512 kernel. */
+#define AMX_CHUNK 16
 static void matmul_amx_task(void *arg, int ith, int nth) {
     matmul_job *j = arg;
+    const cpu_weight *w = j->w;
+    int64_t n_tiles = j->n_tokens / CPU_ACT_TILE_TOKENS, full = n_tiles * CPU_ACT_TILE_TOKENS;
+    int64_t per = cpu_amx_block_tiles(w, n_tiles), blocks = (n_tiles + per - 1) / per;
+    int64_t pchunks = (w->n_panels + AMX_CHUNK - 1) / AMX_CHUNK;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= blocks * pchunks) break;
+        int64_t t0 = c / pchunks * per, p0 = c % pchunks * AMX_CHUNK;
+        cpu_matmul_w4a8_amx(j->y, j->c->act_tiles, w, t0, P3_MIN(n_tiles, t0 + per), p0,
+                            P3_MIN(w->n_panels, p0 + AMX_CHUNK));
+    }
     int64_t p0, p1;
-    cpu_split(j->w->n_panels, 1, ith, nth, &p0, &p1);
-    if (p0 < p1) cpu_matmul_w4a8_amx(j->y, j->c->act_tiles, j->c->act, j->w, j->n_tokens, p0, p1);
+    cpu_split(w->n_panels, 1, ith, nth, &p0, &p1);
+    if (full < j->n_tokens && p0 < p1)
+        j->c->isa->matmul_w4a8(j->y + (size_t)full * (size_t)w->pub.rows,
+                               j->c->act + (size_t)full * (size_t)w->n_groups, w,
+                               j->n_tokens - (int)full, p0, p1);
 }
 
 static p3_status grow_act_tiles(cpu_ctx *c, size_t bytes, p3_error *err) {
@@ -650,7 +670,7 @@ static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
                             p3_error *err) {
     cpu_ctx *c = ctx;
     const cpu_weight *w = (const cpu_weight *)pw;
-    matmul_job job = {c, at(y), at(x), w, n_tokens};
+    matmul_job job = {c, at(y), at(x), w, n_tokens, 0};
     if (plain_dtype(w->pub.dtype)) {
         cpu_pool_run(c->pool, matmul_plain_task, &job);
     } else if (w->pub.act == P3_ACT_F32) {
@@ -784,6 +804,7 @@ typedef struct kv_job {
     const float *qkv;
     float *out;
     const p3_attn_params *p;
+    atomic_llong next; /* attention: next chunk of items to claim */
 } kv_job;
 
 static void kv_write_task(void *arg, int ith, int nth) {
@@ -805,7 +826,7 @@ static p3_status cpu_kv_write(void *ctx, p3_kv_cache *pkv, int layer, p3_ref qkv
                               int pos0, const p3_attn_params *p, p3_error *err) {
     (void)err;
     cpu_ctx *c = ctx;
-    kv_job job = {c, (cpu_kv *)pkv, layer, n_tokens, pos0, at(qkv), NULL, p};
+    kv_job job = {c, (cpu_kv *)pkv, layer, n_tokens, pos0, at(qkv), NULL, p, 0};
     if (n_tokens == 1)
         kv_write_task(&job, 0, 1);
     else
@@ -839,17 +860,11 @@ static void ref_attention_task(void *arg, int ith, int nth) {
                          j->kv->k_f32, j->kv->v_f32, (int)(t1 - t0), j->pos0 + (int)t0, p);
 }
 
-/* SIMD levels: one item per (head, tile of CPU_ATT_TILE tokens), heads outermost so a thread's
- * keys stay in cache. Every output is computed the same way whatever the tiling or the split. */
-static void attention_task(void *arg, int ith, int nth) {
-    kv_job *j = arg;
+/* Attention items [i0, i1) (see attention_task). */
+static void attend_items(const kv_job *j, int64_t i0, int64_t i1, int tiles, int group,
+                         size_t width, float *scratch) {
     const p3_attn_params *p = j->p;
-    int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    int tiles = (j->n_tokens + CPU_ATT_TILE - 1) / CPU_ATT_TILE;
-    size_t width = (size_t)(p->n_heads + 2 * p->n_kv_heads) * (size_t)hd;
-    float *scratch = j->c->scores + (size_t)ith * CPU_ATT_TILE * j->c->scores_cap;
-    int64_t i0, i1;
-    cpu_split((int64_t)p->n_heads * tiles, 1, ith, nth, &i0, &i1);
+    int hd = p->head_dim;
     for (int64_t i = i0; i < i1; i++) {
         int h = (int)(i / tiles), t0 = (int)(i % tiles) * CPU_ATT_TILE;
         int n = P3_MIN(CPU_ATT_TILE, j->n_tokens - t0);
@@ -875,12 +890,32 @@ static void attention_task(void *arg, int ith, int nth) {
     }
 }
 
+/* SIMD levels: one item per (head, tile of CPU_ATT_TILE tokens), heads outermost so a thread's
+ * keys stay in cache; chunks of ATT_CHUNK items are claimed in turn by whichever thread is free.
+ * Every output is computed the same way whatever the tiling, the split or the thread. */
+#define ATT_CHUNK 8
+static void attention_task(void *arg, int ith, int nth) {
+    (void)nth;
+    kv_job *j = arg;
+    const p3_attn_params *p = j->p;
+    int group = p->n_heads / p->n_kv_heads;
+    int tiles = (j->n_tokens + CPU_ATT_TILE - 1) / CPU_ATT_TILE;
+    size_t width = (size_t)(p->n_heads + 2 * p->n_kv_heads) * (size_t)p->head_dim;
+    float *scratch = j->c->scores + (size_t)ith * CPU_ATT_TILE * j->c->scores_cap;
+    int64_t items = (int64_t)p->n_heads * tiles;
+    for (;;) {
+        int64_t i0 = atomic_fetch_add_explicit(&j->next, ATT_CHUNK, memory_order_relaxed);
+        if (i0 >= items) break;
+        attend_items(j, i0, P3_MIN(items, i0 + ATT_CHUNK), tiles, group, width, scratch);
+    }
+}
+
 static p3_status cpu_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *pkv, int layer,
                                int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
     (void)err;
     cpu_ctx *c = ctx;
     cpu_kv *kv = (cpu_kv *)pkv;
-    kv_job job = {c, kv, layer, n_tokens, pos0, at(qkv), at(out), p};
+    kv_job job = {c, kv, layer, n_tokens, pos0, at(qkv), at(out), p, 0};
     if (c->isa != &cpu_isa_scalar) {
         cpu_pool_run(c->pool, attention_task, &job);
         return PHI3C_OK;

@@ -121,9 +121,12 @@ bool cpu_amx_request(void);
 /* Token tiles [tile0, tile1) of xa ([tokens][ng] blocks) into dst, laid out as above. */
 void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t tile0,
                         int64_t tile1);
-/* The whole tiles of n_tokens from `tiles`, the remaining tokens from xa (AVX-512 kernel). */
-void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const p3_block_q8g *xa,
-                         const cpu_weight *w, int n_tokens, int64_t p0, int64_t p1);
+/* Token tiles per block (of n_tiles) whose activations stay in L2 while every panel uses them. */
+int64_t cpu_amx_block_tiles(const cpu_weight *w, int64_t n_tiles);
+/* Outputs of token tiles [tile0, tile1) x panels [p0, p1) from packed `tiles` (y: [tokens][rows]).
+ */
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t tile0,
+                         int64_t tile1, int64_t p0, int64_t p1);
 extern const cpu_isa cpu_isa_avx512;
 #endif
 #if defined(__aarch64__)

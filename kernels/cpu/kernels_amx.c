@@ -190,20 +190,15 @@ static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int
     }
 }
 
-void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const p3_block_q8g *xa,
-                         const cpu_weight *w, int n_tokens, int64_t p0, int64_t p1) {
-    int64_t n_tiles = n_tokens / AMX_TOKENS, full = n_tiles * AMX_TOKENS;
-    if (n_tiles > 0) {
-        /* token tiles in blocks whose activations stay in L2 (~1 MiB) across the panels */
-        int64_t fit = P3_MAX(1, AMX_L2_BUDGET / (w->n_groups * CPU_ACT_TILE_BYTES));
-        int64_t blocks = (n_tiles + fit - 1) / fit, per = (n_tiles + blocks - 1) / blocks;
-        configure_tiles();
-        for (int64_t t0 = 0; t0 < n_tiles; t0 += per)
-            panel_range(y, tiles, w, t0, P3_MIN(n_tiles, t0 + per), p0, p1);
-        _tile_release();
-    }
-    if (full < n_tokens) /* the last tokens (and decode) take the AVX-512 path */
-        cpu_isa_avx512.matmul_w4a8(y + (size_t)full * (size_t)w->pub.rows,
-                                   xa + (size_t)full * (size_t)w->n_groups, w, n_tokens - (int)full,
-                                   p0, p1);
+int64_t cpu_amx_block_tiles(const cpu_weight *w, int64_t n_tiles) {
+    int64_t fit = P3_MAX(1, AMX_L2_BUDGET / (w->n_groups * CPU_ACT_TILE_BYTES));
+    int64_t blocks = (n_tiles + fit - 1) / fit;
+    return (n_tiles + blocks - 1) / blocks;
+}
+
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t tile0,
+                         int64_t tile1, int64_t p0, int64_t p1) {
+    configure_tiles();
+    panel_range(y, tiles, w, tile0, tile1, p0, p1);
+    _tile_release();
 }
