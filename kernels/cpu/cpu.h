@@ -33,6 +33,22 @@ typedef struct cpu_weight {
     size_t bytes;     /* total owned bytes */
 } cpu_weight;
 
+/* Panel p of a PANELS weight: its nibbles, f16 scales, zero points (NULL when symmetric) and the
+ * matrix rows it holds (CPU_PANEL, fewer in the last panel). */
+typedef struct cpu_panel {
+    const uint8_t *data;
+    const uint16_t *scales;
+    const uint8_t *zeros;
+    int rows;
+} cpu_panel;
+
+static inline cpu_panel cpu_panel_of(const cpu_weight *w, int64_t p) {
+    size_t pg = (size_t)(p * w->n_groups);
+    return (cpu_panel){w->data + pg * CPU_GROUP_BYTES, w->scales + pg * CPU_PANEL,
+                       w->zeros ? w->zeros + pg * CPU_PANEL : NULL,
+                       (int)P3_MIN((int64_t)CPU_PANEL, w->pub.rows - p * CPU_PANEL)};
+}
+
 /* KV cache: per layer and KV head, positions in order, head_dim elements each (head-major so
  * one head's keys are contiguous for attention). Q8 keeps one f32 scale per (head, position). */
 typedef struct cpu_kv {

@@ -99,6 +99,7 @@ scale_tile(__m512 *acc, int32_t (*c)[16], const float *dx, int64_t gg, const uin
 typedef struct amx_panel {
     float *y;
     uint8_t (*b)[2][CPU_GROUP_BYTES];
+    const uint8_t *data;
     const uint16_t *scales;
     const uint8_t *zeros;
     __mmask16 mask;
@@ -165,18 +166,17 @@ static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int
         int np = p + 1 < p1 ? 2 : 1;
         amx_panel pn[2];
         for (int k = 0; k < np; k++) {
-            int64_t q = p + k, left = rows - q * CPU_PANEL;
-            pn[k].y = y + (size_t)(q * CPU_PANEL);
+            cpu_panel src = cpu_panel_of(w, p + k);
+            pn[k].y = y + (size_t)((p + k) * CPU_PANEL);
             pn[k].b = b[k];
-            pn[k].scales = w->scales + (size_t)(q * ng) * CPU_PANEL;
-            pn[k].zeros = w->zeros ? w->zeros + (size_t)(q * ng) * CPU_PANEL : NULL;
-            pn[k].mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            pn[k].data = src.data;
+            pn[k].scales = src.scales;
+            pn[k].zeros = src.zeros;
+            pn[k].mask = (__mmask16)((1u << src.rows) - 1);
         }
         for (int64_t g0 = 0; g0 < ng; g0 += SEG_GROUPS) {
             int64_t n = P3_MIN((int64_t)SEG_GROUPS, ng - g0);
-            for (int k = 0; k < np; k++)
-                unpack_segment(b[k], w->data + (size_t)((p + k) * ng) * CPU_GROUP_BYTES,
-                               pn[k].zeros, g0, n);
+            for (int k = 0; k < np; k++) unpack_segment(b[k], pn[k].data, pn[k].zeros, g0, n);
             for (int64_t t = t0; t < t1; t++) {
                 amx_panel pt[2] = {pn[0], pn[1 % np]};
                 for (int k = 0; k < np; k++) pt[k].y += (size_t)(t * AMX_TOKENS) * ys;

@@ -223,26 +223,23 @@ matmul_w4a8_avx2_impl(float *y, const p3_block_q8g *xa, const cpu_weight *w, int
     int64_t ng = w->n_groups, rows = w->pub.rows;
     size_t ys = (size_t)rows;
     for (int64_t p = p0; p < p1; p++) {
-        const uint8_t *data = w->data + (size_t)(p * ng) * CPU_GROUP_BYTES;
-        const uint16_t *sc = w->scales + (size_t)(p * ng) * CPU_PANEL;
-        const uint8_t *zp = w->zeros ? w->zeros + (size_t)(p * ng) * CPU_PANEL : NULL;
-        int valid = (int)P3_MIN((int64_t)CPU_PANEL, rows - p * CPU_PANEL);
+        cpu_panel pn = cpu_panel_of(w, p);
         float *yp = y + p * CPU_PANEL;
         int t = 0;
         for (; t + 4 <= n_tokens; t += 4)
-            panel_tokens(yp + (size_t)t * ys, ys, xa + (size_t)t * (size_t)ng, ng, data, sc, zp, 4,
-                         valid, dot);
+            panel_tokens(yp + (size_t)t * ys, ys, xa + (size_t)t * (size_t)ng, ng, pn.data,
+                         pn.scales, pn.zeros, 4, pn.rows, dot);
         const p3_block_q8g *xr = xa + (size_t)t * (size_t)ng;
         float *yr = yp + (size_t)t * ys;
         switch (n_tokens - t) {
         case 3:
-            panel_tokens(yr, ys, xr, ng, data, sc, zp, 3, valid, dot);
+            panel_tokens(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 3, pn.rows, dot);
             break;
         case 2:
-            panel_tokens(yr, ys, xr, ng, data, sc, zp, 2, valid, dot);
+            panel_tokens(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 2, pn.rows, dot);
             break;
         case 1:
-            panel_tokens(yr, ys, xr, ng, data, sc, zp, 1, valid, dot);
+            panel_tokens(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 1, pn.rows, dot);
             break;
         default:
             break;

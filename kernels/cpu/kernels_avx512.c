@@ -215,67 +215,65 @@ static void matmul_w4a8_avx512(float *y, const p3_block_q8g *xa, const cpu_weigh
     int64_t ng = w->n_groups, rows = w->pub.rows;
     size_t ys = (size_t)rows;
     for (int64_t p = p0; p < p1; p++) {
-        const uint8_t *data = w->data + (size_t)(p * ng) * CPU_GROUP_BYTES;
-        const uint16_t *sc = w->scales + (size_t)(p * ng) * CPU_PANEL;
-        const uint8_t *zp = w->zeros ? w->zeros + (size_t)(p * ng) * CPU_PANEL : NULL;
-        __mmask16 m = tail_mask((int)(rows - p * CPU_PANEL));
+        cpu_panel pn = cpu_panel_of(w, p);
+        __mmask16 m = tail_mask(pn.rows);
         float *yp = y + p * CPU_PANEL;
         if (n_tokens == 1) {
-            panel_gemv(yp, xa, ng, data, sc, zp, m);
+            panel_gemv(yp, xa, ng, pn.data, pn.scales, pn.zeros, m);
             continue;
         }
         int t = 0;
         for (; t + TOKEN_TILE <= n_tokens; t += TOKEN_TILE)
-            panel_tile(yp + (size_t)t * ys, ys, xa + (size_t)t * (size_t)ng, ng, data, sc, zp,
-                       TOKEN_TILE, m);
+            panel_tile(yp + (size_t)t * ys, ys, xa + (size_t)t * (size_t)ng, ng, pn.data, pn.scales,
+                       pn.zeros, TOKEN_TILE, m);
         int rest = n_tokens - t;
         const p3_block_q8g *xr = xa + (size_t)t * (size_t)ng;
         float *yr = yp + (size_t)t * ys;
         switch (rest) {
         case 15:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 15, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 15, m);
             break;
         case 14:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 14, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 14, m);
             break;
         case 13:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 13, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 13, m);
             break;
         case 12:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 12, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 12, m);
             break;
         case 11:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 11, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 11, m);
             break;
         case 10:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 10, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 10, m);
             break;
         case 9:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 9, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 9, m);
             break;
         case 8:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 8, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 8, m);
             break;
         case 7:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 7, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 7, m);
             break;
         case 6:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 6, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 6, m);
             break;
         case 5:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 5, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 5, m);
             break;
         case 4:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 4, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 4, m);
             break;
         case 3:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 3, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 3, m);
             break;
         case 2:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 2, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 2, m);
             break;
         case 1:
-            panel_tile(yr, ys, xr, ng, data, sc, zp, 1, m);
+            panel_tile(yr, ys, xr, ng, pn.data, pn.scales, pn.zeros, 1, m);
             break;
         default:
             break;
