@@ -72,15 +72,6 @@ int64_t bench_vnni_loop_avx512(int64_t iters) {
 bool bench_probe_avx512_usable(void) {
     return false;
 }
-/* Wrapping sum of the register's bytes as 64-bit lanes (the reduce intrinsics add in signed
- * arithmetic, which overflows on these meaningless sums). */
-static uint64_t lanes_sum(__m512i v) {
-    uint64_t lane[8], sum = 0;
-    _mm512_storeu_si512((void *)lane, v);
-    for (int i = 0; i < 8; i++) sum += lane[i];
-    return sum;
-}
-
 uint64_t bench_read_avx512(const void *p, size_t n) {
     (void)p;
     (void)n;
