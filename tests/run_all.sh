@@ -5,6 +5,7 @@
 set -uo pipefail
 : "${SHARED:=../shared}" "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${MAKE:=make}"
 export PHI3C_SHARED=$SHARED
+. tests/summary.sh
 
 total_pass=0 total_fail=0 total_skip=0
 log_dir=$BUILD/test-logs
@@ -17,14 +18,9 @@ stage() {
   echo "=== $name"
   "$@" 2>&1 | tee "$log_dir/$name.log"
   local rc=${PIPESTATUS[0]}
-  local line
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log_dir/$name.log" | tail -n 1)
-  if [ -n "$line" ]; then
-    local p f s
-    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-    s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
-    total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + ${s:-0}))
+  local p f s
+  if read -r p f s < <(summary_counts "$log_dir/$name.log"); then
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then total_fail=$((total_fail + 1)); fi
   elif [ "$rc" -ne 0 ]; then
     echo "stage $name failed (exit $rc) without a summary line"

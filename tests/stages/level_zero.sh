@@ -10,19 +10,7 @@ set -uo pipefail
 : "${BUILD:=build}" "${MAKE:=make}"
 
 pass=0 fail=0 skip=0
-# Adds a runner's closing line to the totals; a run without one counts as a failure.
-add_summary() {
-  local log=$1 line
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-  if [ -z "$line" ]; then
-    echo "FAIL  runner ended without a summary line"
-    fail=$((fail + 1))
-    return
-  fi
-  pass=$((pass + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
-  fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
-  skip=$((skip + $(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')))
-}
+. tests/summary.sh
 
 if ! "$MAKE" --no-print-directory "$BUILD/libp3_l0_test_driver.so" "$BUILD/phi3c-tests" \
      "$BUILD/asan/phi3c-tests" "$BUILD/phi3c"; then

@@ -25,21 +25,7 @@ if ! "$BUILD/tools/npu_emit" "$out"; then
   exit 1
 fi
 pass=0 fail=0 skip=0
-# Adds a runner's closing line to the totals; a run without one counts as a failure.
-add_summary() {
-  local line
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
-  if [ -z "$line" ]; then
-    echo "FAIL  $2 ended without a summary line"
-    fail=$((fail + 1))
-    return
-  fi
-  pass=$((pass + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
-  fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
-  local s
-  s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
-  skip=$((skip + ${s:-0}))
-}
+. tests/summary.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 

@@ -12,6 +12,7 @@ if [ ! -e "$icd" ] || [ ! -x "$BUILD/asan/phi3c-tests" ]; then
   echo "0 passed, 0 failed, 1 skipped"
   exit 0
 fi
+. tests/summary.sh
 pass=0 fail=0 skip=0
 for filter in opencl; do
   out=$(PHI3C_OPENCL_SANITIZE=1 OCL_ICD_VENDORS=$icd ASAN_OPTIONS=detect_leaks=0 \
@@ -19,13 +20,11 @@ for filter in opencl; do
     "$BUILD/asan/phi3c-tests" "$filter" 2>&1)
   rc=$?
   echo "$out"
-  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-  if [ -z "$line" ]; then
+  if ! read -r p f s < <(summary_counts <(echo "$out")); then
     echo "FAIL  $filter tests under ASan ended without a summary (exit $rc)"
     fail=$((fail + 1))
     continue
   fi
-  read -r p f s <<<"$(echo "$line" | sed -E 's/^([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/')"
   pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
   [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || fail=$((fail + 1))
 done
