@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from phi3_gguf import add_phi3_hparams
+
 HIDDEN, INTER, LAYERS, HEADS, VOCAB, CTX, EOT = 3072, 8192, 32, 32, 32064, 4096, 32000
 Q4_0_BLOCK, Q4_0_BYTES = 32, 18
 
@@ -44,19 +46,8 @@ def write_gguf(path):
     rng = np.random.default_rng(2024)
     tmp = path + ".tmp"
     w = gguf.GGUFWriter(tmp, "phi3")
-    w.add_type("model")
-    w.add_name("phi3c synthetic phi3-mini q4_0")
-    w.add_context_length(CTX)
-    w.add_rope_scaling_orig_ctx_len(CTX)
-    w.add_embedding_length(HIDDEN)
-    w.add_feed_forward_length(INTER)
-    w.add_block_count(LAYERS)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(HEADS)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(HIDDEN // HEADS)
-    w.add_rope_freq_base(10000.0)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    add_phi3_hparams(w, "phi3c synthetic phi3-mini q4_0", CTX, HIDDEN, INTER, LAYERS, HEADS,
+                     gguf.LlamaFileType.MOSTLY_Q4_0)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     # llama.cpp loads the vocabulary too: a SentencePiece-style one with the 256 byte tokens it
     # looks up (<0x0A> for the newline), unk/bos/eos, and placeholders up to Phi-3's 32064.

@@ -16,6 +16,8 @@ import sys
 import gguf
 import numpy as np
 
+from phi3_gguf import add_phi3_hparams
+
 HIDDEN, INTER, LAYERS, HEADS, VOCAB = 512, 1024, 2, 8, 512
 
 
@@ -41,19 +43,8 @@ def synthetic_weights(rng, outliers):
 
 def write_f32_gguf(path, tensors):
     w = gguf.GGUFWriter(path, "phi3")
-    w.add_type("model")
-    w.add_name("phi3c requant experiment")
-    w.add_context_length(4096)
-    w.add_rope_scaling_orig_ctx_len(4096)
-    w.add_embedding_length(HIDDEN)
-    w.add_feed_forward_length(INTER)
-    w.add_block_count(LAYERS)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(HEADS)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(HIDDEN // HEADS)
-    w.add_rope_freq_base(10000.0)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_phi3_hparams(w, "phi3c requant experiment", 4096, HIDDEN, INTER, LAYERS, HEADS,
+                     gguf.LlamaFileType.ALL_F32)
     w.add_sliding_window(0)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     # llama.cpp's quantizer loads the vocabulary too: a minimal SPM-style one.
