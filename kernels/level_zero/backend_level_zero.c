@@ -166,14 +166,8 @@ static p3_status appended(l0_ctx *c, ze_result_t r, const char *what, p3_error *
  * element offsets they are passed). */
 static p3_status set_args(l0_ctx *c, ze_kernel_handle_t k, const p3_clk_launch *l, p3_error *err) {
     for (int i = 0; i < l->n_args; i++) {
-        const p3_clk_arg *a = &l->args[i];
-        const void *value = a->kind == P3_CLK_ARG_MEM     ? (const void *)&a->v.mem
-                            : a->kind == P3_CLK_ARG_ULONG ? (const void *)&a->v.u
-                            : a->kind == P3_CLK_ARG_INT   ? (const void *)&a->v.i
-                                                          : (const void *)&a->v.f;
-        size_t size = a->kind == P3_CLK_ARG_MEM     ? sizeof a->v.mem
-                      : a->kind == P3_CLK_ARG_ULONG ? sizeof a->v.u
-                                                    : 4;
+        size_t size;
+        const void *value = p3_clk_arg_bytes(&l->args[i], &size);
         ze_result_t r = c->api.zeKernelSetArgumentValue(k, (uint32_t)i, size, value);
         if (r != ZE_RESULT_SUCCESS) return p3_ze_fail(err, "level-zero", r, l->op);
     }

@@ -70,6 +70,26 @@ typedef struct p3_clk_arg {
     } v;
 } p3_clk_arg;
 
+/* The bytes a kernel receives for an argument, and how many: the value as the kernel's C type
+ * (a pointer-sized handle, int, ulong or float), which is what clSetKernelArg and
+ * zeKernelSetArgumentValue both take. */
+static inline const void *p3_clk_arg_bytes(const p3_clk_arg *a, size_t *size) {
+    switch (a->kind) {
+    case P3_CLK_ARG_MEM:
+        *size = sizeof a->v.mem;
+        return &a->v.mem;
+    case P3_CLK_ARG_ULONG:
+        *size = sizeof a->v.u;
+        return &a->v.u;
+    case P3_CLK_ARG_INT:
+        *size = sizeof a->v.i;
+        return &a->v.i;
+    default:
+        *size = sizeof a->v.f;
+        return &a->v.f;
+    }
+}
+
 enum { P3_CLK_MAX_ARGS = 24 };
 
 /* One kernel launch: the kernel's arguments in order and its NDRange. local all zero leaves the

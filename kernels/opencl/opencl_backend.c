@@ -457,15 +457,9 @@ static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *e
     ocl_ctx *c = (ocl_ctx *)h;
     cl_kernel k = c->kernels[l->kernel];
     for (int i = 0; i < l->n_args; i++) {
-        const p3_clk_arg *a = &l->args[i];
-        cl_mem m = a->v.mem;
-        cl_int ci = a->v.i;
-        cl_ulong cu = a->v.u;
-        cl_float cf = a->v.f;
-        cl_int rc = a->kind == P3_CLK_ARG_MEM     ? c->api.clSetKernelArg(k, i, sizeof m, &m)
-                    : a->kind == P3_CLK_ARG_INT   ? c->api.clSetKernelArg(k, i, sizeof ci, &ci)
-                    : a->kind == P3_CLK_ARG_ULONG ? c->api.clSetKernelArg(k, i, sizeof cu, &cu)
-                                                  : c->api.clSetKernelArg(k, i, sizeof cf, &cf);
+        size_t size; /* cl_mem, cl_int, cl_ulong and cl_float are those C types */
+        const void *value = p3_clk_arg_bytes(&l->args[i], &size);
+        cl_int rc = c->api.clSetKernelArg(k, (cl_uint)i, size, value);
         if (rc != CL_SUCCESS)
             return p3_fail(err, PHI3C_ERR_BACKEND, "opencl %s: setting argument %d: %s", l->op, i,
                            p3_ocl_strerror(rc));
