@@ -59,7 +59,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer format \
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer llamacpp format \
         format-check clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
@@ -174,6 +174,11 @@ fixtures:
 
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
+
+# llama.cpp's own llama-bench and llama-server, built once from the pinned PyPI sdist of
+# llama-cpp-python into $(BUILD)/llamacpp/bin (tools/build_llamacpp.sh; ~30-60 min the first time).
+llamacpp:
+	@tools/build_llamacpp.sh $(BUILD)
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer
