@@ -93,7 +93,7 @@ main() {
       echo "commit: $(grep -o 'LLAMA_BUILD_COMMIT[^)]*' "$dir/cmake/common/build-info.cpp" 2>/dev/null || true)"
     } >"$dir/build-info.txt"
   fi
-  local model=${LLAMACPP_PROBE_MODEL:-$BUILD/bench/phi3-mini-synthetic-q4_0-v2.gguf}
+  local model=${LLAMACPP_PROBE_MODEL:-$BUILD/bench/phi3-mini-synthetic-q4_0-v3.gguf}
   if [ "$amx" != off ] && has_flag amx_int8 && [ ! -f "$model" ]; then
     say "AMX probe needs a model ($model, written by make bench): not probed this time"
   elif [ "$amx" != off ] && has_flag amx_int8 && ! grep -q '^amx:' "$dir/build-info.txt"; then

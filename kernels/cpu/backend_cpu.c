@@ -535,10 +535,30 @@ static p3_status cpu_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens,
     return PHI3C_OK;
 }
 
+/* x += y element-wise, in chunks of whole cache lines (prefill adds are MBs; decode's one row stays
+ * on the caller). */
+typedef struct add_job {
+    const cpu_isa *isa;
+    float *x;
+    const float *y;
+    size_t n;
+} add_job;
+
+static void add_task(void *arg, int ith, int nth) {
+    add_job *j = arg;
+    int64_t i0, i1;
+    cpu_split((int64_t)j->n, 16, ith, nth, &i0, &i1);
+    if (i0 < i1) j->isa->add(j->x + i0, j->y + i0, (size_t)(i1 - i0));
+}
+
 static p3_status cpu_add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     (void)err;
     cpu_ctx *c = ctx;
-    c->isa->add(at(x), at(y), n);
+    add_job job = {c->isa, at(x), at(y), n};
+    if (n < 65536)
+        add_task(&job, 0, 1);
+    else
+        cpu_pool_run(c->pool, add_task, &job);
     return PHI3C_OK;
 }
 
