@@ -5,12 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status s_ = (expr);                                                                     \
-        if (s_ != PHI3C_OK) return s_;                                                             \
-    } while (0)
-
 enum { DEFAULT_BATCH = 256, DEFAULT_MAX_CTX = 4096 };
 
 void p3_session_options_init(p3_session_options *opt) {
@@ -23,8 +17,7 @@ static size_t f32_bytes(int64_t a, int64_t b) {
 }
 
 static bool weights_are_int4(const p3_model *m) {
-    p3_dtype dt = m->layers[0].qkv->dtype;
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
+    return p3_dtype_is_int4(m->layers[0].qkv->dtype);
 }
 
 static p3_status alloc_buffers(p3_session *s, p3_error *err) {
@@ -33,14 +26,15 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
     int64_t T = s->n_batch, hd = c->head_dim;
     int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
     int64_t logit_rows = s->opt.all_logits ? T : 1;
-    TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &s->ids, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->x, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->xb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &s->qkv, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &s->att, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &s->gate_up, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &s->hb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(logit_rows, c->vocab_size), &s->logits, err));
+    P3_TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &s->ids, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->x, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->xb, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &s->qkv, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &s->att, err));
+    P3_TRY(
+        p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &s->gate_up, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &s->hb, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(logit_rows, c->vocab_size), &s->logits, err));
     s->host_logits = p3_calloc((size_t)c->vocab_size, sizeof(float));
     s->history = p3_calloc((size_t)s->n_ctx, sizeof(int32_t));
     if (!s->host_logits || !s->history)
@@ -133,29 +127,29 @@ static p3_status forward(p3_session *s, int n, int pos, bool want_logits, bool a
     p3_ref qkv = p3_ref_at(s->qkv, 0), att = p3_ref_at(s->att, 0);
     p3_ref gate_up = p3_ref_at(s->gate_up, 0), hb = p3_ref_at(s->hb, 0);
 
-    TRY(p3_be_embed(be, x, m->embed, p3_ref_at(s->ids, 0), n, err)); /* x = E[ids] */
+    P3_TRY(p3_be_embed(be, x, m->embed, p3_ref_at(s->ids, 0), n, err)); /* x = E[ids] */
     for (int l = 0; l < c->num_layers; l++) {
         const p3_layer_weights *w = &m->layers[l];
         /* attention block: x += o_proj(attention(rope(qkv_proj(rmsnorm(x))))) */
-        TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->attn_norm, 0), n, dim, c->rms_norm_eps, err));
-        TRY(p3_be_matmul(be, qkv, xb, w->qkv, n, err));
-        TRY(p3_be_rope(be, qkv, n, pos, &rope, err));
-        TRY(p3_be_kv_write(be, s->kv, l, qkv, n, pos, &attn, err));
-        TRY(p3_be_attention(be, att, qkv, s->kv, l, n, pos, &attn, err));
-        TRY(p3_be_matmul(be, xb, att, w->o, n, err));
-        TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
+        P3_TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->attn_norm, 0), n, dim, c->rms_norm_eps, err));
+        P3_TRY(p3_be_matmul(be, qkv, xb, w->qkv, n, err));
+        P3_TRY(p3_be_rope(be, qkv, n, pos, &rope, err));
+        P3_TRY(p3_be_kv_write(be, s->kv, l, qkv, n, pos, &attn, err));
+        P3_TRY(p3_be_attention(be, att, qkv, s->kv, l, n, pos, &attn, err));
+        P3_TRY(p3_be_matmul(be, xb, att, w->o, n, err));
+        P3_TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
         /* MLP block: x += down(silu(gate) * up), [gate | up] = gate_up_proj(rmsnorm(x)) */
-        TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->ffn_norm, 0), n, dim, c->rms_norm_eps, err));
-        TRY(p3_be_matmul(be, gate_up, xb, w->gate_up, n, err));
-        TRY(p3_be_swiglu(be, hb, gate_up, n, inter, err));
-        TRY(p3_be_matmul(be, xb, hb, w->down, n, err));
-        TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
+        P3_TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->ffn_norm, 0), n, dim, c->rms_norm_eps, err));
+        P3_TRY(p3_be_matmul(be, gate_up, xb, w->gate_up, n, err));
+        P3_TRY(p3_be_swiglu(be, hb, gate_up, n, inter, err));
+        P3_TRY(p3_be_matmul(be, xb, hb, w->down, n, err));
+        P3_TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
     }
     if (!want_logits) return PHI3C_OK;
     /* final norm and lm_head (or the tied embedding), on every row or only the last */
     int first = all_rows ? 0 : n - 1, rows = n - first;
-    TRY(p3_be_rmsnorm(be, xb, row(s->x, first, dim), p3_ref_at(m->final_norm, 0), rows, dim,
-                      c->rms_norm_eps, err));
+    P3_TRY(p3_be_rmsnorm(be, xb, row(s->x, first, dim), p3_ref_at(m->final_norm, 0), rows, dim,
+                         c->rms_norm_eps, err));
     return p3_be_matmul(be, p3_ref_at(s->logits, 0), xb, m->lm_head, rows, err);
 }
 
@@ -169,20 +163,20 @@ static p3_status run_positions(p3_session *s, int start, int end, int first_out,
         int n = P3_MIN(s->n_batch, end - pos);
         bool last_chunk = pos + n == end;
         bool rows_out = logits && pos + n > first_out;
-        TRY(p3_be_write(be, p3_ref_at(s->ids, 0), s->history + pos, (size_t)n * sizeof(int32_t),
-                        err));
-        TRY(forward(s, n, pos, last_chunk || rows_out, rows_out, err));
+        P3_TRY(p3_be_write(be, p3_ref_at(s->ids, 0), s->history + pos, (size_t)n * sizeof(int32_t),
+                           err));
+        P3_TRY(forward(s, n, pos, last_chunk || rows_out, rows_out, err));
         s->n_prefilled += n;
         if (rows_out) {
             int r0 = P3_MAX(first_out, pos) - pos;
-            TRY(p3_be_read(be, p3_ref_at(s->logits, (size_t)r0 * row_bytes),
-                           logits + (size_t)(pos + r0 - first_out) * (size_t)vocab,
-                           (size_t)(n - r0) * row_bytes, err));
+            P3_TRY(p3_be_read(be, p3_ref_at(s->logits, (size_t)r0 * row_bytes),
+                              logits + (size_t)(pos + r0 - first_out) * (size_t)vocab,
+                              (size_t)(n - r0) * row_bytes, err));
         }
         if (last_chunk) {
             size_t last_row = rows_out ? (size_t)(n - 1) : 0;
-            TRY(p3_be_read(be, p3_ref_at(s->logits, last_row * row_bytes), s->host_logits,
-                           row_bytes, err));
+            P3_TRY(p3_be_read(be, p3_ref_at(s->logits, last_row * row_bytes), s->host_logits,
+                              row_bytes, err));
         }
     }
     return PHI3C_OK;
