@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
@@ -26,7 +26,7 @@ ARCH := $(shell uname -m)
 
 # Library sources: every .c of the module folders. ISA-specific kernels carry their ISA in the
 # file name and get their flags below; nothing is built with -march=native.
-LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/opencl kernels/level_zero engine
+LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero engine
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 ifneq ($(ARCH),aarch64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
@@ -96,7 +96,7 @@ $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 
 # The conformance suite alone, with only the kernels and what they need (no file-format libraries):
 # tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
-CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
             $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
 $(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
 	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread

@@ -1,4 +1,4 @@
-/* clk_ops.c: the backend ops of the kernels/opencl/ program, for any host API (clk_ops.h): weight
+/* clk_ops.c: the backend ops of the kernels/clk/ program, for any host API (clk_ops.h): weight
  * repacking, KV cache layout, and for every op the kernel, its arguments and its grid. */
 #include "clk_ops.h"
 
