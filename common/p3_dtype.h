@@ -31,8 +31,8 @@ enum { P3_I4G128S_BLOCK_BYTES = 66, P3_I4G128A_BLOCK_BYTES = 68 };
 /* ggml's block formats (ggml-common.h): weights per block and bytes per block. */
 enum { P3_QK8_0 = 32, P3_QK4_0 = 32, P3_QK_K = 256 };
 enum { P3_Q8_0_BYTES = 2 + P3_QK8_0, P3_Q4_0_BYTES = 2 + P3_QK4_0 / 2 };
-enum { P3_Q4_K_BYTES = 2 + 2 + 12 + P3_QK_K / 2 };                   /* d, dmin, scales, qs: 144 */
-enum { P3_Q5_K_BYTES = 2 + 2 + 12 + P3_QK_K / 8 + P3_QK_K / 2 };     /* + qh: 176 */
+enum { P3_Q4_K_BYTES = 2 + 2 + 12 + P3_QK_K / 2 };               /* d, dmin, scales, qs: 144 */
+enum { P3_Q5_K_BYTES = 2 + 2 + 12 + P3_QK_K / 8 + P3_QK_K / 2 }; /* + qh: 176 */
 enum { P3_Q6_K_BYTES = P3_QK_K / 2 + P3_QK_K / 4 + P3_QK_K / 16 + 2 }; /* ql, qh, scales, d: 210 */
 
 /* phi3c's own INT4 group-128 formats (symmetric or asymmetric). */
