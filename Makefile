@@ -60,7 +60,7 @@ LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
 .PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer format \
-        format-check clean venv fixtures info
+        format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -179,6 +179,11 @@ bench: all
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer
 	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
+
+# The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.
+# tests/stages/layering.sh runs it in `make test` and shows it fails on planted bad includes.
+check-layering:
+	@tools/check_layering.sh $(if $(GRAPH),--graph)
 
 format:
 	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')
