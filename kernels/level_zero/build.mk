@@ -11,7 +11,7 @@ GEN_SRC += $(L0_GEN)
 L0_TOOLSET := $(BUILD)/gen/l0_toolset.txt
 $(L0_TOOLSET): FORCE
 	@mkdir -p $(@D)
-	$(call write_if_changed,$@,kernels/level_zero/cl2spv.sh --toolset)
+	$(Q)$(call write_if_changed,$@,kernels/level_zero/cl2spv.sh --toolset)
 
 $(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk $(L0_TOOLSET)
 	@mkdir -p $(@D)
