@@ -45,7 +45,13 @@ ISA_neon   := -march=armv8.2-a+dotprod
 isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
 
 # Generated sources (embedded OpenCL/SPIR-V) may be added by kernel folders' make fragments.
+# A generated source that depends on the machine (which tools are installed) also depends on a
+# stamp of that, made by a FORCE rule with write_if_changed (OUT, COMMAND): the stamp's mtime
+# moves only when COMMAND's output differs, so nothing is rebuilt while the machine stays the same.
 GEN_SRC :=
+.PHONY: FORCE
+FORCE:
+write_if_changed = $(2) >$(1).tmp && { cmp -s $(1).tmp $(1) && rm -f $(1).tmp || mv $(1).tmp $(1); }
 -include kernels/opencl/build.mk
 -include kernels/level_zero/build.mk
 

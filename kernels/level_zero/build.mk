@@ -5,7 +5,15 @@ L0_CL  := $(sort $(wildcard kernels/clk/*.cl))
 L0_GEN := $(BUILD)/gen/l0_spirv.c
 GEN_SRC += $(L0_GEN)
 
-$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
+# The tool set the modules were made with (cl2spv.sh --toolset), rewritten only when it changes:
+# `make run` on a fresh machine builds before `make test` installs the SPIR-V tools, and the
+# module table must be rebuilt then rather than stay "missing at build time".
+L0_TOOLSET := $(BUILD)/gen/l0_toolset.txt
+$(L0_TOOLSET): FORCE
+	@mkdir -p $(@D)
+	$(Q)$(call write_if_changed,$@,kernels/level_zero/cl2spv.sh --toolset)
+
+$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk $(L0_TOOLSET)
 	@mkdir -p $(@D)
 	@echo "SPIRV $(L0_CL)"
 	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)

@@ -21,6 +21,20 @@ for t in clang-14 opt-14 llvm-spirv-14 spirv-val spirv-dis; do
     exit 0
   fi
 done
+# A module table built while the tools were missing is rebuilt once they are there (the tool-set
+# stamp of kernels/level_zero/build.mk): on a fresh machine `make run` builds before `make test`
+# installs them. A scratch build dir; the first build hides clang-14 from cl2spv.sh.
+fresh=$out/fresh-build
+rm -rf "$fresh"
+if CLANG14=no-such-clang-14 "$MAKE" --no-print-directory BUILD="$fresh" "$fresh/gen/l0_spirv.c" \
+     >"$out/fresh.log" 2>&1 && grep -q 'p3_l0_module_count = 0;' "$fresh/gen/l0_spirv.c" &&
+   "$MAKE" --no-print-directory BUILD="$fresh" "$fresh/gen/l0_spirv.c" >>"$out/fresh.log" 2>&1 &&
+   grep -q 'p3_l0_module_count = [1-9]' "$fresh/gen/l0_spirv.c"; then
+  ok "module table rebuilt when the SPIR-V tools appear after a build without them"
+else
+  bad "module table rebuilt when the SPIR-V tools appear after a build without them" "$out/fresh.log"
+fi
+rm -rf "$fresh"
 if ! "$MAKE" --no-print-directory "$BUILD/gen/l0_spirv.c" >"$out/build.log" 2>&1; then
   bad "building the SPIR-V modules" "$out/build.log"
   echo "$pass passed, $fail failed, $skip skipped"
