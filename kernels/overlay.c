@@ -86,8 +86,7 @@ p3_status p3_overlay_buffer_read(void *ctx, p3_ref src, void *dst, size_t size, 
     if (o->primary.iface->sync) P3_TRY(p3_be_sync(&o->primary, err));
     return p3_be_read(&o->fallback, src, dst, size, err);
 }
-p3_status p3_overlay_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out,
-                              p3_error *err) {
+p3_status p3_overlay_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err) {
     return p3_be_kv_alloc(&((overlay_ctx *)ctx)->fallback, desc, out, err);
 }
 void p3_overlay_kv_free(void *ctx, p3_kv_cache *kv) {
@@ -144,8 +143,7 @@ p3_status p3_overlay_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_to
 p3_status p3_overlay_rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
                           p3_error *err) {
     overlay_ctx *o = ctx;
-    return p3_be_rope(runner(o, (const void *)o->primary.iface->rope), qkv, n_tokens, pos0, p,
-                      err);
+    return p3_be_rope(runner(o, (const void *)o->primary.iface->rope), qkv, n_tokens, pos0, p, err);
 }
 p3_status p3_overlay_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens,
                               int pos0, const p3_attn_params *p, p3_error *err) {

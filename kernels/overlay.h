@@ -27,8 +27,7 @@ p3_status p3_overlay_weight_upload(void *ctx, const p3_weight_desc *desc, p3_wei
                                    p3_error *err);
 void p3_overlay_weight_free(void *ctx, p3_weight *w);
 size_t p3_overlay_weight_bytes(void *ctx, const p3_weight *w);
-p3_status p3_overlay_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out,
-                              p3_error *err);
+p3_status p3_overlay_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err);
 void p3_overlay_kv_free(void *ctx, p3_kv_cache *kv);
 p3_status p3_overlay_embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
                            p3_error *err);
