@@ -4,6 +4,7 @@
 #define P3_API_INTERNAL_H
 
 #include "engine.h"
+#include "lookup.h"
 #include "tokenizer.h"
 
 struct phi3c_model {
@@ -15,7 +16,8 @@ struct phi3c_model {
 struct phi3c_session {
     phi3c_model *model;
     p3_session *s;
-    float *scratch; /* [vocab] logits the sampler may modify */
+    float *scratch;   /* [vocab] logits the sampler may modify */
+    p3_lookup lookup; /* prompt-lookup drafting state (max_draft 0 = off) */
 };
 
 /* Loads the tokenizer that comes with an open source; failure only leaves model->tok NULL. */

@@ -1,6 +1,7 @@
 /* cli_engine.c: parsing of the model, session and sampling flags shared by the engine commands. */
 #include "cli_engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,10 @@ const char cli_sampler_help[] =
     "  -s, --seed S          PRNG seed (xorshift64* via splitmix64); -1 or none = random, and\n"
     "                        the seed used is printed with the statistics: the same seed and\n"
     "                        input give the same text on any thread count\n"
+    "  --lookup N            prompt-lookup decoding: draft up to N tokens (1..64; default 0 =\n"
+    "                        off) from where the last tokens occurred in the prompt or output,\n"
+    "                        checked in one forward; same output, faster on text that quotes\n"
+    "                        its input\n"
     "  --color               show the prompt and the model's text in different colours (on a\n"
     "                        terminal)\n"
     "\n"
@@ -131,7 +136,7 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
     if (!cli_is(a, "--temp", "--temperature") && !cli_is(a, "--top-k", NULL) &&
         !cli_is(a, "--top-p", NULL) && !cli_is(a, "--min-p", NULL) &&
         !cli_is(a, "--repeat-penalty", NULL) && !cli_is(a, "--repeat-last-n", NULL) &&
-        !cli_is(a, "--seed", "-s"))
+        !cli_is(a, "--seed", "-s") && !cli_is(a, "--lookup", NULL))
         return CLI_FLAG_NOT_MINE;
     if (!(v = cli_value(cmd, argc, argv, i))) return CLI_FLAG_BAD;
     if (cli_is(a, "--top-k", NULL) || cli_is(a, "--repeat-last-n", NULL)) {
@@ -140,6 +145,9 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
             p->top_k = (int)(n < 0 ? 0 : n);
         else
             p->repeat_last_n = (int)n;
+    } else if (cli_is(a, "--lookup", NULL)) {
+        if (!cli_int(cmd, a, v, 0, 64, &n)) return CLI_FLAG_BAD;
+        o->session.lookup = (int)n;
     } else if (cli_is(a, "--seed", "-s")) {
         if (!cli_int(cmd, a, v, -1, 0x7fffffffffffffffL, &n)) return CLI_FLAG_BAD;
         p->seed = n < 0 ? cli_random_seed() : (uint64_t)n;
@@ -165,6 +173,17 @@ void cli_note_quant_method(const char *cmd, const cli_engine_opts *o) {
             "searches per-group scales (13-14%% less squared error, minutes), so the two give "
             "different text; --quant-method search matches the file\n",
             cmd);
+}
+
+void cli_lookup_stats(char *buf, size_t len, const cli_engine_opts *o,
+                      const phi3c_generate_result *r) {
+    if (o->session.lookup <= 0) {
+        snprintf(buf, len, "%s", "");
+        return;
+    }
+    snprintf(buf, len, " | lookup: %d drafted, %d accepted (%.0f%%), %.2f tokens/forward",
+             r->n_drafted, r->n_accepted, r->n_drafted ? 100.0 * r->n_accepted / r->n_drafted : 0.0,
+             r->n_forwards ? (double)r->n_generated / r->n_forwards : 0.0);
 }
 
 bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,

@@ -24,7 +24,8 @@ enum { CLI_FLAG_NOT_MINE = 0, CLI_FLAG_TAKEN = 1, CLI_FLAG_BAD = -1 };
  * has already been reported (usage message) when CLI_FLAG_BAD is returned. */
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
 /* --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, -s/--seed, --greedy,
- * --color. No seed, or -1, is a random seed (cli_engine_opts_init draws one). */
+ * --color, and --lookup (a session option that only generation uses). No seed, or -1, is a
+ * random seed (cli_engine_opts_init draws one). */
 int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
 
 /* --color escapes: the prompt (or the user's text) and the model's text. */
@@ -39,6 +40,10 @@ void cli_note_quant_method(const char *cmd, const cli_engine_opts *o);
 extern const char cli_engine_help[];
 extern const char cli_ctx_help[]; /* -c: printed by the commands whose default it is */
 extern const char cli_sampler_help[];
+
+/* " | lookup: D drafted, A accepted (P%), T tokens/forward" for the stats line ("" when off). */
+void cli_lookup_stats(char *buf, size_t len, const cli_engine_opts *o,
+                      const phi3c_generate_result *r);
 
 /* Loads the model and creates a session; prints the error and returns false on failure, also
  * when -c asks for more positions than the model was trained for. Warns when -t is above the
