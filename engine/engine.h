@@ -108,6 +108,11 @@ void p3_session_reset(p3_session *s);
  * original_max_position_embeddings, the whole history is re-run with the long factors (what
  * transformers' generate does; only re-rotating cached keys is not equivalent). */
 p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits, p3_error *err);
+/* Rolls the cache back to its first n_past positions (no copy: the later ones are overwritten by
+ * the next feed, and attention never reads past the fed positions). Refuses to go back below the
+ * LongRoPE switch once it happened (the kept keys would carry the long factors). host_logits is
+ * left as it was: the caller restores the row of the new last position. */
+p3_status p3_session_truncate(p3_session *s, int n_past, p3_error *err);
 
 /* ---- Sampling (engine/sample.c). */
 typedef struct p3_sampler_options {

@@ -103,6 +103,22 @@ void p3_session_reset(p3_session *s) {
     s->long_rope = false;
 }
 
+p3_status p3_session_truncate(p3_session *s, int n_past, p3_error *err) {
+    const p3_config *c = &s->model->cfg;
+    if (n_past < 0 || n_past > s->n_past)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "truncate to %d of %d cached positions", n_past,
+                       s->n_past);
+    /* below the LongRoPE switch the kept positions would hold long-factor keys where a sequence
+     * of that length uses the short factors */
+    if (s->long_rope && n_past <= c->original_max_position_embeddings && n_past > 0)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                       "truncate to %d positions would undo the LongRoPE switch at %d", n_past,
+                       c->original_max_position_embeddings);
+    if (n_past == 0) s->long_rope = false;
+    s->n_past = n_past;
+    return PHI3C_OK;
+}
+
 /* Row r of a [rows, dim] f32 buffer. */
 static p3_ref row(p3_buffer *buf, int r, int dim) {
     return p3_ref_at(buf, (size_t)r * (size_t)dim * sizeof(float));
