@@ -135,10 +135,14 @@ phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params
                                            : P3_KV_F32;
         if (params->n_ctx < 0 || params->n_batch < 0)
             return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session: negative n_ctx or n_batch");
+        if (params->lookup < 0 || params->lookup > P3_LOOKUP_MAX)
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session: lookup %d is not in 0..%d",
+                           params->lookup, P3_LOOKUP_MAX);
     }
     phi3c_session *s = p3_calloc(1, sizeof *s);
     if (!s) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
     s->model = model;
+    p3_lookup_init(&s->lookup, params ? params->lookup : 0);
     s->scratch = p3_malloc((size_t)model->m->cfg.vocab_size * sizeof(float));
     p3_status st = PHI3C_OK;
     if (!s->scratch) st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
@@ -163,6 +167,20 @@ void phi3c_session_free(phi3c_session *session) {
     p3_free(session->scratch);
     p3_free(session->chat_text);
     p3_free(session);
+}
+
+phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_error *err) {
+    if (lookup < 0 || lookup > P3_LOOKUP_MAX)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup %d is not in 0..%d", lookup,
+                       P3_LOOKUP_MAX);
+    p3_lookup kept = session->lookup;
+    p3_lookup_init(&session->lookup, lookup);
+    session->lookup.draft = kept.draft;
+    session->lookup.draft_user = kept.draft_user;
+    session->lookup.n_drafted = kept.n_drafted;
+    session->lookup.n_accepted = kept.n_accepted;
+    session->lookup.n_verifies = kept.n_verifies;
+    return PHI3C_OK;
 }
 
 void phi3c_session_reset(phi3c_session *session) {
@@ -190,6 +208,8 @@ const float *phi3c_session_logits(const phi3c_session *session) {
 void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats) {
     stats->n_prefilled = session->s->n_prefilled;
     stats->n_reprefills = session->s->n_reprefills;
+    stats->n_drafted = session->lookup.n_drafted;
+    stats->n_accepted = session->lookup.n_accepted;
 }
 
 phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *ids, size_t n,
@@ -233,11 +253,70 @@ phi3c_sampler_params phi3c_sampler_params_greedy(void) {
 
 /* The config's stop ids (generation_config.json / GGUF) and the tokenizer's (its eos, <|end|>,
  * <|endoftext|>), so an instruct model stops at the end of its turn either way. */
-static bool is_stop_id(const phi3c_model *model, int32_t id) {
+static bool is_stop_id(const void *user, int32_t id) {
+    const phi3c_model *model = user;
     const p3_config *c = &model->m->cfg;
     for (int i = 0; i < c->n_stop_ids; i++)
         if (c->stop_ids[i] == id) return true;
     return model->tok && p3_tokenizer_is_stop(model->tok, id);
+}
+
+/* Tokens picked by a lookup verification and not reported yet: ids[pos..n); all but the last are
+ * accepted drafts already in the cache, the last is the model's own next token (not fed). */
+typedef struct pick_queue {
+    int32_t ids[P3_LOOKUP_MAX + 1];
+    int n, pos;
+    float *rows; /* the verification's logit rows, (max_draft + 1) x vocab */
+} pick_queue;
+
+/* Drops the accepted drafts that were not reported (the caller stopped before them), so the
+ * cache holds exactly what the caller saw, and restores the logits of its last position. */
+static p3_status drop_unreported(p3_session *s, pick_queue *q, p3_error *err) {
+    int unreported = q->n - 1 - q->pos;
+    if (unreported <= 0) return PHI3C_OK;
+    size_t row_bytes = (size_t)s->model->cfg.vocab_size * sizeof(float);
+    memcpy(s->host_logits, q->rows + (size_t)q->pos * (row_bytes / sizeof(float)), row_bytes);
+    q->n = q->pos + 1;
+    return p3_session_truncate(s, s->n_past - unreported, err);
+}
+
+/* Feeds the reported token id, with a draft to verify when lookup finds one (at most `left`
+ * tokens: the rest of max_tokens); the picks of a verification go to the queue. */
+static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, int left,
+                           pick_queue *q, phi3c_generate_result *r, p3_error *err) {
+    p3_session *s = session->s;
+    int32_t draft[P3_LOOKUP_MAX];
+    int k = 0;
+    if (q->rows) {
+        /* the draft continues the history plus id (history[n_past] is free: n_past < n_ctx) */
+        s->history[s->n_past] = id;
+        k = p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
+                            P3_MIN(left, p3_lookup_room(s)), draft);
+    }
+    r->n_forwards++;
+    if (k == 0) return p3_session_feed(s, &id, 1, NULL, err);
+    p3_status st = p3_lookup_verify(s, smp, id, draft, k, is_stop_id, session->model, q->rows,
+                                    session->scratch, q->ids, &q->n, err);
+    if (st != PHI3C_OK) return st;
+    q->pos = 0;
+    p3_lookup_update(&session->lookup, k, q->n - 1);
+    r->n_drafted += k;
+    r->n_accepted += q->n - 1;
+    return PHI3C_OK;
+}
+
+/* Sets up the lookup queue when the session drafts (rows NULL otherwise). */
+static p3_status queue_begin(phi3c_session *session, pick_queue *q, p3_error *err) {
+    memset(q, 0, sizeof *q);
+    int max = session->lookup.max_draft;
+    if (max <= 0) return PHI3C_OK;
+    p3_session *s = session->s;
+    pthread_mutex_lock(&session->model->lock); /* a device buffer may be reallocated */
+    p3_status st = p3_session_reserve_logits(s, P3_MIN(max + 1, s->n_batch), err);
+    pthread_mutex_unlock(&session->model->lock);
+    if (st != PHI3C_OK) return st;
+    q->rows = p3_malloc((size_t)(max + 1) * (size_t)s->model->cfg.vocab_size * sizeof(float));
+    return q->rows ? PHI3C_OK : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for lookup logits");
 }
 
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
@@ -256,17 +335,27 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     if (st != PHI3C_OK) return st;
     p3_detok_stream stream;
     bool text = false;
-    st = p3_api_stream_begin(session, &stream, &text, err);
+    pick_queue q;
+    st = queue_begin(session, &q, err);
+    if (st == PHI3C_OK) st = p3_api_stream_begin(session, &stream, &text, err);
     if (st != PHI3C_OK) {
+        p3_free(q.rows);
         p3_sampler_free(smp);
         return st;
     }
     double t0 = p3_time_now();
     r.stop = PHI3C_STOP_LENGTH;
     while (r.n_generated < max_tokens) {
-        /* the logits of the last fed position predict the next token */
-        memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
-        int32_t id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
+        int32_t id;
+        bool fed = false; /* an accepted draft: already in the cache */
+        if (q.pos < q.n) {
+            id = q.ids[q.pos++];
+            fed = q.pos < q.n;
+        } else {
+            /* the logits of the last fed position predict the next token */
+            memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
+            id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
+        }
         if (is_stop_id(session->model, id)) {
             r.stop = PHI3C_STOP_EOS;
             break;
@@ -281,17 +370,23 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         bool go_on = !on_token || on_token(user, id, piece, piece_len);
         /* every reported token is fed (the one the callback stops at too), so the cache holds
          * exactly the conversation the caller saw */
-        if (s->n_past >= s->n_ctx) {
-            r.stop = PHI3C_STOP_CONTEXT_FULL;
-            break;
+        if (!fed) {
+            if (s->n_past >= s->n_ctx) {
+                r.stop = PHI3C_STOP_CONTEXT_FULL;
+                break;
+            }
+            int left = go_on ? max_tokens - r.n_generated : 0;
+            pthread_mutex_lock(&session->model->lock);
+            st = feed_next(session, smp, id, left, &q, &r, err);
+            pthread_mutex_unlock(&session->model->lock);
+            if (st != PHI3C_OK) break;
         }
-        st = p3_api_feed(session, &id, 1, NULL, err);
-        if (st != PHI3C_OK) break;
         if (!go_on) {
             r.stop = PHI3C_STOP_CALLBACK;
             break;
         }
     }
+    if (st == PHI3C_OK) st = drop_unreported(s, &q, err);
     if (text) {
         const char *rest = NULL;
         size_t rest_len = 0;
@@ -301,6 +396,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         p3_detok_stream_free(&stream);
     }
     r.seconds = p3_time_now() - t0;
+    p3_free(q.rows);
     p3_sampler_free(smp);
     if (result) *result = r;
     return st;

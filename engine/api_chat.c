@@ -30,7 +30,9 @@ static bool chat_append(phi3c_session *session, const char *text, size_t len) {
 }
 
 void p3_api_chat_extend(phi3c_session *session, const char *text, size_t len) {
-    if (!chat_text_valid(session)) return;
+    /* no check of n_past here: a lookup draft may already be in the cache; phi3c_chat_prepare
+     * checks that the cache holds exactly the reported tokens */
+    if (!session->chat_text || session->chat_npast <= 0) return;
     if (!chat_append(session, text ? text : "", text ? len : 0)) {
         p3_api_chat_forget(session);
         return;

@@ -4,6 +4,7 @@
 #define P3_API_INTERNAL_H
 
 #include "engine.h"
+#include "lookup.h"
 #include "tokenizer.h"
 
 #include <pthread.h>
@@ -21,7 +22,8 @@ struct phi3c_model {
 struct phi3c_session {
     phi3c_model *model;
     p3_session *s;
-    float *scratch; /* [vocab] logits the sampler may modify */
+    float *scratch;   /* [vocab] logits the sampler may modify */
+    p3_lookup lookup; /* prompt-lookup drafting state (max_draft 0 = off) */
     /* The rendered chat text whose tokens the cache holds (phi3c_chat_prepare, extended by
      * generation), valid while the cache holds exactly chat_npast positions. */
     char *chat_text;
@@ -38,8 +40,8 @@ p3_status p3_api_stream_begin(phi3c_session *session, p3_detok_stream *stream, b
 /* p3_session_feed under the model's lock. */
 p3_status p3_api_feed(phi3c_session *session, const int32_t *ids, int n, float *logits,
                       p3_error *err);
-/* Appends a reported piece of generated text to the session's chat text when that is still in
- * step with the cache (the token is about to be fed); otherwise leaves it invalid. */
+/* Appends a reported piece of generated text (its token is, or is about to be, in the cache) to
+ * the session's chat text, counting one more position. */
 void p3_api_chat_extend(phi3c_session *session, const char *text, size_t len);
 /* Forgets the chat text (the cache no longer matches a rendered conversation). */
 void p3_api_chat_forget(phi3c_session *session);

@@ -90,7 +90,8 @@ typedef struct p3_session {
     p3_buffer *att;     /* [n_batch, n_heads head_dim] attention output before o_proj */
     p3_buffer *gate_up; /* [n_batch, 2 inter] */
     p3_buffer *hb;      /* [n_batch, inter] silu(gate) * up */
-    p3_buffer *logits;  /* [n_batch or 1, vocab] */
+    p3_buffer *logits;  /* [logit_rows, vocab] */
+    int logit_rows;     /* n_batch with all_logits, else 1 or what reserve_logits asked for */
     float *host_logits; /* [vocab] logits of the last fed position */
     /* statistics */
     long long n_prefilled; /* tokens run through the forward pass (including re-prefills) */
@@ -108,6 +109,9 @@ void p3_session_reset(p3_session *s);
  * original_max_position_embeddings, the whole history is re-run with the long factors (what
  * transformers' generate does; only re-rotating cached keys is not equivalent). */
 p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits, p3_error *err);
+/* Lets a session without all_logits return the logits of up to `rows` positions per feed (e.g.
+ * the verification of draft tokens); rows <= n_batch. */
+p3_status p3_session_reserve_logits(p3_session *s, int rows, p3_error *err);
 /* Rolls the cache back to its first n_past positions (no copy: the later ones are overwritten by
  * the next feed, and attention never reads past the fed positions). Refuses to go back below the
  * LongRoPE switch once it happened (the kept keys would carry the long factors). host_logits is

@@ -32,7 +32,7 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
     p3_backend *be = (p3_backend *)&s->model->be;
     int64_t T = s->n_batch, hd = c->head_dim;
     int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
-    int64_t logit_rows = s->opt.all_logits ? T : 1;
+    s->logit_rows = s->opt.all_logits ? (int)T : 1;
     TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &s->ids, err));
     TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->x, err));
     TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->xb, err));
@@ -40,7 +40,7 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
     TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &s->att, err));
     TRY(p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &s->gate_up, err));
     TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &s->hb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(logit_rows, c->vocab_size), &s->logits, err));
+    TRY(p3_be_buffer_alloc(be, f32_bytes(s->logit_rows, c->vocab_size), &s->logits, err));
     s->host_logits = p3_calloc((size_t)c->vocab_size, sizeof(float));
     s->history = p3_calloc((size_t)s->n_ctx, sizeof(int32_t));
     if (!s->host_logits || !s->history)
@@ -103,6 +103,20 @@ void p3_session_reset(p3_session *s) {
     s->long_rope = false;
 }
 
+p3_status p3_session_reserve_logits(p3_session *s, int rows, p3_error *err) {
+    if (rows <= s->logit_rows) return PHI3C_OK;
+    if (rows > s->n_batch)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "logits of %d positions exceed the batch of %d",
+                       rows, s->n_batch);
+    p3_backend *be = (p3_backend *)&s->model->be;
+    p3_buffer *grown = NULL;
+    TRY(p3_be_buffer_alloc(be, f32_bytes(rows, s->model->cfg.vocab_size), &grown, err));
+    p3_be_buffer_free(be, s->logits);
+    s->logits = grown;
+    s->logit_rows = rows;
+    return PHI3C_OK;
+}
+
 p3_status p3_session_truncate(p3_session *s, int n_past, p3_error *err) {
     const p3_config *c = &s->model->cfg;
     if (n_past < 0 || n_past > s->n_past)
@@ -125,9 +139,9 @@ static p3_ref row(p3_buffer *buf, int r, int dim) {
 }
 
 /* One chunk of n tokens (ids already in s->ids) at positions pos..pos+n-1: appends their keys and
- * values to the cache and leaves logits in s->logits, for every row when all_rows, else for the
- * last token only (row 0), or none when want_logits is false. */
-static p3_status forward(p3_session *s, int n, int pos, bool want_logits, bool all_rows,
+ * values to the cache and leaves the logits of rows first..n-1 in s->logits (from its row 0), or
+ * none when want_logits is false. */
+static p3_status forward(p3_session *s, int n, int pos, bool want_logits, int first,
                          p3_error *err) {
     const p3_model *m = s->model;
     const p3_config *c = &m->cfg;
@@ -168,8 +182,8 @@ static p3_status forward(p3_session *s, int n, int pos, bool want_logits, bool a
         TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
     }
     if (!want_logits) return PHI3C_OK;
-    /* final norm and lm_head (or the tied embedding), on every row or only the last */
-    int first = all_rows ? 0 : n - 1, rows = n - first;
+    /* final norm and lm_head (or the tied embedding), on the rows asked for only */
+    int rows = n - first;
     TRY(p3_be_rmsnorm(be, xb, row(s->x, first, dim), p3_ref_at(m->final_norm, 0), rows, dim,
                       c->rms_norm_eps, err));
     return p3_be_matmul(be, p3_ref_at(s->logits, 0), xb, m->lm_head, rows, err);
@@ -187,16 +201,15 @@ static p3_status run_positions(p3_session *s, int start, int end, int first_out,
         bool rows_out = logits && pos + n > first_out;
         TRY(p3_be_write(be, p3_ref_at(s->ids, 0), s->history + pos, (size_t)n * sizeof(int32_t),
                         err));
-        TRY(forward(s, n, pos, last_chunk || rows_out, rows_out, err));
+        int r0 = rows_out ? P3_MAX(first_out, pos) - pos : n - 1;
+        TRY(forward(s, n, pos, last_chunk || rows_out, r0, err));
         s->n_prefilled += n;
-        if (rows_out) {
-            int r0 = P3_MAX(first_out, pos) - pos;
-            TRY(p3_be_read(be, p3_ref_at(s->logits, (size_t)r0 * row_bytes),
+        if (rows_out)
+            TRY(p3_be_read(be, p3_ref_at(s->logits, 0),
                            logits + (size_t)(pos + r0 - first_out) * (size_t)vocab,
                            (size_t)(n - r0) * row_bytes, err));
-        }
         if (last_chunk) {
-            size_t last_row = rows_out ? (size_t)(n - 1) : 0;
+            size_t last_row = (size_t)(n - 1 - r0);
             TRY(p3_be_read(be, p3_ref_at(s->logits, last_row * row_bytes), s->host_logits,
                            row_bytes, err));
         }
@@ -207,7 +220,7 @@ static p3_status run_positions(p3_session *s, int start, int end, int first_out,
 p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits, p3_error *err) {
     const p3_config *c = &s->model->cfg;
     if (n <= 0 || !ids) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "feed: no tokens");
-    if (logits && !s->opt.all_logits)
+    if (logits && !s->opt.all_logits && n > s->logit_rows)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG,
                        "feed: logits of every position need a session made with all_logits");
     if (n > s->n_ctx - s->n_past)

@@ -102,12 +102,18 @@ typedef struct phi3c_session_params {
     int n_batch; /* tokens per forward chunk; 0 = 256 */
     phi3c_kv_type kv;
     bool all_logits; /* phi3c_session_feed_tokens may return the logits of every position */
+    int lookup;      /* prompt-lookup decoding in phi3c_generate: up to `lookup` draft tokens
+                      * (0..64; 0 = off) copied from where the last few tokens occurred before in
+                      * the prompt or the generated text, checked in one forward pass. The output
+                      * is the same as without it, greedy or seeded sampling alike. */
 } phi3c_session_params;
 
 phi3c_session_params phi3c_session_params_default(void);
 phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params *params,
                                   phi3c_session **out, phi3c_error *err);
 void phi3c_session_free(phi3c_session *session);
+/* Changes the session's lookup (see phi3c_session_params; 0 = off). */
+phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_error *err);
 /* Forgets the conversation (the KV cache is reused). */
 void phi3c_session_reset(phi3c_session *session);
 /* Positions in the KV cache, and its capacity. */
@@ -124,6 +130,8 @@ const float *phi3c_session_logits(const phi3c_session *session);
 typedef struct phi3c_session_stats {
     long long n_prefilled; /* tokens run through the model so far (re-prefills included) */
     int n_reprefills;      /* whole-history re-runs (LongRoPE switch to the long factors) */
+    long long n_drafted;   /* lookup: draft tokens verified so far */
+    long long n_accepted;  /* lookup: draft tokens that were kept */
 } phi3c_session_stats;
 void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats);
 
@@ -161,6 +169,8 @@ typedef struct phi3c_generate_result {
     phi3c_stop_reason stop;
     double seconds;             /* generation time (sampling + feeding) */
     double first_token_seconds; /* from the call to the first token */
+    int n_forwards;             /* forward passes (n_generated / n_forwards: tokens per forward) */
+    int n_drafted, n_accepted;  /* lookup: draft tokens verified and kept in this call */
 } phi3c_generate_result;
 
 /* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or

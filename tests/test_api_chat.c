@@ -44,8 +44,8 @@ static size_t count_tokens(p3_test_ctx *t, phi3c_model *m, const char *text) {
 }
 
 /* The rendered conversation's tokens (no BOS: the template writes it). */
-static int32_t *render_ids(p3_test_ctx *t, phi3c_model *m, const phi3c_chat_message *msgs,
-                           size_t n, size_t *n_ids) {
+static int32_t *render_ids(p3_test_ctx *t, phi3c_model *m, const phi3c_chat_message *msgs, size_t n,
+                           size_t *n_ids) {
     phi3c_error err = {0};
     char *text = NULL;
     size_t len = 0;
@@ -107,8 +107,7 @@ P3_TEST(api_chat_stateless_request_reuses_the_common_tokens) {
     phi3c_error err = {0};
     phi3c_model *m = NULL;
     phi3c_session *s = NULL, *fresh = NULL;
-    if (open_demo(t, 512, &m, &s) &&
-        CHECK_OK(phi3c_session_create(m, NULL, &fresh, &err), &err)) {
+    if (open_demo(t, 512, &m, &s) && CHECK_OK(phi3c_session_create(m, NULL, &fresh, &err), &err)) {
         phi3c_chat_message a[] = {{"system", "You are brief."}, {"user", "Tell me about the sea"}};
         phi3c_chat_message b[] = {{"system", "You are brief."}, {"user", "Tell me about a cat"}};
         phi3c_chat_turn turn;

@@ -104,7 +104,7 @@ p3_status p3_tokenizer_load_gguf(const struct p3_gguf *g, const char *what, p3_t
         if (type == P3_PIECE_CONTROL || type == P3_PIECE_USER_DEFINED)
             st = tok_add_added(tok, i, false, false, type == P3_PIECE_CONTROL, err);
     }
-    if (st == PHI3C_OK) st = tok_merges_from_scores(tok, err);
+    if (st == PHI3C_OK) tok_merges_defer(tok);
     if (st == PHI3C_OK) {
         read_specials(tok, g);
         st = tok_finish(tok, err);

@@ -21,11 +21,16 @@ enum { CLI_FLAG_NOT_MINE = 0, CLI_FLAG_TAKEN = 1, CLI_FLAG_BAD = -1 };
 /* -m/--model, --backend, -t/--threads, --quant, --act, --kv, -c/--ctx, --batch. A bad value has
  * already been reported (usage message) when CLI_FLAG_BAD is returned. */
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
-/* --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, --greedy. */
+/* --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, --greedy, and
+ * --lookup (a session option that only generation uses). */
 int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_opts *o);
 
 extern const char cli_engine_help[];
 extern const char cli_sampler_help[];
+
+/* " | lookup: D drafted, A accepted (P%), T tokens/forward" for the stats line ("" when off). */
+void cli_lookup_stats(char *buf, size_t len, const cli_engine_opts *o,
+                      const phi3c_generate_result *r);
 
 /* Loads the model and creates a session; prints the error and returns false on failure. */
 bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,

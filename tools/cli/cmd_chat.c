@@ -135,12 +135,14 @@ static int run_turn(chat *c, const char *line) {
     const char *answer = c->answer ? c->answer : "";
     add_message(c, "assistant", answer);
     c->turn++;
+    char lookup[128];
+    cli_lookup_stats(lookup, sizeof lookup, c->o, &r);
     fprintf(stderr,
             "[turn %d: prefilled %lld tokens in %.3f s, cache %d/%d | generated %d tokens in "
-            "%.3f s (%.1f tok/s)]\n",
+            "%.3f s (%.1f tok/s)%s]\n",
             c->turn, after.n_prefilled - before.n_prefilled, prefill_s, phi3c_session_n_past(c->s),
             phi3c_session_n_ctx(c->s), r.n_generated, r.seconds,
-            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9));
+            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9), lookup);
     return CLI_EXIT_OK;
 }
 

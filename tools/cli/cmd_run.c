@@ -134,12 +134,14 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     fflush(stdout);
     if (st != PHI3C_OK) return cli_fail("run", &err);
     double load_s = phi3c_model_load_seconds(model);
+    char lookup[128];
+    cli_lookup_stats(lookup, sizeof lookup, o, &r);
     fprintf(stderr,
             "phi3c run: load %.2f s | prompt %zu tokens in %.3f s (%.1f tok/s) | generated %d "
-            "tokens in %.3f s (%.1f tok/s) | time to first token %.3f s | stopped: %s\n",
+            "tokens in %.3f s (%.1f tok/s) | time to first token %.3f s | stopped: %s%s\n",
             load_s, n, prompt_s, (double)n / (prompt_s > 0 ? prompt_s : 1e-9), r.n_generated,
             r.seconds, r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9),
-            prompt_s + r.first_token_seconds, stop_name(r.stop));
+            prompt_s + r.first_token_seconds, stop_name(r.stop), lookup);
     return CLI_EXIT_OK;
 }
 

@@ -1,0 +1,185 @@
+/* tok_decode.c: ids -> text as HF decodes (SentencePiece pieces: "▁" -> " ", byte-fallback runs
+ * fused, one leading space stripped), whole or streamed token by token without ever splitting a
+ * UTF-8 character. A byte-level BPE model adds its own piece -> bytes step here. */
+#include "tok_encode.h"
+
+typedef struct tok_buf {
+    char *data;
+    size_t len, cap;
+    bool oom;
+} tok_buf;
+
+static void buf_put(tok_buf *b, const void *p, size_t n) {
+    if (b->oom || !tok_grow((void **)&b->data, &b->cap, b->len + n + 1, 1)) {
+        b->oom = true;
+        return;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static const char REPLACEMENT[] = "\xef\xbf\xbd"; /* U+FFFD */
+
+/* Writes a piece with every "▁" turned into a space. Returns bytes written to out. */
+static size_t unescape_piece(const char *p, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        if (i + 3 <= n && memcmp(p + i, TOK_SPACE_MARK, TOK_SPACE_MARK_LEN) == 0) {
+            out[o++] = ' ';
+            i += 3;
+        } else {
+            out[o++] = p[i++];
+        }
+    }
+    return o;
+}
+
+/* HF ByteFallback: a run of byte tokens is its bytes when valid UTF-8, else one U+FFFD per byte. */
+static void flush_bytes(tok_buf *b, const uint8_t *run, size_t n) {
+    if (!n) return;
+    if (p3_utf8_valid((const char *)run, n)) {
+        buf_put(b, run, n);
+    } else {
+        for (size_t i = 0; i < n; i++) buf_put(b, REPLACEMENT, 3);
+    }
+}
+
+/* HF drops ids it has no token for (e.g. Phi-3's embedding padding rows 32011..32063). */
+static bool decode_skips(const p3_tokenizer *tok, int32_t id, unsigned flags) {
+    return id >= tok->n_vocab || tok->piece_type[id] == P3_PIECE_NONE ||
+           ((flags & P3_DECODE_SKIP_SPECIAL) && tok->special[id]);
+}
+
+p3_status p3_tokenizer_decode(const p3_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                              unsigned flags, char **text, size_t *len, p3_error *err) {
+    *text = NULL;
+    *len = 0;
+    tok_buf b = {0};
+    uint8_t *run = NULL;
+    size_t n_run = 0;
+    char *piece = p3_malloc(tok->max_piece_len + 1);
+    if (n_ids) run = p3_malloc(n_ids);
+    if (!piece || (n_ids && !run)) b.oom = true;
+    for (size_t i = 0; i < n_ids && !b.oom; i++) {
+        int32_t id = ids[i];
+        if (id < 0) {
+            p3_free(piece);
+            p3_free(run);
+            p3_free(b.data);
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "decode: negative token id %ld", (long)id);
+        }
+        if (decode_skips(tok, id, flags)) continue;
+        if (tok->byte_of[id] >= 0) {
+            run[n_run++] = (uint8_t)tok->byte_of[id];
+            continue;
+        }
+        flush_bytes(&b, run, n_run);
+        n_run = 0;
+        size_t n = unescape_piece(tok_piece(tok, id), tok->piece_len[id], piece);
+        buf_put(&b, piece, n);
+    }
+    flush_bytes(&b, run, n_run);
+    buf_put(&b, "", 0);
+    p3_free(piece);
+    p3_free(run);
+    if (b.oom) {
+        p3_free(b.data);
+        return p3_fail(err, PHI3C_ERR_NOMEM, "decode: out of memory");
+    }
+    size_t skip = b.len > 0 && b.data[0] == ' ' ? 1 : 0; /* the Strip decoder: one leading space */
+    memmove(b.data, b.data + skip, b.len - skip);
+    b.len -= skip;
+    b.data[b.len] = '\0';
+    *text = b.data;
+    *len = b.len;
+    return PHI3C_OK;
+}
+
+/* ---- streaming decode -------------------------------------------------------------------- */
+
+p3_status p3_detok_stream_init(p3_detok_stream *s, const p3_tokenizer *tok, unsigned flags,
+                               p3_error *err) {
+    memset(s, 0, sizeof *s);
+    s->tok = tok;
+    s->flags = flags;
+    s->at_start = true;
+    s->out_cap = tok->max_piece_len + 32;
+    s->out = p3_malloc(s->out_cap);
+    if (!s->out) return p3_fail(err, PHI3C_ERR_NOMEM, "detokenizer: out of memory");
+    return PHI3C_OK;
+}
+
+void p3_detok_stream_free(p3_detok_stream *s) {
+    p3_free(s->out);
+    s->out = NULL;
+}
+
+/* Emits pending bytes that form complete characters; invalid leading bytes become U+FFFD. With
+ * `final`, an unfinished character is flushed as U+FFFD per byte too. */
+static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
+    size_t o = 0;
+    while (s->n_pending > 0) {
+        uint32_t cp;
+        size_t n = (size_t)s->n_pending;
+        size_t clen = tok_utf8_char_len(s->pending, n, &cp);
+        if (clen == 0) {
+            /* is it the valid start of a longer character? then wait for more bytes */
+            uint8_t probe[4] = {0};
+            memcpy(probe, s->pending, n);
+            uint8_t c = probe[0];
+            size_t want = (c & 0xE0) == 0xC0   ? 2
+                          : (c & 0xF0) == 0xE0 ? 3
+                          : (c & 0xF8) == 0xF0 ? 4
+                                               : 0;
+            bool prefix_ok = want > n;
+            for (size_t i = 1; i < n && prefix_ok; i++)
+                prefix_ok = tok_utf8_is_continuation(probe[i]);
+            if (prefix_ok && !final) break;
+            memcpy(out + o, REPLACEMENT, 3);
+            o += 3;
+            memmove(s->pending, s->pending + 1, n - 1);
+            s->n_pending--;
+            continue;
+        }
+        memcpy(out + o, s->pending, clen);
+        o += clen;
+        memmove(s->pending, s->pending + clen, n - clen);
+        s->n_pending -= (int)clen;
+    }
+    return o;
+}
+
+static void stream_strip(p3_detok_stream *s, const char **text, size_t *len) {
+    if (s->at_start && *len > 0) {
+        if ((*text)[0] == ' ') (*text)++, (*len)--;
+        s->at_start = false;
+    }
+}
+
+p3_status p3_detok_stream_push(p3_detok_stream *s, int32_t id, const char **text, size_t *len,
+                               p3_error *err) {
+    const p3_tokenizer *tok = s->tok;
+    *text = s->out;
+    *len = 0;
+    if (id < 0)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "decode: negative token id %ld", (long)id);
+    if (decode_skips(tok, id, s->flags)) return PHI3C_OK;
+    size_t o;
+    if (tok->byte_of[id] >= 0) {
+        s->pending[s->n_pending++] = (uint8_t)tok->byte_of[id];
+        o = stream_drain(s, s->out, false);
+    } else {
+        o = stream_drain(s, s->out, true);
+        o += unescape_piece(tok_piece(tok, id), tok->piece_len[id], s->out + o);
+    }
+    *len = o;
+    stream_strip(s, text, len);
+    return PHI3C_OK;
+}
+
+void p3_detok_stream_finish(p3_detok_stream *s, const char **text, size_t *len) {
+    *text = s->out;
+    *len = s->out ? stream_drain(s, s->out, true) : 0;
+    stream_strip(s, text, len);
+    s->at_start = true;
+}
