@@ -2,6 +2,7 @@
  * time (a GGUF image and a SentencePiece tokenizer.model written byte by byte): a 1 MB piece must
  * load in linear time and tokenize as its merges say; a vocabulary of empty strings must load or
  * fail cleanly (the sanitizer build aborts on undefined behaviour). */
+#include "api_internal.h"
 #include "gguf.h"
 #include "harness.h"
 #include "test_loaders_util.h"
@@ -213,4 +214,63 @@ P3_TEST(tokenizer_vocabulary_of_empty_strings_is_clean) {
     p3_tokenizer_free(tok);
     p3_gguf_free(g);
     bb_free(&b);
+}
+
+/* Links the tiny mini4k fixture (vocabulary 256) and Phi-3's tokenizer.model into dir. */
+static bool link_spm_model(p3_test_ctx *t, const char *dir) {
+    static const char *const files[] = {
+        "config.json", "generation_config.json", "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+    char *cwd = realpath(".", NULL), *shared = realpath(p3_test_shared_dir(), NULL);
+    char cmd[8192];
+    int o =
+        snprintf(cmd, sizeof cmd, "ln -s '%s/data/phi3/tokenizer-phi-3-mini/tokenizer.model' '%s'",
+                 shared ? shared : "?", dir);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        o += snprintf(cmd + o, sizeof cmd - (size_t)o,
+                      " && ln -s '%s/tests/fixtures/mini4k/hf-f32/%s' '%s'", cwd ? cwd : "?",
+                      files[i], dir);
+    free(cwd);
+    free(shared);
+    p3_cmd_result res = {0};
+    bool ok = (size_t)o < sizeof cmd && p3_test_run(t, cmd, &res) && res.exit_code == 0;
+    p3_cmd_result_free(&res);
+    return ok;
+}
+
+/* SentencePiece sources derive their merges on the first encode: generating from ids (what
+ * `run --prompt-ids` does) and decoding never build them; tokenizing does, once. */
+P3_TEST(tokenizer_merges_are_built_on_first_encode) {
+    phi3c_error err = {0};
+    phi3c_model *m = NULL;
+    phi3c_session *s = NULL;
+    /* the tiny fixture model with Phi-3's tokenizer.model beside it (and no tokenizer.json) */
+    const char *dir = p3_test_tmpdir(t);
+    if (!CHECK(link_spm_model(t, dir)) || !CHECK_OK(phi3c_model_load(dir, NULL, &m, &err), &err))
+        return;
+    const p3_tokenizer *tok = m->tok;
+    if (!CHECK(tok != NULL)) goto done;
+    CHECK_EQ_INT(atomic_load(&tok->merges_state), TOK_MERGES_PENDING);
+    const int32_t prompt[4] = {1, 45, 49, 173};
+    phi3c_generate_result r;
+    phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
+    if (CHECK_OK(phi3c_session_create(m, NULL, &s, &err), &err) &&
+        CHECK_OK(phi3c_session_feed_tokens(s, prompt, 4, NULL, &err), &err))
+        CHECK_OK(phi3c_generate(s, &greedy, 3, NULL, NULL, &r, &err), &err);
+    char *text = NULL;
+    CHECK_OK(phi3c_detokenize(m, prompt, 4, &text, &err), &err);
+    phi3c_free(text);
+    CHECK_EQ_INT(atomic_load(&tok->merges_state), TOK_MERGES_PENDING);
+    CHECK_EQ_INT(tok->n_merges, 0);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    /* " The quick" in Phi-3's vocabulary: the merges are there once the text is encoded */
+    CHECK_OK(phi3c_tokenize(m, "The quick", 9, false, &ids, &n, &err), &err);
+    CHECK_EQ_INT(atomic_load(&tok->merges_state), TOK_MERGES_READY);
+    CHECK(tok->n_merges > 0);
+    CHECK(n == 2 && ids[0] == 450 && ids[1] == 4996);
+    phi3c_free(ids);
+done:
+    phi3c_session_free(s);
+    phi3c_model_free(m);
 }

@@ -222,6 +222,8 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
     if (!text && len) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "encode: NULL text");
     if (len > INT32_MAX / 4)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "encode: text of %zu bytes is too long", len);
+    p3_status st = tok_merges_ready(tok, err);
+    if (st != PHI3C_OK) return st;
     const uint8_t *s = (const uint8_t *)text;
     tok_work w = {.tok = tok};
     if (tok->words_split && len >= 256) { /* a word cache pays off beyond a short prompt */

@@ -8,6 +8,8 @@
 
 #include "tokenizer.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* U+2581 "▁", SentencePiece's word-start mark that stands for a space. */
@@ -61,6 +63,12 @@ struct p3_tokenizer {
     tok_merge_slot *merges;
     size_t merge_mask;
     size_t n_merges;
+    /* SentencePiece sources (tokenizer.model, GGUF) derive their merges on the first encode
+     * (tok_merges_ready), so whatever never encodes (run --prompt-ids, detokenize) never pays for
+     * them. merges_state is TOK_MERGES_*; the lock orders the one derivation between threads. */
+    atomic_int merges_state;
+    pthread_mutex_t merges_lock;
+    p3_error merges_error; /* why the derivation failed (TOK_MERGES_FAILED) */
     /* added tokens, longest first within each first byte */
     tok_added *added;
     size_t n_added;
@@ -144,6 +152,11 @@ p3_status tok_add_merge(p3_tokenizer *tok, int32_t left, int32_t right, int32_t 
 /* Rank and result of merging (left, right); false when they do not merge. */
 bool tok_merge_get(const p3_tokenizer *tok, int32_t left, int32_t right, int32_t *rank,
                    int32_t *result);
+enum { TOK_MERGES_READY = 0, TOK_MERGES_PENDING = 1, TOK_MERGES_FAILED = 2 };
+/* Marks the merges to be derived from the scores on the first encode (tok_spm_merges.c). */
+void tok_merges_defer(p3_tokenizer *tok);
+/* Derives deferred merges once (thread-safe); PHI3C_OK when the merge table is usable. */
+p3_status tok_merges_ready(const p3_tokenizer *tok, p3_error *err);
 /* Derives merges from SentencePiece scores (tok_spm_merges.c) the way HF's converter does (every
  * split of a piece into two pieces; ordered by score descending, then piece id, then left id, right
  * id). */

@@ -128,3 +128,24 @@ p3_status tok_merges_from_scores(p3_tokenizer *tok, p3_error *err) {
     p3_free(list.item);
     return st;
 }
+
+void tok_merges_defer(p3_tokenizer *tok) {
+    atomic_store(&tok->merges_state, TOK_MERGES_PENDING);
+}
+
+p3_status tok_merges_ready(const p3_tokenizer *ctok, p3_error *err) {
+    int state = atomic_load_explicit(&ctok->merges_state, memory_order_acquire);
+    if (state == TOK_MERGES_READY) return PHI3C_OK;
+    /* the merge table is the lazily built part of an otherwise read-only tokenizer */
+    p3_tokenizer *tok = (p3_tokenizer *)ctok;
+    pthread_mutex_lock(&tok->merges_lock);
+    state = atomic_load_explicit(&tok->merges_state, memory_order_relaxed);
+    if (state == TOK_MERGES_PENDING) {
+        p3_status st = tok_merges_from_scores(tok, &tok->merges_error);
+        state = st == PHI3C_OK ? TOK_MERGES_READY : TOK_MERGES_FAILED;
+        atomic_store_explicit(&tok->merges_state, state, memory_order_release);
+    }
+    pthread_mutex_unlock(&tok->merges_lock);
+    if (state == TOK_MERGES_READY) return PHI3C_OK;
+    return p3_fail(err, tok->merges_error.status, "%s", tok->merges_error.message);
+}

@@ -40,6 +40,8 @@ p3_status tok_new(const char *what, int32_t n_vocab, p3_tokenizer **out, p3_erro
     tok->prepend_space = tok->replace_spaces = true;
     tok->fuse_unk = true;
     tok->byte_fallback = true;
+    pthread_mutex_init(&tok->merges_lock, NULL);
+    atomic_init(&tok->merges_state, TOK_MERGES_READY);
     *out = tok;
     return PHI3C_OK;
 }
@@ -57,6 +59,7 @@ void p3_tokenizer_free(p3_tokenizer *tok) {
     p3_free(tok->piece_hash);
     p3_free(tok->merges);
     p3_free(tok->added);
+    pthread_mutex_destroy(&tok->merges_lock);
     p3_free(tok);
 }
 
