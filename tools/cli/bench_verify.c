@@ -17,8 +17,7 @@ static p3_status timed_forward(p3_session *s, const int32_t *ids, int depth, int
     return st != PHI3C_OK ? st : p3_session_truncate(s, depth, err);
 }
 
-p3_status bench_verify_cost(p3_session *s, int depth, int reps, bench_verify *out,
-                            p3_error *err) {
+p3_status bench_verify_cost(p3_session *s, int depth, int reps, bench_verify *out, p3_error *err) {
     int kmax = ks[BENCH_VERIFY_KS - 1], vocab = s->model->cfg.vocab_size;
     memset(out, 0, sizeof *out);
     if (depth + kmax > s->n_ctx || kmax > s->n_batch || reps > BENCH_VERIFY_REPS)
