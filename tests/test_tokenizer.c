@@ -352,6 +352,25 @@ done:
 
 /* ---- chat template: jinja2 rendering of each tokenizer_config.json template ----------------- */
 
+/* "role hex,content hex|..." -> at most 16 messages; their strings are in owned (free them). */
+static size_t parse_messages(const char *p, const char *e, p3_chat_message *msgs, char **owned,
+                             size_t *n_owned) {
+    size_t n_msgs = 0;
+    while (p < e && n_msgs < 16) {
+        const char *bar = memchr(p, '|', (size_t)(e - p));
+        const char *me = bar ? bar : e;
+        const char *comma = memchr(p, ',', (size_t)(me - p));
+        if (!comma) break;
+        size_t l;
+        owned[(*n_owned)++] = unhex(p, comma, &l);
+        owned[(*n_owned)++] = unhex(comma + 1, me, &l);
+        msgs[n_msgs].role = owned[*n_owned - 2];
+        msgs[n_msgs++].content = owned[*n_owned - 1];
+        p = bar ? bar + 1 : e;
+    }
+    return n_msgs;
+}
+
 P3_TEST(tokenizer_chat_template_matches_jinja) {
     static const char *const chat_versions[] = {"tokenizer-phi-3-mini", "tokenizer-phi-3-apr2024",
                                                 "tokenizer-phi-3-medium"};
@@ -378,18 +397,7 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
             if (line[0] == 'C' && split_fields(line, end, f, fe, 4) == 4) {
                 p3_chat_message msgs[16];
                 char *owned[32];
-                size_t n_msgs = 0, n_owned = 0;
-                for (const char *p = f[2]; p < fe[2] && n_msgs < 16;) {
-                    const char *bar = memchr(p, '|', (size_t)(fe[2] - p));
-                    const char *me = bar ? bar : fe[2];
-                    const char *comma = memchr(p, ',', (size_t)(me - p));
-                    size_t l;
-                    owned[n_owned++] = unhex(p, comma, &l);
-                    owned[n_owned++] = unhex(comma + 1, me, &l);
-                    msgs[n_msgs].role = owned[n_owned - 2];
-                    msgs[n_msgs++].content = owned[n_owned - 1];
-                    p = bar ? bar + 1 : fe[2];
-                }
+                size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned);
                 size_t want_len, len;
                 char *want = unhex(f[3], fe[3], &want_len), *text = NULL;
                 p3_error err = {0};
@@ -413,6 +421,58 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
         free(data);
         p3_tokenizer_free(tok);
     }
+}
+
+/* A Phi-3 GGUF keeps no strip flags; phi3c applies tokenizer.json's rstrip to the specials of a
+ * phi3 GGUF, so its chat prompts (rendered with the GGUF's own template) and text glued to special
+ * tokens give the ids HF's tokenizer.json gives (tools/make_tokenizer_tests.py). */
+P3_TEST(tokenizer_phi3_gguf_chat_ids_match_hf) {
+    p3_tokenizer *tok = load_or_fail(t, shared_path("data/llamacpp/ggml-vocab-phi-3.gguf"));
+    size_t size;
+    char *data = p3_test_read_file(t, FIXTURES "phi-3-gguf-chat.ids", &size);
+    size_t total = 0, pass = 0;
+    for (char *line = data; tok && line && line < data + size;) {
+        char *nl = memchr(line, '\n', (size_t)(data + size - line));
+        char *end = nl ? nl : data + size;
+        const char *f[5], *fe[5];
+        size_t nf = split_fields(line, end, f, fe, 5);
+        size_t len = 0;
+        char *text = NULL;
+        int32_t want[512];
+        size_t n_want = 0;
+        p3_error err = {0};
+        if (line[0] == 'G' && nf == 5) {
+            p3_chat_message msgs[16];
+            char *owned[32];
+            size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned);
+            size_t want_len;
+            char *rendered = unhex(f[3], fe[3], &want_len);
+            CHECK_OK(p3_tokenizer_apply_chat(tok, msgs, n_msgs, f[1][0] == '1', &text, &len, &err),
+                     &err);
+            CHECK_MSG(text && len == want_len && memcmp(text, rendered, len) == 0,
+                      "GGUF chat rendered \"%s\", jinja2 \"%s\"", text, rendered);
+            n_want = parse_ids(f[4], fe[4], want, 512);
+            free(rendered);
+            for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+        } else if (line[0] == 'T' && nf == 3) {
+            char *raw = unhex(f[1], fe[1], &len);
+            text = p3_malloc(len + 1);
+            if (text) memcpy(text, raw, len + 1);
+            free(raw);
+            n_want = parse_ids(f[2], fe[2], want, 512);
+        }
+        if (text) {
+            total++;
+            pass += check_encode(t, tok, text, len, 0, want, n_want, "phi-3 GGUF");
+        }
+        p3_free(text);
+        line = end + 1;
+    }
+    printf("    ggml-vocab-phi-3.gguf: %zu/%zu chat prompts and glued texts identical to HF\n",
+           pass, total);
+    CHECK(total >= 30);
+    free(data);
+    p3_tokenizer_free(tok);
 }
 
 P3_TEST(tokenizer_chat_unknown_template_is_refused) {
