@@ -84,6 +84,9 @@ void phi3c_model_free(phi3c_model *model) {
 int phi3c_model_vocab_size(const phi3c_model *model) {
     return model->m->cfg.vocab_size;
 }
+int phi3c_model_context_length(const phi3c_model *model) {
+    return model->m->cfg.max_position_embeddings;
+}
 double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
 }

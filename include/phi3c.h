@@ -89,6 +89,9 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
                               phi3c_error *err);
 void phi3c_model_free(phi3c_model *model);
 int phi3c_model_vocab_size(const phi3c_model *model);
+/* The positions the model was trained for (config max_position_embeddings; LongRoPE models: the
+ * long context). */
+int phi3c_model_context_length(const phi3c_model *model);
 /* One line: layers, sizes, weight format, backend. */
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len);
 /* Seconds phi3c_model_load took. */

@@ -17,7 +17,7 @@ static const char usage[] =
     "statistics (tokens prefilled, cache use, speed) go to stderr. Ctrl-C stops the current\n"
     "answer; Ctrl-D or /exit quits; /reset starts a new conversation.\n"
     "\n"
-    "  --system TEXT         system message\n"
+    "  -sys, --system-prompt TEXT  system message (also --system)\n"
     "  -n, --n-predict N     tokens per answer at most (default: until a stop token)\n";
 
 static volatile sig_atomic_t interrupted;
@@ -188,7 +188,7 @@ static int chat_loop(chat *c) {
 
 int cmd_chat(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("%s%s%s", usage, cli_engine_help, cli_sampler_help);
+        printf("%s%s%s%s", usage, cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
     cli_engine_opts o;
@@ -201,10 +201,11 @@ int cmd_chat(int argc, char **argv) {
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
         if (r == CLI_FLAG_TAKEN) continue;
         const char *a = argv[i];
-        if (cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict")) {
+        bool sys = cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL);
+        if (sys || cli_is(a, "-n", "--n-predict")) {
             const char *v = cli_value("chat", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "--system", NULL))
+            if (sys)
                 system = v;
             else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict))
                 return CLI_EXIT_USAGE;
