@@ -86,6 +86,9 @@ P3_TEST(api_generate_stops_on_callback_and_on_full_context) {
     CHECK_EQ_INT(phi3c_session_n_past(s), 13);
     CHECK_EQ_INT(r.n_generated, 6); /* 5 fed after the prompt, the 6th fills nothing */
     CHECK_STATUS(phi3c_session_feed_tokens(s, prompt, 1, NULL, &err), PHI3C_ERR_CONTEXT_FULL);
+    /* the library states the problem and the value; flag advice is the CLI's (tools/cli/cli.c) */
+    CHECK_MSG(strstr(err.message, "context of 13 positions") && !strstr(err.message, "--"), "%s",
+              err.message);
     phi3c_session_free(s);
     phi3c_model_free(m);
 }

@@ -226,6 +226,7 @@ P3_TEST(native_refuses_existing_without_force) {
     p3_native_write_opts o = toy_opts();
     p3_error err = {0};
     CHECK_STATUS(p3_native_write(&m->src, NULL, 0, out, &o, &err), PHI3C_ERR_EXISTS);
+    CHECK_MSG(strstr(err.message, "exists") && !strstr(err.message, "--force"), "%s", err.message);
     size_t n = 0;
     char *text = p3_test_read_file(t, out, &n);
     CHECK(text && n == 7);

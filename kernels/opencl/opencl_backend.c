@@ -236,7 +236,7 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "opencl: %s", why);
     if (index < 0 || (size_t)index >= list.n)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                       "opencl: --device %d does not exist (%zu device(s): 0..%zu, see phi3c info)",
+                       "opencl: device %d does not exist (%zu device(s): 0..%zu)",
                        index, list.n, list.n - 1);
     c->platform = list.platform[index];
     c->device = list.device[index];
