@@ -65,7 +65,8 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-tokenizer phi4-tokenizer format \
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
+        phi4-tokenizer format \
         format-check clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
@@ -193,6 +194,11 @@ PHI4_TOK := $(BUILD)/phi4-tokenizer/tokenizer.json
 phi4-tokenizer: $(PHI4_TOK)
 $(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
 	$(VENV_TOK)/bin/python tools/make_phi4_tokenizer.py $(@D)
+
+# Prompt lookup on the demo model: generated tok/s with --lookup 8 against without on the fixed
+# prompts of tools/lookup_prompts.txt (alternating A/B runs, medians; not part of `make test`).
+bench-lookup: all
+	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp

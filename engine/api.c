@@ -55,6 +55,7 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
     if (st != PHI3C_OK) return st;
     phi3c_model *model = p3_calloc(1, sizeof *model);
     if (!model) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the model");
+    pthread_mutex_init(&model->lock, NULL);
     double t0 = p3_time_now();
     p3_model_source *src = NULL;
     st = p3_source_open(path, &src, err);
@@ -76,11 +77,15 @@ void phi3c_model_free(phi3c_model *model) {
     if (!model) return;
     p3_model_free(model->m);
     p3_tokenizer_free(model->tok);
+    pthread_mutex_destroy(&model->lock);
     p3_free(model);
 }
 
 int phi3c_model_vocab_size(const phi3c_model *model) {
     return model->m->cfg.vocab_size;
+}
+int phi3c_model_context_length(const phi3c_model *model) {
+    return model->m->cfg.max_position_embeddings;
 }
 double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
@@ -142,8 +147,13 @@ phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params
     s->model = model;
     p3_lookup_init(&s->lookup, params ? params->lookup : 0);
     s->scratch = p3_malloc((size_t)model->m->cfg.vocab_size * sizeof(float));
-    p3_status st = s->scratch ? p3_session_create(model->m, &o, &s->s, err)
-                              : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    p3_status st = PHI3C_OK;
+    if (!s->scratch) st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    if (st == PHI3C_OK) {
+        pthread_mutex_lock(&model->lock); /* the KV allocation may grow backend scratch */
+        st = p3_session_create(model->m, &o, &s->s, err);
+        pthread_mutex_unlock(&model->lock);
+    }
     if (st != PHI3C_OK) {
         phi3c_session_free(s);
         return st;
@@ -154,8 +164,11 @@ phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params
 
 void phi3c_session_free(phi3c_session *session) {
     if (!session) return;
+    pthread_mutex_lock(&session->model->lock);
     p3_session_free(session->s);
+    pthread_mutex_unlock(&session->model->lock);
     p3_free(session->scratch);
+    p3_free(session->chat_text);
     p3_free(session);
 }
 
@@ -175,6 +188,15 @@ phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_
 
 void phi3c_session_reset(phi3c_session *session) {
     p3_session_reset(session->s);
+    p3_api_chat_forget(session);
+}
+
+p3_status p3_api_feed(phi3c_session *session, const int32_t *ids, int n, float *logits,
+                      p3_error *err) {
+    pthread_mutex_lock(&session->model->lock);
+    p3_status st = p3_session_feed(session->s, ids, n, logits, err);
+    pthread_mutex_unlock(&session->model->lock);
+    return st;
 }
 int phi3c_session_n_past(const phi3c_session *session) {
     return session->s->n_past;
@@ -199,7 +221,7 @@ phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *id
         return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
                        "context full: %zu tokens exceed the context of %d positions", n,
                        session->s->n_ctx);
-    return p3_session_feed(session->s, ids, (int)n, logits, err);
+    return p3_api_feed(session, ids, (int)n, logits, err);
 }
 
 static p3_sampler_options to_sampler_options(const phi3c_sampler_params *p) {
@@ -292,7 +314,9 @@ static p3_status queue_begin(phi3c_session *session, pick_queue *q, p3_error *er
     int max = session->lookup.max_draft;
     if (max <= 0) return PHI3C_OK;
     p3_session *s = session->s;
+    pthread_mutex_lock(&session->model->lock); /* a device buffer may be reallocated */
     p3_status st = p3_session_reserve_logits(s, P3_MIN(max + 1, s->n_batch), err);
+    pthread_mutex_unlock(&session->model->lock);
     if (st != PHI3C_OK) return st;
     q->rows = p3_malloc((size_t)(max + 1) * (size_t)s->model->cfg.vocab_size * sizeof(float));
     return q->rows ? PHI3C_OK : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for lookup logits");
@@ -345,6 +369,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         size_t piece_len = 0;
         if (text && (st = p3_detok_stream_push(&stream, id, &piece, &piece_len, err)) != PHI3C_OK)
             break;
+        p3_api_chat_extend(session, piece, piece_len);
         bool go_on = !on_token || on_token(user, id, piece, piece_len);
         /* every reported token is fed (the one the callback stops at too), so the cache holds
          * exactly the conversation the caller saw */
@@ -354,7 +379,9 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
                 break;
             }
             int left = go_on ? max_tokens - r.n_generated : 0;
+            pthread_mutex_lock(&session->model->lock);
             st = feed_next(session, smp, id, left, &q, &r, err);
+            pthread_mutex_unlock(&session->model->lock);
             if (st != PHI3C_OK) break;
         }
         if (!go_on) {
@@ -367,6 +394,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         const char *rest = NULL;
         size_t rest_len = 0;
         p3_detok_stream_finish(&stream, &rest, &rest_len);
+        if (rest_len) p3_api_chat_forget(session); /* bytes of a token the text cannot show */
         if (st == PHI3C_OK && rest_len && on_token) on_token(user, -1, rest, rest_len);
         p3_detok_stream_free(&stream);
     }

@@ -71,9 +71,9 @@ int p3_lookup_room(const p3_session *s) {
     return P3_MAX(0, P3_MIN(room, P3_LOOKUP_MAX));
 }
 
-p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft,
-                           int k, p3_stop_fn is_stop, const void *stop_user, float *rows,
-                           float *scratch, int32_t *picks, int *n_picks, p3_error *err) {
+p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
+                           p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
+                           int32_t *picks, int *n_picks, p3_error *err) {
     int vocab = s->model->cfg.vocab_size, base = s->n_past;
     size_t row_bytes = (size_t)vocab * sizeof(float);
     int32_t fed[P3_LOOKUP_MAX + 1];

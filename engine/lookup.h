@@ -17,9 +17,9 @@ typedef struct p3_lookup {
     p3_draft_fn draft; /* NULL: the n-gram lookup below; another source (a draft model, a test's
                         * oracle) may be plugged in and goes through the same verification */
     void *draft_user;
-    int len;       /* current draft length, 1..max_draft */
-    int misses;    /* drafts in a row with nothing accepted */
-    int pause;     /* decode steps left without drafting (back-off) */
+    int len;    /* current draft length, 1..max_draft */
+    int misses; /* drafts in a row with nothing accepted */
+    int pause;  /* decode steps left without drafting (back-off) */
     /* statistics since the session was made */
     long long n_drafted, n_accepted, n_verifies;
 } p3_lookup;
@@ -49,8 +49,8 @@ typedef bool (*p3_stop_fn)(const void *user, int32_t id);
  * accepted drafts, the last is the model's own next token, not fed). The cache keeps id and the
  * accepted drafts, and host_logits holds the row the last pick was made from. `scratch` is
  * [vocab] for the sampler, which may modify the logits it is given. */
-p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft,
-                           int k, p3_stop_fn is_stop, const void *stop_user, float *rows,
-                           float *scratch, int32_t *picks, int *n_picks, p3_error *err);
+p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
+                           p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
+                           int32_t *picks, int *n_picks, p3_error *err);
 
 #endif /* P3_LOOKUP_H */

@@ -44,6 +44,13 @@ const char *phi3c_strerror(phi3c_status status);
 
 /* ---- Models, sessions and generation (engine/api.c) ----------------------------------------- */
 
+/* Threads: one model may be shared by any number of sessions used from different threads at the
+ * same time; each session (and each phi3c_batch) must be used by one thread at a time. Calls
+ * that run the model (feeds, generation, batches) and session creation/freeing take turns on the
+ * model's backend (its thread pool and per-context scratch are never shared between concurrent
+ * calls); tokenizing, rendering and sampling run concurrently. Free the model after all its
+ * sessions. */
+
 typedef struct phi3c_model phi3c_model;     /* weights on one backend (+ tokenizer when found) */
 typedef struct phi3c_session phi3c_session; /* one conversation: KV cache and token history */
 
@@ -82,6 +89,9 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
                               phi3c_error *err);
 void phi3c_model_free(phi3c_model *model);
 int phi3c_model_vocab_size(const phi3c_model *model);
+/* The positions the model was trained for (config max_position_embeddings; LongRoPE models: the
+ * long context). */
+int phi3c_model_context_length(const phi3c_model *model);
 /* One line: layers, sizes, weight format, backend. */
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len);
 /* Seconds phi3c_model_load took. */
@@ -194,6 +204,35 @@ void phi3c_free(void *ptr);
  * feeds it; *n_fed (may be NULL) receives the token count. */
 phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, size_t len,
                                      bool add_bos, size_t *n_fed, phi3c_error *err);
+
+/* ---- Chat turns over a session's cache (engine/api_chat.c), shared by `phi3c chat` and the
+ * server. */
+typedef struct phi3c_chat_params {
+    int reserve;     /* positions the prompt must leave free for the answer */
+    bool drop_turns; /* when the prompt does not fit, drop the oldest turns (a message and the
+                      * assistant answer after it) behind the leading system messages; false:
+                      * PHI3C_ERR_CONTEXT_FULL */
+} phi3c_chat_params;
+
+typedef struct phi3c_chat_turn {
+    int32_t *ids;     /* tokens still to feed, in order (free with phi3c_free) */
+    size_t n_ids;     /* >= 1 on success */
+    int n_reused;     /* cached positions kept: the session now holds exactly these */
+    size_t n_prompt;  /* tokens of the whole rendered prompt (n_reused + n_ids); also set when
+                       * it did not fit */
+    size_t n_dropped; /* messages dropped from the front (after the system messages) */
+} phi3c_chat_turn;
+
+/* Prepares the session for the assistant's answer to `messages` (rendered with the chat template
+ * and the generation prompt): keeps the longest part of its cache that the new prompt starts
+ * with (the session is truncated to turn->n_reused positions) and returns the tokens still to
+ * feed (with phi3c_session_feed_tokens or phi3c_batch_decode). After a previous turn's answer
+ * was generated in this session, a conversation that repeats it prefills only the new turn.
+ * params NULL: reserve min(64, n_ctx/4), no dropping. A prompt that does not fit (after dropping
+ * what may be dropped) fails with PHI3C_ERR_CONTEXT_FULL and the numbers, the cache unchanged. */
+phi3c_status phi3c_chat_prepare(phi3c_session *session, const phi3c_chat_message *messages,
+                                size_t n_messages, const phi3c_chat_params *params,
+                                phi3c_chat_turn *turn, phi3c_error *err);
 
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each reported token back (also the one the callback stops at; not a sampled stop id), so the

@@ -48,8 +48,7 @@ static int oracle_draft(void *user, const int32_t *seq, int n, int cap, int32_t 
 }
 
 /* A phi3c_model over a p3_model loaded on a given backend and CPU level (no tokenizer). */
-static phi3c_model *load(p3_test_ctx *t, const char *path, const char *backend,
-                         const char *level) {
+static phi3c_model *load(p3_test_ctx *t, const char *path, const char *backend, const char *level) {
     p3_load_options lo;
     p3_load_options_init(&lo);
     lo.backend = backend;
@@ -86,8 +85,7 @@ static phi3c_session *run(p3_test_ctx *t, phi3c_model *m, const int32_t *prompt,
     }
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
     if (CHECK_OK(phi3c_session_feed_tokens(s, prompt, (size_t)n_prompt, NULL, &err), &err) &&
-        CHECK_OK(phi3c_generate(s, o->sp ? o->sp : &greedy, o->n_new, collect, out, r, &err),
-                 &err))
+        CHECK_OK(phi3c_generate(s, o->sp ? o->sp : &greedy, o->n_new, collect, out, r, &err), &err))
         return s;
     phi3c_session_free(s);
     return NULL;
@@ -99,10 +97,14 @@ typedef struct fixture_case {
 } fixture_case;
 
 static const fixture_case cases[] = {
-    {"mini4k", "hf-f32", "f32", 0},       {"mini4k", "model-f32.gguf", "f32", 0},
-    {"mini4k", "hf-bf16", "bf16", 0},     {"longrope", "hf-bf16", "bf16", 1},
-    {"longrope", "model-bf16.gguf", "bf16", 1}, {"medium", "hf-bf16", "bf16", 0},
-    {"phi4mini", "hf-bf16", "bf16", 1},   {"phi4mini", "model-bf16.gguf", "bf16", 1},
+    {"mini4k", "hf-f32", "f32", 0},
+    {"mini4k", "model-f32.gguf", "f32", 0},
+    {"mini4k", "hf-bf16", "bf16", 0},
+    {"longrope", "hf-bf16", "bf16", 1},
+    {"longrope", "model-bf16.gguf", "bf16", 1},
+    {"medium", "hf-bf16", "bf16", 0},
+    {"phi4mini", "hf-bf16", "bf16", 1},
+    {"phi4mini", "model-bf16.gguf", "bf16", 1},
 };
 
 /* Greedy with the n-gram drafter and with the oracle drafter equals transformers' ids. */
@@ -214,9 +216,9 @@ static void check_sampling(p3_test_ctx *t, const char *variant, const char *file
 }
 
 P3_TEST(lookup_seeded_sampling_draws_the_same_ids) {
-    check_sampling(t, "mini4k", "hf-f32");     /* sliding window */
-    check_sampling(t, "longrope", "hf-bf16");  /* LongRoPE switch */
-    check_sampling(t, "phi4mini", "hf-bf16");  /* GQA, partial rotary, 200k-like vocab path */
+    check_sampling(t, "mini4k", "hf-f32");    /* sliding window */
+    check_sampling(t, "longrope", "hf-bf16"); /* LongRoPE switch */
+    check_sampling(t, "phi4mini", "hf-bf16"); /* GQA, partial rotary, 200k-like vocab path */
 }
 
 /* A stop (callback or max_tokens) inside a run of accepted drafts: the cache holds exactly the
@@ -230,8 +232,8 @@ P3_TEST(lookup_stop_inside_accepted_drafts_keeps_exactly_the_reported_tokens) {
         oracle orc = {want, n_prompt, n_want, 0, 0};
         /* mode 0: the callback stops at token 3 (drafts 3 and 4 of the first verification were
          * accepted and are dropped); mode 1: max_tokens 6 */
-        run_opts o = {.n_new = mode ? 6 : n_want, .lookup = 8, .stop_after = mode ? 0 : 3,
-                      .drafter = &orc};
+        run_opts o = {
+            .n_new = mode ? 6 : n_want, .lookup = 8, .stop_after = mode ? 0 : 3, .drafter = &orc};
         collected got, rest;
         phi3c_generate_result r;
         phi3c_error err = {0};
