@@ -91,10 +91,6 @@ double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
 }
 
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
-}
-
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
     const p3_model *m = model->m;
     const p3_config *c = &m->cfg;
@@ -104,9 +100,9 @@ void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
              "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
              c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
              p3_dtype_name(m->layers[0].qkv->dtype), (double)m->weight_bytes / (1024.0 * 1024.0),
-             !is_int4(m->layers[0].qkv->dtype) ? ""
-             : m->act == P3_ACT_Q8             ? " w4a8"
-                                               : " w4a32",
+             !p3_dtype_is_int4(m->layers[0].qkv->dtype) ? ""
+             : m->act == P3_ACT_Q8                      ? " w4a8"
+                                                        : " w4a32",
              be);
 }
 
