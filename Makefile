@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
@@ -26,7 +26,7 @@ ARCH := $(shell uname -m)
 
 # Library sources: every .c of the module folders. ISA-specific kernels carry their ISA in the
 # file name and get their flags below; nothing is built with -march=native.
-LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/opencl kernels/level_zero engine
+LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero engine
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 ifneq ($(ARCH),aarch64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
@@ -66,7 +66,7 @@ LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
 .PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer format \
-        format-check clean venv fixtures info
+        format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -102,7 +102,7 @@ $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 
 # The conformance suite alone, with only the kernels and what they need (no file-format libraries):
 # tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
-CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
             $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
 $(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
 	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
@@ -190,6 +190,11 @@ bench-lookup: all
 bench-tokenizer: $(BUILD)/tools/bench_tokenizer
 	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
+
+# The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.
+# tests/stages/layering.sh runs it in `make test` and shows it fails on planted bad includes.
+check-layering:
+	@tools/check_layering.sh $(if $(GRAPH),--graph)
 
 format:
 	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')
