@@ -208,11 +208,13 @@ static size_t whitespace_run_end(const uint8_t *s, size_t n, size_t from) {
     return end;
 }
 
-/* One piece of text between added tokens, through the model's segment encoder (SentencePiece
- * today; the byte-level BPE encoder is chosen here too). */
+/* One piece of text between added tokens, through the model's segment encoder. */
 static void encode_segment(tok_work *w, const uint8_t *s, size_t n) {
     if (n == 0 || w->oom) return;
-    tok_spm_encode_segment(w, s, n);
+    if (w->tok->model == TOK_MODEL_BYTE_BPE)
+        tok_bpe_encode_segment(w, s, n);
+    else
+        tok_spm_encode_segment(w, s, n);
 }
 
 p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t len, unsigned flags,
@@ -226,7 +228,8 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
     if (st != PHI3C_OK) return st;
     const uint8_t *s = (const uint8_t *)text;
     tok_work w = {.tok = tok};
-    if (tok->words_split && len >= 256) { /* a word cache pays off beyond a short prompt */
+    bool cache = tok->words_split || tok->model == TOK_MODEL_BYTE_BPE;
+    if (cache && len >= 256) { /* a word cache pays off beyond a short prompt */
         size_t slots = 64;
         while (slots < len / 8 && slots < 65536) slots *= 2;
         w.cache = p3_calloc(slots, sizeof *w.cache);

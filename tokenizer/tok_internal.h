@@ -40,8 +40,19 @@ typedef struct tok_merge_slot {
     int32_t result;
 } tok_merge_slot;
 
+/* The model that turns text between added tokens into ids. */
+typedef enum tok_model {
+    TOK_MODEL_SPM = 0,      /* SentencePiece-style BPE: "▁" for spaces, <0xXX> byte fallback */
+    TOK_MODEL_BYTE_BPE = 1, /* byte-level BPE after the o200k split (Phi-4-mini) */
+} tok_model;
+
 struct p3_tokenizer {
     char *what; /* file name for messages */
+    tok_model model;
+    /* byte-level BPE: pieces are stored as their raw bytes (not in the byte-level alphabet);
+     * ignore_merges: a pre-tokenized chunk that is itself a piece is taken whole (HF's
+     * ignore_merges, tiktoken's behaviour) */
+    bool ignore_merges;
     int32_t n_vocab;
     /* pieces: id -> bytes in pool */
     uint32_t *piece_off, *piece_len;
