@@ -65,8 +65,8 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer format \
-        format-check check-layering clean venv fixtures info
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
+        phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -147,7 +147,8 @@ run: deps
 	$(BUILD)/phi3c run -m tools/demo-model -p "And God said" -n 64 --seed 1
 
 test: deps-test
-	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
+	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c \
+	    $(PHI4_TOK)
 	@SHARED=$(SHARED) BUILD=$(BUILD) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" \
 	    tests/run_all.sh
 
@@ -181,14 +182,25 @@ fixtures:
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
 
+# The tokenizer oracles' venv (HF tokenizers, jinja2, bpe-openai, tiktoken).
+VENV_TOK := $(BUILD)/venv-tokenizer
+$(VENV_TOK)/.stamp: tools/requirements-tokenizer.txt
+	@tools/make_venv.sh $(VENV_TOK) tools/requirements-tokenizer.txt
+	@touch $@
+
+# A Phi-4-mini-style tokenizer.json (13 MB, not committed) from bpe-openai's o200k_base ranks.
+PHI4_TOK := $(BUILD)/phi4-tokenizer/tokenizer.json
+phi4-tokenizer: $(PHI4_TOK)
+$(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
+	$(VENV_TOK)/bin/python tools/make_phi4_tokenizer.py $(@D)
+
 # Prompt lookup on the demo model: generated tok/s with --lookup 8 against without on the fixed
 # prompts of tools/lookup_prompts.txt (alternating A/B runs, medians; not part of `make test`).
 bench-lookup: all
 	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
-bench-tokenizer: $(BUILD)/tools/bench_tokenizer
-	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
 
 # The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.
