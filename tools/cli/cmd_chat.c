@@ -1,6 +1,7 @@
 /* cmd_chat.c: `phi3c chat`: interactive multi-turn chat with the model's template. The KV cache
  * is kept across turns, so only the new turn's tokens are prefilled; when the context is full the
- * oldest turns are dropped and what remains is prefilled again. Works with piped stdin. */
+ * oldest turns are dropped and what remains is prefilled again (both by phi3c_chat_prepare).
+ * Works with piped stdin. */
 #include "cli_engine.h"
 
 #include <errno.h>
@@ -16,7 +17,7 @@ static const char usage[] =
     "statistics (tokens prefilled, cache use, speed) go to stderr. Ctrl-C stops the current\n"
     "answer; Ctrl-D or /exit quits; /reset starts a new conversation.\n"
     "\n"
-    "  --system TEXT         system message\n"
+    "  -sys, --system-prompt TEXT  system message (also --system)\n"
     "  -n, --n-predict N     tokens per answer at most (default: until a stop token)\n";
 
 static volatile sig_atomic_t interrupted;
@@ -31,9 +32,8 @@ typedef struct chat {
     const cli_engine_opts *o;
     phi3c_chat_message *msgs; /* contents are owned copies; a system message first if given */
     size_t n_msgs, cap;
-    size_t n_fixed;    /* leading messages never dropped (the system message) */
-    char *cached_text; /* the text whose tokens the KV cache holds, or NULL */
-    char *answer;      /* the answer being generated */
+    size_t n_fixed; /* leading messages never dropped (the system message) */
+    char *answer;   /* the answer being generated */
     size_t answer_len, answer_cap;
     int n_predict;
     int turn;
@@ -60,12 +60,6 @@ static void drop_messages(chat *c, size_t first, size_t count) {
     c->n_msgs -= count;
 }
 
-static void forget_cache(chat *c) {
-    phi3c_session_reset(c->s);
-    free(c->cached_text);
-    c->cached_text = NULL;
-}
-
 static bool collect_answer(void *user, int32_t token, const char *text, size_t len) {
     chat *c = user;
     (void)token;
@@ -86,48 +80,17 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
     return !interrupted;
 }
 
-/* The tokens that bring the cache from cached_text to `text`: only the new part when the cache
- * holds a prefix of it, else (after a reset) all of it. */
-static phi3c_status tokens_to_feed(chat *c, const char *text, size_t len, int32_t **ids, size_t *n,
-                                   phi3c_error *err) {
-    size_t cached = c->cached_text ? strlen(c->cached_text) : 0;
-    if (c->cached_text && cached <= len && memcmp(text, c->cached_text, cached) == 0 &&
-        phi3c_session_n_past(c->s) > 0)
-        return phi3c_tokenize(c->model, text + cached, len - cached, false, ids, n, err);
-    forget_cache(c);
-    return phi3c_tokenize(c->model, text, len, false, ids, n, err);
-}
-
-/* Renders the conversation and finds the tokens to prefill; drops the oldest turns while they do
- * not fit (keeping room for an answer). */
-static phi3c_status prepare_turn(chat *c, char **text, int32_t **ids, size_t *n, phi3c_error *err) {
+/* Renders the conversation and finds the tokens to prefill (phi3c_chat_prepare), dropping the
+ * oldest turns while they do not fit (keeping room for an answer); the same turns go from c. */
+static phi3c_status prepare_turn(chat *c, phi3c_chat_turn *turn, phi3c_error *err) {
     int n_ctx = phi3c_session_n_ctx(c->s);
-    int reserve = P3_MIN(64, n_ctx / 4);
-    for (;;) {
-        size_t len = 0;
-        phi3c_status st = phi3c_chat_render(c->model, c->msgs, c->n_msgs, true, text, &len, err);
-        if (st == PHI3C_OK) st = tokens_to_feed(c, *text, len, ids, n, err);
-        if (st != PHI3C_OK) return st;
-        if ((int)*n + phi3c_session_n_past(c->s) + reserve <= n_ctx) return PHI3C_OK;
-        phi3c_free(*ids);
-        phi3c_free(*text);
-        *ids = NULL;
-        *text = NULL;
-        bool cache_was_used = phi3c_session_n_past(c->s) > 0;
-        if (cache_was_used) {
-            forget_cache(c); /* first try the whole conversation from scratch */
-            continue;
-        }
-        if (c->n_msgs - c->n_fixed <= 1)
-            return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
-                           "the message does not fit in the context of %d tokens (raise "
-                           "-c/--ctx)",
-                           n_ctx);
-        /* drop the oldest user turn and its answer */
-        size_t count = c->n_msgs - c->n_fixed >= 3 ? 2 : 1;
-        drop_messages(c, c->n_fixed, count);
+    phi3c_chat_params params = {.reserve = P3_MIN(64, n_ctx / 4), .drop_turns = true};
+    phi3c_status st = phi3c_chat_prepare(c->s, c->msgs, c->n_msgs, &params, turn, err);
+    if (st == PHI3C_OK && turn->n_dropped > 0) {
+        drop_messages(c, c->n_fixed, turn->n_dropped);
         fprintf(stderr, "[context full: dropped the oldest turn; the rest is prefilled again]\n");
     }
+    return st;
 }
 
 static int run_turn(chat *c, const char *line) {
@@ -136,10 +99,8 @@ static int run_turn(chat *c, const char *line) {
         fprintf(stderr, "phi3c chat: out of memory\n");
         return CLI_EXIT_FAIL;
     }
-    char *text = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    phi3c_status st = prepare_turn(c, &text, &ids, &n, &err);
+    phi3c_chat_turn turn;
+    phi3c_status st = prepare_turn(c, &turn, &err);
     if (st == PHI3C_ERR_CONTEXT_FULL) {
         cli_fail("chat", &err);
         drop_messages(c, c->n_msgs - 1, 1);
@@ -148,13 +109,12 @@ static int run_turn(chat *c, const char *line) {
     phi3c_session_stats before, after;
     phi3c_session_get_stats(c->s, &before);
     double t0 = p3_time_now();
-    if (st == PHI3C_OK && n > 0) st = phi3c_session_feed_tokens(c->s, ids, n, NULL, &err);
+    if (st == PHI3C_OK) st = phi3c_session_feed_tokens(c->s, turn.ids, turn.n_ids, NULL, &err);
     phi3c_session_get_stats(c->s, &after);
     double prefill_s = p3_time_now() - t0;
-    phi3c_free(ids);
+    phi3c_free(turn.ids);
     if (st != PHI3C_OK) {
-        phi3c_free(text);
-        forget_cache(c);
+        phi3c_session_reset(c->s);
         return cli_fail("chat", &err);
     }
     c->answer_len = 0;
@@ -166,8 +126,7 @@ static int run_turn(chat *c, const char *line) {
     printf("\n");
     fflush(stdout);
     if (st != PHI3C_OK) {
-        phi3c_free(text);
-        forget_cache(c);
+        phi3c_session_reset(c->s);
         return cli_fail("chat", &err);
     }
     if (r.stop == PHI3C_STOP_CALLBACK) fprintf(stderr, "[stopped]\n");
@@ -175,24 +134,21 @@ static int run_turn(chat *c, const char *line) {
         fprintf(stderr, "[context full: the answer was cut; the oldest turns will be dropped]\n");
     const char *answer = c->answer ? c->answer : "";
     add_message(c, "assistant", answer);
-    /* the cache now holds the rendered prompt plus the answer's tokens */
-    free(c->cached_text);
-    c->cached_text = malloc(strlen(text) + strlen(answer) + 1);
-    if (c->cached_text) strcat(strcpy(c->cached_text, text), answer);
-    phi3c_free(text);
     c->turn++;
+    char lookup[128];
+    cli_lookup_stats(lookup, sizeof lookup, c->o, &r);
     fprintf(stderr,
             "[turn %d: prefilled %lld tokens in %.3f s, cache %d/%d | generated %d tokens in "
-            "%.3f s (%.1f tok/s)]\n",
+            "%.3f s (%.1f tok/s)%s]\n",
             c->turn, after.n_prefilled - before.n_prefilled, prefill_s, phi3c_session_n_past(c->s),
             phi3c_session_n_ctx(c->s), r.n_generated, r.seconds,
-            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9));
+            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9), lookup);
     return CLI_EXIT_OK;
 }
 
 static void reset_conversation(chat *c) {
     drop_messages(c, c->n_fixed, c->n_msgs - c->n_fixed);
-    forget_cache(c);
+    phi3c_session_reset(c->s);
     c->turn = 0;
 }
 
@@ -232,7 +188,7 @@ static int chat_loop(chat *c) {
 
 int cmd_chat(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("%s%s%s", usage, cli_engine_help, cli_sampler_help);
+        printf("%s%s%s%s", usage, cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
     cli_engine_opts o;
@@ -245,10 +201,11 @@ int cmd_chat(int argc, char **argv) {
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
         if (r == CLI_FLAG_TAKEN) continue;
         const char *a = argv[i];
-        if (cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict")) {
+        bool sys = cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL);
+        if (sys || cli_is(a, "-n", "--n-predict")) {
             const char *v = cli_value("chat", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "--system", NULL))
+            if (sys)
                 system = v;
             else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict))
                 return CLI_EXIT_USAGE;
@@ -275,7 +232,6 @@ int cmd_chat(int argc, char **argv) {
     }
     drop_messages(&c, 0, c.n_msgs);
     free(c.msgs);
-    free(c.cached_text);
     free(c.answer);
     phi3c_session_free(c.s);
     phi3c_model_free(c.model);
