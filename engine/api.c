@@ -91,10 +91,6 @@ double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
 }
 
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
-}
-
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
     const p3_model *m = model->m;
     const p3_config *c = &m->cfg;
@@ -104,9 +100,9 @@ void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
              "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
              c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
              p3_dtype_name(m->layers[0].qkv->dtype), (double)m->weight_bytes / (1024.0 * 1024.0),
-             !is_int4(m->layers[0].qkv->dtype) ? ""
-             : m->act == P3_ACT_Q8             ? " w4a8"
-                                               : " w4a32",
+             !p3_dtype_is_int4(m->layers[0].qkv->dtype) ? ""
+             : m->act == P3_ACT_Q8                      ? " w4a8"
+                                                        : " w4a32",
              be);
 }
 
@@ -176,13 +172,7 @@ phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_
     if (lookup < 0 || lookup > P3_LOOKUP_MAX)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup %d is not in 0..%d", lookup,
                        P3_LOOKUP_MAX);
-    p3_lookup kept = session->lookup;
-    p3_lookup_init(&session->lookup, lookup);
-    session->lookup.draft = kept.draft;
-    session->lookup.draft_user = kept.draft_user;
-    session->lookup.n_drafted = kept.n_drafted;
-    session->lookup.n_accepted = kept.n_accepted;
-    session->lookup.n_verifies = kept.n_verifies;
+    session->lookup.max_draft = lookup; /* what was learned about drafts and costs stays */
     return PHI3C_OK;
 }
 
@@ -297,12 +287,17 @@ static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, 
                             P3_MIN(left, p3_lookup_room(s)), draft);
     }
     r->n_forwards++;
-    if (k == 0) return p3_session_feed(s, &id, 1, NULL, err);
+    double t0 = p3_time_now();
+    if (k == 0) {
+        p3_status st = p3_session_feed(s, &id, 1, NULL, err);
+        if (q->rows) p3_lookup_update(&session->lookup, 0, 0, p3_time_now() - t0);
+        return st;
+    }
     p3_status st = p3_lookup_verify(s, smp, id, draft, k, is_stop_id, session->model, q->rows,
                                     session->scratch, q->ids, &q->n, err);
     if (st != PHI3C_OK) return st;
     q->pos = 0;
-    p3_lookup_update(&session->lookup, k, q->n - 1);
+    p3_lookup_update(&session->lookup, k, q->n - 1, p3_time_now() - t0);
     r->n_drafted += k;
     r->n_accepted += q->n - 1;
     return PHI3C_OK;
@@ -402,5 +397,131 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     p3_free(q.rows);
     p3_sampler_free(smp);
     if (result) *result = r;
+    return st;
+}
+
+/* ---- Step-by-step generation and batches (for servers running many sessions at once). */
+
+struct phi3c_stream {
+    phi3c_session *session;
+    p3_sampler *smp;
+    p3_detok_stream detok;
+    bool text; /* the model has a tokenizer: pieces are produced */
+};
+
+phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_params *sampler,
+                                phi3c_stream **out, phi3c_error *err) {
+    if (!session || !out) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream_begin: NULL argument");
+    *out = NULL;
+    phi3c_stream *g = p3_calloc(1, sizeof *g);
+    if (!g) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the stream");
+    g->session = session;
+    phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
+    p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
+    p3_status st = p3_sampler_create(&so, session->model->m->cfg.vocab_size, &g->smp, err);
+    if (st == PHI3C_OK) st = p3_api_stream_begin(session, &g->detok, &g->text, err);
+    if (st != PHI3C_OK) {
+        p3_sampler_free(g->smp);
+        p3_free(g);
+        return st;
+    }
+    *out = g;
+    return PHI3C_OK;
+}
+
+phi3c_status phi3c_stream_next(phi3c_stream *g, int32_t *token, const char **text, size_t *len,
+                               phi3c_error *err) {
+    phi3c_session *session = g->session;
+    p3_session *s = session->s;
+    *token = -1;
+    *text = NULL;
+    *len = 0;
+    if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream: feed a prompt first");
+    /* the logits of the last fed position predict the next token, as in phi3c_generate */
+    memcpy(session->scratch, s->host_logits, (size_t)s->model->cfg.vocab_size * sizeof(float));
+    int32_t id = p3_sampler_pick(g->smp, session->scratch, s->history, s->n_past);
+    if (is_stop_id(session->model, id)) return PHI3C_OK;
+    if (g->text) {
+        p3_status st = p3_detok_stream_push(&g->detok, id, text, len, err);
+        if (st != PHI3C_OK) return st;
+    }
+    p3_api_chat_extend(session, *text, *len);
+    *token = id;
+    return PHI3C_OK;
+}
+
+void phi3c_stream_finish(phi3c_stream *g, const char **text, size_t *len) {
+    *text = NULL;
+    *len = 0;
+    if (!g->text) return;
+    p3_detok_stream_finish(&g->detok, text, len);
+    if (*len) p3_api_chat_forget(g->session); /* bytes of a token the text cannot show */
+}
+
+void phi3c_stream_free(phi3c_stream *g) {
+    if (!g) return;
+    if (g->text) p3_detok_stream_free(&g->detok);
+    p3_sampler_free(g->smp);
+    p3_free(g);
+}
+
+struct phi3c_batch {
+    phi3c_model *model;
+    p3_batch *b;
+    p3_batch_seq *seqs; /* [capacity] */
+};
+
+phi3c_status phi3c_batch_create(phi3c_model *model, int n_tokens, phi3c_batch **out,
+                                phi3c_error *err) {
+    if (!model || !out) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "batch_create: NULL argument");
+    *out = NULL;
+    phi3c_batch *b = p3_calloc(1, sizeof *b);
+    if (!b) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the batch");
+    b->model = model;
+    pthread_mutex_lock(&model->lock);
+    p3_status st = p3_batch_create(model->m, n_tokens, &b->b, err);
+    pthread_mutex_unlock(&model->lock);
+    if (st == PHI3C_OK) {
+        b->seqs = p3_calloc((size_t)p3_batch_capacity(b->b), sizeof *b->seqs);
+        if (!b->seqs) st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the batch");
+    }
+    if (st != PHI3C_OK) {
+        phi3c_batch_free(b);
+        return st;
+    }
+    *out = b;
+    return PHI3C_OK;
+}
+
+void phi3c_batch_free(phi3c_batch *batch) {
+    if (!batch) return;
+    pthread_mutex_lock(&batch->model->lock);
+    p3_batch_free(batch->b);
+    pthread_mutex_unlock(&batch->model->lock);
+    p3_free(batch->seqs);
+    p3_free(batch);
+}
+
+int phi3c_batch_n_tokens(const phi3c_batch *batch) {
+    return p3_batch_capacity(batch->b);
+}
+
+phi3c_status phi3c_batch_decode(phi3c_batch *batch, const phi3c_batch_seq *seqs, size_t n_seqs,
+                                phi3c_error *err) {
+    int cap = p3_batch_capacity(batch->b);
+    if (!seqs || n_seqs == 0 || n_seqs > (size_t)cap)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "batch: %zu sequences (1..%d)", n_seqs, cap);
+    for (size_t i = 0; i < n_seqs; i++) {
+        const phi3c_batch_seq *q = &seqs[i];
+        if (!q->session || q->session->model != batch->model || q->n > (size_t)cap)
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                           "batch: sequence %zu: no session, another model's, or %zu tokens "
+                           "beyond the batch of %d",
+                           i, q->n, cap);
+        batch->seqs[i] = (p3_batch_seq){q->session->s, q->ids, (int)q->n, q->logits};
+    }
+    pthread_mutex_lock(&batch->model->lock);
+    p3_status st = p3_batch_feed(batch->b, batch->seqs, (int)n_seqs, err);
+    pthread_mutex_unlock(&batch->model->lock);
     return st;
 }

@@ -118,6 +118,30 @@ p3_status p3_session_reserve_logits(p3_session *s, int rows, p3_error *err);
  * left as it was: the caller restores the row of the new last position. */
 p3_status p3_session_truncate(p3_session *s, int n_past, p3_error *err);
 
+/* ---- Batches (engine/forward.c): one forward pass advances several sessions of one model, each
+ * at its own position with its own KV cache; the weights are read once for all their tokens. */
+typedef struct p3_batch p3_batch;
+
+/* Activation buffers for n_tokens rows per step (0 = 256), logits for as many rows. */
+p3_status p3_batch_create(const p3_model *m, int n_tokens, p3_batch **out, p3_error *err);
+void p3_batch_free(p3_batch *b);
+int p3_batch_capacity(const p3_batch *b);
+
+/* One sequence of a step: n tokens appended to session s at its n_past. */
+typedef struct p3_batch_seq {
+    p3_session *s;
+    const int32_t *ids;
+    int n;
+    float *logits; /* NULL, or n rows of vocab: the logits of every fed position */
+} p3_batch_seq;
+
+/* Runs every sequence through the model in one pass (the sessions must differ and the tokens fit
+ * in the batch), appends them to the caches and leaves each session's last logits in its
+ * host_logits, as p3_session_feed would, with the same results. Checks everything first
+ * (nothing changes on a bad sequence); a sequence that crosses the LongRoPE switch is fed alone.
+ * Speculative verification may pass draft tokens as a sequence with `logits`. */
+p3_status p3_batch_feed(p3_batch *b, const p3_batch_seq *seqs, int n_seqs, p3_error *err);
+
 /* ---- Sampling (engine/sample.c). */
 typedef struct p3_sampler_options {
     float temperature;    /* <= 0: greedy */

@@ -241,6 +241,50 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
                             int max_tokens, phi3c_token_fn on_token, void *user,
                             phi3c_generate_result *result, phi3c_error *err);
 
+/* ---- Step by step generation and batches: a server advances many sessions of one model in one
+ * forward pass per step (the weights are read once for all of them). */
+
+/* A generation in progress in one session: its sampler and its text decoder. */
+typedef struct phi3c_stream phi3c_stream;
+/* sampler NULL = greedy. The session must hold a prompt before the first phi3c_stream_next. */
+phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_params *sampler,
+                                phi3c_stream **out, phi3c_error *err);
+/* Picks the next token from the session's last logits, exactly as phi3c_generate does (same
+ * sampler, same seed, same result). *token is -1 when a stop id was picked (the generation is
+ * over; nothing to feed). Otherwise text and len give its piece (as phi3c_token_fn gets it;
+ * valid until the next call); the caller feeds the token (phi3c_session_feed_tokens or
+ * phi3c_batch_decode) before the next pick. */
+phi3c_status phi3c_stream_next(phi3c_stream *stream, int32_t *token, const char **text, size_t *len,
+                               phi3c_error *err);
+/* Bytes of an unfinished character at the end, as U+FFFD (valid until the stream is freed). */
+void phi3c_stream_finish(phi3c_stream *stream, const char **text, size_t *len);
+void phi3c_stream_free(phi3c_stream *stream);
+
+/* Activation buffers for one forward pass over several sessions of a model. */
+typedef struct phi3c_batch phi3c_batch;
+/* n_tokens: tokens per step, all sequences together (0 = 256). */
+phi3c_status phi3c_batch_create(phi3c_model *model, int n_tokens, phi3c_batch **out,
+                                phi3c_error *err);
+void phi3c_batch_free(phi3c_batch *batch);
+int phi3c_batch_n_tokens(const phi3c_batch *batch);
+
+typedef struct phi3c_batch_seq {
+    phi3c_session *session;
+    const int32_t *ids; /* appended at the session's n_past: one decode token or a prefill chunk */
+    size_t n;
+    float *logits; /* NULL, or n rows of vocab_size: the logits of every fed position (e.g. the
+                    * verification of draft tokens) */
+} phi3c_batch_seq;
+
+/* Runs every sequence through the model in ONE forward pass: the matmuls over all their tokens
+ * (weights read once), rotary embedding, cache write and attention per sequence at its own
+ * positions in its own KV cache. Each session then holds its tokens and its last position's
+ * logits (phi3c_session_logits), the same as feeding it alone. The sessions must differ and
+ * their tokens fit in the batch; everything is checked first (PHI3C_ERR_CONTEXT_FULL or
+ * INVALID_ARG naming the sequence, nothing changed). */
+phi3c_status phi3c_batch_decode(phi3c_batch *batch, const phi3c_batch_seq *seqs, size_t n_seqs,
+                                phi3c_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -275,7 +275,7 @@ static p3_status encode_rows(writer *w, const planned *p, int64_t r0, int64_t n,
         memcpy(out, (const uint8_t *)t->data + (size_t)r0 * row_bytes, (size_t)n * row_bytes);
         return PHI3C_OK;
     }
-    if (p->dtype == P3_DT_I4G128S || p->dtype == P3_DT_I4G128A) {
+    if (p3_dtype_is_int4(p->dtype)) {
         row_fetch_ctx ctx = {t, r0, p->cols, w->o->to_f32};
         p3_quant_matrix_args a = {.rows = n,
                                   .cols = p->cols,

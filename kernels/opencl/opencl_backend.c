@@ -1,5 +1,5 @@
 /* opencl_backend.c: the OpenCL backend (kernels/backend.h): device discovery, one context and
- * in-order queue per backend, the embedded kernels (the .cl files of kernels/opencl/) built once
+ * in-order queue per backend, the embedded kernels (the .cl files of kernels/clk/) built once
  * per context as one program, and device buffers. The ops themselves (which kernel, its arguments
  * and grid, the weight and KV layouts) are clk_ops.c, shared with the Level Zero backend, which
  * runs the same kernels compiled to SPIR-V; this file turns their launches into OpenCL calls.

@@ -6,12 +6,6 @@
 
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status st_ = (expr);                                                                    \
-        if (st_ != PHI3C_OK) return st_;                                                           \
-    } while (0)
-
 enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064 };
 
 /* xorshift64*: reproducible filler, not statistics. */
@@ -91,10 +85,10 @@ static p3_status alloc_blobs(bench_synth *s, p3_error *err) {
     fill_f16(s->blobs[B_EMBED], n_embed, 7);
     float *ones = s->blobs[B_NORM];
     for (int i = 0; i < INTER; i++) ones[i] = 1.0f;
-    TRY(alloc_int4(s, B_QKV, 3 * HIDDEN, HIDDEN, err));
-    TRY(alloc_int4(s, B_O, HIDDEN, HIDDEN, err));
-    TRY(alloc_int4(s, B_GATE_UP, 2 * INTER, HIDDEN, err));
-    TRY(alloc_int4(s, B_DOWN, HIDDEN, INTER, err));
+    P3_TRY(alloc_int4(s, B_QKV, 3 * HIDDEN, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_O, HIDDEN, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_GATE_UP, 2 * INTER, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_DOWN, HIDDEN, INTER, err));
     return alloc_int4(s, B_LM_HEAD, VOCAB, HIDDEN, err);
 }
 
@@ -129,8 +123,8 @@ p3_status bench_synth_phi3_mini(int layers, bench_synth *out, p3_error *err) {
     snprintf(out->path, sizeof out->path, "synthetic:phi3-mini");
     src->path = out->path;
     src->has_config = true;
-    TRY(p3_config_parse_json(json, strlen(json), src->path, &src->config, err));
-    TRY(p3_config_finish(&src->config, src->path, err));
+    P3_TRY(p3_config_parse_json(json, strlen(json), src->path, &src->config, err));
+    P3_TRY(p3_config_finish(&src->config, src->path, err));
     src->tensors = p3_calloc((size_t)layers * 6 + 3, sizeof(p3_tensor));
     if (!src->tensors) return p3_fail(err, PHI3C_ERR_NOMEM, "synthetic phi3-mini: out of memory");
     p3_status st = alloc_blobs(out, err);
