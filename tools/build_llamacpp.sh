@@ -70,9 +70,15 @@ configure_and_build() {
 
 # The AMX probe: a short llama-bench run on the benchmark's Q4_0 model (AMX takes Q4_0 there).
 probe_amx() {
-  local bin=$1 model=$2
-  timeout 600 "$bin" -m "$model" -p 64 -n 2 -t 1 -r 1 >"$dir/amx-probe.log" 2>&1 \
-    && grep -q AMX "$dir/amx-probe.log" # its AMX buffer type was used, not only compiled in
+  local bin=$1 model=$2 rc=0
+  timeout 600 "$bin" -m "$model" -p 64 -n 2 -t 1 -r 1 >"$dir/amx-probe.log" 2>&1 || rc=$?
+  if [ "$rc" -eq 132 ]; then
+    echo "SIGILL (illegal instruction) in a 1-thread llama-bench run" >>"$dir/amx-probe.log"
+  elif [ "$rc" -ne 0 ]; then
+    echo "exit status $rc" >>"$dir/amx-probe.log"
+  fi
+  # it counts only if its AMX buffer type was used, not only compiled in
+  [ "$rc" -eq 0 ] && grep -q AMX "$dir/amx-probe.log"
 }
 
 main() {
@@ -107,9 +113,8 @@ main() {
       && LD_LIBRARY_PATH=$dir/cmake-amx/bin probe_amx "$dir/bin/llama-bench" "$model"; then
       echo "amx: works (probe passed): LD_LIBRARY_PATH=$dir/cmake-amx/bin" >>"$dir/build-info.txt"
     else
-      local why
-      why=$(grep -m1 -oE 'Illegal instruction|SIGILL|[Ee]rror[^.]*' "$dir/amx-probe.log" 2>/dev/null)
-      echo "amx: off (the probe run failed: ${why:-see amx-probe.log})" >>"$dir/build-info.txt"
+      echo "amx: off (the probe run failed: $(tail -1 "$dir/amx-probe.log" 2>/dev/null || true))" \
+        >>"$dir/build-info.txt"
     fi
   fi
   cat "$dir/build-info.txt" >&2
