@@ -1,7 +1,9 @@
 /* tok_o200k.c: the o200k pre-tokenizer (OpenAI's o200k_base split, used by Phi-4-mini) written as
  * a hand-made matcher of its regex, no regex library:
- *   1 [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?
- *   2 [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?
+ *   1
+ * [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?
+ *   2
+ * [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?
  *   3 \p{N}{1,3}
  *   4 ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
  *   5 \s*[\r\n]+
@@ -15,12 +17,12 @@
 #include "tok_unicode.h"
 
 enum {
-    C_UPPERISH = 1,  /* Lu Lt Lm Lo M: the first letter class */
-    C_LOWERISH = 2,  /* Ll Lm Lo M: the second letter class */
-    C_LETTER = 4,    /* \p{L} */
-    C_NUMBER = 8,    /* \p{N} */
-    C_SPACE = 16,    /* \s (Unicode White_Space) */
-    C_NEWLINE = 32,  /* \r or \n */
+    C_UPPERISH = 1, /* Lu Lt Lm Lo M: the first letter class */
+    C_LOWERISH = 2, /* Ll Lm Lo M: the second letter class */
+    C_LETTER = 4,   /* \p{L} */
+    C_NUMBER = 8,   /* \p{N} */
+    C_SPACE = 16,   /* \s (Unicode White_Space) */
+    C_NEWLINE = 32, /* \r or \n */
     C_APOSTROPHE = 64,
 };
 
@@ -179,8 +181,8 @@ static size_t space_end(const uint8_t *s, size_t n, size_t pos) {
     }
     if (count == 0) return 0;
     if (last_newline_end) return last_newline_end; /* \s*[\r\n]+ */
-    if (q == n || count == 1) return q;           /* \s+(?!\S) at the end, else \s+ */
-    return last_start;                            /* \s+(?!\S): leave one space to the next */
+    if (q == n || count == 1) return q;            /* \s+(?!\S) at the end, else \s+ */
+    return last_start;                             /* \s+(?!\S): leave one space to the next */
 }
 
 size_t tok_o200k_chunk_end(const uint8_t *s, size_t n, size_t pos) {
