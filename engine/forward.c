@@ -46,7 +46,7 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
                      .dtype = s->opt.kv};
     p3_status st = p3_be_kv_alloc(be, &kd, &s->kv, err);
     if (st == PHI3C_ERR_NOMEM || st == PHI3C_ERR_DEVICE_OOM)
-        p3_error_prefix(err, "KV cache of %d positions (lower -c/--ctx)", s->n_ctx);
+        p3_error_prefix(err, "KV cache of %d positions", s->n_ctx);
     return st;
 }
 
@@ -262,7 +262,7 @@ p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logit
     if (n > s->n_ctx - s->n_past)
         return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
                        "context full: %d cached + %d new tokens exceed the context of %d "
-                       "positions (raise -c/--ctx)",
+                       "positions",
                        s->n_past, n, s->n_ctx);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)

@@ -438,8 +438,7 @@ static p3_status move_into_place(writer *w) {
     }
     if (rc != 0) {
         if (errno == EEXIST)
-            return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists (use --force to replace it)",
-                           w->out_path);
+            return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists", w->out_path);
         return p3_fail(w->err, PHI3C_ERR_IO, "%s: cannot rename the temp file into place: %s",
                        w->out_path, strerror(errno));
     }
@@ -455,7 +454,7 @@ static p3_status check_inputs(const p3_model_source *src, const char *out_path,
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "%s: has no model config (vocab-only?)",
                        src->path ? src->path : "source");
     if (!o->force && p3_file_exists(out_path))
-        return p3_fail(err, PHI3C_ERR_EXISTS, "%s: exists (use --force to replace it)", out_path);
+        return p3_fail(err, PHI3C_ERR_EXISTS, "%s: exists", out_path);
     if (p3_is_directory(out_path))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: is a directory", out_path);
     return p3n_check_config(&src->config, src->path ? src->path : "source", err);

@@ -90,6 +90,11 @@ p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err)
 p3_status p3_source_open_verify(const char *path, bool verify_checksums, p3_model_source **out,
                                 p3_error *err);
 void p3_source_close(p3_model_source *src);
+/* Describes an in-memory tensor (synthetic models in tests and tools): name and hf_name are
+ * hf_name, shape [rows, cols] or [rows] when cols is 0, nbytes what the shape needs in dtype (0
+ * when it cannot be computed). data is not copied. */
+void p3_tensor_set(p3_tensor *t, const char *hf_name, p3_dtype dtype, int64_t rows, int64_t cols,
+                   const void *data);
 /* Finds a tensor by canonical HF name; NULL if absent. */
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name);
 

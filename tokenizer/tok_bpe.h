@@ -14,8 +14,6 @@ int tok_bytelevel_byte(uint32_t cp);
 /* A byte-level piece (UTF-8 text of mapped characters) to its raw bytes in out (at most len
  * bytes). Returns the number of bytes, or -1 when a character is not one of the 256. */
 long tok_bytelevel_to_bytes(const char *s, size_t len, uint8_t *out);
-/* The byte-level text of raw bytes (at most 2 bytes per byte) into out; returns its length. */
-size_t tok_bytelevel_from_bytes(const uint8_t *s, size_t len, char *out);
 
 /* After the pieces are indexed: byte ids from the single-byte pieces. */
 void tok_bytelevel_finish(p3_tokenizer *tok);

@@ -7,14 +7,6 @@ static bool printable(unsigned b) {
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
 
-/* The code point byte b is written as. */
-static uint32_t byte_char(unsigned b) {
-    if (printable(b)) return b;
-    uint32_t k = 0;
-    for (unsigned i = 0; i < b; i++) k += !printable(i);
-    return 0x100 + k;
-}
-
 int tok_bytelevel_byte(uint32_t cp) {
     if (cp < 0x100) return printable(cp) ? (int)cp : -1;
     if (cp >= 0x100 + 68) return -1;
@@ -28,27 +20,13 @@ long tok_bytelevel_to_bytes(const char *s, size_t len, uint8_t *out) {
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t cl = tok_utf8_char_len((const uint8_t *)s + i, len - i, &cp);
+        size_t cl = p3_utf8_decode((const uint8_t *)s + i, len - i, &cp);
         int b = cl ? tok_bytelevel_byte(cp) : -1;
         if (b < 0) return -1;
         out[o++] = (uint8_t)b;
         i += cl;
     }
     return (long)o;
-}
-
-size_t tok_bytelevel_from_bytes(const uint8_t *s, size_t len, char *out) {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint32_t cp = byte_char(s[i]);
-        if (cp < 0x80) {
-            out[o++] = (char)cp;
-        } else {
-            out[o++] = (char)(0xC0 | (cp >> 6));
-            out[o++] = (char)(0x80 | (cp & 0x3F));
-        }
-    }
-    return o;
 }
 
 void tok_bytelevel_finish(p3_tokenizer *tok) {

@@ -199,7 +199,7 @@ static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
     while (s->n_pending > 0) {
         uint32_t cp;
         size_t n = (size_t)s->n_pending;
-        size_t clen = tok_utf8_char_len(s->pending, n, &cp);
+        size_t clen = p3_utf8_decode(s->pending, n, &cp);
         if (clen == 0) {
             /* is it the valid start of a longer character? then wait for more bytes */
             uint8_t probe[4] = {0};
@@ -211,7 +211,7 @@ static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
                                                : 0;
             bool prefix_ok = want > n;
             for (size_t i = 1; i < n && prefix_ok; i++)
-                prefix_ok = tok_utf8_is_continuation(probe[i]);
+                prefix_ok = p3_utf8_is_continuation(probe[i]);
             if (prefix_ok && !final) break;
             memcpy(out + o, REPLACEMENT, 3);
             o += 3;

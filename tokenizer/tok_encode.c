@@ -188,9 +188,9 @@ static size_t whitespace_run_start(const uint8_t *s, size_t floor, size_t end) {
     size_t start = end;
     while (start > floor) {
         size_t c = start - 1;
-        while (c > floor && tok_utf8_is_continuation(s[c])) c--;
+        while (c > floor && p3_utf8_is_continuation(s[c])) c--;
         uint32_t cp;
-        size_t len = tok_utf8_char_len(s + c, end - c, &cp);
+        size_t len = p3_utf8_decode(s + c, end - c, &cp);
         if (len != start - c || !tok_is_unicode_space(cp)) break;
         start = c;
     }
@@ -201,7 +201,7 @@ static size_t whitespace_run_end(const uint8_t *s, size_t n, size_t from) {
     size_t end = from;
     while (end < n) {
         uint32_t cp;
-        size_t len = tok_utf8_char_len(s + end, n - end, &cp);
+        size_t len = p3_utf8_decode(s + end, n - end, &cp);
         if (len == 0 || !tok_is_unicode_space(cp)) break;
         end += len;
     }

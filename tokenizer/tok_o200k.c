@@ -1,9 +1,8 @@
 /* tok_o200k.c: the o200k pre-tokenizer (OpenAI's o200k_base split, used by Phi-4-mini) written as
  * a hand-made matcher of its regex, no regex library:
- *   1
- * [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?
- *   2
- * [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?
+ *   1 [^\r\n\p{L}\p{N}]? [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]* [\p{Ll}\p{Lm}\p{Lo}\p{M}]+ C?
+ *   2 [^\r\n\p{L}\p{N}]? [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+ [\p{Ll}\p{Lm}\p{Lo}\p{M}]* C?
+ *     with C = (?i:'s|'t|'re|'ve|'m|'ll|'d) (spaces added here for reading)
  *   3 \p{N}{1,3}
  *   4 ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
  *   5 \s*[\r\n]+
@@ -66,7 +65,7 @@ static ch char_at(const uint8_t *s, size_t n, size_t pos) {
     if (pos >= n) return (ch){0, 0, 0};
     if (s[pos] < 0x80) return (ch){s[pos], 1, ascii_class(s[pos])};
     uint32_t cp;
-    size_t len = tok_utf8_char_len(s + pos, n - pos, &cp);
+    size_t len = p3_utf8_decode(s + pos, n - pos, &cp);
     if (len == 0) return (ch){0xFFFD, 1, 0};
     unsigned cls = category_class(cp) | (tok_is_unicode_space(cp) ? C_SPACE : 0);
     return (ch){cp, (unsigned)len, cls};
