@@ -21,6 +21,8 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(IN
 OPT      ?= -O2 -g
 CFLAGS   ?=
 LDLIBS   := -ldl -lm -lpthread -lxxhash
+# The CLI alone: libedit for chat's line editing and history (README: why the extra packages).
+CLI_LDLIBS := -ledit
 
 ARCH := $(shell uname -m)
 
@@ -92,10 +94,10 @@ $(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
-	$(CC) -pthread -o $@ $^ $(LDLIBS)
+	$(CC) -pthread -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
-	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)
