@@ -165,6 +165,7 @@ typedef struct slot_ref {
 
 static slot_ref slot_in(p3_model *m, int layer, p3_slot slot) {
     p3_layer_weights *w = m->layers && layer >= 0 ? &m->layers[layer] : NULL;
+    if (slot >= P3_SLOT_ATTN_NORM && !w) return (slot_ref){0}; /* per-layer slots follow */
     switch (slot) {
     case P3_SLOT_EMBED:
         return (slot_ref){.matrix = &m->embed};
@@ -172,11 +173,6 @@ static slot_ref slot_in(p3_model *m, int layer, p3_slot slot) {
         return (slot_ref){.vector = &m->final_norm};
     case P3_SLOT_LM_HEAD:
         return (slot_ref){.matrix = &m->lm_head};
-    default:
-        break;
-    }
-    if (!w) return (slot_ref){0};
-    switch (slot) {
     case P3_SLOT_ATTN_NORM:
         return (slot_ref){.vector = &w->attn_norm};
     case P3_SLOT_QKV:

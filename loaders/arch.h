@@ -22,7 +22,7 @@ typedef enum p3_slot {
     P3_SLOT_EMBED = 0, /* model-wide */
     P3_SLOT_FINAL_NORM,
     P3_SLOT_LM_HEAD,   /* absent when tie_word_embeddings (the embedding serves) */
-    P3_SLOT_ATTN_NORM, /* per layer */
+    P3_SLOT_ATTN_NORM, /* per layer from here on (engine/model.c relies on the order) */
     P3_SLOT_QKV,
     P3_SLOT_O,
     P3_SLOT_FFN_NORM,
