@@ -68,7 +68,7 @@ LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
 .PHONY: all lib install uninstall deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
-        phi4-tokenizer format format-check check-layering clean venv fixtures info
+        llamacpp phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -210,6 +210,11 @@ fixtures:
 
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
+
+# llama.cpp's own llama-bench and llama-server, built once from the pinned PyPI sdist of
+# llama-cpp-python into $(BUILD)/llamacpp/bin (tools/build_llamacpp.sh; ~30-60 min the first time).
+llamacpp:
+	@tools/build_llamacpp.sh $(BUILD)
 
 # The tokenizer oracles' venv (HF tokenizers, jinja2, bpe-openai, tiktoken).
 VENV_TOK := $(BUILD)/venv-tokenizer
