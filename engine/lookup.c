@@ -114,9 +114,11 @@ p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int
     if (st != PHI3C_OK) return st;
     /* the same picks, in the same order and with the same history, as one token at a time */
     int i = 0;
+    bool in_place = smp->opt.repeat_penalty == 1.0f; /* only the penalty writes the logits */
     for (;; i++) {
-        memcpy(scratch, rows + (size_t)i * (size_t)vocab, row_bytes);
-        picks[i] = p3_sampler_pick(smp, scratch, s->history, base + 1 + i);
+        float *row = rows + (size_t)i * (size_t)vocab;
+        if (!in_place) row = memcpy(scratch, row, row_bytes);
+        picks[i] = p3_sampler_pick(smp, row, s->history, base + 1 + i);
         if (i == k || picks[i] != draft[i] || is_stop(stop_user, picks[i])) break;
     }
     *n_picks = i + 1;
