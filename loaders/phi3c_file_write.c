@@ -437,8 +437,7 @@ static p3_status move_into_place(writer *w) {
         }
     }
     if (rc != 0) {
-        if (errno == EEXIST)
-            return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists", w->out_path);
+        if (errno == EEXIST) return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists", w->out_path);
         return p3_fail(w->err, PHI3C_ERR_IO, "%s: cannot rename the temp file into place: %s",
                        w->out_path, strerror(errno));
     }
