@@ -63,9 +63,9 @@ static enum MHD_Result send_error_h(struct MHD_Connection *c, unsigned status, c
     sb_puts(&b, "{\"error\":{\"message\":");
     sb_json_str(&b, msg, strlen(msg));
     sb_printf(&b, ",\"type\":\"%s\",\"param\":null,\"code\":%u}}", error_type(status), status);
-    enum MHD_Result r = b.failed ? MHD_NO
-                                 : send_bytes(c, status, "application/json", b.data, b.len, allow,
-                                              retry_after);
+    enum MHD_Result r =
+        b.failed ? MHD_NO
+                 : send_bytes(c, status, "application/json", b.data, b.len, allow, retry_after);
     sb_free(&b);
     return r;
 }
@@ -161,6 +161,8 @@ static enum MHD_Result completion(server *srv, struct MHD_Connection *c, const j
         return send_error_h(c, 503, "all slots are busy and the queue is full; retry later", NULL,
                             "1");
     }
+    /* the answer may take longer than the idle timeout (which is for clients that stall) */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
     enum MHD_Result r;
     if (req->stream) {
         /* the status is sent at once; a failure inside the scheduler becomes an error event */
@@ -233,7 +235,8 @@ static enum MHD_Result get_route(server *srv, struct MHD_Connection *c, route_id
         return send_bytes(c, 200, "text/html; charset=utf-8", page, len, NULL, NULL);
     }
     if (r == R_HEALTH) {
-        if (server_ready(srv)) return send_bytes(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL, NULL);
+        if (server_ready(srv))
+            return send_bytes(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL, NULL);
         const char *why = server_load_error(srv);
         return send_error(c, 503, why ? why : "loading the model");
     }
@@ -263,11 +266,12 @@ static enum MHD_Result post_route(server *srv, struct MHD_Connection *c, route_i
     } else {
         sbuf b = {0};
         phi3c_model *model = server_model(srv);
-        int st = body->type != JS_OBJECT ? (snprintf(why, sizeof why, "the body must be a JSON "
-                                                                      "object"),
+        int st = body->type != JS_OBJECT ? (snprintf(why, sizeof why,
+                                                     "the body must be a JSON "
+                                                     "object"),
                                             400)
-                 : r == R_TOKENIZE ? route_tokenize(model, body, &b, why, sizeof why)
-                                   : route_detokenize(model, body, &b, why, sizeof why);
+                 : r == R_TOKENIZE       ? route_tokenize(model, body, &b, why, sizeof why)
+                                         : route_detokenize(model, body, &b, why, sizeof why);
         res = st ? send_error(c, (unsigned)st, why) : send_json(c, 200, &b);
         sb_free(&b);
     }
@@ -276,9 +280,8 @@ static enum MHD_Result post_route(server *srv, struct MHD_Connection *c, route_i
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     (void)version;
     server *srv = cls;
     const server_opts *o = server_options(srv);
@@ -298,7 +301,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_data_size) { /* more of the body */
-        if (now() - cn->t0 > o->timeout) return send_error(c, 408, "the request body came too slowly");
+        if (now() - cn->t0 > o->timeout)
+            return send_error(c, 408, "the request body came too slowly");
         if (cn->too_large || cn->body.len + *upload_data_size > o->max_body)
             cn->too_large = true;
         else

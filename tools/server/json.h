@@ -14,9 +14,9 @@ typedef struct js_node {
     js_type type;
     bool boolean;
     double number;
-    char *str;        /* JS_STRING: NUL-terminated UTF-8 (may hold NULs: see len) */
-    size_t len;       /* JS_STRING: bytes */
-    char *key;        /* member name when the node is an object member */
+    char *str;            /* JS_STRING: NUL-terminated UTF-8 (may hold NULs: see len) */
+    size_t len;           /* JS_STRING: bytes */
+    char *key;            /* member name when the node is an object member */
     struct js_node *kids; /* JS_ARRAY / JS_OBJECT: n children */
     size_t n;
 } js_node;

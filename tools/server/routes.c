@@ -40,8 +40,7 @@ static int number_field(const js_node *body, const char *key, double lo, double 
 static int int_field(const js_node *body, const char *key, double lo, double hi, double *out,
                      char *why, size_t why_len) {
     int st = number_field(body, key, lo, hi, out, why, why_len);
-    if (st == 0 && js_get(body, key) && js_get(body, key)->type == JS_NUMBER &&
-        *out != floor(*out))
+    if (st == 0 && js_get(body, key) && js_get(body, key)->type == JS_NUMBER && *out != floor(*out))
         return bad(why, why_len, "'%s' must be an integer", key);
     return st;
 }
@@ -107,7 +106,8 @@ static int read_common(const js_node *body, request *req, char *why, size_t why_
     if ((st = bool_field(body, "stream", &req->stream, why, why_len))) return st;
     const js_node *so = js_get(body, "stream_options");
     if (so && so->type != JS_NULL) {
-        if (so->type != JS_OBJECT) return bad(why, why_len, "'%s' must be an object", "stream_options");
+        if (so->type != JS_OBJECT)
+            return bad(why, why_len, "'%s' must be an object", "stream_options");
         if ((st = bool_field(so, "include_usage", &req->include_usage, why, why_len))) return st;
     }
     return read_stops(body, req, why, why_len);
@@ -272,7 +272,8 @@ void route_stream_delta(request *req, const char *model, const char *text, size_
 void route_stream_end(request *req, const char *model) {
     sse_begin(req, model);
     if (req->chat)
-        sb_printf(&req->sse, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"%s\"}]}\n\n",
+        sb_printf(&req->sse,
+                  ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"%s\"}]}\n\n",
                   req->finish);
     else
         sb_printf(&req->sse,

@@ -226,7 +226,6 @@ static bool start_request(slot *sl, request *req, char *why, size_t why_len) {
         if (sl->feed) memcpy(sl->feed, req->prompt + kept, sl->n_feed * sizeof *sl->feed);
         snprintf(err.message, sizeof err.message, "out of memory");
     }
-    if (st == PHI3C_OK) st = phi3c_stream_begin(sl->s, &req->sampler, &sl->g, &err);
     if (st != PHI3C_OK) snprintf(why, why_len, "%s", err.message);
     sl->fed = 0;
     sl->next = -1;
@@ -310,9 +309,11 @@ static bool cut_at_stop(request *req, size_t from) {
 static void emit(server *srv, request *req, bool final) {
     size_t safe = req->text.len - (final ? 0 : stop_prefix_len(req));
     if (safe > req->emitted) {
-        if (req->stream)
+        if (req->stream) {
             route_stream_delta(req, model_id(srv), req->text.data + req->emitted,
                                safe - req->emitted);
+            pthread_cond_broadcast(&req->cv); /* its connection writes the chunk now */
+        }
         req->emitted = safe;
     }
 }
@@ -407,7 +408,10 @@ static void run_step(server *srv, step_plan *p) {
         if (sl->next < 0) sl->fed += p->seqs[i].n;
         sl->next = -1;
         if (sl->fed < sl->n_feed) continue;
-        phi3c_status ps = phi3c_stream_next(sl->g, &ids[i], &pieces[i], &lens[i], &err);
+        /* the stream starts once the prompt is in: its text decoder looks at the last token */
+        phi3c_status ps = PHI3C_OK;
+        if (!sl->g) ps = phi3c_stream_begin(sl->s, &sl->req->sampler, &sl->g, &err);
+        if (ps == PHI3C_OK) ps = phi3c_stream_next(sl->g, &ids[i], &pieces[i], &lens[i], &err);
         if (ps != PHI3C_OK) {
             st = ps;
             break;

@@ -187,8 +187,8 @@ int serve_main(int argc, char **argv) {
         if (!announced && server_ready(srv)) {
             char desc[512];
             phi3c_model_describe(server_model(srv), desc, sizeof desc);
-            fprintf(stderr, "phi3c serve: ready: %s; %d slots of %d positions\n", desc,
-                    o.parallel, server_n_ctx(srv));
+            fprintf(stderr, "phi3c serve: ready: %s; %d slots of %d positions\n", desc, o.parallel,
+                    server_n_ctx(srv));
             announced = true;
         }
     }
@@ -197,8 +197,10 @@ int serve_main(int argc, char **argv) {
     http_stop(d);
     const char *load_error = server_load_error(srv);
     rc = load_error && sig <= 0 ? 1 : 0;
-    if (rc) fprintf(stderr, "phi3c serve: %s\n", load_error);
-    else fprintf(stderr, "phi3c serve: stopped\n");
+    if (rc)
+        fprintf(stderr, "phi3c serve: %s\n", load_error);
+    else
+        fprintf(stderr, "phi3c serve: stopped\n");
     server_free(srv);
     return rc;
 }

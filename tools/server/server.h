@@ -16,11 +16,11 @@ typedef struct server_opts {
     const char *alias; /* model id in the API (default: the path's last component) */
     const char *host;
     int port;
-    int parallel;   /* slots: sequences generated together */
-    int queue;      /* requests waiting for a slot at most; beyond: 503 */
-    int n_ctx;      /* KV positions per slot (0: the model's, at most 4096) */
-    int n_batch;    /* tokens per forward pass, all slots together */
-    int timeout;    /* seconds: idle connection / whole request body */
+    int parallel;    /* slots: sequences generated together */
+    int queue;       /* requests waiting for a slot at most; beyond: 503 */
+    int n_ctx;       /* KV positions per slot (0: the model's, at most 4096) */
+    int n_batch;     /* tokens per forward pass, all slots together */
+    int timeout;     /* seconds: idle connection / whole request body */
     size_t max_body; /* bytes */
     const char *api_key;
     phi3c_model_params model;
@@ -43,9 +43,9 @@ typedef struct request {
     char id[48];
     long long created;
     /* progress */
-    sbuf text;        /* generated text (stop string cut away once found) */
-    size_t emitted;   /* bytes of text already streamed */
-    sbuf sse;         /* streaming: bytes waiting to be written */
+    sbuf text;      /* generated text (stop string cut away once found) */
+    size_t emitted; /* bytes of text already streamed */
+    sbuf sse;       /* streaming: bytes waiting to be written */
     size_t sse_pos;
     int n_generated;
     const char *finish; /* "stop" / "length" when done */
