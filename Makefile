@@ -16,17 +16,20 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen -Itools/server
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen -Itools/server
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
 LDLIBS   := -ldl -lm -lpthread -lxxhash
+# The CLI alone: libedit for chat's line editing and history, libmicrohttpd for `phi3c serve`
+# (README: why the extra packages).
+CLI_LDLIBS := -ledit -lmicrohttpd
 
 ARCH := $(shell uname -m)
 
 # Library sources: every .c of the module folders. ISA-specific kernels carry their ISA in the
 # file name and get their flags below; nothing is built with -march=native.
-LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/opencl kernels/level_zero engine
+LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero engine
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 ifneq ($(ARCH),aarch64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
@@ -65,8 +68,8 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer format \
-        format-check clean venv fixtures info
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
+        llamacpp phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -94,10 +97,10 @@ $(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
 # The CLI includes `phi3c serve` (tools/server/, on libmicrohttpd); its chat page is embedded by
 # .incbin, so page.o depends on the page.
 $(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
-	$(CC) -pthread -o $@ $^ $(LDLIBS) -lmicrohttpd
+	$(CC) -pthread -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
-	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(REL)/tools/server/page.o $(ASAN)/tools/server/page.o: tools/server/chat.html
 
@@ -106,7 +109,7 @@ $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 
 # The conformance suite alone, with only the kernels and what they need (no file-format libraries):
 # tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
-CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
             $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
 $(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
 	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
@@ -151,7 +154,8 @@ run: deps
 	$(BUILD)/phi3c run -m tools/demo-model -p "And God said" -n 64 --seed 1
 
 test: deps-test
-	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
+	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c \
+	    $(PHI4_TOK)
 	@SHARED=$(SHARED) BUILD=$(BUILD) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" \
 	    tests/run_all.sh
 
@@ -185,15 +189,36 @@ fixtures:
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
 
+# llama.cpp's own llama-bench and llama-server, built once from the pinned PyPI sdist of
+# llama-cpp-python into $(BUILD)/llamacpp/bin (tools/build_llamacpp.sh; ~30-60 min the first time).
+llamacpp:
+	@tools/build_llamacpp.sh $(BUILD)
+
+# The tokenizer oracles' venv (HF tokenizers, jinja2, bpe-openai, tiktoken).
+VENV_TOK := $(BUILD)/venv-tokenizer
+$(VENV_TOK)/.stamp: tools/requirements-tokenizer.txt
+	@tools/make_venv.sh $(VENV_TOK) tools/requirements-tokenizer.txt
+	@touch $@
+
+# A Phi-4-mini-style tokenizer.json (13 MB, not committed) from bpe-openai's o200k_base ranks.
+PHI4_TOK := $(BUILD)/phi4-tokenizer/tokenizer.json
+phi4-tokenizer: $(PHI4_TOK)
+$(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
+	$(VENV_TOK)/bin/python tools/make_phi4_tokenizer.py $(@D)
+
 # Prompt lookup on the demo model: generated tok/s with --lookup 8 against without on the fixed
 # prompts of tools/lookup_prompts.txt (alternating A/B runs, medians; not part of `make test`).
 bench-lookup: all
 	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
 
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
-bench-tokenizer: $(BUILD)/tools/bench_tokenizer
-	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
+
+# The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.
+# tests/stages/layering.sh runs it in `make test` and shows it fails on planted bad includes.
+check-layering:
+	@tools/check_layering.sh $(if $(GRAPH),--graph)
 
 format:
 	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')

@@ -117,6 +117,17 @@ void p3_free_aligned(void *ptr) {
     free(ptr);
 }
 
+void *p3_malloc_large(size_t size) {
+    enum { HUGE_PAGE = 2 << 20 };
+    if (size < HUGE_PAGE) return p3_malloc_aligned(size, 64);
+    void *ptr = p3_malloc_aligned(size, HUGE_PAGE);
+#ifdef MADV_HUGEPAGE
+    /* advice only: without THP (or with it off) the memory works the same with small pages */
+    if (ptr) (void)madvise(ptr, size / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+    return ptr;
+}
+
 bool p3_mul_size(size_t a, size_t b, size_t *out) {
     size_t r;
     if (__builtin_mul_overflow(a, b, &r)) return false;
@@ -297,35 +308,4 @@ double p3_time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-bool p3_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i < len) return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += len;
-    }
-    return true;
 }

@@ -91,10 +91,6 @@ double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
 }
 
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
-}
-
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
     const p3_model *m = model->m;
     const p3_config *c = &m->cfg;
@@ -104,9 +100,9 @@ void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
              "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
              c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
              p3_dtype_name(m->layers[0].qkv->dtype), (double)m->weight_bytes / (1024.0 * 1024.0),
-             !is_int4(m->layers[0].qkv->dtype) ? ""
-             : m->act == P3_ACT_Q8             ? " w4a8"
-                                               : " w4a32",
+             !p3_dtype_is_int4(m->layers[0].qkv->dtype) ? ""
+             : m->act == P3_ACT_Q8                      ? " w4a8"
+                                                        : " w4a32",
              be);
 }
 
@@ -176,13 +172,7 @@ phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_
     if (lookup < 0 || lookup > P3_LOOKUP_MAX)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup %d is not in 0..%d", lookup,
                        P3_LOOKUP_MAX);
-    p3_lookup kept = session->lookup;
-    p3_lookup_init(&session->lookup, lookup);
-    session->lookup.draft = kept.draft;
-    session->lookup.draft_user = kept.draft_user;
-    session->lookup.n_drafted = kept.n_drafted;
-    session->lookup.n_accepted = kept.n_accepted;
-    session->lookup.n_verifies = kept.n_verifies;
+    session->lookup.max_draft = lookup; /* what was learned about drafts and costs stays */
     return PHI3C_OK;
 }
 
@@ -297,12 +287,17 @@ static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, 
                             P3_MIN(left, p3_lookup_room(s)), draft);
     }
     r->n_forwards++;
-    if (k == 0) return p3_session_feed(s, &id, 1, NULL, err);
+    double t0 = p3_time_now();
+    if (k == 0) {
+        p3_status st = p3_session_feed(s, &id, 1, NULL, err);
+        if (q->rows) p3_lookup_update(&session->lookup, 0, 0, p3_time_now() - t0);
+        return st;
+    }
     p3_status st = p3_lookup_verify(s, smp, id, draft, k, is_stop_id, session->model, q->rows,
                                     session->scratch, q->ids, &q->n, err);
     if (st != PHI3C_OK) return st;
     q->pos = 0;
-    p3_lookup_update(&session->lookup, k, q->n - 1);
+    p3_lookup_update(&session->lookup, k, q->n - 1, p3_time_now() - t0);
     r->n_drafted += k;
     r->n_accepted += q->n - 1;
     return PHI3C_OK;

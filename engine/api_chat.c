@@ -102,7 +102,7 @@ static bool drop_oldest_turn(phi3c_chat_message *msgs, size_t *n, size_t *n_drop
 static p3_status prompt_too_long(size_t n_prompt, int reserve, int n_ctx, p3_error *err) {
     return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
                    "the prompt of %zu tokens plus %d kept for the answer exceeds the context of %d "
-                   "positions (raise -c/--ctx)",
+                   "positions",
                    n_prompt, reserve, n_ctx);
 }
 

@@ -5,12 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status s_ = (expr);                                                                     \
-        if (s_ != PHI3C_OK) return s_;                                                             \
-    } while (0)
-
 enum { DEFAULT_BATCH = 256, DEFAULT_MAX_CTX = 4096 };
 
 void p3_session_options_init(p3_session_options *opt) {
@@ -23,8 +17,7 @@ static size_t f32_bytes(int64_t a, int64_t b) {
 }
 
 static bool weights_are_int4(const p3_model *m) {
-    p3_dtype dt = m->layers[0].qkv->dtype;
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
+    return p3_dtype_is_int4(m->layers[0].qkv->dtype);
 }
 
 static p3_status alloc_buffers(p3_session *s, p3_error *err) {
@@ -33,14 +26,15 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
     int64_t T = s->n_batch, hd = c->head_dim;
     int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
     s->logit_rows = s->opt.all_logits ? (int)T : 1;
-    TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &s->ids, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->x, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->xb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &s->qkv, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &s->att, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &s->gate_up, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &s->hb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(s->logit_rows, c->vocab_size), &s->logits, err));
+    P3_TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &s->ids, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->x, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &s->xb, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &s->qkv, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &s->att, err));
+    P3_TRY(
+        p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &s->gate_up, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &s->hb, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(s->logit_rows, c->vocab_size), &s->logits, err));
     s->host_logits = p3_calloc((size_t)c->vocab_size, sizeof(float));
     s->history = p3_calloc((size_t)s->n_ctx, sizeof(int32_t));
     if (!s->host_logits || !s->history)
@@ -52,7 +46,7 @@ static p3_status alloc_buffers(p3_session *s, p3_error *err) {
                      .dtype = s->opt.kv};
     p3_status st = p3_be_kv_alloc(be, &kd, &s->kv, err);
     if (st == PHI3C_ERR_NOMEM || st == PHI3C_ERR_DEVICE_OOM)
-        p3_error_prefix(err, "KV cache of %d positions (lower -c/--ctx)", s->n_ctx);
+        p3_error_prefix(err, "KV cache of %d positions", s->n_ctx);
     return st;
 }
 
@@ -110,7 +104,7 @@ p3_status p3_session_reserve_logits(p3_session *s, int rows, p3_error *err) {
                        rows, s->n_batch);
     p3_backend *be = (p3_backend *)&s->model->be;
     p3_buffer *grown = NULL;
-    TRY(p3_be_buffer_alloc(be, f32_bytes(rows, s->model->cfg.vocab_size), &grown, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(rows, s->model->cfg.vocab_size), &grown, err));
     p3_be_buffer_free(be, s->logits);
     s->logits = grown;
     s->logit_rows = rows;
@@ -174,8 +168,8 @@ static p3_status attend_segment(const p3_model *m, const p3_acts *a, const p3_se
     int qkv_dim = (c->num_heads + 2 * c->num_kv_heads) * c->head_dim;
     p3_ref qkv = row(a->qkv, g->row0, qkv_dim),
            att = row(a->att, g->row0, c->num_heads * c->head_dim);
-    TRY(p3_be_rope(be, qkv, g->n, g->pos, &rope, err));
-    TRY(p3_be_kv_write(be, g->s->kv, l, qkv, g->n, g->pos, attn, err));
+    P3_TRY(p3_be_rope(be, qkv, g->n, g->pos, &rope, err));
+    P3_TRY(p3_be_kv_write(be, g->s->kv, l, qkv, g->n, g->pos, attn, err));
     return p3_be_attention(be, att, qkv, g->s->kv, l, g->n, g->pos, attn, err);
 }
 
@@ -197,21 +191,21 @@ static p3_status forward(const p3_model *m, const p3_acts *a, const p3_segment *
     p3_ref qkv = p3_ref_at(a->qkv, 0), att = p3_ref_at(a->att, 0);
     p3_ref gate_up = p3_ref_at(a->gate_up, 0), hb = p3_ref_at(a->hb, 0);
 
-    TRY(p3_be_embed(be, x, m->embed, p3_ref_at(a->ids, 0), n, err)); /* x = E[ids] */
+    P3_TRY(p3_be_embed(be, x, m->embed, p3_ref_at(a->ids, 0), n, err)); /* x = E[ids] */
     for (int l = 0; l < c->num_layers; l++) {
         const p3_layer_weights *w = &m->layers[l];
         /* attention block: x += o_proj(attention(rope(qkv_proj(rmsnorm(x))))) */
-        TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->attn_norm, 0), n, dim, c->rms_norm_eps, err));
-        TRY(p3_be_matmul(be, qkv, xb, w->qkv, n, err));
-        for (int i = 0; i < n_segs; i++) TRY(attend_segment(m, a, &segs[i], l, &attn, err));
-        TRY(p3_be_matmul(be, xb, att, w->o, n, err));
-        TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
+        P3_TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->attn_norm, 0), n, dim, c->rms_norm_eps, err));
+        P3_TRY(p3_be_matmul(be, qkv, xb, w->qkv, n, err));
+        for (int i = 0; i < n_segs; i++) P3_TRY(attend_segment(m, a, &segs[i], l, &attn, err));
+        P3_TRY(p3_be_matmul(be, xb, att, w->o, n, err));
+        P3_TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
         /* MLP block: x += down(silu(gate) * up), [gate | up] = gate_up_proj(rmsnorm(x)) */
-        TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->ffn_norm, 0), n, dim, c->rms_norm_eps, err));
-        TRY(p3_be_matmul(be, gate_up, xb, w->gate_up, n, err));
-        TRY(p3_be_swiglu(be, hb, gate_up, n, inter, err));
-        TRY(p3_be_matmul(be, xb, hb, w->down, n, err));
-        TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
+        P3_TRY(p3_be_rmsnorm(be, xb, x, p3_ref_at(w->ffn_norm, 0), n, dim, c->rms_norm_eps, err));
+        P3_TRY(p3_be_matmul(be, gate_up, xb, w->gate_up, n, err));
+        P3_TRY(p3_be_swiglu(be, hb, gate_up, n, inter, err));
+        P3_TRY(p3_be_matmul(be, xb, hb, w->down, n, err));
+        P3_TRY(p3_be_add(be, x, xb, (size_t)n * (size_t)dim, err));
     }
     /* final norm of the rows asked for, gathered into xb, then one lm_head (or the tied
      * embedding) over them */
@@ -220,8 +214,9 @@ static p3_status forward(const p3_model *m, const p3_acts *a, const p3_segment *
         const p3_segment *g = &segs[i];
         int rows = g->n - g->first_out;
         if (rows <= 0) continue;
-        TRY(p3_be_rmsnorm(be, row(a->xb, g->out_row0, dim), row(a->x, g->row0 + g->first_out, dim),
-                          p3_ref_at(m->final_norm, 0), rows, dim, c->rms_norm_eps, err));
+        P3_TRY(p3_be_rmsnorm(be, row(a->xb, g->out_row0, dim),
+                             row(a->x, g->row0 + g->first_out, dim), p3_ref_at(m->final_norm, 0),
+                             rows, dim, c->rms_norm_eps, err));
         out_rows = P3_MAX(out_rows, g->out_row0 + rows);
     }
     if (out_rows == 0) return PHI3C_OK;
@@ -238,21 +233,21 @@ static p3_status run_positions(p3_session *s, int start, int end, int first_out,
         int n = P3_MIN(s->n_batch, end - pos);
         bool last_chunk = pos + n == end;
         bool rows_out = logits && pos + n > first_out;
-        TRY(p3_be_write(be, p3_ref_at(s->ids, 0), s->history + pos, (size_t)n * sizeof(int32_t),
-                        err));
+        P3_TRY(p3_be_write(be, p3_ref_at(s->ids, 0), s->history + pos, (size_t)n * sizeof(int32_t),
+                           err));
         int r0 = rows_out ? P3_MAX(first_out, pos) - pos : n - 1;
         p3_segment seg = {s, n, pos, 0, last_chunk || rows_out ? r0 : n, 0};
         p3_acts acts = session_acts(s);
-        TRY(forward(s->model, &acts, &seg, 1, n, err));
+        P3_TRY(forward(s->model, &acts, &seg, 1, n, err));
         s->n_prefilled += n;
         if (rows_out)
-            TRY(p3_be_read(be, p3_ref_at(s->logits, 0),
-                           logits + (size_t)(pos + r0 - first_out) * (size_t)vocab,
-                           (size_t)(n - r0) * row_bytes, err));
+            P3_TRY(p3_be_read(be, p3_ref_at(s->logits, 0),
+                              logits + (size_t)(pos + r0 - first_out) * (size_t)vocab,
+                              (size_t)(n - r0) * row_bytes, err));
         if (last_chunk) {
             size_t last_row = (size_t)(n - 1 - r0);
-            TRY(p3_be_read(be, p3_ref_at(s->logits, last_row * row_bytes), s->host_logits,
-                           row_bytes, err));
+            P3_TRY(p3_be_read(be, p3_ref_at(s->logits, last_row * row_bytes), s->host_logits,
+                              row_bytes, err));
         }
     }
     return PHI3C_OK;
@@ -267,7 +262,7 @@ p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logit
     if (n > s->n_ctx - s->n_past)
         return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
                        "context full: %d cached + %d new tokens exceed the context of %d "
-                       "positions (raise -c/--ctx)",
+                       "positions",
                        s->n_past, n, s->n_ctx);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
@@ -305,13 +300,14 @@ static p3_status alloc_acts(const p3_model *m, int T, p3_acts *a, p3_error *err)
     const p3_config *c = &m->cfg;
     p3_backend *be = (p3_backend *)&m->be;
     int64_t hd = c->head_dim, qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
-    TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &a->ids, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &a->x, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &a->xb, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &a->qkv, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &a->att, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &a->gate_up, err));
-    TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &a->hb, err));
+    P3_TRY(p3_be_buffer_alloc(be, (size_t)T * sizeof(int32_t), &a->ids, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &a->x, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->hidden_size), &a->xb, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, qkv_dim), &a->qkv, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->num_heads * hd), &a->att, err));
+    P3_TRY(
+        p3_be_buffer_alloc(be, f32_bytes(T, 2 * (int64_t)c->intermediate_size), &a->gate_up, err));
+    P3_TRY(p3_be_buffer_alloc(be, f32_bytes(T, c->intermediate_size), &a->hb, err));
     return p3_be_buffer_alloc(be, f32_bytes(T, c->vocab_size), &a->logits, err);
 }
 
@@ -388,7 +384,7 @@ static p3_status check_batch(const p3_batch *b, const p3_batch_seq *seqs, int n_
                              p3_error *err) {
     int total = 0;
     for (int i = 0; i < n_seqs; i++) {
-        TRY(check_seq(b, &seqs[i], i, err));
+        P3_TRY(check_seq(b, &seqs[i], i, err));
         for (int j = 0; j < i; j++)
             if (seqs[j].s == seqs[i].s)
                 return p3_fail(err, PHI3C_ERR_INVALID_ARG,
@@ -413,9 +409,10 @@ static p3_status read_batch_logits(p3_batch *b, const p3_batch_seq *seqs, int n_
         int rows = g->n - g->first_out;
         size_t at = (size_t)g->out_row0 * row_bytes;
         if (all)
-            TRY(p3_be_read(be, p3_ref_at(b->acts.logits, at), all, (size_t)rows * row_bytes, err));
-        TRY(p3_be_read(be, p3_ref_at(b->acts.logits, at + (size_t)(rows - 1) * row_bytes),
-                       g->s->host_logits, row_bytes, err));
+            P3_TRY(
+                p3_be_read(be, p3_ref_at(b->acts.logits, at), all, (size_t)rows * row_bytes, err));
+        P3_TRY(p3_be_read(be, p3_ref_at(b->acts.logits, at + (size_t)(rows - 1) * row_bytes),
+                          g->s->host_logits, row_bytes, err));
     }
     return PHI3C_OK;
 }
@@ -444,17 +441,17 @@ static int plan_segments(p3_batch *b, const p3_batch_seq *seqs, int n_seqs, int 
 
 p3_status p3_batch_feed(p3_batch *b, const p3_batch_seq *seqs, int n_seqs, p3_error *err) {
     if (n_seqs <= 0 || !seqs) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "batch: no sequences");
-    TRY(check_batch(b, seqs, n_seqs, err));
+    P3_TRY(check_batch(b, seqs, n_seqs, err));
     int rows = 0, n_segs = plan_segments(b, seqs, n_seqs, &rows);
     /* a sequence crossing LongRoPE's switch re-runs its whole history: alone, by the session */
     for (int i = 0; i < n_seqs; i++)
         if (needs_longrope_switch(seqs[i].s, seqs[i].n))
-            TRY(p3_session_feed(seqs[i].s, seqs[i].ids, seqs[i].n, seqs[i].logits, err));
+            P3_TRY(p3_session_feed(seqs[i].s, seqs[i].ids, seqs[i].n, seqs[i].logits, err));
     if (n_segs == 0) return PHI3C_OK;
     p3_backend *be = (p3_backend *)&b->model->be;
-    TRY(p3_be_write(be, p3_ref_at(b->acts.ids, 0), b->ids, (size_t)rows * sizeof(int32_t), err));
-    TRY(forward(b->model, &b->acts, b->segs, n_segs, rows, err));
-    TRY(read_batch_logits(b, seqs, n_segs, err));
+    P3_TRY(p3_be_write(be, p3_ref_at(b->acts.ids, 0), b->ids, (size_t)rows * sizeof(int32_t), err));
+    P3_TRY(forward(b->model, &b->acts, b->segs, n_segs, rows, err));
+    P3_TRY(read_batch_logits(b, seqs, n_segs, err));
     for (int k = 0; k < n_segs; k++) {
         const p3_batch_seq *q = &seqs[b->seq_of[k]];
         p3_session *s = q->s;

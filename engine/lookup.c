@@ -5,17 +5,27 @@
 #include <string.h>
 
 enum {
-    NGRAM_MAX = 4,      /* the longest suffix looked up */
-    NGRAM_MIN = 1,      /* the shortest */
-    START_LEN = 4,      /* first draft length (at most max_draft) */
-    PAUSE_AFTER = 2,    /* failed drafts in a row before drafting pauses */
-    PAUSE_LONGEST = 32, /* decode steps of the longest pause */
+    NGRAM_MIN = 1,    /* the shortest suffix looked up */
+    PROBE_AFTER = 16, /* matches skipped before a one-token probe keeps the estimates fresh */
 };
+
+static const float KEEP_PRIOR = 0.5f;  /* chance a draft token is kept, before any evidence */
+static const float KEEP_RATE = 0.15f;  /* weight of a new observation in the keep estimates */
+static const double COST_PRIOR = 0.15; /* cost per draft token before any measurement */
+/* Timings on a busy machine are only ever inflated (preemption), so the estimates follow a
+ * faster time quickly and a slower one slowly: they track the undisturbed cost. */
+static const double TIME_DOWN = 0.3, TIME_UP = 0.03;
+
+static double follow(double estimate, double observed) {
+    return estimate + (observed < estimate ? TIME_DOWN : TIME_UP) * (observed - estimate);
+}
 
 void p3_lookup_init(p3_lookup *lk, int max_draft) {
     memset(lk, 0, sizeof *lk);
     lk->max_draft = max_draft;
-    lk->len = P3_MIN(max_draft, START_LEN);
+    for (int g = 0; g <= P3_LOOKUP_NGRAM; g++)
+        for (int i = 0; i < P3_LOOKUP_MAX; i++) lk->keep[g][i] = KEEP_PRIOR;
+    for (int k = 0; k <= P3_LOOKUP_MAX; k++) lk->cost[k] = (float)(1.0 + COST_PRIOR * k);
 }
 
 /* The latest start i < n - g of seq[n-g..n) earlier in seq, or -1. */
@@ -26,41 +36,60 @@ static int latest_match(const int32_t *seq, int n, int g) {
     return -1;
 }
 
-int p3_lookup_draft(p3_lookup *lk, const int32_t *seq, int n, int cap, int32_t *draft) {
-    int want = P3_MIN(cap, lk->len);
-    if (lk->max_draft <= 0 || want <= 0) return 0;
-    if (lk->pause > 0) {
-        lk->pause--;
-        return 0;
+/* The draft length (0..avail) with the most expected tokens per unit of time: a verification of
+ * k drafts costs cost[k] decode steps and yields 1 + sum over i <= k of P(first i kept). Costs
+ * not measured yet keep the optimistic prior, so longer drafts get tried when they are kept. */
+static int best_length(const p3_lookup *lk, int match, int avail) {
+    double p = 1.0, tokens = 1.0, best_rate = 1.0;
+    int best = 0;
+    for (int k = 1; k <= avail; k++) {
+        p *= lk->keep[match][k - 1];
+        tokens += p;
+        double cost = lk->cost_fixed > 0 ? 1.0 + lk->cost_fixed * k : lk->cost[k];
+        double rate = tokens / cost;
+        if (rate > best_rate) best_rate = rate, best = k;
     }
-    if (lk->draft) return P3_MAX(0, P3_MIN(want, lk->draft(lk->draft_user, seq, n, want, draft)));
-    for (int g = P3_MIN(NGRAM_MAX, n - 1); g >= NGRAM_MIN; g--) {
-        int i = latest_match(seq, n, g);
-        if (i < 0) continue;
-        int k = P3_MIN(want, n - (i + g)); /* the continuation may run into the suffix itself */
-        memcpy(draft, seq + i + g, (size_t)k * sizeof *draft);
-        return k;
-    }
-    return 0;
+    return best;
 }
 
-void p3_lookup_update(p3_lookup *lk, int drafted, int accepted) {
-    if (drafted <= 0) return;
+int p3_lookup_draft(p3_lookup *lk, const int32_t *seq, int n, int cap, int32_t *draft) {
+    int want = P3_MIN(cap, lk->max_draft), k = 0, match = 0;
+    if (want <= 0) return 0;
+    if (lk->draft) {
+        k = P3_MAX(0, P3_MIN(want, lk->draft(lk->draft_user, seq, n, want, draft)));
+    } else {
+        for (match = P3_MIN(P3_LOOKUP_NGRAM, n - 1); match >= NGRAM_MIN; match--) {
+            int i = latest_match(seq, n, match);
+            if (i < 0) continue;
+            /* the continuation may run into the suffix itself */
+            k = P3_MIN(want, n - (i + match));
+            memcpy(draft, seq + i + match, (size_t)k * sizeof *draft);
+            break;
+        }
+        if (match < NGRAM_MIN) return 0;
+    }
+    if (k == 0) return 0;
+    lk->last_match = match;
+    int len = best_length(lk, match, k);
+    if (len == 0 && ++lk->skipped >= PROBE_AFTER) len = 1; /* a probe */
+    if (len > 0) lk->skipped = 0;
+    return len;
+}
+
+void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds) {
+    if (drafted <= 0) {
+        lk->step_sec = lk->step_sec > 0 ? follow(lk->step_sec, seconds) : seconds;
+        return;
+    }
     lk->n_drafted += drafted;
     lk->n_accepted += accepted;
     lk->n_verifies++;
-    if (accepted == drafted) {
-        lk->len = P3_MIN(lk->max_draft, 2 * lk->len);
-        lk->misses = 0;
-    } else if (accepted > 0) {
-        lk->len = P3_MAX(1, P3_MIN(lk->len, accepted + 1));
-        lk->misses = 0;
-    } else {
-        lk->len = P3_MAX(1, lk->len / 2);
-        lk->misses++;
-        if (lk->misses >= PAUSE_AFTER)
-            lk->pause = P3_MIN(PAUSE_LONGEST, 1 << P3_MIN(lk->misses - PAUSE_AFTER, 5));
-    }
+    /* position i was tried only when the ones before it were kept */
+    float *keep = lk->keep[lk->last_match];
+    for (int i = 0; i < drafted && i <= accepted; i++)
+        keep[i] += KEEP_RATE * ((i < accepted ? 1.0f : 0.0f) - keep[i]);
+    if (lk->step_sec > 0)
+        lk->cost[drafted] = (float)follow(lk->cost[drafted], P3_MAX(1.0, seconds / lk->step_sec));
 }
 
 int p3_lookup_room(const p3_session *s) {
@@ -85,9 +114,11 @@ p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int
     if (st != PHI3C_OK) return st;
     /* the same picks, in the same order and with the same history, as one token at a time */
     int i = 0;
+    bool in_place = smp->opt.repeat_penalty == 1.0f; /* only the penalty writes the logits */
     for (;; i++) {
-        memcpy(scratch, rows + (size_t)i * (size_t)vocab, row_bytes);
-        picks[i] = p3_sampler_pick(smp, scratch, s->history, base + 1 + i);
+        float *row = rows + (size_t)i * (size_t)vocab;
+        if (!in_place) row = memcpy(scratch, row, row_bytes);
+        picks[i] = p3_sampler_pick(smp, row, s->history, base + 1 + i);
         if (i == k || picks[i] != draft[i] || is_stop(stop_user, picks[i])) break;
     }
     *n_picks = i + 1;

@@ -11,15 +11,26 @@ enum { P3_LOOKUP_MAX = 64 }; /* largest draft length a caller may ask for */
 /* A source of drafts: up to cap tokens to follow seq[0..n); returns how many. */
 typedef int (*p3_draft_fn)(void *user, const int32_t *seq, int n, int cap, int32_t *draft);
 
-/* Drafting state of one session: the adaptive draft length and the back-off after failures. */
+enum { P3_LOOKUP_NGRAM = 4 }; /* the longest suffix looked up */
+
+/* Drafting state of one session. The draft length is chosen for the most tokens per second: from
+ * the measured cost of verifying k drafts (relative to a one-token decode step, for each k: the
+ * kernels' token tiles make it far from linear) and
+ * the observed chance that the i-th draft token is kept once the ones before it were, learned
+ * separately for each n-gram length (a 4-token match is far more often right than a 1-token one).
+ * So drafts grow while they are kept, shrink when they are not, and stop (bar a rare one-token
+ * probe) where they do not pay; the output never depends on any of it. */
 typedef struct p3_lookup {
     int max_draft;     /* the caller's limit; 0 = lookup off */
     p3_draft_fn draft; /* NULL: the n-gram lookup below; another source (a draft model, a test's
                         * oracle) may be plugged in and goes through the same verification */
     void *draft_user;
-    int len;    /* current draft length, 1..max_draft */
-    int misses; /* drafts in a row with nothing accepted */
-    int pause;  /* decode steps left without drafting (back-off) */
+    float keep[P3_LOOKUP_NGRAM + 1][P3_LOOKUP_MAX]; /* [match length (0: plugged source)][i] */
+    float cost[P3_LOOKUP_MAX + 1]; /* [k]: time of verifying k drafts / a decode step */
+    double cost_fixed; /* > 0: cost[k] = 1 + cost_fixed k instead of measured (reproducible) */
+    double step_sec;   /* EMA of a one-token decode step, seconds */
+    int last_match;    /* match length of the last draft */
+    int skipped;       /* matches in a row not drafted because they did not pay */
     /* statistics since the session was made */
     long long n_drafted, n_accepted, n_verifies;
 } p3_lookup;
@@ -28,13 +39,12 @@ void p3_lookup_init(p3_lookup *lk, int max_draft);
 
 /* Drafts up to `cap` tokens to follow seq[0..n) (the history plus the token about to be fed):
  * the tokens after the latest earlier occurrence of its last 4, 3, 2 or 1 tokens (longest match
- * first), at most the adaptive length. Returns how many (0: no match, paused, or cap 0). */
+ * first), as many as pay. Returns how many (0: no match, not worth it, or cap 0). */
 int p3_lookup_draft(p3_lookup *lk, const int32_t *seq, int n, int cap, int32_t *draft);
 
-/* Adapts the draft length after a verification that accepted `accepted` of `drafted` tokens:
- * grows when all were kept, shrinks to what was kept otherwise, and pauses drafting for longer
- * and longer after drafts that keep failing. */
-void p3_lookup_update(p3_lookup *lk, int drafted, int accepted);
+/* Learns from a step: `drafted` tokens verified (0: a plain one-token decode), `accepted` of them
+ * kept, in `seconds`. */
+void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds);
 
 /* How many draft tokens the session can verify after feeding one more token: bounded by the
  * context, the batch, and (LongRoPE) by original_max until the switch happened, so that the

@@ -1,7 +1,7 @@
 /* source.c: p3_source_open decides what a model path is (HF folder, GGUF, native phi3c file) and
  * hands it to the right loader; lookup by HF name and the check of the tensor set against the
  * config live here too. */
-#include "gguf.h"
+#include "gguf_phi3.h"
 #include "phi3c_file.h"
 #include "safetensors.h"
 #include "source.h"
@@ -20,6 +20,21 @@ void p3_source_close(p3_model_source *src) {
     p3_free(src->path);
     p3_free(src->tokenizer_dir);
     p3_free(src);
+}
+
+void p3_tensor_set(p3_tensor *t, const char *hf_name, p3_dtype dtype, int64_t rows, int64_t cols,
+                   const void *data) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", hf_name);
+    snprintf(t->hf_name, sizeof t->hf_name, "%s", hf_name);
+    t->dtype = dtype;
+    t->n_dims = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->data = data;
+    size_t row_bytes = 0, total = 0;
+    if (rows >= 0 && p3_dtype_row_bytes(dtype, cols ? cols : rows, &row_bytes))
+        t->nbytes = !cols ? row_bytes : p3_mul_size(row_bytes, (size_t)rows, &total) ? total : 0;
 }
 
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name) {

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FIXTURES "tests/fixtures/tokenizer/"
 
@@ -514,18 +515,34 @@ P3_TEST(tokenizer_chat_unknown_template_is_refused) {
 
 /* ---- refusals and hostile input ------------------------------------------------------------ */
 
-P3_TEST(tokenizer_refuses_byte_level_bpe) {
-    static const char phi4[] =
+/* Byte-level tokenizers whose pre-tokenizer phi3c does not implement (GPT-2's ByteLevel regex,
+ * another Split pattern such as cl100k's) are refused by name, never approximated. */
+P3_TEST(tokenizer_refuses_unknown_byte_level_pretokenizers) {
+    static const char gpt2[] =
         "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,"
         "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
         "\"decoder\":{\"type\":\"ByteLevel\"},"
         "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
     p3_tokenizer_files f = {
-        .what = "phi4", .tokenizer_json = phi4, .tokenizer_json_len = sizeof phi4 - 1};
+        .what = "gpt2", .tokenizer_json = gpt2, .tokenizer_json_len = sizeof gpt2 - 1};
     p3_tokenizer *tok = NULL;
     p3_error err = {0};
     CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
-    CHECK_MSG(strstr(err.message, "byte-level") != NULL, "message: %s", err.message);
+    CHECK_MSG(strstr(err.message, "pre-tokenizer 'ByteLevel'") != NULL, "message: %s", err.message);
+    CHECK(tok == NULL);
+    static const char cl100k[] =
+        "{\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\","
+        "\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"'(?i:[sdmt]|ll|ve|re)|"
+        "[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?+\\\\p{L}+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+        "\"decoder\":{\"type\":\"ByteLevel\"},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
+    f.what = "cl100k";
+    f.tokenizer_json = cl100k;
+    f.tokenizer_json_len = sizeof cl100k - 1;
+    CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "Split pattern ''(?i:[sdmt]|ll|ve|re)") != NULL, "message: %s",
+              err.message);
     CHECK(tok == NULL);
     /* an added token HF would match in the normalized text */
     static const char normalized[] =
@@ -730,4 +747,147 @@ P3_TEST(tokenizer_space_mark_by_byte_fallback) {
     CHECK_EQ_INT(n, 3 * (sizeof spaces + 1));
     p3_free(ids);
     p3_tokenizer_free(tok);
+}
+
+/* ---- byte-level BPE: Phi-4-mini's tokenizer ---------------------------------------------- */
+
+/* build/phi4-tokenizer: made from bpe-openai's o200k_base ranks by `make phi4-tokenizer` (which
+ * `make test` runs first); NULL and the test skipped when it has not been built. */
+static p3_tokenizer *load_phi4(p3_test_ctx *t) {
+    const char *dir = getenv("PHI3C_PHI4_TOKENIZER");
+    if (!dir) dir = "build/phi4-tokenizer";
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, R_OK) != 0) {
+        p3_test_skip(t, "%s not built (make phi4-tokenizer)", path);
+        return NULL;
+    }
+    return load_or_fail(t, dir);
+}
+
+typedef struct phi4_stats {
+    size_t hf, hf_pass, tt, tt_pass, dec, dec_pass, trip, trip_pass, chat, chat_pass;
+} phi4_stats;
+
+static void phi4_text_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f, const char **fe,
+                           bool hf, phi4_stats *st) {
+    static int32_t want[65536];
+    size_t len, n_want = parse_ids(f[2], fe[2], want, 65536);
+    char *text = unhex(f[1], fe[1], &len);
+    bool ok = check_encode(t, tok, text, len, 0, want, n_want, hf ? "HF" : "tiktoken");
+    if (hf) {
+        st->hf++, st->hf_pass += ok;
+        size_t dlen;
+        char *dec = unhex(f[3], fe[3], &dlen);
+        bool dok = check_decode(t, tok, want, n_want, 0, dec, dlen, "HF") &&
+                   check_stream(t, tok, want, n_want, 0, dec, dlen);
+        st->dec++, st->dec_pass += dok;
+        /* every text is valid UTF-8: decoding its ids gives it back */
+        st->trip++, st->trip_pass += dlen == len && memcmp(dec, text, len) == 0;
+        free(dec);
+    } else {
+        st->tt++, st->tt_pass += ok;
+    }
+    free(text);
+}
+
+static void phi4_decode_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f,
+                             const char **fe, phi4_stats *st) {
+    static int32_t ids[4096];
+    size_t n = parse_ids(f[1], fe[1], ids, 4096), dlen, slen;
+    char *dec = unhex(f[2], fe[2], &dlen), *skip = unhex(f[3], fe[3], &slen);
+    bool ok = check_decode(t, tok, ids, n, 0, dec, dlen, "HF") &&
+              check_decode(t, tok, ids, n, P3_DECODE_SKIP_SPECIAL, skip, slen, "HF") &&
+              check_stream(t, tok, ids, n, 0, dec, dlen);
+    st->dec++, st->dec_pass += ok;
+    free(dec);
+    free(skip);
+}
+
+static void phi4_chat_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f, const char **fe,
+                           phi4_stats *st) {
+    p3_chat_message msgs[16];
+    char *owned[32];
+    size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned), want_len, len;
+    char *want = unhex(f[3], fe[3], &want_len), *text = NULL;
+    p3_error err = {0};
+    bool ok =
+        CHECK_OK(p3_tokenizer_apply_chat(tok, msgs, n_msgs, f[1][0] == '1', &text, &len, &err),
+                 &err) &&
+        len == want_len && memcmp(text, want, len) == 0;
+    CHECK_MSG(ok, "Phi-4 chat rendered \"%s\", jinja2 \"%s\"", text ? text : "", want);
+    st->chat++, st->chat_pass += ok;
+    p3_free(text);
+    free(want);
+    for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+}
+
+static void run_phi4_cases(p3_test_ctx *t, const p3_tokenizer *tok, const char *label) {
+    CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_PHI4);
+    size_t size;
+    char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
+    phi4_stats st = {0};
+    for (char *line = data; data && line < data + size;) {
+        char *nl = memchr(line, '\n', (size_t)(data + size - line));
+        char *end = nl ? nl : data + size;
+        const char *f[5], *fe[5];
+        size_t nf = split_fields(line, end, f, fe, 5);
+        if (line[0] == 'H' && nf == 4) phi4_text_line(t, tok, f, fe, true, &st);
+        if (line[0] == 'T' && nf == 3) phi4_text_line(t, tok, f, fe, false, &st);
+        if (line[0] == 'D' && nf == 4) phi4_decode_line(t, tok, f, fe, &st);
+        if (line[0] == 'C' && nf == 4) phi4_chat_line(t, tok, f, fe, &st);
+        line = end + 1;
+    }
+    printf("    %s: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
+           "round trips %zu/%zu, chat %zu/%zu\n",
+           label, st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
+           st.chat_pass, st.chat);
+    CHECK(st.hf >= 500 && st.tt >= 500 && st.chat >= 10);
+    CHECK_EQ_INT(st.trip_pass, st.trip);
+    free(data);
+}
+
+/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
+ * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2; through
+ * the folder (tokenizer.json + tokenizer_config.json), the same files as in-memory blobs (what a
+ * native .phi3c file holds) and the GGUF form (gpt2 / gpt-4o). */
+P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
+    p3_tokenizer *tok = load_phi4(t);
+    if (!tok) return;
+    run_phi4_cases(t, tok, "tokenizer.json");
+    p3_tokenizer_free(tok);
+    const char *dir =
+        getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER") : "build/phi4-tokenizer";
+    char path[512];
+    size_t json_len, config_len;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *json = p3_test_read_file(t, path, &json_len);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *config = p3_test_read_file(t, path, &config_len);
+    p3_tokenizer_files f = {.what = "phi4 blobs",
+                            .tokenizer_json = json,
+                            .tokenizer_json_len = json_len,
+                            .tokenizer_config_json = config,
+                            .tokenizer_config_json_len = config_len};
+    p3_error err = {0};
+    tok = NULL;
+    if (json && config && CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err))
+        run_phi4_cases(t, tok, "blobs");
+    p3_tokenizer_free(tok);
+    free(json);
+    free(config);
+    snprintf(path, sizeof path, "%s/tokenizer.gguf", dir);
+    tok = load_or_fail(t, path);
+    if (tok) run_phi4_cases(t, tok, "tokenizer.gguf");
+    p3_tokenizer_free(tok);
+    /* `info` names the tokenizer type */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s info -m %s", p3_test_cli(), path);
+    p3_cmd_result res = {0};
+    if (CHECK(p3_test_run(t, cmd, &res)))
+        CHECK_MSG(res.exit_code == 0 && res.out &&
+                      strstr(res.out, "tokenizer                byte-level BPE (o200k split), "
+                                      "200024 ids, chat format Phi-4-mini"),
+                  "info said: %s", res.out ? res.out : "");
+    p3_cmd_result_free(&res);
 }

@@ -1,6 +1,8 @@
-/* tok_decode.c: ids -> text as HF decodes (SentencePiece pieces: "▁" -> " ", byte-fallback runs
- * fused, one leading space stripped), whole or streamed token by token without ever splitting a
- * UTF-8 character. A byte-level BPE model adds its own piece -> bytes step here. */
+/* tok_decode.c: ids -> text as HF decodes, whole or streamed token by token without ever
+ * splitting a UTF-8 character. SentencePiece pieces: "▁" -> " ", byte-fallback runs fused (one
+ * U+FFFD per byte of an invalid run), one leading space stripped. Byte-level BPE pieces (held as
+ * raw bytes): concatenated, then made UTF-8 as Rust's from_utf8_lossy does (one U+FFFD per
+ * maximal invalid subpart). */
 #include "tok_encode.h"
 
 typedef struct tok_buf {
@@ -50,11 +52,85 @@ static bool decode_skips(const p3_tokenizer *tok, int32_t id, unsigned flags) {
            ((flags & P3_DECODE_SKIP_SPECIAL) && tok->special[id]);
 }
 
+/* ---- byte-level: raw bytes to UTF-8, lossy as Rust's String::from_utf8_lossy */
+
+/* Length of the character a lead byte starts, 0 for a byte that starts none. */
+static unsigned utf8_need(uint8_t c) {
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return 2;
+    if (c >= 0xE0 && c <= 0xEF) return 3;
+    if (c >= 0xF0 && c <= 0xF4) return 4;
+    return 0;
+}
+
+/* Whether c can be byte k (1..3) of a character led by `lead` (no overlong forms, surrogates or
+ * code points above U+10FFFF). */
+static bool utf8_cont_ok(uint8_t lead, unsigned k, uint8_t c) {
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (k == 1 && lead == 0xE0) lo = 0xA0;
+    if (k == 1 && lead == 0xED) hi = 0x9F;
+    if (k == 1 && lead == 0xF0) lo = 0x90;
+    if (k == 1 && lead == 0xF4) hi = 0x8F;
+    return c >= lo && c <= hi;
+}
+
+/* Writes in[0..n) to out as valid UTF-8 (out holds 3 bytes per input byte): each maximal prefix
+ * of a character that cannot complete becomes one U+FFFD. Unless `final`, an unfinished character
+ * at the end is left unread. Returns the bytes written; *used the bytes read. */
+static size_t utf8_lossy(const uint8_t *in, size_t n, bool final, char *out, size_t *used) {
+    size_t o = 0, i = 0;
+    while (i < n) {
+        unsigned need = utf8_need(in[i]), k = 1;
+        while (need && k < need && i + k < n && utf8_cont_ok(in[i], k, in[i + k])) k++;
+        if (need && k == need) {
+            memcpy(out + o, in + i, need);
+            o += need;
+        } else if (need && i + k == n && !final) {
+            break; /* may still complete */
+        } else {
+            memcpy(out + o, REPLACEMENT, 3);
+            o += 3;
+        }
+        i += k;
+    }
+    *used = i;
+    return o;
+}
+
+static p3_status decode_bytelevel_text(const p3_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                       unsigned flags, char **text, size_t *len, p3_error *err) {
+    tok_buf raw = {0}, b = {0};
+    for (size_t i = 0; i < n_ids && !raw.oom; i++) {
+        if (ids[i] < 0) {
+            p3_free(raw.data);
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "decode: negative token id %ld",
+                           (long)ids[i]);
+        }
+        if (!decode_skips(tok, ids[i], flags))
+            buf_put(&raw, tok_piece(tok, ids[i]), tok->piece_len[ids[i]]);
+    }
+    size_t cap = 0, used;
+    if (raw.oom || !p3_mul_size(raw.len, 3, &cap) ||
+        !tok_grow((void **)&b.data, &b.cap, cap + 1, 1)) {
+        p3_free(raw.data);
+        p3_free(b.data);
+        return p3_fail(err, PHI3C_ERR_NOMEM, "decode: out of memory");
+    }
+    b.len = utf8_lossy((const uint8_t *)raw.data, raw.len, true, b.data, &used);
+    b.data[b.len] = '\0';
+    p3_free(raw.data);
+    *text = b.data;
+    *len = b.len;
+    return PHI3C_OK;
+}
+
 p3_status p3_tokenizer_decode(const p3_tokenizer *tok, const int32_t *ids, size_t n_ids,
                               unsigned flags, char **text, size_t *len, p3_error *err) {
     *text = NULL;
     *len = 0;
     tok_buf b = {0};
+    if (tok->model == TOK_MODEL_BYTE_BPE)
+        return decode_bytelevel_text(tok, ids, n_ids, flags, text, len, err);
     uint8_t *run = NULL;
     size_t n_run = 0;
     char *piece = p3_malloc(tok->max_piece_len + 1);
@@ -102,8 +178,10 @@ p3_status p3_detok_stream_init(p3_detok_stream *s, const p3_tokenizer *tok, unsi
     memset(s, 0, sizeof *s);
     s->tok = tok;
     s->flags = flags;
-    s->at_start = true;
+    s->at_start = tok->model != TOK_MODEL_BYTE_BPE; /* byte-level decoding strips nothing */
     s->out_cap = tok->max_piece_len + 32;
+    if (tok->model == TOK_MODEL_BYTE_BPE) /* U+FFFD per byte at worst, then the input scratch */
+        s->out_cap = 4 * (tok->max_piece_len + 4);
     s->out = p3_malloc(s->out_cap);
     if (!s->out) return p3_fail(err, PHI3C_ERR_NOMEM, "detokenizer: out of memory");
     return PHI3C_OK;
@@ -121,7 +199,7 @@ static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
     while (s->n_pending > 0) {
         uint32_t cp;
         size_t n = (size_t)s->n_pending;
-        size_t clen = tok_utf8_char_len(s->pending, n, &cp);
+        size_t clen = p3_utf8_decode(s->pending, n, &cp);
         if (clen == 0) {
             /* is it the valid start of a longer character? then wait for more bytes */
             uint8_t probe[4] = {0};
@@ -133,7 +211,7 @@ static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
                                                : 0;
             bool prefix_ok = want > n;
             for (size_t i = 1; i < n && prefix_ok; i++)
-                prefix_ok = tok_utf8_is_continuation(probe[i]);
+                prefix_ok = p3_utf8_is_continuation(probe[i]);
             if (prefix_ok && !final) break;
             memcpy(out + o, REPLACEMENT, 3);
             o += 3;
@@ -146,6 +224,21 @@ static size_t stream_drain(p3_detok_stream *s, char *out, bool final) {
         memmove(s->pending, s->pending + clen, n - clen);
         s->n_pending -= (int)clen;
     }
+    return o;
+}
+
+/* Byte-level: the pending bytes of an unfinished character, then the piece, through utf8_lossy
+ * into s->out; an unfinished character at the end waits in s->pending. */
+static size_t stream_bytelevel(p3_detok_stream *s, const char *piece, size_t n, bool final) {
+    size_t in_cap = s->tok->max_piece_len + 4;
+    uint8_t *in = (uint8_t *)s->out + 3 * in_cap; /* scratch after the output room */
+    size_t n_in = (size_t)s->n_pending;
+    memcpy(in, s->pending, n_in);
+    memcpy(in + n_in, piece, n);
+    n_in += n;
+    size_t used, o = utf8_lossy(in, n_in, final, s->out, &used);
+    s->n_pending = (int)(n_in - used); /* at most 3: an unfinished character */
+    memcpy(s->pending, in + used, n_in - used);
     return o;
 }
 
@@ -164,6 +257,10 @@ p3_status p3_detok_stream_push(p3_detok_stream *s, int32_t id, const char **text
     if (id < 0)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "decode: negative token id %ld", (long)id);
     if (decode_skips(tok, id, s->flags)) return PHI3C_OK;
+    if (tok->model == TOK_MODEL_BYTE_BPE) {
+        *len = stream_bytelevel(s, tok_piece(tok, id), tok->piece_len[id], false);
+        return PHI3C_OK;
+    }
     size_t o;
     if (tok->byte_of[id] >= 0) {
         s->pending[s->n_pending++] = (uint8_t)tok->byte_of[id];
@@ -179,6 +276,10 @@ p3_status p3_detok_stream_push(p3_detok_stream *s, int32_t id, const char **text
 
 void p3_detok_stream_finish(p3_detok_stream *s, const char **text, size_t *len) {
     *text = s->out;
+    if (s->tok->model == TOK_MODEL_BYTE_BPE) {
+        *len = s->out ? stream_bytelevel(s, "", 0, true) : 0;
+        return;
+    }
     *len = s->out ? stream_drain(s, s->out, true) : 0;
     stream_strip(s, text, len);
     s->at_start = true;

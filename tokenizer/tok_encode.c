@@ -188,9 +188,9 @@ static size_t whitespace_run_start(const uint8_t *s, size_t floor, size_t end) {
     size_t start = end;
     while (start > floor) {
         size_t c = start - 1;
-        while (c > floor && tok_utf8_is_continuation(s[c])) c--;
+        while (c > floor && p3_utf8_is_continuation(s[c])) c--;
         uint32_t cp;
-        size_t len = tok_utf8_char_len(s + c, end - c, &cp);
+        size_t len = p3_utf8_decode(s + c, end - c, &cp);
         if (len != start - c || !tok_is_unicode_space(cp)) break;
         start = c;
     }
@@ -201,18 +201,20 @@ static size_t whitespace_run_end(const uint8_t *s, size_t n, size_t from) {
     size_t end = from;
     while (end < n) {
         uint32_t cp;
-        size_t len = tok_utf8_char_len(s + end, n - end, &cp);
+        size_t len = p3_utf8_decode(s + end, n - end, &cp);
         if (len == 0 || !tok_is_unicode_space(cp)) break;
         end += len;
     }
     return end;
 }
 
-/* One piece of text between added tokens, through the model's segment encoder (SentencePiece
- * today; the byte-level BPE encoder is chosen here too). */
+/* One piece of text between added tokens, through the model's segment encoder. */
 static void encode_segment(tok_work *w, const uint8_t *s, size_t n) {
     if (n == 0 || w->oom) return;
-    tok_spm_encode_segment(w, s, n);
+    if (w->tok->model == TOK_MODEL_BYTE_BPE)
+        tok_bpe_encode_segment(w, s, n);
+    else
+        tok_spm_encode_segment(w, s, n);
 }
 
 p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t len, unsigned flags,
@@ -226,7 +228,8 @@ p3_status p3_tokenizer_encode(const p3_tokenizer *tok, const char *text, size_t 
     if (st != PHI3C_OK) return st;
     const uint8_t *s = (const uint8_t *)text;
     tok_work w = {.tok = tok};
-    if (tok->words_split && len >= 256) { /* a word cache pays off beyond a short prompt */
+    bool cache = tok->words_split || tok->model == TOK_MODEL_BYTE_BPE;
+    if (cache && len >= 256) { /* a word cache pays off beyond a short prompt */
         size_t slots = 64;
         while (slots < len / 8 && slots < 65536) slots *= 2;
         w.cache = p3_calloc(slots, sizeof *w.cache);

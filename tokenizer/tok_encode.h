@@ -55,5 +55,7 @@ void tok_merge_word(tok_work *w, int32_t start, int32_t end);
 
 /* SentencePiece-style segment encoder (tok_spm_encode.c). */
 void tok_spm_encode_segment(tok_work *w, const uint8_t *s, size_t n);
+/* Byte-level BPE segment encoder: o200k split, then merges per chunk (tok_bpe_encode.c). */
+void tok_bpe_encode_segment(tok_work *w, const uint8_t *s, size_t n);
 
 #endif /* P3_TOK_ENCODE_H */

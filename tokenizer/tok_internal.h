@@ -40,8 +40,19 @@ typedef struct tok_merge_slot {
     int32_t result;
 } tok_merge_slot;
 
+/* The model that turns text between added tokens into ids. */
+typedef enum tok_model {
+    TOK_MODEL_SPM = 0,      /* SentencePiece-style BPE: "▁" for spaces, <0xXX> byte fallback */
+    TOK_MODEL_BYTE_BPE = 1, /* byte-level BPE after the o200k split (Phi-4-mini) */
+} tok_model;
+
 struct p3_tokenizer {
     char *what; /* file name for messages */
+    tok_model model;
+    /* byte-level BPE: pieces are stored as their raw bytes (not in the byte-level alphabet);
+     * ignore_merges: a pre-tokenized chunk that is itself a piece is taken whole (HF's
+     * ignore_merges, tiktoken's behaviour) */
+    bool ignore_merges;
     int32_t n_vocab;
     /* pieces: id -> bytes in pool */
     uint32_t *piece_off, *piece_len;
@@ -122,15 +133,8 @@ static inline const tok_merge_slot *tok_merge_find(const p3_tokenizer *tok, int3
     }
 }
 
-/* ---- UTF-8 (the tokenizer's view: one character at a time) */
+/* ---- characters (UTF-8 itself: p3_utf8_decode in common/) */
 
-static inline bool tok_utf8_is_continuation(uint8_t c) {
-    return (c & 0xC0) == 0x80;
-}
-
-/* Length of the valid UTF-8 character at s[0..n), or 0 when the bytes there are not one (a stray
- * byte, a truncated sequence, an overlong form, a surrogate, or above U+10FFFF). */
-size_t tok_utf8_char_len(const uint8_t *s, size_t n, uint32_t *cp);
 /* Rust's char::is_whitespace (Unicode White_Space), which HF uses for lstrip/rstrip. */
 bool tok_is_unicode_space(uint32_t cp);
 

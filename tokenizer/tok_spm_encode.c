@@ -61,7 +61,7 @@ void tok_spm_encode_segment(tok_work *w, const uint8_t *s, size_t n) {
     if (tok->prepend_space) add_char(w, TOK_SPACE_MARK, TOK_SPACE_MARK_LEN, &unk_pending);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t len = tok_utf8_char_len(s + i, n - i, &cp);
+        size_t len = p3_utf8_decode(s + i, n - i, &cp);
         if (len == 0) { /* invalid UTF-8: the byte itself, as byte fallback would give it */
             if (unk_pending) tok_push_symbol(w, tok->unk_id), unk_pending = false;
             int32_t b =

@@ -91,7 +91,7 @@ static bool piece_merges(const p3_tokenizer *tok, const suffix_index *ix, int32_
     uint32_t h = TOK_HASH_BASIS;
     for (size_t k = 1; k < len; k++) {
         h = tok_hash_step(h, (uint8_t)s[k - 1]);
-        left[k] = tok_utf8_is_continuation((uint8_t)s[k]) ? -1 : tok_lookup_hashed(tok, s, k, h);
+        left[k] = p3_utf8_is_continuation((uint8_t)s[k]) ? -1 : tok_lookup_hashed(tok, s, k, h);
     }
     float score = tok->score ? tok->score[id] : 0.0f;
     h = TOK_HASH_BASIS;

@@ -97,7 +97,7 @@ p3_status tok_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len
     tok->piece_len[id] = (uint32_t)len;
     tok->piece_type[id] = (uint8_t)type;
     tok->pool_len += len;
-    tok->byte_of[id] = (int16_t)parse_byte_piece(s, len);
+    tok->byte_of[id] = (int16_t)(tok->model == TOK_MODEL_SPM ? parse_byte_piece(s, len) : -1);
     if (len > tok->max_piece_len) tok->max_piece_len = len;
     return PHI3C_OK;
 }
@@ -273,6 +273,10 @@ p3_status tok_finish(p3_tokenizer *tok, p3_error *err) {
 }
 
 /* ---- queries ----------------------------------------------------------------------------- */
+
+const char *p3_tokenizer_type_name(const p3_tokenizer *tok) {
+    return tok->model == TOK_MODEL_BYTE_BPE ? "byte-level BPE (o200k split)" : "SentencePiece BPE";
+}
 
 int32_t p3_tokenizer_vocab_size(const p3_tokenizer *tok) {
     return tok->n_vocab;

@@ -1,7 +1,7 @@
-# build.mk: -included by the Makefile. Compiles the OpenCL backend's kernels (kernels/opencl/*.cl,
+# build.mk: -included by the Makefile. Compiles the OpenCL backend's kernels (kernels/clk/*.cl,
 # one program) to SPIR-V once per variant with kernels/level_zero/cl2spv.sh and embeds the modules
 # as generated C in $(BUILD)/gen/ (the .spv files stay beside it for the spirv test stage).
-L0_CL  := $(sort $(wildcard kernels/opencl/*.cl))
+L0_CL  := $(sort $(wildcard kernels/clk/*.cl))
 L0_GEN := $(BUILD)/gen/l0_spirv.c
 GEN_SRC += $(L0_GEN)
 

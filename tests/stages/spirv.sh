@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # spirv.sh: the real-Intel-GPU gate of the Level Zero path. The build compiles the OpenCL backend's
-# kernels (kernels/opencl/*.cl, one program) to SPIR-V once per variant (kernels/level_zero/
+# kernels (kernels/clk/*.cl, one program) to SPIR-V once per variant (kernels/level_zero/
 # cl2spv.sh) and embeds the modules; this stage takes those very modules from $BUILD/gen/, checks
 # each with spirv-val and compiles it with Intel's ocloc (-spirv_input) for a Tiger Lake (tgllp)
 # and an Arc DG2 (dg2-g10) target, and checks that every kernel the backend creates is in it.
@@ -40,8 +40,8 @@ if ! "$MAKE" --no-print-directory "$BUILD/gen/l0_spirv.c" >"$out/build.log" 2>&1
   echo "$pass passed, $fail failed, $skip skipped"
   exit 1
 fi
-# The kernel names the backend asks for (kernels/opencl/clk_ops.h).
-kernels=$(sed -nE 's/^ *X\(P3_CLK_[A-Z0-9_]+, "([a-z0-9_]+)"\).*/\1/p' kernels/opencl/clk_ops.h)
+# The kernel names the backend asks for (kernels/clk/clk_ops.h).
+kernels=$(sed -nE 's/^ *X\(P3_CLK_[A-Z0-9_]+, "([a-z0-9_]+)"\).*/\1/p' kernels/clk/clk_ops.h)
 targets=(tgllp dg2-g10)
 for variant in portable int-dot-emulated intel-sg; do
   spv=$BUILD/gen/l0_$variant.spv

@@ -10,9 +10,35 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What a CLI user can do about a library error: the library states the problem and the value,
+ * only the CLI knows its flags. `about` (NULL: any message) narrows a status to one problem. */
+static const struct {
+    phi3c_status status;
+    const char *about;
+    const char *advice;
+} advice_table[] = {
+    {PHI3C_ERR_CONTEXT_FULL, NULL, "raise -c/--ctx"},
+    {PHI3C_ERR_NOMEM, "KV cache", "lower -c/--ctx"},
+    {PHI3C_ERR_DEVICE_OOM, "KV cache", "lower -c/--ctx"},
+    {PHI3C_ERR_EXISTS, NULL, "use --force to replace it"},
+    {PHI3C_ERR_INVALID_ARG, "does not exist", "choose --device from phi3c info"},
+};
+
+static const char *advice_for(const p3_error *err) {
+    for (size_t i = 0; i < P3_ARRAY_LEN(advice_table); i++)
+        if (err->status == advice_table[i].status &&
+            (!advice_table[i].about || strstr(err->message, advice_table[i].about)))
+            return advice_table[i].advice;
+    return NULL;
+}
+
 int cli_fail(const char *cmd, const p3_error *err) {
     const char *msg = err && err->message[0] ? err->message : phi3c_strerror(err ? err->status : 0);
-    fprintf(stderr, "phi3c %s: %s\n", cmd, msg);
+    const char *advice = err ? advice_for(err) : NULL;
+    if (advice)
+        fprintf(stderr, "phi3c %s: %s (%s)\n", cmd, msg, advice);
+    else
+        fprintf(stderr, "phi3c %s: %s\n", cmd, msg);
     return CLI_EXIT_FAIL;
 }
 
