@@ -67,10 +67,25 @@ typedef struct p3_mapped_file {
 
 p3_status p3_file_map(p3_mapped_file *file, const char *path, p3_error *err);
 void p3_file_unmap(p3_mapped_file *file);
-/* Reads a whole (small) file into a NUL-terminated heap buffer. */
+/* Reads a whole (small) file into a NUL-terminated heap buffer; pipes and devices too (a prompt
+ * from `<(...)`), but never more than P3_FILE_READ_MAX bytes: past that (a huge file, /dev/zero)
+ * it fails with a message giving the limit instead of growing without bound. */
+#define P3_FILE_READ_MAX ((size_t)256 << 20)
 p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error *err);
+/* True when path is (or links to) a regular file / a directory. */
 bool p3_file_exists(const char *path);
 bool p3_is_directory(const char *path);
+
+/* What is at a path (symlinks followed). For P3_PATH_DIR and P3_PATH_OTHER, err (may be NULL)
+ * already says what is there instead of a file ("is a directory", "is a FIFO", "is a character
+ * device", a symlink loop, no permission), so a caller never reports such a path as missing. */
+typedef enum p3_path_kind {
+    P3_PATH_MISSING = 0, /* nothing there (ENOENT, or a dangling symlink) */
+    P3_PATH_FILE,        /* a regular file */
+    P3_PATH_DIR,         /* a directory */
+    P3_PATH_OTHER,       /* a device, FIFO, socket, or the path cannot be looked at (ELOOP...) */
+} p3_path_kind;
+p3_path_kind p3_path_check(const char *path, p3_error *err);
 /* Joins dir and name with one '/' into a new heap string (NULL on allocation failure). */
 char *p3_path_join(const char *dir, const char *name);
 
