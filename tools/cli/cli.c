@@ -61,6 +61,23 @@ bool cli_float(const char *cmd, const char *flag, const char *text, double lo, d
     return true;
 }
 
+/* The cause of the first failed flush of stdout: glibc drops the buffer after a failed write, so
+ * a later flush succeeds and errno no longer tells why the output was lost. */
+static int stdout_errno;
+
+bool cli_flush_stdout(void) {
+    errno = 0;
+    if (fflush(stdout) != 0 && !stdout_errno) stdout_errno = errno ? errno : EIO;
+    return !ferror(stdout);
+}
+
+int cli_finish_stdout(const char *cmd, int rc) {
+    if (cli_flush_stdout()) return rc;
+    fprintf(stderr, "phi3c %s: cannot write to stdout: %s\n", cmd,
+            stdout_errno ? strerror(stdout_errno) : "write error");
+    return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+}
+
 bool cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (cli_is(argv[i], "--help", "-h")) return true;

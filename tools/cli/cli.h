@@ -37,6 +37,12 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 bool cli_int(const char *cmd, const char *flag, const char *text, long lo, long hi, long *out);
 bool cli_float(const char *cmd, const char *flag, const char *text, double lo, double hi,
                double *out);
+/* Flushes stdout; when it or any earlier write to it failed (a full disk, a closed pipe), prints
+ * the cause and turns a successful rc into CLI_EXIT_FAIL: output that was lost is not a success. */
+int cli_finish_stdout(const char *cmd, int rc);
+/* fflush(stdout) that keeps the cause of a failure for cli_finish_stdout; false once any write to
+ * stdout failed. Commands flush with this, never with fflush(stdout). */
+bool cli_flush_stdout(void);
 /* True when --help or -h is among the arguments. */
 bool cli_wants_help(int argc, char **argv);
 

@@ -54,6 +54,7 @@ static bool add_message(chat *c, const char *role, const char *content) {
 }
 
 static void drop_messages(chat *c, size_t first, size_t count) {
+    if (count == 0) return; /* msgs is NULL before the first message: no memmove on it */
     for (size_t i = first; i < first + count; i++) free((char *)c->msgs[i].content);
     memmove(&c->msgs[first], &c->msgs[first + count],
             (c->n_msgs - first - count) * sizeof *c->msgs);
@@ -71,7 +72,7 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
     (void)token;
     if (text && len) {
         fwrite(text, 1, len, stdout);
-        fflush(stdout);
+        cli_flush_stdout();
         if (c->answer_len + len + 1 > c->answer_cap) {
             size_t cap = 2 * (c->answer_len + len + 1);
             char *grown = realloc(c->answer, cap);
@@ -83,7 +84,7 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
         c->answer_len += len;
         c->answer[c->answer_len] = '\0';
     }
-    return !interrupted;
+    return !interrupted && !ferror(stdout); /* nobody reads what follows a failed write */
 }
 
 /* The tokens that bring the cache from cached_text to `text`: only the new part when the cache
@@ -164,7 +165,7 @@ static int run_turn(chat *c, const char *line) {
     int n_predict = c->n_predict > 0 ? c->n_predict : phi3c_session_n_ctx(c->s);
     st = phi3c_generate(c->s, &c->o->sampler, n_predict, collect_answer, c, &r, &err);
     printf("\n");
-    fflush(stdout);
+    cli_flush_stdout();
     if (st != PHI3C_OK) {
         phi3c_free(text);
         forget_cache(c);
@@ -204,7 +205,7 @@ static int chat_loop(chat *c) {
     for (;;) {
         if (tty) {
             printf("> ");
-            fflush(stdout);
+            cli_flush_stdout();
         }
         interrupted = 0;
         errno = 0;
@@ -224,7 +225,7 @@ static int chat_loop(chat *c) {
             continue;
         }
         rc = run_turn(c, line);
-        if (rc != CLI_EXIT_OK) break;
+        if (rc != CLI_EXIT_OK || ferror(stdout)) break; /* main reports the failed write */
     }
     free(line);
     return rc;

@@ -32,6 +32,12 @@ static int evaluate(phi3c_model *model, phi3c_session *s, const int32_t *ids, si
                     int window) {
     phi3c_error err = {0};
     int vocab = phi3c_model_vocab_size(model);
+    if (window < 2) { /* a window of one token predicts nothing: the mean would be 0/0 */
+        fprintf(stderr,
+                "phi3c perplexity: windows of %d token predict nothing (use -c 2 or more)\n",
+                window);
+        return CLI_EXIT_FAIL;
+    }
     size_t n_windows = n / (size_t)window;
     if (n_windows == 0) {
         fprintf(stderr, "phi3c perplexity: the text has %zu tokens, fewer than one window of %d\n",
@@ -87,6 +93,9 @@ int cmd_perplexity(int argc, char **argv) {
         }
     }
     if (!o.model_path) return cli_usage_error("perplexity", "-m MODEL is required");
+    if (o.ctx_given && o.session.n_ctx < 2)
+        return cli_usage_error("perplexity", "-c must be at least 2: a window of one token "
+                                             "predicts nothing");
     if (!file == !ids_file)
         return cli_usage_error("perplexity", "give one of -f FILE, --ids-file FILE");
     char *text = NULL;
