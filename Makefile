@@ -16,17 +16,19 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
 LDLIBS   := -ldl -lm -lpthread -lxxhash
+# The CLI alone: libedit for chat's line editing and history (README: why the extra packages).
+CLI_LDLIBS := -ledit
 
 ARCH := $(shell uname -m)
 
 # Library sources: every .c of the module folders. ISA-specific kernels carry their ISA in the
 # file name and get their flags below; nothing is built with -march=native.
-LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/opencl kernels/level_zero engine
+LIB_DIRS := common loaders quant tokenizer kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero engine
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 ifneq ($(ARCH),aarch64)
 LIB_SRC  := $(filter-out %_neon.c,$(LIB_SRC))
@@ -45,7 +47,13 @@ ISA_neon   := -march=armv8.2-a+dotprod
 isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
 
 # Generated sources (embedded OpenCL/SPIR-V) may be added by kernel folders' make fragments.
+# A generated source that depends on the machine (which tools are installed) also depends on a
+# stamp of that, made by a FORCE rule with write_if_changed (OUT, COMMAND): the stamp's mtime
+# moves only when COMMAND's output differs, so nothing is rebuilt while the machine stays the same.
 GEN_SRC :=
+.PHONY: FORCE
+FORCE:
+write_if_changed = $(2) >$(1).tmp && { cmp -s $(1).tmp $(1) && rm -f $(1).tmp || mv $(1).tmp $(1); }
 -include kernels/opencl/build.mk
 -include kernels/level_zero/build.mk
 
@@ -59,8 +67,8 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke fuzz-long bench bench-tokenizer format \
-        format-check clean venv fixtures info
+.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke fuzz-long bench bench-lookup bench-tokenizer \
+        phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
 
@@ -86,17 +94,17 @@ $(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
-	$(CC) -pthread -o $@ $^ $(LDLIBS)
+	$(CC) -pthread -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
-	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)
 
 # The conformance suite alone, with only the kernels and what they need (no file-format libraries):
 # tests/stages/neon.sh builds it for aarch64 (ARCH=aarch64 CC=aarch64-linux-gnu-gcc).
-CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
+CONF_SRC := $(sort $(foreach d,common quant kernels kernels/cpu kernels/clk kernels/opencl kernels/level_zero,$(filter $(d)/%,$(LIB_SRC)))) \
             $(GEN_SRC) tests/harness.c tests/conformance.c tests/test_conformance.c
 $(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
 	$(CC) -pthread -o $@ $^ -ldl -lm -lpthread
@@ -141,7 +149,8 @@ run: deps
 	$(BUILD)/phi3c run -m tools/demo-model -p "And God said" -n 64 --seed 1
 
 test: deps-test
-	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
+	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c \
+	    $(PHI4_TOK)
 	@SHARED=$(SHARED) BUILD=$(BUILD) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" \
 	    tests/run_all.sh
 
@@ -181,10 +190,31 @@ fixtures:
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
 
+# The tokenizer oracles' venv (HF tokenizers, jinja2, bpe-openai, tiktoken).
+VENV_TOK := $(BUILD)/venv-tokenizer
+$(VENV_TOK)/.stamp: tools/requirements-tokenizer.txt
+	@tools/make_venv.sh $(VENV_TOK) tools/requirements-tokenizer.txt
+	@touch $@
+
+# A Phi-4-mini-style tokenizer.json (13 MB, not committed) from bpe-openai's o200k_base ranks.
+PHI4_TOK := $(BUILD)/phi4-tokenizer/tokenizer.json
+phi4-tokenizer: $(PHI4_TOK)
+$(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
+	$(VENV_TOK)/bin/python tools/make_phi4_tokenizer.py $(@D)
+
+# Prompt lookup on the demo model: generated tok/s with --lookup 8 against without on the fixed
+# prompts of tools/lookup_prompts.txt (alternating A/B runs, medians; not part of `make test`).
+bench-lookup: all
+	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
+
 # Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
-bench-tokenizer: $(BUILD)/tools/bench_tokenizer
-	@tools/make_venv.sh $(BUILD)/venv-tokenizer tools/requirements-tokenizer.txt
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
+
+# The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.
+# tests/stages/layering.sh runs it in `make test` and shows it fails on planted bad includes.
+check-layering:
+	@tools/check_layering.sh $(if $(GRAPH),--graph)
 
 format:
 	clang-format-14 -i $$(git ls-files '*.c' '*.h' '*.cl')

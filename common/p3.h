@@ -17,6 +17,13 @@ typedef phi3c_error p3_error;
 #define P3_MIN(a, b)    ((a) < (b) ? (a) : (b))
 #define P3_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
+/* Returns the status of expr from the enclosing function when it is not PHI3C_OK. */
+#define P3_TRY(expr)                                                                               \
+    do {                                                                                           \
+        p3_status p3_try_status_ = (expr);                                                         \
+        if (p3_try_status_ != PHI3C_OK) return p3_try_status_;                                     \
+    } while (0)
+
 #if defined(__GNUC__)
 #define P3_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #else
@@ -92,7 +99,19 @@ char *p3_path_join(const char *dir, const char *name);
 /* Seconds from an arbitrary monotonic origin. */
 double p3_time_now(void);
 
-/* True when the n bytes are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+/* UTF-8 (common/utf8.c), the one decoder every folder uses. Valid means: no overlong forms, no
+ * surrogates, nothing above U+10FFFF, no truncated sequence. */
+/* Bytes of the valid character at s[0..n) (1..4), storing its code point in *cp (cp may be NULL);
+ * 0 when n is 0 or the bytes there do not start a valid character. */
+size_t p3_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+/* Writes the UTF-8 form of cp (<= U+10FFFF, not a surrogate) to out; returns its length 1..4, or
+ * 0 (nothing written) when cp is not a Unicode scalar value. */
+size_t p3_utf8_encode(uint32_t cp, char out[4]);
+/* True when the n bytes are valid UTF-8. */
 bool p3_utf8_valid(const char *s, size_t n);
+/* True for 10xxxxxx, a byte that never starts a character. */
+static inline bool p3_utf8_is_continuation(uint8_t c) {
+    return (c & 0xC0) == 0x80;
+}
 
 #endif /* P3_COMMON_H */

@@ -55,6 +55,7 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
     if (st != PHI3C_OK) return st;
     phi3c_model *model = p3_calloc(1, sizeof *model);
     if (!model) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the model");
+    pthread_mutex_init(&model->lock, NULL);
     double t0 = p3_time_now();
     p3_model_source *src = NULL;
     st = p3_source_open(path, &src, err);
@@ -76,18 +77,18 @@ void phi3c_model_free(phi3c_model *model) {
     if (!model) return;
     p3_model_free(model->m);
     p3_tokenizer_free(model->tok);
+    pthread_mutex_destroy(&model->lock);
     p3_free(model);
 }
 
 int phi3c_model_vocab_size(const phi3c_model *model) {
     return model->m->cfg.vocab_size;
 }
+int phi3c_model_context_length(const phi3c_model *model) {
+    return model->m->cfg.max_position_embeddings;
+}
 double phi3c_model_load_seconds(const phi3c_model *model) {
     return model->m->load_seconds;
-}
-
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
 }
 
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
@@ -99,9 +100,9 @@ void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len) {
              "%d layers, hidden %d, heads %d/%d, vocab %d, weights %s (%.1f MiB)%s, backend %s",
              c->num_layers, c->hidden_size, c->num_heads, c->num_kv_heads, c->vocab_size,
              p3_dtype_name(m->layers[0].qkv->dtype), (double)m->weight_bytes / (1024.0 * 1024.0),
-             !is_int4(m->layers[0].qkv->dtype) ? ""
-             : m->act == P3_ACT_Q8             ? " w4a8"
-                                               : " w4a32",
+             !p3_dtype_is_int4(m->layers[0].qkv->dtype) ? ""
+             : m->act == P3_ACT_Q8                      ? " w4a8"
+                                                        : " w4a32",
              be);
 }
 
@@ -133,13 +134,22 @@ phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params
                                            : P3_KV_F32;
         if (params->n_ctx < 0 || params->n_batch < 0)
             return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session: negative n_ctx or n_batch");
+        if (params->lookup < 0 || params->lookup > P3_LOOKUP_MAX)
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG, "session: lookup %d is not in 0..%d",
+                           params->lookup, P3_LOOKUP_MAX);
     }
     phi3c_session *s = p3_calloc(1, sizeof *s);
     if (!s) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
     s->model = model;
+    p3_lookup_init(&s->lookup, params ? params->lookup : 0);
     s->scratch = p3_malloc((size_t)model->m->cfg.vocab_size * sizeof(float));
-    p3_status st = s->scratch ? p3_session_create(model->m, &o, &s->s, err)
-                              : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    p3_status st = PHI3C_OK;
+    if (!s->scratch) st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the session");
+    if (st == PHI3C_OK) {
+        pthread_mutex_lock(&model->lock); /* the KV allocation may grow backend scratch */
+        st = p3_session_create(model->m, &o, &s->s, err);
+        pthread_mutex_unlock(&model->lock);
+    }
     if (st != PHI3C_OK) {
         phi3c_session_free(s);
         return st;
@@ -150,13 +160,33 @@ phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params
 
 void phi3c_session_free(phi3c_session *session) {
     if (!session) return;
+    pthread_mutex_lock(&session->model->lock);
     p3_session_free(session->s);
+    pthread_mutex_unlock(&session->model->lock);
     p3_free(session->scratch);
+    p3_free(session->chat_text);
     p3_free(session);
+}
+
+phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_error *err) {
+    if (lookup < 0 || lookup > P3_LOOKUP_MAX)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup %d is not in 0..%d", lookup,
+                       P3_LOOKUP_MAX);
+    session->lookup.max_draft = lookup; /* what was learned about drafts and costs stays */
+    return PHI3C_OK;
 }
 
 void phi3c_session_reset(phi3c_session *session) {
     p3_session_reset(session->s);
+    p3_api_chat_forget(session);
+}
+
+p3_status p3_api_feed(phi3c_session *session, const int32_t *ids, int n, float *logits,
+                      p3_error *err) {
+    pthread_mutex_lock(&session->model->lock);
+    p3_status st = p3_session_feed(session->s, ids, n, logits, err);
+    pthread_mutex_unlock(&session->model->lock);
+    return st;
 }
 int phi3c_session_n_past(const phi3c_session *session) {
     return session->s->n_past;
@@ -171,6 +201,8 @@ const float *phi3c_session_logits(const phi3c_session *session) {
 void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats) {
     stats->n_prefilled = session->s->n_prefilled;
     stats->n_reprefills = session->s->n_reprefills;
+    stats->n_drafted = session->lookup.n_drafted;
+    stats->n_accepted = session->lookup.n_accepted;
 }
 
 phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *ids, size_t n,
@@ -179,7 +211,7 @@ phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *id
         return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
                        "context full: %zu tokens exceed the context of %d positions", n,
                        session->s->n_ctx);
-    return p3_session_feed(session->s, ids, (int)n, logits, err);
+    return p3_api_feed(session, ids, (int)n, logits, err);
 }
 
 static p3_sampler_options to_sampler_options(const phi3c_sampler_params *p) {
@@ -214,11 +246,75 @@ phi3c_sampler_params phi3c_sampler_params_greedy(void) {
 
 /* The config's stop ids (generation_config.json / GGUF) and the tokenizer's (its eos, <|end|>,
  * <|endoftext|>), so an instruct model stops at the end of its turn either way. */
-static bool is_stop_id(const phi3c_model *model, int32_t id) {
+static bool is_stop_id(const void *user, int32_t id) {
+    const phi3c_model *model = user;
     const p3_config *c = &model->m->cfg;
     for (int i = 0; i < c->n_stop_ids; i++)
         if (c->stop_ids[i] == id) return true;
     return model->tok && p3_tokenizer_is_stop(model->tok, id);
+}
+
+/* Tokens picked by a lookup verification and not reported yet: ids[pos..n); all but the last are
+ * accepted drafts already in the cache, the last is the model's own next token (not fed). */
+typedef struct pick_queue {
+    int32_t ids[P3_LOOKUP_MAX + 1];
+    int n, pos;
+    float *rows; /* the verification's logit rows, (max_draft + 1) x vocab */
+} pick_queue;
+
+/* Drops the accepted drafts that were not reported (the caller stopped before them), so the
+ * cache holds exactly what the caller saw, and restores the logits of its last position. */
+static p3_status drop_unreported(p3_session *s, pick_queue *q, p3_error *err) {
+    int unreported = q->n - 1 - q->pos;
+    if (unreported <= 0) return PHI3C_OK;
+    size_t row_bytes = (size_t)s->model->cfg.vocab_size * sizeof(float);
+    memcpy(s->host_logits, q->rows + (size_t)q->pos * (row_bytes / sizeof(float)), row_bytes);
+    q->n = q->pos + 1;
+    return p3_session_truncate(s, s->n_past - unreported, err);
+}
+
+/* Feeds the reported token id, with a draft to verify when lookup finds one (at most `left`
+ * tokens: the rest of max_tokens); the picks of a verification go to the queue. */
+static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, int left,
+                           pick_queue *q, phi3c_generate_result *r, p3_error *err) {
+    p3_session *s = session->s;
+    int32_t draft[P3_LOOKUP_MAX];
+    int k = 0;
+    if (q->rows) {
+        /* the draft continues the history plus id (history[n_past] is free: n_past < n_ctx) */
+        s->history[s->n_past] = id;
+        k = p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
+                            P3_MIN(left, p3_lookup_room(s)), draft);
+    }
+    r->n_forwards++;
+    double t0 = p3_time_now();
+    if (k == 0) {
+        p3_status st = p3_session_feed(s, &id, 1, NULL, err);
+        if (q->rows) p3_lookup_update(&session->lookup, 0, 0, p3_time_now() - t0);
+        return st;
+    }
+    p3_status st = p3_lookup_verify(s, smp, id, draft, k, is_stop_id, session->model, q->rows,
+                                    session->scratch, q->ids, &q->n, err);
+    if (st != PHI3C_OK) return st;
+    q->pos = 0;
+    p3_lookup_update(&session->lookup, k, q->n - 1, p3_time_now() - t0);
+    r->n_drafted += k;
+    r->n_accepted += q->n - 1;
+    return PHI3C_OK;
+}
+
+/* Sets up the lookup queue when the session drafts (rows NULL otherwise). */
+static p3_status queue_begin(phi3c_session *session, pick_queue *q, p3_error *err) {
+    memset(q, 0, sizeof *q);
+    int max = session->lookup.max_draft;
+    if (max <= 0) return PHI3C_OK;
+    p3_session *s = session->s;
+    pthread_mutex_lock(&session->model->lock); /* a device buffer may be reallocated */
+    p3_status st = p3_session_reserve_logits(s, P3_MIN(max + 1, s->n_batch), err);
+    pthread_mutex_unlock(&session->model->lock);
+    if (st != PHI3C_OK) return st;
+    q->rows = p3_malloc((size_t)(max + 1) * (size_t)s->model->cfg.vocab_size * sizeof(float));
+    return q->rows ? PHI3C_OK : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for lookup logits");
 }
 
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
@@ -237,17 +333,27 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     if (st != PHI3C_OK) return st;
     p3_detok_stream stream;
     bool text = false;
-    st = p3_api_stream_begin(session, &stream, &text, err);
+    pick_queue q;
+    st = queue_begin(session, &q, err);
+    if (st == PHI3C_OK) st = p3_api_stream_begin(session, &stream, &text, err);
     if (st != PHI3C_OK) {
+        p3_free(q.rows);
         p3_sampler_free(smp);
         return st;
     }
     double t0 = p3_time_now();
     r.stop = PHI3C_STOP_LENGTH;
     while (r.n_generated < max_tokens) {
-        /* the logits of the last fed position predict the next token */
-        memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
-        int32_t id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
+        int32_t id;
+        bool fed = false; /* an accepted draft: already in the cache */
+        if (q.pos < q.n) {
+            id = q.ids[q.pos++];
+            fed = q.pos < q.n;
+        } else {
+            /* the logits of the last fed position predict the next token */
+            memcpy(session->scratch, s->host_logits, (size_t)c->vocab_size * sizeof(float));
+            id = p3_sampler_pick(smp, session->scratch, s->history, s->n_past);
+        }
         if (is_stop_id(session->model, id)) {
             r.stop = PHI3C_STOP_EOS;
             break;
@@ -258,29 +364,164 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
         size_t piece_len = 0;
         if (text && (st = p3_detok_stream_push(&stream, id, &piece, &piece_len, err)) != PHI3C_OK)
             break;
+        p3_api_chat_extend(session, piece, piece_len);
         bool go_on = !on_token || on_token(user, id, piece, piece_len);
         /* every reported token is fed (the one the callback stops at too), so the cache holds
          * exactly the conversation the caller saw */
-        if (s->n_past >= s->n_ctx) {
-            r.stop = PHI3C_STOP_CONTEXT_FULL;
-            break;
+        if (!fed) {
+            if (s->n_past >= s->n_ctx) {
+                r.stop = PHI3C_STOP_CONTEXT_FULL;
+                break;
+            }
+            int left = go_on ? max_tokens - r.n_generated : 0;
+            pthread_mutex_lock(&session->model->lock);
+            st = feed_next(session, smp, id, left, &q, &r, err);
+            pthread_mutex_unlock(&session->model->lock);
+            if (st != PHI3C_OK) break;
         }
-        st = p3_session_feed(s, &id, 1, NULL, err);
-        if (st != PHI3C_OK) break;
         if (!go_on) {
             r.stop = PHI3C_STOP_CALLBACK;
             break;
         }
     }
+    if (st == PHI3C_OK) st = drop_unreported(s, &q, err);
     if (text) {
         const char *rest = NULL;
         size_t rest_len = 0;
         p3_detok_stream_finish(&stream, &rest, &rest_len);
+        if (rest_len) p3_api_chat_forget(session); /* bytes of a token the text cannot show */
         if (st == PHI3C_OK && rest_len && on_token) on_token(user, -1, rest, rest_len);
         p3_detok_stream_free(&stream);
     }
     r.seconds = p3_time_now() - t0;
+    p3_free(q.rows);
     p3_sampler_free(smp);
     if (result) *result = r;
+    return st;
+}
+
+/* ---- Step-by-step generation and batches (for servers running many sessions at once). */
+
+struct phi3c_stream {
+    phi3c_session *session;
+    p3_sampler *smp;
+    p3_detok_stream detok;
+    bool text; /* the model has a tokenizer: pieces are produced */
+};
+
+phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_params *sampler,
+                                phi3c_stream **out, phi3c_error *err) {
+    if (!session || !out) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream_begin: NULL argument");
+    *out = NULL;
+    phi3c_stream *g = p3_calloc(1, sizeof *g);
+    if (!g) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the stream");
+    g->session = session;
+    phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
+    p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
+    p3_status st = p3_sampler_create(&so, session->model->m->cfg.vocab_size, &g->smp, err);
+    if (st == PHI3C_OK) st = p3_api_stream_begin(session, &g->detok, &g->text, err);
+    if (st != PHI3C_OK) {
+        p3_sampler_free(g->smp);
+        p3_free(g);
+        return st;
+    }
+    *out = g;
+    return PHI3C_OK;
+}
+
+phi3c_status phi3c_stream_next(phi3c_stream *g, int32_t *token, const char **text, size_t *len,
+                               phi3c_error *err) {
+    phi3c_session *session = g->session;
+    p3_session *s = session->s;
+    *token = -1;
+    *text = NULL;
+    *len = 0;
+    if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream: feed a prompt first");
+    /* the logits of the last fed position predict the next token, as in phi3c_generate */
+    memcpy(session->scratch, s->host_logits, (size_t)s->model->cfg.vocab_size * sizeof(float));
+    int32_t id = p3_sampler_pick(g->smp, session->scratch, s->history, s->n_past);
+    if (is_stop_id(session->model, id)) return PHI3C_OK;
+    if (g->text) {
+        p3_status st = p3_detok_stream_push(&g->detok, id, text, len, err);
+        if (st != PHI3C_OK) return st;
+    }
+    p3_api_chat_extend(session, *text, *len);
+    *token = id;
+    return PHI3C_OK;
+}
+
+void phi3c_stream_finish(phi3c_stream *g, const char **text, size_t *len) {
+    *text = NULL;
+    *len = 0;
+    if (!g->text) return;
+    p3_detok_stream_finish(&g->detok, text, len);
+    if (*len) p3_api_chat_forget(g->session); /* bytes of a token the text cannot show */
+}
+
+void phi3c_stream_free(phi3c_stream *g) {
+    if (!g) return;
+    if (g->text) p3_detok_stream_free(&g->detok);
+    p3_sampler_free(g->smp);
+    p3_free(g);
+}
+
+struct phi3c_batch {
+    phi3c_model *model;
+    p3_batch *b;
+    p3_batch_seq *seqs; /* [capacity] */
+};
+
+phi3c_status phi3c_batch_create(phi3c_model *model, int n_tokens, phi3c_batch **out,
+                                phi3c_error *err) {
+    if (!model || !out) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "batch_create: NULL argument");
+    *out = NULL;
+    phi3c_batch *b = p3_calloc(1, sizeof *b);
+    if (!b) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the batch");
+    b->model = model;
+    pthread_mutex_lock(&model->lock);
+    p3_status st = p3_batch_create(model->m, n_tokens, &b->b, err);
+    pthread_mutex_unlock(&model->lock);
+    if (st == PHI3C_OK) {
+        b->seqs = p3_calloc((size_t)p3_batch_capacity(b->b), sizeof *b->seqs);
+        if (!b->seqs) st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the batch");
+    }
+    if (st != PHI3C_OK) {
+        phi3c_batch_free(b);
+        return st;
+    }
+    *out = b;
+    return PHI3C_OK;
+}
+
+void phi3c_batch_free(phi3c_batch *batch) {
+    if (!batch) return;
+    pthread_mutex_lock(&batch->model->lock);
+    p3_batch_free(batch->b);
+    pthread_mutex_unlock(&batch->model->lock);
+    p3_free(batch->seqs);
+    p3_free(batch);
+}
+
+int phi3c_batch_n_tokens(const phi3c_batch *batch) {
+    return p3_batch_capacity(batch->b);
+}
+
+phi3c_status phi3c_batch_decode(phi3c_batch *batch, const phi3c_batch_seq *seqs, size_t n_seqs,
+                                phi3c_error *err) {
+    int cap = p3_batch_capacity(batch->b);
+    if (!seqs || n_seqs == 0 || n_seqs > (size_t)cap)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "batch: %zu sequences (1..%d)", n_seqs, cap);
+    for (size_t i = 0; i < n_seqs; i++) {
+        const phi3c_batch_seq *q = &seqs[i];
+        if (!q->session || q->session->model != batch->model || q->n > (size_t)cap)
+            return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                           "batch: sequence %zu: no session, another model's, or %zu tokens "
+                           "beyond the batch of %d",
+                           i, q->n, cap);
+        batch->seqs[i] = (p3_batch_seq){q->session->s, q->ids, (int)q->n, q->logits};
+    }
+    pthread_mutex_lock(&batch->model->lock);
+    p3_status st = p3_batch_feed(batch->b, batch->seqs, (int)n_seqs, err);
+    pthread_mutex_unlock(&batch->model->lock);
     return st;
 }

@@ -10,18 +10,12 @@ void phi3c_free(void *ptr) {
     p3_free(ptr);
 }
 
-/* Loads the tokenizer that comes with an open source. A missing or unusable tokenizer is not an
- * error for the model (logits need none): the reason is kept for the text functions to report. */
+/* Loads the tokenizer that comes with an open source, from what the loader already parsed (the
+ * GGUF metadata, the native file's blobs, the folder it found). A missing or unusable tokenizer is
+ * not an error for the model (logits need none): the reason is kept for the text functions. */
 void p3_api_load_tokenizer(phi3c_model *model, const p3_model_source *src) {
     p3_error err = {0};
-    p3_status st;
-    if (src->format != P3_FORMAT_SAFETENSORS) /* GGUF metadata or the native file's blobs */
-        st = p3_tokenizer_load_path(src->path, &model->tok, &err);
-    else if (src->tokenizer_dir)
-        st = p3_tokenizer_load_dir(src->tokenizer_dir, &model->tok, &err);
-    else
-        st = p3_fail(&err, PHI3C_ERR_UNSUPPORTED,
-                     "%s: no tokenizer.json or tokenizer.model beside the weights", src->path);
+    p3_status st = p3_tokenizer_load_source(src, &model->tok, &err);
     if (st != PHI3C_OK) {
         model->tok = NULL;
         memcpy(model->tok_error, err.message, sizeof model->tok_error);

@@ -90,7 +90,8 @@ typedef struct p3_session {
     p3_buffer *att;     /* [n_batch, n_heads head_dim] attention output before o_proj */
     p3_buffer *gate_up; /* [n_batch, 2 inter] */
     p3_buffer *hb;      /* [n_batch, inter] silu(gate) * up */
-    p3_buffer *logits;  /* [n_batch or 1, vocab] */
+    p3_buffer *logits;  /* [logit_rows, vocab] */
+    int logit_rows;     /* n_batch with all_logits, else 1 or what reserve_logits asked for */
     float *host_logits; /* [vocab] logits of the last fed position */
     /* statistics */
     long long n_prefilled; /* tokens run through the forward pass (including re-prefills) */
@@ -108,6 +109,38 @@ void p3_session_reset(p3_session *s);
  * original_max_position_embeddings, the whole history is re-run with the long factors (what
  * transformers' generate does; only re-rotating cached keys is not equivalent). */
 p3_status p3_session_feed(p3_session *s, const int32_t *ids, int n, float *logits, p3_error *err);
+/* Lets a session without all_logits return the logits of up to `rows` positions per feed (e.g.
+ * the verification of draft tokens); rows <= n_batch. */
+p3_status p3_session_reserve_logits(p3_session *s, int rows, p3_error *err);
+/* Rolls the cache back to its first n_past positions (no copy: the later ones are overwritten by
+ * the next feed, and attention never reads past the fed positions). Refuses to go back below the
+ * LongRoPE switch once it happened (the kept keys would carry the long factors). host_logits is
+ * left as it was: the caller restores the row of the new last position. */
+p3_status p3_session_truncate(p3_session *s, int n_past, p3_error *err);
+
+/* ---- Batches (engine/forward.c): one forward pass advances several sessions of one model, each
+ * at its own position with its own KV cache; the weights are read once for all their tokens. */
+typedef struct p3_batch p3_batch;
+
+/* Activation buffers for n_tokens rows per step (0 = 256), logits for as many rows. */
+p3_status p3_batch_create(const p3_model *m, int n_tokens, p3_batch **out, p3_error *err);
+void p3_batch_free(p3_batch *b);
+int p3_batch_capacity(const p3_batch *b);
+
+/* One sequence of a step: n tokens appended to session s at its n_past. */
+typedef struct p3_batch_seq {
+    p3_session *s;
+    const int32_t *ids;
+    int n;
+    float *logits; /* NULL, or n rows of vocab: the logits of every fed position */
+} p3_batch_seq;
+
+/* Runs every sequence through the model in one pass (the sessions must differ and the tokens fit
+ * in the batch), appends them to the caches and leaves each session's last logits in its
+ * host_logits, as p3_session_feed would, with the same results. Checks everything first
+ * (nothing changes on a bad sequence); a sequence that crosses the LongRoPE switch is fed alone.
+ * Speculative verification may pass draft tokens as a sequence with `logits`. */
+p3_status p3_batch_feed(p3_batch *b, const p3_batch_seq *seqs, int n_seqs, p3_error *err);
 
 /* ---- Sampling (engine/sample.c). */
 typedef struct p3_sampler_options {

@@ -9,12 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status s_ = (expr);                                                                     \
-        if (s_ != PHI3C_OK) return s_;                                                             \
-    } while (0)
-
 void p3_load_options_init(p3_load_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->quant = P3_WQ_NONE;
@@ -32,10 +26,6 @@ const char *p3_weight_quant_name(p3_weight_quant q) {
         return "int4-g128 (asymmetric)";
     }
     return "?";
-}
-
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
 }
 
 /* The tensor `name` as a 2-D [rows, cols] matrix, or a message saying what is wrong. */
@@ -76,7 +66,7 @@ static p3_status upload_vector(p3_model *m, const p3_model_source *src, const ch
     if (t->n_dims != 1 || t->shape[0] != dim)
         return p3_fail(err, PHI3C_ERR_FORMAT, "%s: tensor %s should be [%d]", src->path, name, dim);
     float *host = NULL;
-    TRY(tensor_to_f32_alloc(t, (size_t)dim, &host, err));
+    P3_TRY(tensor_to_f32_alloc(t, (size_t)dim, &host, err));
     p3_status st = p3_be_buffer_alloc(&m->be, (size_t)dim * sizeof(float), out, err);
     if (st == PHI3C_OK)
         st = p3_be_write(&m->be, p3_ref_at(*out, 0), host, (size_t)dim * sizeof(float), err);
@@ -118,8 +108,7 @@ static p3_status quantize_tensor(const p3_model *m, const p3_tensor *t, int64_t 
 
 /* Whether the backend runs `dtype` weights in every op of `ops` (a tied embedding serves two). */
 static bool backend_takes(p3_model *m, p3_dtype dtype, const p3_op *ops, int n_ops) {
-    bool float_dtype = dtype == P3_DT_F32 || dtype == P3_DT_F16 || dtype == P3_DT_BF16;
-    if (!float_dtype && !is_int4(dtype)) return false;
+    if (!p3_dtype_is_float(dtype) && !p3_dtype_is_int4(dtype)) return false;
     for (int i = 0; i < n_ops; i++)
         if (!p3_be_supports(&m->be, ops[i], dtype, m->act, P3_KV_F32)) return false;
     return true;
@@ -160,7 +149,7 @@ static p3_status upload_weight(p3_model *m, const p3_tensor *t, int64_t rows, in
 static p3_status upload_linear(p3_model *m, const p3_model_source *src, const char *name,
                                int64_t rows, int64_t cols, p3_weight **out, p3_error *err) {
     const p3_tensor *t = NULL;
-    TRY(find_matrix(src, name, rows, cols, &t, err));
+    P3_TRY(find_matrix(src, name, rows, cols, &t, err));
     static const p3_op matmul[] = {P3_OP_MATMUL};
     return upload_weight(m, t, rows, cols, matmul, 1, m->opt.quant != P3_WQ_NONE, out, err);
 }
@@ -172,17 +161,17 @@ static p3_status upload_layer(p3_model *m, const p3_model_source *src, int l, p3
     int64_t qkv_rows = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
     char name[P3_TENSOR_NAME_MAX];
 #define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-    TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size, &w->attn_norm,
-                      err));
-    TRY(upload_linear(m, src, LAYER_NAME("self_attn.qkv_proj.weight"), qkv_rows, hidden, &w->qkv,
-                      err));
-    TRY(upload_linear(m, src, LAYER_NAME("self_attn.o_proj.weight"), hidden, c->num_heads * hd,
-                      &w->o, err));
-    TRY(upload_vector(m, src, LAYER_NAME("post_attention_layernorm.weight"), c->hidden_size,
-                      &w->ffn_norm, err));
-    TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden, &w->gate_up,
-                      err));
-    TRY(upload_linear(m, src, LAYER_NAME("mlp.down_proj.weight"), hidden, inter, &w->down, err));
+    P3_TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size,
+                         &w->attn_norm, err));
+    P3_TRY(upload_linear(m, src, LAYER_NAME("self_attn.qkv_proj.weight"), qkv_rows, hidden, &w->qkv,
+                         err));
+    P3_TRY(upload_linear(m, src, LAYER_NAME("self_attn.o_proj.weight"), hidden, c->num_heads * hd,
+                         &w->o, err));
+    P3_TRY(upload_vector(m, src, LAYER_NAME("post_attention_layernorm.weight"), c->hidden_size,
+                         &w->ffn_norm, err));
+    P3_TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden,
+                         &w->gate_up, err));
+    P3_TRY(upload_linear(m, src, LAYER_NAME("mlp.down_proj.weight"), hidden, inter, &w->down, err));
 #undef LAYER_NAME
     return PHI3C_OK;
 }
@@ -192,11 +181,11 @@ static p3_status upload_layer(p3_model *m, const p3_model_source *src, int l, p3
 static p3_status upload_embeddings(p3_model *m, const p3_model_source *src, p3_error *err) {
     const p3_config *c = &m->cfg;
     const p3_tensor *t = NULL;
-    TRY(find_matrix(src, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &t, err));
+    P3_TRY(find_matrix(src, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &t, err));
     static const p3_op embed_and_matmul[] = {P3_OP_EMBED, P3_OP_MATMUL};
     int n_ops = c->tie_word_embeddings ? 2 : 1;
-    TRY(upload_weight(m, t, c->vocab_size, c->hidden_size, embed_and_matmul, n_ops, false,
-                      &m->embed, err));
+    P3_TRY(upload_weight(m, t, c->vocab_size, c->hidden_size, embed_and_matmul, n_ops, false,
+                         &m->embed, err));
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
         return PHI3C_OK;
@@ -210,11 +199,11 @@ static p3_status upload_rope_tables(p3_model *m, p3_error *err) {
     size_t bytes = (size_t)(r->rot_dim / 2) * sizeof(float);
     bool longrope = r->type == P3_ROPE_LONGROPE;
     p3_rope_inv_freq(inv_freq, r->rot_dim, r->theta, longrope ? r->short_factor : NULL);
-    TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_short, err));
-    TRY(p3_be_write(&m->be, p3_ref_at(m->inv_freq_short, 0), inv_freq, bytes, err));
+    P3_TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_short, err));
+    P3_TRY(p3_be_write(&m->be, p3_ref_at(m->inv_freq_short, 0), inv_freq, bytes, err));
     if (!longrope) return PHI3C_OK;
     p3_rope_inv_freq(inv_freq, r->rot_dim, r->theta, r->long_factor);
-    TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_long, err));
+    P3_TRY(p3_be_buffer_alloc(&m->be, bytes, &m->inv_freq_long, err));
     return p3_be_write(&m->be, p3_ref_at(m->inv_freq_long, 0), inv_freq, bytes, err);
 }
 
@@ -235,12 +224,12 @@ static p3_status choose_act_mode(p3_model *m, p3_error *err) {
 }
 
 static p3_status load_weights(p3_model *m, const p3_model_source *src, p3_error *err) {
-    TRY(choose_act_mode(m, err));
-    TRY(upload_embeddings(m, src, err));
-    TRY(upload_vector(m, src, "model.norm.weight", m->cfg.hidden_size, &m->final_norm, err));
+    P3_TRY(choose_act_mode(m, err));
+    P3_TRY(upload_embeddings(m, src, err));
+    P3_TRY(upload_vector(m, src, "model.norm.weight", m->cfg.hidden_size, &m->final_norm, err));
     m->layers = p3_calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the layer table");
-    for (int l = 0; l < m->cfg.num_layers; l++) TRY(upload_layer(m, src, l, err));
+    for (int l = 0; l < m->cfg.num_layers; l++) P3_TRY(upload_layer(m, src, l, err));
     return upload_rope_tables(m, err);
 }
 
@@ -278,7 +267,7 @@ p3_status p3_model_load(const char *path, const p3_load_options *opt, p3_model *
     double t0 = p3_time_now();
     p3_model_source *src = NULL;
     *out = NULL;
-    TRY(p3_source_open(path, &src, err));
+    P3_TRY(p3_source_open(path, &src, err));
     p3_status st = p3_model_from_source(src, opt, out, err);
     p3_source_close(src);
     if (st == PHI3C_OK) (*out)->load_seconds = p3_time_now() - t0;

@@ -44,6 +44,13 @@ const char *phi3c_strerror(phi3c_status status);
 
 /* ---- Models, sessions and generation (engine/api.c) ----------------------------------------- */
 
+/* Threads: one model may be shared by any number of sessions used from different threads at the
+ * same time; each session (and each phi3c_batch) must be used by one thread at a time. Calls
+ * that run the model (feeds, generation, batches) and session creation/freeing take turns on the
+ * model's backend (its thread pool and per-context scratch are never shared between concurrent
+ * calls); tokenizing, rendering and sampling run concurrently. Free the model after all its
+ * sessions. */
+
 typedef struct phi3c_model phi3c_model;     /* weights on one backend (+ tokenizer when found) */
 typedef struct phi3c_session phi3c_session; /* one conversation: KV cache and token history */
 
@@ -82,6 +89,9 @@ phi3c_status phi3c_model_load(const char *path, const phi3c_model_params *params
                               phi3c_error *err);
 void phi3c_model_free(phi3c_model *model);
 int phi3c_model_vocab_size(const phi3c_model *model);
+/* The positions the model was trained for (config max_position_embeddings; LongRoPE models: the
+ * long context). */
+int phi3c_model_context_length(const phi3c_model *model);
 /* One line: layers, sizes, weight format, backend. */
 void phi3c_model_describe(const phi3c_model *model, char *buf, size_t len);
 /* Seconds phi3c_model_load took. */
@@ -95,12 +105,18 @@ typedef struct phi3c_session_params {
     int n_batch; /* tokens per forward chunk; 0 = 256 */
     phi3c_kv_type kv;
     bool all_logits; /* phi3c_session_feed_tokens may return the logits of every position */
+    int lookup;      /* prompt-lookup decoding in phi3c_generate: up to `lookup` draft tokens
+                      * (0..64; 0 = off) copied from where the last few tokens occurred before in
+                      * the prompt or the generated text, checked in one forward pass. The output
+                      * is the same as without it, greedy or seeded sampling alike. */
 } phi3c_session_params;
 
 phi3c_session_params phi3c_session_params_default(void);
 phi3c_status phi3c_session_create(phi3c_model *model, const phi3c_session_params *params,
                                   phi3c_session **out, phi3c_error *err);
 void phi3c_session_free(phi3c_session *session);
+/* Changes the session's lookup (see phi3c_session_params; 0 = off). */
+phi3c_status phi3c_session_set_lookup(phi3c_session *session, int lookup, phi3c_error *err);
 /* Forgets the conversation (the KV cache is reused). */
 void phi3c_session_reset(phi3c_session *session);
 /* Positions in the KV cache, and its capacity. */
@@ -117,6 +133,8 @@ const float *phi3c_session_logits(const phi3c_session *session);
 typedef struct phi3c_session_stats {
     long long n_prefilled; /* tokens run through the model so far (re-prefills included) */
     int n_reprefills;      /* whole-history re-runs (LongRoPE switch to the long factors) */
+    long long n_drafted;   /* lookup: draft tokens verified so far */
+    long long n_accepted;  /* lookup: draft tokens that were kept */
 } phi3c_session_stats;
 void phi3c_session_get_stats(const phi3c_session *session, phi3c_session_stats *stats);
 
@@ -154,6 +172,8 @@ typedef struct phi3c_generate_result {
     phi3c_stop_reason stop;
     double seconds;             /* generation time (sampling + feeding) */
     double first_token_seconds; /* from the call to the first token */
+    int n_forwards;             /* forward passes (n_generated / n_forwards: tokens per forward) */
+    int n_drafted, n_accepted;  /* lookup: draft tokens verified and kept in this call */
 } phi3c_generate_result;
 
 /* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
@@ -185,12 +205,85 @@ void phi3c_free(void *ptr);
 phi3c_status phi3c_session_feed_text(phi3c_session *session, const char *text, size_t len,
                                      bool add_bos, size_t *n_fed, phi3c_error *err);
 
+/* ---- Chat turns over a session's cache (engine/api_chat.c), shared by `phi3c chat` and the
+ * server. */
+typedef struct phi3c_chat_params {
+    int reserve;     /* positions the prompt must leave free for the answer */
+    bool drop_turns; /* when the prompt does not fit, drop the oldest turns (a message and the
+                      * assistant answer after it) behind the leading system messages; false:
+                      * PHI3C_ERR_CONTEXT_FULL */
+} phi3c_chat_params;
+
+typedef struct phi3c_chat_turn {
+    int32_t *ids;     /* tokens still to feed, in order (free with phi3c_free) */
+    size_t n_ids;     /* >= 1 on success */
+    int n_reused;     /* cached positions kept: the session now holds exactly these */
+    size_t n_prompt;  /* tokens of the whole rendered prompt (n_reused + n_ids); also set when
+                       * it did not fit */
+    size_t n_dropped; /* messages dropped from the front (after the system messages) */
+} phi3c_chat_turn;
+
+/* Prepares the session for the assistant's answer to `messages` (rendered with the chat template
+ * and the generation prompt): keeps the longest part of its cache that the new prompt starts
+ * with (the session is truncated to turn->n_reused positions) and returns the tokens still to
+ * feed (with phi3c_session_feed_tokens or phi3c_batch_decode). After a previous turn's answer
+ * was generated in this session, a conversation that repeats it prefills only the new turn.
+ * params NULL: reserve min(64, n_ctx/4), no dropping. A prompt that does not fit (after dropping
+ * what may be dropped) fails with PHI3C_ERR_CONTEXT_FULL and the numbers, the cache unchanged. */
+phi3c_status phi3c_chat_prepare(phi3c_session *session, const phi3c_chat_message *messages,
+                                size_t n_messages, const phi3c_chat_params *params,
+                                phi3c_chat_turn *turn, phi3c_error *err);
+
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each reported token back (also the one the callback stops at; not a sampled stop id), so the
  * cache holds exactly the text the caller saw. Stops on the model's stop ids. */
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,
                             int max_tokens, phi3c_token_fn on_token, void *user,
                             phi3c_generate_result *result, phi3c_error *err);
+
+/* ---- Step by step generation and batches: a server advances many sessions of one model in one
+ * forward pass per step (the weights are read once for all of them). */
+
+/* A generation in progress in one session: its sampler and its text decoder. */
+typedef struct phi3c_stream phi3c_stream;
+/* sampler NULL = greedy. The session must hold a prompt before the first phi3c_stream_next. */
+phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_params *sampler,
+                                phi3c_stream **out, phi3c_error *err);
+/* Picks the next token from the session's last logits, exactly as phi3c_generate does (same
+ * sampler, same seed, same result). *token is -1 when a stop id was picked (the generation is
+ * over; nothing to feed). Otherwise text and len give its piece (as phi3c_token_fn gets it;
+ * valid until the next call); the caller feeds the token (phi3c_session_feed_tokens or
+ * phi3c_batch_decode) before the next pick. */
+phi3c_status phi3c_stream_next(phi3c_stream *stream, int32_t *token, const char **text, size_t *len,
+                               phi3c_error *err);
+/* Bytes of an unfinished character at the end, as U+FFFD (valid until the stream is freed). */
+void phi3c_stream_finish(phi3c_stream *stream, const char **text, size_t *len);
+void phi3c_stream_free(phi3c_stream *stream);
+
+/* Activation buffers for one forward pass over several sessions of a model. */
+typedef struct phi3c_batch phi3c_batch;
+/* n_tokens: tokens per step, all sequences together (0 = 256). */
+phi3c_status phi3c_batch_create(phi3c_model *model, int n_tokens, phi3c_batch **out,
+                                phi3c_error *err);
+void phi3c_batch_free(phi3c_batch *batch);
+int phi3c_batch_n_tokens(const phi3c_batch *batch);
+
+typedef struct phi3c_batch_seq {
+    phi3c_session *session;
+    const int32_t *ids; /* appended at the session's n_past: one decode token or a prefill chunk */
+    size_t n;
+    float *logits; /* NULL, or n rows of vocab_size: the logits of every fed position (e.g. the
+                    * verification of draft tokens) */
+} phi3c_batch_seq;
+
+/* Runs every sequence through the model in ONE forward pass: the matmuls over all their tokens
+ * (weights read once), rotary embedding, cache write and attention per sequence at its own
+ * positions in its own KV cache. Each session then holds its tokens and its last position's
+ * logits (phi3c_session_logits), the same as feeding it alone. The sessions must differ and
+ * their tokens fit in the batch; everything is checked first (PHI3C_ERR_CONTEXT_FULL or
+ * INVALID_ARG naming the sequence, nothing changed). */
+phi3c_status phi3c_batch_decode(phi3c_batch *batch, const phi3c_batch_seq *seqs, size_t n_seqs,
+                                phi3c_error *err);
 
 #ifdef __cplusplus
 }

@@ -58,12 +58,6 @@ static p3_status check_attn(const p3_backend *be, p3_op op, const p3_kv_cache *k
     return PHI3C_OK;
 }
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status s_ = (expr);                                                                     \
-        if (s_ != PHI3C_OK) return s_;                                                             \
-    } while (0)
-
 p3_status p3_be_buffer_alloc(p3_backend *be, size_t size, p3_buffer **out, p3_error *err) {
     return be->iface->buffer_alloc(be->ctx, size, out, err);
 }
@@ -72,12 +66,12 @@ void p3_be_buffer_free(p3_backend *be, p3_buffer *buf) {
 }
 
 p3_status p3_be_write(p3_backend *be, p3_ref dst, const void *src, size_t size, p3_error *err) {
-    TRY(check_ref(be, P3_OP_COPY, "write destination", dst, size, 1, err));
+    P3_TRY(check_ref(be, P3_OP_COPY, "write destination", dst, size, 1, err));
     return be->iface->buffer_write(be->ctx, dst, src, size, err);
 }
 
 p3_status p3_be_read(p3_backend *be, p3_ref src, void *dst, size_t size, p3_error *err) {
-    TRY(check_ref(be, P3_OP_COPY, "read source", src, size, 1, err));
+    P3_TRY(check_ref(be, P3_OP_COPY, "read source", src, size, 1, err));
     return be->iface->buffer_read(be->ctx, src, dst, size, err);
 }
 
@@ -136,93 +130,94 @@ bool p3_be_supports(p3_backend *be, p3_op op, p3_dtype weight, p3_act_mode act, 
 p3_status p3_be_embed(p3_backend *be, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
                       p3_error *err) {
     if (!be->iface->embed) return unsupported(be, P3_OP_EMBED, err);
-    TRY(check_tokens(be, P3_OP_EMBED, n_tokens, err));
-    TRY(check_ref(be, P3_OP_EMBED, "ids", ids, (size_t)n_tokens, sizeof(int32_t), err));
-    TRY(check_ref(be, P3_OP_EMBED, "out", out, (size_t)n_tokens * (size_t)table->cols,
-                  sizeof(float), err));
+    P3_TRY(check_tokens(be, P3_OP_EMBED, n_tokens, err));
+    P3_TRY(check_ref(be, P3_OP_EMBED, "ids", ids, (size_t)n_tokens, sizeof(int32_t), err));
+    P3_TRY(check_ref(be, P3_OP_EMBED, "out", out, (size_t)n_tokens * (size_t)table->cols,
+                     sizeof(float), err));
     return be->iface->embed(be->ctx, out, table, ids, n_tokens, err);
 }
 
 p3_status p3_be_rmsnorm(p3_backend *be, p3_ref out, p3_ref x, p3_ref w, int n_tokens, int dim,
                         float eps, p3_error *err) {
     if (!be->iface->rmsnorm) return unsupported(be, P3_OP_RMSNORM, err);
-    TRY(check_tokens(be, P3_OP_RMSNORM, n_tokens, err));
+    P3_TRY(check_tokens(be, P3_OP_RMSNORM, n_tokens, err));
     size_t n = (size_t)n_tokens * (size_t)dim;
-    TRY(check_ref(be, P3_OP_RMSNORM, "x", x, n, sizeof(float), err));
-    TRY(check_ref(be, P3_OP_RMSNORM, "out", out, n, sizeof(float), err));
-    TRY(check_ref(be, P3_OP_RMSNORM, "weight", w, (size_t)dim, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_RMSNORM, "x", x, n, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_RMSNORM, "out", out, n, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_RMSNORM, "weight", w, (size_t)dim, sizeof(float), err));
     return be->iface->rmsnorm(be->ctx, out, x, w, n_tokens, dim, eps, err);
 }
 
 p3_status p3_be_matmul(p3_backend *be, p3_ref y, p3_ref x, const p3_weight *w, int n_tokens,
                        p3_error *err) {
     if (!be->iface->matmul) return unsupported(be, P3_OP_MATMUL, err);
-    TRY(check_tokens(be, P3_OP_MATMUL, n_tokens, err));
-    TRY(check_ref(be, P3_OP_MATMUL, "x", x, (size_t)n_tokens * (size_t)w->cols, sizeof(float),
-                  err));
-    TRY(check_ref(be, P3_OP_MATMUL, "y", y, (size_t)n_tokens * (size_t)w->rows, sizeof(float),
-                  err));
+    P3_TRY(check_tokens(be, P3_OP_MATMUL, n_tokens, err));
+    P3_TRY(check_ref(be, P3_OP_MATMUL, "x", x, (size_t)n_tokens * (size_t)w->cols, sizeof(float),
+                     err));
+    P3_TRY(check_ref(be, P3_OP_MATMUL, "y", y, (size_t)n_tokens * (size_t)w->rows, sizeof(float),
+                     err));
     return be->iface->matmul(be->ctx, y, x, w, n_tokens, err);
 }
 
 p3_status p3_be_rope(p3_backend *be, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
                      p3_error *err) {
     if (!be->iface->rope) return unsupported(be, P3_OP_ROPE, err);
-    TRY(check_tokens(be, P3_OP_ROPE, n_tokens, err));
+    P3_TRY(check_tokens(be, P3_OP_ROPE, n_tokens, err));
     if (p->rot_dim <= 0 || p->rot_dim > p->head_dim || p->rot_dim % 2 || pos0 < 0)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s rope: rot_dim %d of head_dim %d, pos %d",
                        be->iface->name, p->rot_dim, p->head_dim, pos0);
     size_t width = (size_t)(p->n_heads + 2 * p->n_kv_heads) * (size_t)p->head_dim;
-    TRY(check_ref(be, P3_OP_ROPE, "qkv", qkv, (size_t)n_tokens * width, sizeof(float), err));
-    TRY(check_ref(be, P3_OP_ROPE, "inv_freq", p->inv_freq, (size_t)p->rot_dim / 2, sizeof(float),
-                  err));
+    P3_TRY(check_ref(be, P3_OP_ROPE, "qkv", qkv, (size_t)n_tokens * width, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_ROPE, "inv_freq", p->inv_freq, (size_t)p->rot_dim / 2, sizeof(float),
+                     err));
     return be->iface->rope(be->ctx, qkv, n_tokens, pos0, p, err);
 }
 
 p3_status p3_be_kv_write(p3_backend *be, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens,
                          int pos0, const p3_attn_params *p, p3_error *err) {
     if (!be->iface->kv_write) return unsupported(be, P3_OP_KV_WRITE, err);
-    TRY(check_tokens(be, P3_OP_KV_WRITE, n_tokens, err));
-    TRY(check_attn(be, P3_OP_KV_WRITE, kv, layer, n_tokens, pos0, p, err));
-    TRY(check_ref(be, P3_OP_KV_WRITE, "qkv", qkv, (size_t)n_tokens * qkv_width(p), sizeof(float),
-                  err));
+    P3_TRY(check_tokens(be, P3_OP_KV_WRITE, n_tokens, err));
+    P3_TRY(check_attn(be, P3_OP_KV_WRITE, kv, layer, n_tokens, pos0, p, err));
+    P3_TRY(check_ref(be, P3_OP_KV_WRITE, "qkv", qkv, (size_t)n_tokens * qkv_width(p), sizeof(float),
+                     err));
     return be->iface->kv_write(be->ctx, kv, layer, qkv, n_tokens, pos0, p, err);
 }
 
 p3_status p3_be_attention(p3_backend *be, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
                           int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
     if (!be->iface->attention) return unsupported(be, P3_OP_ATTENTION, err);
-    TRY(check_tokens(be, P3_OP_ATTENTION, n_tokens, err));
-    TRY(check_attn(be, P3_OP_ATTENTION, kv, layer, n_tokens, pos0, p, err));
-    TRY(check_ref(be, P3_OP_ATTENTION, "qkv", qkv, (size_t)n_tokens * qkv_width(p), sizeof(float),
-                  err));
-    TRY(check_ref(be, P3_OP_ATTENTION, "out", out,
-                  (size_t)n_tokens * (size_t)p->n_heads * (size_t)p->head_dim, sizeof(float), err));
+    P3_TRY(check_tokens(be, P3_OP_ATTENTION, n_tokens, err));
+    P3_TRY(check_attn(be, P3_OP_ATTENTION, kv, layer, n_tokens, pos0, p, err));
+    P3_TRY(check_ref(be, P3_OP_ATTENTION, "qkv", qkv, (size_t)n_tokens * qkv_width(p),
+                     sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_ATTENTION, "out", out,
+                     (size_t)n_tokens * (size_t)p->n_heads * (size_t)p->head_dim, sizeof(float),
+                     err));
     return be->iface->attention(be->ctx, out, qkv, kv, layer, n_tokens, pos0, p, err);
 }
 
 p3_status p3_be_swiglu(p3_backend *be, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
                        p3_error *err) {
     if (!be->iface->swiglu) return unsupported(be, P3_OP_SWIGLU, err);
-    TRY(check_tokens(be, P3_OP_SWIGLU, n_tokens, err));
-    TRY(check_ref(be, P3_OP_SWIGLU, "gate_up", gate_up, (size_t)n_tokens * 2 * (size_t)dim,
-                  sizeof(float), err));
-    TRY(check_ref(be, P3_OP_SWIGLU, "out", out, (size_t)n_tokens * (size_t)dim, sizeof(float),
-                  err));
+    P3_TRY(check_tokens(be, P3_OP_SWIGLU, n_tokens, err));
+    P3_TRY(check_ref(be, P3_OP_SWIGLU, "gate_up", gate_up, (size_t)n_tokens * 2 * (size_t)dim,
+                     sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_SWIGLU, "out", out, (size_t)n_tokens * (size_t)dim, sizeof(float),
+                     err));
     return be->iface->swiglu(be->ctx, out, gate_up, n_tokens, dim, err);
 }
 
 p3_status p3_be_add(p3_backend *be, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     if (!be->iface->add) return unsupported(be, P3_OP_ADD, err);
-    TRY(check_ref(be, P3_OP_ADD, "x", x, n, sizeof(float), err));
-    TRY(check_ref(be, P3_OP_ADD, "y", y, n, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_ADD, "x", x, n, sizeof(float), err));
+    P3_TRY(check_ref(be, P3_OP_ADD, "y", y, n, sizeof(float), err));
     return be->iface->add(be->ctx, x, y, n, err);
 }
 
 p3_status p3_be_copy(p3_backend *be, p3_ref dst, p3_ref src, size_t size, p3_error *err) {
     if (!be->iface->copy) return unsupported(be, P3_OP_COPY, err);
-    TRY(check_ref(be, P3_OP_COPY, "dst", dst, size, 1, err));
-    TRY(check_ref(be, P3_OP_COPY, "src", src, size, 1, err));
+    P3_TRY(check_ref(be, P3_OP_COPY, "dst", dst, size, 1, err));
+    P3_TRY(check_ref(be, P3_OP_COPY, "src", src, size, 1, err));
     return be->iface->copy(be->ctx, dst, src, size, err);
 }
 

@@ -8,7 +8,7 @@
 #define P3_KERNELS_BACKEND_H
 
 #include "p3.h"
-#include "source.h"
+#include "p3_dtype.h"
 
 /* Bumped when the table changes incompatibly (SQLite's iVersion idea): a backend states the
  * version it was written for, and the registry refuses a mismatch. */

@@ -23,14 +23,10 @@ static size_t plain_size(p3_dtype dtype) {
     return dtype == P3_DT_F32 ? 4 : 2;
 }
 
-static bool is_plain(p3_dtype dtype) {
-    return dtype == P3_DT_F32 || dtype == P3_DT_F16 || dtype == P3_DT_BF16;
-}
-
 p3_status p3_ref_embed(float *out, const void *table, p3_dtype dtype, int64_t rows, int64_t cols,
                        const int32_t *ids, int n_tokens, p3_error *err) {
     size_t row_bytes;
-    if (is_plain(dtype))
+    if (p3_dtype_is_float(dtype))
         row_bytes = (size_t)cols * plain_size(dtype);
     else if (dtype == P3_DT_I4G128S)
         row_bytes = (size_t)p3_groups(cols) * sizeof(p3_block_i4s);
@@ -95,7 +91,7 @@ void p3_ref_rmsnorm(float *out, const float *x, const float *w, int n_tokens, in
 
 p3_status p3_ref_matmul(float *y, const float *x, const void *w, p3_dtype dtype, int64_t rows,
                         int64_t cols, int n_tokens) {
-    if (!is_plain(dtype)) return PHI3C_ERR_UNSUPPORTED;
+    if (!p3_dtype_is_float(dtype)) return PHI3C_ERR_UNSUPPORTED;
     size_t row_bytes = (size_t)cols * plain_size(dtype);
     for (int t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)cols;

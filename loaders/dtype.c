@@ -1,87 +1,11 @@
-/* dtype.c: tensor element types: names, row sizes, and conversion of any stored tensor to f32,
- * including dequantization of ggml's Q8_0, Q4_0 and k-quant blocks (Q4_K, Q5_K, Q6_K), written
- * from the block definitions (ggml-common.h) and checked against the gguf package. */
+/* dtype.c: conversion of any stored tensor to f32 (names and row sizes of the types are in
+ * common/p3_dtype.c), including dequantization of ggml's Q8_0, Q4_0 and k-quant blocks (Q4_K, Q5_K,
+ * Q6_K), written from the block definitions (ggml-common.h) and checked against the gguf package.
+ */
 #include "int4.h"
 #include "source.h"
 
 #include <string.h>
-
-static const char *const dtype_names[P3_DT_COUNT] = {
-    [P3_DT_F32] = "F32",         [P3_DT_F16] = "F16",   [P3_DT_BF16] = "BF16",
-    [P3_DT_Q8_0] = "Q8_0",       [P3_DT_Q4_0] = "Q4_0", [P3_DT_Q4_K] = "Q4_K",
-    [P3_DT_Q5_K] = "Q5_K",       [P3_DT_Q6_K] = "Q6_K", [P3_DT_I4G128S] = "I4G128S",
-    [P3_DT_I4G128A] = "I4G128A", [P3_DT_I32] = "I32",
-};
-
-const char *p3_dtype_name(p3_dtype dtype) {
-    if ((unsigned)dtype >= P3_DT_COUNT) return "?";
-    return dtype_names[dtype];
-}
-
-/* ggml block sizes (weights per block) and bytes per block */
-enum { QK8_0 = 32, QK4_0 = 32, QK_K = 256 };
-enum { Q8_0_BYTES = 2 + QK8_0, Q4_0_BYTES = 2 + QK4_0 / 2 };
-enum { Q4_K_BYTES = 2 + 2 + 12 + QK_K / 2 };               /* d, dmin, scales, qs: 144 */
-enum { Q5_K_BYTES = 2 + 2 + 12 + QK_K / 8 + QK_K / 2 };    /* + qh: 176 */
-enum { Q6_K_BYTES = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2 }; /* ql, qh, scales, d: 210 */
-
-/* Weights per block and bytes per block; 1 element "blocks" for plain types. */
-static void block_geometry(p3_dtype dtype, int64_t *per_block, size_t *bytes) {
-    switch (dtype) {
-    case P3_DT_F32:
-        *per_block = 1, *bytes = 4;
-        return;
-    case P3_DT_I32:
-        *per_block = 1, *bytes = 4;
-        return;
-    case P3_DT_F16:
-    case P3_DT_BF16:
-        *per_block = 1, *bytes = 2;
-        return;
-    case P3_DT_Q8_0:
-        *per_block = QK8_0, *bytes = Q8_0_BYTES;
-        return;
-    case P3_DT_Q4_0:
-        *per_block = QK4_0, *bytes = Q4_0_BYTES;
-        return;
-    case P3_DT_Q4_K:
-        *per_block = QK_K, *bytes = Q4_K_BYTES;
-        return;
-    case P3_DT_Q5_K:
-        *per_block = QK_K, *bytes = Q5_K_BYTES;
-        return;
-    case P3_DT_Q6_K:
-        *per_block = QK_K, *bytes = Q6_K_BYTES;
-        return;
-    case P3_DT_I4G128S:
-        *per_block = P3_QK, *bytes = sizeof(p3_block_i4s);
-        return;
-    case P3_DT_I4G128A:
-        *per_block = P3_QK, *bytes = sizeof(p3_block_i4a);
-        return;
-    default:
-        *per_block = 0, *bytes = 0;
-        return;
-    }
-}
-
-bool p3_dtype_row_bytes(p3_dtype dtype, int64_t n_cols, size_t *bytes) {
-    int64_t per_block;
-    size_t block_bytes;
-    block_geometry(dtype, &per_block, &block_bytes);
-    if (per_block == 0 || n_cols < 0) return false;
-    uint64_t blocks;
-    if (dtype == P3_DT_I4G128S || dtype == P3_DT_I4G128A) {
-        blocks = (uint64_t)n_cols / P3_QK + ((uint64_t)n_cols % P3_QK != 0);
-    } else {
-        if (n_cols % per_block != 0) return false;
-        blocks = (uint64_t)(n_cols / per_block);
-    }
-    uint64_t total;
-    if (!p3_mul_u64(blocks, block_bytes, &total) || total > SIZE_MAX) return false;
-    *bytes = (size_t)total;
-    return true;
-}
 
 /* ---- block decoders: each writes one block's weights to y ---- */
 
@@ -95,16 +19,16 @@ static float load_f16(const uint8_t *p) {
 /* Q8_0: f16 scale d, 32 int8: y = d * q */
 static void decode_q8_0(const uint8_t *b, float *y) {
     float d = load_f16(b);
-    for (int j = 0; j < QK8_0; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+    for (int j = 0; j < P3_QK8_0; j++) y[j] = (float)(int8_t)b[2 + j] * d;
 }
 
 /* Q4_0: f16 scale d, 16 bytes; byte j holds weight j (low nibble) and j + 16 (high), offset 8 */
 static void decode_q4_0(const uint8_t *b, float *y) {
     float d = load_f16(b);
     const uint8_t *qs = b + 2;
-    for (int j = 0; j < QK4_0 / 2; j++) {
+    for (int j = 0; j < P3_QK4_0 / 2; j++) {
         y[j] = d * (float)((qs[j] & 0x0f) - 8);
-        y[j + QK4_0 / 2] = d * (float)((qs[j] >> 4) - 8);
+        y[j + P3_QK4_0 / 2] = d * (float)((qs[j] >> 4) - 8);
     }
 }
 
@@ -197,21 +121,24 @@ static void decode_row(p3_dtype dtype, const uint8_t *row, int64_t n_cols, float
         }
         return;
     case P3_DT_Q8_0:
-        for (int64_t j = 0; j < n_cols / QK8_0; j++)
-            decode_q8_0(row + j * Q8_0_BYTES, y + j * QK8_0);
+        for (int64_t j = 0; j < n_cols / P3_QK8_0; j++)
+            decode_q8_0(row + j * P3_Q8_0_BYTES, y + j * P3_QK8_0);
         return;
     case P3_DT_Q4_0:
-        for (int64_t j = 0; j < n_cols / QK4_0; j++)
-            decode_q4_0(row + j * Q4_0_BYTES, y + j * QK4_0);
+        for (int64_t j = 0; j < n_cols / P3_QK4_0; j++)
+            decode_q4_0(row + j * P3_Q4_0_BYTES, y + j * P3_QK4_0);
         return;
     case P3_DT_Q4_K:
-        for (int64_t j = 0; j < n_cols / QK_K; j++) decode_q4_k(row + j * Q4_K_BYTES, y + j * QK_K);
+        for (int64_t j = 0; j < n_cols / P3_QK_K; j++)
+            decode_q4_k(row + j * P3_Q4_K_BYTES, y + j * P3_QK_K);
         return;
     case P3_DT_Q5_K:
-        for (int64_t j = 0; j < n_cols / QK_K; j++) decode_q5_k(row + j * Q5_K_BYTES, y + j * QK_K);
+        for (int64_t j = 0; j < n_cols / P3_QK_K; j++)
+            decode_q5_k(row + j * P3_Q5_K_BYTES, y + j * P3_QK_K);
         return;
     case P3_DT_Q6_K:
-        for (int64_t j = 0; j < n_cols / QK_K; j++) decode_q6_k(row + j * Q6_K_BYTES, y + j * QK_K);
+        for (int64_t j = 0; j < n_cols / P3_QK_K; j++)
+            decode_q6_k(row + j * P3_Q6_K_BYTES, y + j * P3_QK_K);
         return;
     case P3_DT_I4G128S:
         p3_dequantize_row_i4s((const p3_block_i4s *)(const void *)row, n_cols, y);

@@ -146,30 +146,6 @@ static bool is_digit(unsigned char c) {
     return c >= '0' && c <= '9';
 }
 
-/* Length of a valid UTF-8 sequence at s[0..avail) (lead byte >= 0x80), 0 when invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
-    unsigned c = s[0];
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-        len = 2, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail < len) return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[k] & 0x3f);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 static int hex_value(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -189,29 +165,6 @@ static bool read_hex4(parser *p, uint32_t *out) {
     p->pos += 4;
     *out = v;
     return true;
-}
-
-static size_t put_utf8(char *dst, uint32_t cp) {
-    if (cp < 0x80) {
-        dst[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        dst[0] = (char)(0xc0 | (cp >> 6));
-        dst[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        dst[0] = (char)(0xe0 | (cp >> 12));
-        dst[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        dst[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    dst[0] = (char)(0xf0 | (cp >> 18));
-    dst[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    dst[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    dst[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* "\uXXXX" (already past the backslash and 'u'), joining a surrogate pair into one code point. */
@@ -278,7 +231,7 @@ static p3_status parse_string(parser *p, const char **out, uint32_t *out_len) {
                 p3_status st = parse_unicode_escape(p, esc, &cp);
                 if (st != PHI3C_OK) return st;
                 /* the escape took >= 6 raw bytes and yields <= 4 (a pair: 12 raw, 4 out) */
-                len += put_utf8(dst + len, cp);
+                len += p3_utf8_encode(cp, dst + len);
                 break;
             }
             default:
@@ -291,7 +244,7 @@ static p3_status parse_string(parser *p, const char **out, uint32_t *out_len) {
             dst[len++] = (char)c;
             p->pos++;
         } else {
-            size_t k = utf8_seq_len(p->s + p->pos, end - p->pos);
+            size_t k = p3_utf8_decode(p->s + p->pos, end - p->pos, NULL);
             if (!k) return fail_at(p, p->pos, "invalid UTF-8 in string");
             memcpy(dst + len, p->s + p->pos, k);
             len += k;

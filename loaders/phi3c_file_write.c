@@ -275,7 +275,7 @@ static p3_status encode_rows(writer *w, const planned *p, int64_t r0, int64_t n,
         memcpy(out, (const uint8_t *)t->data + (size_t)r0 * row_bytes, (size_t)n * row_bytes);
         return PHI3C_OK;
     }
-    if (p->dtype == P3_DT_I4G128S || p->dtype == P3_DT_I4G128A) {
+    if (p3_dtype_is_int4(p->dtype)) {
         row_fetch_ctx ctx = {t, r0, p->cols, w->o->to_f32};
         p3_quant_matrix_args a = {.rows = n,
                                   .cols = p->cols,
@@ -438,8 +438,7 @@ static p3_status move_into_place(writer *w) {
     }
     if (rc != 0) {
         if (errno == EEXIST)
-            return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists (use --force to replace it)",
-                           w->out_path);
+            return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists", w->out_path);
         return p3_fail(w->err, PHI3C_ERR_IO, "%s: cannot rename the temp file into place: %s",
                        w->out_path, strerror(errno));
     }
@@ -455,7 +454,7 @@ static p3_status check_inputs(const p3_model_source *src, const char *out_path,
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "%s: has no model config (vocab-only?)",
                        src->path ? src->path : "source");
     if (!o->force && p3_file_exists(out_path))
-        return p3_fail(err, PHI3C_ERR_EXISTS, "%s: exists (use --force to replace it)", out_path);
+        return p3_fail(err, PHI3C_ERR_EXISTS, "%s: exists", out_path);
     if (p3_is_directory(out_path))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: is a directory", out_path);
     return p3n_check_config(&src->config, src->path ? src->path : "source", err);

@@ -22,6 +22,21 @@ void p3_source_close(p3_model_source *src) {
     p3_free(src);
 }
 
+void p3_tensor_set(p3_tensor *t, const char *hf_name, p3_dtype dtype, int64_t rows, int64_t cols,
+                   const void *data) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", hf_name);
+    snprintf(t->hf_name, sizeof t->hf_name, "%s", hf_name);
+    t->dtype = dtype;
+    t->n_dims = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->data = data;
+    size_t row_bytes = 0, total = 0;
+    if (rows >= 0 && p3_dtype_row_bytes(dtype, cols ? cols : rows, &row_bytes))
+        t->nbytes = !cols ? row_bytes : p3_mul_size(row_bytes, (size_t)rows, &total) ? total : 0;
+}
+
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name) {
     if (!src || !hf_name) return NULL;
     for (size_t i = 0; i < src->n_tensors; i++)

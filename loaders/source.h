@@ -4,29 +4,7 @@
 #define P3_LOADERS_SOURCE_H
 
 #include "p3.h"
-
-/* Tensor element types. Block formats (Q*, I4*) store whole blocks per row. */
-typedef enum p3_dtype {
-    P3_DT_F32 = 0,
-    P3_DT_F16,
-    P3_DT_BF16,
-    P3_DT_Q8_0, /* ggml: 32 weights, f16 scale */
-    P3_DT_Q4_0, /* ggml: 32 weights, f16 scale, offset-8 nibbles */
-    P3_DT_Q4_K, /* ggml k-quants: 256-weight super blocks */
-    P3_DT_Q5_K,
-    P3_DT_Q6_K,
-    P3_DT_I4G128S, /* phi3c: INT4 group 128 symmetric (quant/int4.h) */
-    P3_DT_I4G128A, /* phi3c: INT4 group 128 asymmetric (quant/int4.h) */
-    P3_DT_I32,
-    P3_DT_COUNT
-} p3_dtype;
-
-/* "F32", "BF16", "Q4_K", "I4G128S", ... */
-const char *p3_dtype_name(p3_dtype dtype);
-/* Bytes of one row of n_cols elements; fails (returns false) on overflow or when a ggml block
- * format's n_cols is not a multiple of its block size. phi3c's INT4 formats use ceil(n_cols/128)
- * blocks (a shorter last group, zero padded). */
-bool p3_dtype_row_bytes(p3_dtype dtype, int64_t n_cols, size_t *bytes);
+#include "p3_dtype.h"
 
 #define P3_MAX_DIMS        4
 #define P3_TENSOR_NAME_MAX 128
@@ -112,6 +90,11 @@ p3_status p3_source_open(const char *path, p3_model_source **out, p3_error *err)
 p3_status p3_source_open_verify(const char *path, bool verify_checksums, p3_model_source **out,
                                 p3_error *err);
 void p3_source_close(p3_model_source *src);
+/* Describes an in-memory tensor (synthetic models in tests and tools): name and hf_name are
+ * hf_name, shape [rows, cols] or [rows] when cols is 0, nbytes what the shape needs in dtype (0
+ * when it cannot be computed). data is not copied. */
+void p3_tensor_set(p3_tensor *t, const char *hf_name, p3_dtype dtype, int64_t rows, int64_t cols,
+                   const void *data);
 /* Finds a tensor by canonical HF name; NULL if absent. */
 const p3_tensor *p3_source_find(const p3_model_source *src, const char *hf_name);
 

@@ -369,7 +369,7 @@ static p3_status check_matmul_args(float *y, const float *x, const void *w, p3_d
                                    int64_t n_out, int64_t k, int64_t n_tokens, const char *what) {
     (void)what;
     if (!y || !x || !w || n_out < 0 || k <= 0 || n_tokens < 0) return PHI3C_ERR_INVALID_ARG;
-    if (fmt != P3_DT_I4G128S && fmt != P3_DT_I4G128A) return PHI3C_ERR_UNSUPPORTED;
+    if (!p3_dtype_is_int4(fmt)) return PHI3C_ERR_UNSUPPORTED;
     return PHI3C_OK;
 }
 

@@ -5,9 +5,7 @@
 #define P3_QUANT_INT4_H
 
 #include "p3.h"
-#include "source.h" /* p3_dtype */
-
-#define P3_QK 128 /* weights per group, along the input (K) dimension */
+#include "p3_dtype.h"
 
 /* Symmetric: w[j] = d * (q[j] - 8), q in 0..15. qs[j] holds q[j] in its low nibble and q[j + 64]
  * in its high nibble (j < 64), so one 64-byte load yields the whole group in two halves.
@@ -16,7 +14,8 @@ typedef struct p3_block_i4s {
     uint16_t d; /* f16 scale */
     uint8_t qs[P3_QK / 2];
 } p3_block_i4s;
-_Static_assert(sizeof(p3_block_i4s) == 66, "p3_block_i4s must be 66 bytes (4.125 bits/weight)");
+_Static_assert(sizeof(p3_block_i4s) == P3_I4G128S_BLOCK_BYTES,
+               "p3_block_i4s must be 66 bytes (4.125 bits/weight)");
 
 /* Asymmetric: w[j] = d * (q[j] - z), q and z in 0..15, same nibble order; padding uses q = z. */
 typedef struct p3_block_i4a {
@@ -25,7 +24,7 @@ typedef struct p3_block_i4a {
     uint8_t reserved; /* always 0 */
     uint8_t qs[P3_QK / 2];
 } p3_block_i4a;
-_Static_assert(sizeof(p3_block_i4a) == 68, "p3_block_i4a must be 68 bytes");
+_Static_assert(sizeof(p3_block_i4a) == P3_I4G128A_BLOCK_BYTES, "p3_block_i4a must be 68 bytes");
 
 /* int8 activations for the w4a8 path, one block per 128 inputs: x[j] ~= d * qs[j].
  * d = max|x| / 127 over the group; qs[j] = nearbyint(x[j] * (1/d)) in round-to-nearest-even (the

@@ -1,10 +1,12 @@
 /* test_api.c: the public API of include/phi3c.h: logits of a session against transformers,
  * generation stop reasons, clear errors, and the example program (tools/examples/) run as a user
  * would, its output compared with transformers' greedy ids. */
+#include "api_internal.h"
 #include "fixture_util.h"
 #include "harness.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +88,9 @@ P3_TEST(api_generate_stops_on_callback_and_on_full_context) {
     CHECK_EQ_INT(phi3c_session_n_past(s), 13);
     CHECK_EQ_INT(r.n_generated, 6); /* 5 fed after the prompt, the 6th fills nothing */
     CHECK_STATUS(phi3c_session_feed_tokens(s, prompt, 1, NULL, &err), PHI3C_ERR_CONTEXT_FULL);
+    /* the library states the problem and the value; flag advice is the CLI's (tools/cli/cli.c) */
+    CHECK_MSG(strstr(err.message, "context of 13 positions") && !strstr(err.message, "--"), "%s",
+              err.message);
     phi3c_session_free(s);
     phi3c_model_free(m);
 }
@@ -153,4 +158,31 @@ P3_TEST(api_example_program_generates_transformers_greedy_ids) {
     }
     p3_free(prompt);
     p3_free(want);
+}
+
+/* The API takes the tokenizer from what the loader already parsed (p3_tokenizer_load_source), not
+ * by reopening the path: with the file renamed away after the open, the tokenizer still loads. */
+P3_TEST(api_tokenizer_comes_from_the_open_source) {
+    char path[512], moved[512];
+    snprintf(path, sizeof path, "%s/vocab.gguf", p3_test_tmpdir(t));
+    snprintf(moved, sizeof moved, "%s/moved.gguf", p3_test_tmpdir(t));
+    size_t size = 0;
+    void *bytes = p3_test_read_file(t, "tests/fuzz/corpus/fuzz_gguf_tokenizer/small.gguf", &size);
+    FILE *f = bytes ? fopen(path, "wb") : NULL;
+    if (!CHECK(f && fwrite(bytes, 1, size, f) == size)) {
+        if (f) fclose(f);
+        p3_free(bytes);
+        return;
+    }
+    fclose(f);
+    p3_free(bytes);
+    p3_model_source *src = NULL;
+    p3_error err = {0};
+    if (!CHECK_OK(p3_source_open(path, &src, &err), &err)) return;
+    CHECK(rename(path, moved) == 0);
+    phi3c_model model = {0};
+    p3_api_load_tokenizer(&model, src);
+    CHECK_MSG(model.tok != NULL, "tokenizer not loaded: %s", model.tok_error);
+    p3_tokenizer_free(model.tok);
+    p3_source_close(src);
 }

@@ -69,6 +69,25 @@ P3_TEST_SLOW(bench_e2e_synthetic_one_layer_reports_the_int4_weight_size) {
     p3_cmd_result_free(&r);
 }
 
+/* --verify-cost: forwards of 1..16 tokens after --pp cached positions; k = 1 is its own unit. */
+P3_TEST_SLOW(bench_verify_cost_synthetic_one_layer_prints_every_k) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "%s bench --verify-cost --synthetic phi3-mini --layers 1 --pp 24 --reps 1 "
+             "--mem-mb 4 -t 2",
+             p3_test_cli());
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return;
+    CHECK_MSG(r.exit_code == 0, "%s: %s", cmd, r.err ? r.err : "");
+    CHECK(result_field(r.out, "depth") == 24);
+    CHECK(result_field(r.out, "k1_ratio") == 1);
+    CHECK(result_field(r.out, "k1_ms") > 0);
+    CHECK(result_field(r.out, "k16_ratio") > 0);
+    CHECK(strstr(r.out ? r.out : "", "k =  8") != NULL);
+    CHECK(strstr(r.out ? r.out : "", "pp_tps") == NULL); /* instead of pp/tg */
+    p3_cmd_result_free(&r);
+}
+
 P3_TEST(bench_usage_errors) {
     static const char *bad[] = {"--shapes 0x5", "--shapes 12", "--synthetic llama",
                                 "--reps 0",     "--act w2",    "--bogus"};

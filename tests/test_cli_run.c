@@ -51,19 +51,21 @@ P3_TEST(cli_run_greedy_ids_equal_transformers_across_the_longrope_switch) {
     char *prompt = read_text(t, "tests/fixtures/longrope/gen.prompt.ids");
     char *want = read_text(t, "tests/fixtures/longrope/bf16.gen.out.ids");
     char cmd[2048];
-    if (prompt && want) {
+    for (int lookup = 0; prompt && want && lookup <= 8; lookup += 8) {
         snprintf(cmd, sizeof cmd,
                  "%s run -m tests/fixtures/longrope/model-bf16.gguf --prompt-ids \"%s\" -n 32 "
-                 "--greedy -t 2",
-                 p3_test_cli(), prompt);
+                 "--greedy -t 2 --lookup %d",
+                 p3_test_cli(), prompt, lookup);
         p3_cmd_result r;
         if (p3_test_run(t, cmd, &r)) {
             CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "");
             char *got = r.out ? r.out : (char *)"";
             size_t len = strlen(got);
             while (len && (got[len - 1] == '\n' || got[len - 1] == ' ')) got[--len] = '\0';
-            CHECK_MSG(strcmp(got, want) == 0, "run printed '%s', transformers '%s'", got, want);
+            CHECK_MSG(strcmp(got, want) == 0, "run --lookup %d printed '%s', transformers '%s'",
+                      lookup, got, want);
             CHECK(r.err && strstr(r.err, "tok/s") && strstr(r.err, "time to first token"));
+            CHECK(r.err && (strstr(r.err, "tokens/forward") != NULL) == (lookup > 0));
         }
         p3_cmd_result_free(&r);
     }
@@ -78,6 +80,7 @@ P3_TEST(cli_engine_commands_reject_bad_usage) {
         "run -m tests/fixtures/mini4k/hf-bf16",                                  /* no prompt */
         "run -m tests/fixtures/mini4k/hf-bf16 -p hi --quant int3",               /* bad quant */
         "chat -m tests/fixtures/mini4k/hf-bf16 --kv f8",                         /* bad kv */
+        "run -m tests/fixtures/mini4k/hf-bf16 -p hi --lookup 65",                /* too long */
         "perplexity -m tests/fixtures/mini4k/hf-bf16",                           /* no file */
     };
     for (size_t i = 0; i < P3_ARRAY_LEN(bad); i++) {

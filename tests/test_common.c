@@ -1,6 +1,7 @@
 /* test_common.c: common/ utilities: f16/bf16 conversion against known IEEE encodings, overflow
- * checks, UTF-8 validation. */
+ * checks, UTF-8 validation, decoding and encoding, dtype row sizes. */
 #include "harness.h"
+#include "p3_dtype.h"
 
 #include <math.h>
 #include <string.h>
@@ -53,6 +54,54 @@ P3_TEST(common_utf8_validation) {
     CHECK(!p3_utf8_valid("\xe2\x82", 2));                            /* truncated */
     CHECK(!p3_utf8_valid("\xf4\x90\x80\x80", 4));                    /* > U+10FFFF */
     CHECK(!p3_utf8_valid("\xff", 1));
+}
+
+/* Known encodings from the Unicode standard's table 3-7, every boundary of every length. */
+P3_TEST(common_utf8_decode_encode) {
+    static const struct {
+        uint32_t cp;
+        const char *bytes;
+    } known[] = {{0x0, "\x00"},
+                 {0x7F, "\x7f"},
+                 {0x80, "\xc2\x80"},
+                 {0x7FF, "\xdf\xbf"},
+                 {0x800, "\xe0\xa0\x80"},
+                 {0xD7FF, "\xed\x9f\xbf"},
+                 {0xE000, "\xee\x80\x80"},
+                 {0xFFFF, "\xef\xbf\xbf"},
+                 {0x10000, "\xf0\x90\x80\x80"},
+                 {0x10FFFF, "\xf4\x8f\xbf\xbf"}};
+    for (size_t i = 0; i < P3_ARRAY_LEN(known); i++) {
+        size_t n = known[i].cp ? strlen(known[i].bytes) : 1;
+        char out[4];
+        uint32_t cp = 0xFFFFFFFF;
+        CHECK(p3_utf8_encode(known[i].cp, out) == n && memcmp(out, known[i].bytes, n) == 0);
+        CHECK(p3_utf8_decode((const uint8_t *)known[i].bytes, n, &cp) == n && cp == known[i].cp);
+        CHECK(p3_utf8_decode((const uint8_t *)known[i].bytes, n - 1, &cp) == 0 || n == 1);
+    }
+    char out[4];
+    CHECK(p3_utf8_encode(0xD800, out) == 0 && p3_utf8_encode(0x110000, out) == 0);
+    CHECK(p3_utf8_decode((const uint8_t *)"\xc1\xbf", 2, NULL) == 0); /* overlong U+007F */
+    CHECK(p3_utf8_decode((const uint8_t *)"\x80", 1, NULL) == 0);     /* stray continuation */
+    CHECK(p3_utf8_decode((const uint8_t *)"a", 0, NULL) == 0);
+}
+
+/* Row sizes from the formats' definitions: ggml-common.h blocks, quant/int4.h groups. */
+P3_TEST(common_dtype_row_bytes_and_kinds) {
+    size_t b = 0;
+    CHECK(p3_dtype_row_bytes(P3_DT_Q4_K, 512, &b) && b == 288);
+    CHECK(p3_dtype_row_bytes(P3_DT_Q6_K, 256, &b) && b == 210);
+    CHECK(p3_dtype_row_bytes(P3_DT_Q8_0, 64, &b) && b == 68);
+    CHECK(!p3_dtype_row_bytes(P3_DT_Q4_0, 33, &b));
+    CHECK(p3_dtype_row_bytes(P3_DT_I4G128S, 300, &b) && b == 3 * 66);
+    CHECK(p3_dtype_row_bytes(P3_DT_I4G128A, 128, &b) && b == 68);
+    CHECK(p3_dtype_row_bytes(P3_DT_BF16, 7, &b) && b == 14);
+    CHECK(!p3_dtype_row_bytes(P3_DT_COUNT, 1, &b));
+    CHECK(p3_dtype_is_int4(P3_DT_I4G128S) && p3_dtype_is_int4(P3_DT_I4G128A));
+    CHECK(!p3_dtype_is_int4(P3_DT_Q4_0) && !p3_dtype_is_int4(P3_DT_F32));
+    CHECK(p3_dtype_is_float(P3_DT_BF16) && !p3_dtype_is_float(P3_DT_I32));
+    CHECK(strcmp(p3_dtype_name(P3_DT_Q5_K), "Q5_K") == 0 &&
+          strcmp(p3_dtype_name(P3_DT_COUNT), "?") == 0);
 }
 
 P3_TEST(common_error_messages_name_the_file) {

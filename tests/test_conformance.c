@@ -142,7 +142,7 @@ P3_TEST(conformance_embed) {
     for (int i = 0; i < n; i++)
         for (size_t d = 0; d < P3_ARRAY_LEN(dts); d++)
             for (int a = 0; a < 2; a++) {
-                if (a && dts[d] != P3_DT_I4G128S && dts[d] != P3_DT_I4G128A) continue;
+                if (a && !p3_dtype_is_int4(dts[d])) continue;
                 p3_act_mode act = a ? P3_ACT_Q8 : P3_ACT_F32;
                 if (!p3_be_supports(&tg[i].be, P3_OP_EMBED, dts[d], act, P3_KV_F32)) continue;
                 embed_case(t, &tg[i], dts[d], act, 37, 300, 1, &rng);
@@ -262,7 +262,7 @@ static void matmul_case(p3_test_ctx *t, conf_target *tg, p3_dtype dt, p3_act_mod
     float *ref = p3_malloc(ny * 4), *got = p3_malloc(ny * 4);
     const char *op = "matmul";
     double bound = BOUND_MATMUL;
-    if (dt == P3_DT_I4G128S || dt == P3_DT_I4G128A) {
+    if (p3_dtype_is_int4(dt)) {
         if (act == P3_ACT_Q8) {
             p3_matmul_w4a8_ref(ref, x, wd, dt, rows, cols, n_tokens);
             op = "matmul w4a8";

@@ -23,8 +23,8 @@ static void check_cli_input(p3_test_ctx *t, const char *input, const char *args,
     CHECK_MSG(r.signal == 0 && r.exit_code == want, "%s: exit %d (want %d), signal %d: %s", cmd,
               r.exit_code, want, r.signal, err);
     CHECK_MSG(!strstr(err, "runtime error") && !strstr(err, "Sanitizer"), "%s: %s", cmd, err);
-    if (want_err) CHECK_MSG(strstr(err, want_err) != NULL, "%s: stderr lacks '%s': %s", cmd,
-                            want_err, err);
+    if (want_err)
+        CHECK_MSG(strstr(err, want_err) != NULL, "%s: stderr lacks '%s': %s", cmd, want_err, err);
     p3_cmd_result_free(&r);
 }
 
@@ -46,7 +46,8 @@ P3_TEST(hostile_empty_prompt_ids_are_refused_without_a_leak) {
 }
 
 P3_TEST(hostile_repeat_penalty_must_be_positive) {
-    check_cli(t, "run -m " DEMO " -p hi -n 2 --repeat-penalty 0", 2, "--repeat-penalty must be > 0");
+    check_cli(t, "run -m " DEMO " -p hi -n 2 --repeat-penalty 0", 2,
+              "--repeat-penalty must be > 0");
     check_cli(t, "chat -m " DEMO " --repeat-penalty -1 < /dev/null", 2, "--repeat-penalty");
     /* the library refuses it too, before it can divide by zero */
     phi3c_model_params mp = phi3c_model_params_default();
@@ -86,6 +87,7 @@ P3_TEST(hostile_perplexity_needs_two_token_windows) {
 P3_TEST(hostile_endless_input_stops_at_the_read_limit) {
     /* /dev/zero never ends: reading stops at P3_FILE_READ_MAX with a message, not at OOM */
     check_cli(t, "tokenize -m " DEMO " --file /dev/zero", 1, "larger than the limit of 256 MiB");
-    check_cli(t, "tokenize -m " DEMO " --file - < /dev/zero", 1, "larger than the limit of 256 MiB");
+    check_cli(t, "tokenize -m " DEMO " --file - < /dev/zero", 1,
+              "larger than the limit of 256 MiB");
     check_cli(t, "run -m " DEMO " -f /dev/zero -n 1", 1, "larger than the limit of 256 MiB");
 }

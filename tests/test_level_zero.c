@@ -171,14 +171,14 @@ P3_TEST(level_zero_device_index_checked) {
 }
 
 /* The backend runs the OpenCL backend's kernels: the module it built is one of the embedded
- * variants of the .cl files of kernels/opencl/, the test driver (not an Intel device) gets the
+ * variants of the .cl files of kernels/clk/, the test driver (not an Intel device) gets the
  * portable one, and an unknown variant is refused by name. */
 P3_TEST(level_zero_runs_the_opencl_kernels_module) {
     p3_backend be;
     if (!open_l0(t, &be)) return;
     char desc[256];
     be.iface->describe(be.ctx, desc, sizeof desc);
-    CHECK_MSG(strstr(desc, "kernels/opencl as SPIR-V") && strstr(desc, "portable variant"),
+    CHECK_MSG(strstr(desc, "kernels/clk as SPIR-V") && strstr(desc, "portable variant"),
               "describe: %s", desc);
     p3_backend_close(&be);
     void *ctx = NULL;

@@ -44,19 +44,6 @@ static p3_status toy_to_f32(const p3_tensor *t, size_t first, size_t count, floa
     return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "toy: dtype %d", (int)t->dtype);
 }
 
-static void add_tensor(toy_model *m, size_t i, const char *name, p3_dtype dt, int n_dims,
-                       int64_t d0, int64_t d1, const void *data, size_t nbytes) {
-    p3_tensor *t = &m->tensors[i];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    snprintf(t->hf_name, sizeof t->hf_name, "%s", name);
-    t->dtype = dt;
-    t->n_dims = n_dims;
-    t->shape[0] = d0;
-    t->shape[1] = d1;
-    t->data = data;
-    t->nbytes = nbytes;
-}
-
 static toy_model *toy_new(uint64_t seed) {
     toy_model *m = p3_calloc(1, sizeof *m);
     p3_test_rng r;
@@ -69,15 +56,14 @@ static toy_model *toy_new(uint64_t seed) {
     for (size_t i = 0; i < P3_ARRAY_LEN(m->lm); i++) m->lm[i] = 0.05f * p3_test_rng_normal(&r);
     for (size_t i = 0; i < P3_ARRAY_LEN(m->qkv); i++)
         m->qkv[i] = p3_f32_to_bf16(0.05f * p3_test_rng_normal(&r));
-    add_tensor(m, 0, "model.embed_tokens.weight", P3_DT_F32, 2, VOCAB, HID, m->embed,
-               sizeof m->embed);
-    add_tensor(m, 1, "model.layers.0.input_layernorm.weight", P3_DT_F32, 1, HID, 0, m->norm,
-               sizeof m->norm);
-    add_tensor(m, 2, "model.layers.0.self_attn.qkv_proj.weight", P3_DT_BF16, 2, QKV, HID, m->qkv,
-               sizeof m->qkv);
-    add_tensor(m, 3, "model.layers.0.mlp.down_proj.weight", P3_DT_F32, 2, HID, INTER, m->down,
-               sizeof m->down);
-    add_tensor(m, 4, "lm_head.weight", P3_DT_F32, 2, VOCAB, HID, m->lm, sizeof m->lm);
+    p3_tensor_set(&m->tensors[0], "model.embed_tokens.weight", P3_DT_F32, VOCAB, HID, m->embed);
+    p3_tensor_set(&m->tensors[1], "model.layers.0.input_layernorm.weight", P3_DT_F32, HID, 0,
+                  m->norm);
+    p3_tensor_set(&m->tensors[2], "model.layers.0.self_attn.qkv_proj.weight", P3_DT_BF16, QKV, HID,
+                  m->qkv);
+    p3_tensor_set(&m->tensors[3], "model.layers.0.mlp.down_proj.weight", P3_DT_F32, HID, INTER,
+                  m->down);
+    p3_tensor_set(&m->tensors[4], "lm_head.weight", P3_DT_F32, VOCAB, HID, m->lm);
     p3_config *c = &m->src.config;
     snprintf(c->architecture, sizeof c->architecture, "Phi3ForCausalLM");
     c->hidden_size = HID;
@@ -226,6 +212,7 @@ P3_TEST(native_refuses_existing_without_force) {
     p3_native_write_opts o = toy_opts();
     p3_error err = {0};
     CHECK_STATUS(p3_native_write(&m->src, NULL, 0, out, &o, &err), PHI3C_ERR_EXISTS);
+    CHECK_MSG(strstr(err.message, "exists") && !strstr(err.message, "--force"), "%s", err.message);
     size_t n = 0;
     char *text = p3_test_read_file(t, out, &n);
     CHECK(text && n == 7);

@@ -65,7 +65,7 @@ static void check_against_source(p3_test_ctx *t, const char *src_path, const cha
     for (size_t i = 0; i < src->n_tensors; i++) {
         const p3_tensor *s = &src->tensors[i], *g = p3_source_find(nat, s->hf_name);
         if (!CHECK_MSG(g != NULL, "%s missing", s->hf_name)) continue;
-        if (g->dtype == P3_DT_I4G128S || g->dtype == P3_DT_I4G128A) {
+        if (p3_dtype_is_int4(g->dtype)) {
             CHECK_EQ_INT(g->dtype, asym ? P3_DT_I4G128A : P3_DT_I4G128S);
             for (int64_t r = 0; r < s->shape[0]; r++)
                 if (!row_matches(t, s, g, r, asym)) break;

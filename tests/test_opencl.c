@@ -178,7 +178,7 @@ static void check_weight(p3_test_ctx *t, p3_backend *be, p3_dtype dt, p3_act_mod
         read_floats(t, be, by, 0, got, (size_t)nt * (size_t)rows);
         if (act == P3_ACT_Q8)
             p3_matmul_w4a8_ref(want, x, data, dt, rows, cols, nt);
-        else if (dt == P3_DT_I4G128S || dt == P3_DT_I4G128A)
+        else if (p3_dtype_is_int4(dt))
             p3_matmul_w4a32_ref(want, x, data, dt, rows, cols, nt);
         else
             p3_ref_matmul(want, x, data, dt, rows, cols, nt);

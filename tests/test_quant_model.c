@@ -38,7 +38,7 @@ static double sum_weight_nmse(p3_test_ctx *t, const char *src_path, const char *
         goto done;
     for (size_t i = 0; i < b->n_tensors; i++) {
         const p3_tensor *q = &b->tensors[i], *s = p3_source_find(a, q->hf_name);
-        if (q->dtype != P3_DT_I4G128S && q->dtype != P3_DT_I4G128A) continue;
+        if (!p3_dtype_is_int4(q->dtype)) continue;
         size_t n = (size_t)(q->shape[0] * q->shape[1]);
         float *x = p3_malloc(n * sizeof *x), *y = p3_malloc(n * sizeof *y);
         if (s && CHECK_OK(p3_tensor_to_f32(s, 0, n, x, &err), &err) &&

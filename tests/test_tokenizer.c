@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FIXTURES "tests/fixtures/tokenizer/"
 
@@ -352,6 +353,25 @@ done:
 
 /* ---- chat template: jinja2 rendering of each tokenizer_config.json template ----------------- */
 
+/* "role hex,content hex|..." -> at most 16 messages; their strings are in owned (free them). */
+static size_t parse_messages(const char *p, const char *e, p3_chat_message *msgs, char **owned,
+                             size_t *n_owned) {
+    size_t n_msgs = 0;
+    while (p < e && n_msgs < 16) {
+        const char *bar = memchr(p, '|', (size_t)(e - p));
+        const char *me = bar ? bar : e;
+        const char *comma = memchr(p, ',', (size_t)(me - p));
+        if (!comma) break;
+        size_t l;
+        owned[(*n_owned)++] = unhex(p, comma, &l);
+        owned[(*n_owned)++] = unhex(comma + 1, me, &l);
+        msgs[n_msgs].role = owned[*n_owned - 2];
+        msgs[n_msgs++].content = owned[*n_owned - 1];
+        p = bar ? bar + 1 : e;
+    }
+    return n_msgs;
+}
+
 P3_TEST(tokenizer_chat_template_matches_jinja) {
     static const char *const chat_versions[] = {"tokenizer-phi-3-mini", "tokenizer-phi-3-apr2024",
                                                 "tokenizer-phi-3-medium"};
@@ -378,18 +398,7 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
             if (line[0] == 'C' && split_fields(line, end, f, fe, 4) == 4) {
                 p3_chat_message msgs[16];
                 char *owned[32];
-                size_t n_msgs = 0, n_owned = 0;
-                for (const char *p = f[2]; p < fe[2] && n_msgs < 16;) {
-                    const char *bar = memchr(p, '|', (size_t)(fe[2] - p));
-                    const char *me = bar ? bar : fe[2];
-                    const char *comma = memchr(p, ',', (size_t)(me - p));
-                    size_t l;
-                    owned[n_owned++] = unhex(p, comma, &l);
-                    owned[n_owned++] = unhex(comma + 1, me, &l);
-                    msgs[n_msgs].role = owned[n_owned - 2];
-                    msgs[n_msgs++].content = owned[n_owned - 1];
-                    p = bar ? bar + 1 : fe[2];
-                }
+                size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned);
                 size_t want_len, len;
                 char *want = unhex(f[3], fe[3], &want_len), *text = NULL;
                 p3_error err = {0};
@@ -413,6 +422,58 @@ P3_TEST(tokenizer_chat_template_matches_jinja) {
         free(data);
         p3_tokenizer_free(tok);
     }
+}
+
+/* A Phi-3 GGUF keeps no strip flags; phi3c applies tokenizer.json's rstrip to the specials of a
+ * phi3 GGUF, so its chat prompts (rendered with the GGUF's own template) and text glued to special
+ * tokens give the ids HF's tokenizer.json gives (tools/make_tokenizer_tests.py). */
+P3_TEST(tokenizer_phi3_gguf_chat_ids_match_hf) {
+    p3_tokenizer *tok = load_or_fail(t, shared_path("data/llamacpp/ggml-vocab-phi-3.gguf"));
+    size_t size;
+    char *data = p3_test_read_file(t, FIXTURES "phi-3-gguf-chat.ids", &size);
+    size_t total = 0, pass = 0;
+    for (char *line = data; tok && line && line < data + size;) {
+        char *nl = memchr(line, '\n', (size_t)(data + size - line));
+        char *end = nl ? nl : data + size;
+        const char *f[5], *fe[5];
+        size_t nf = split_fields(line, end, f, fe, 5);
+        size_t len = 0;
+        char *text = NULL;
+        int32_t want[512];
+        size_t n_want = 0;
+        p3_error err = {0};
+        if (line[0] == 'G' && nf == 5) {
+            p3_chat_message msgs[16];
+            char *owned[32];
+            size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned);
+            size_t want_len;
+            char *rendered = unhex(f[3], fe[3], &want_len);
+            CHECK_OK(p3_tokenizer_apply_chat(tok, msgs, n_msgs, f[1][0] == '1', &text, &len, &err),
+                     &err);
+            CHECK_MSG(text && len == want_len && memcmp(text, rendered, len) == 0,
+                      "GGUF chat rendered \"%s\", jinja2 \"%s\"", text, rendered);
+            n_want = parse_ids(f[4], fe[4], want, 512);
+            free(rendered);
+            for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+        } else if (line[0] == 'T' && nf == 3) {
+            char *raw = unhex(f[1], fe[1], &len);
+            text = p3_malloc(len + 1);
+            if (text) memcpy(text, raw, len + 1);
+            free(raw);
+            n_want = parse_ids(f[2], fe[2], want, 512);
+        }
+        if (text) {
+            total++;
+            pass += check_encode(t, tok, text, len, 0, want, n_want, "phi-3 GGUF");
+        }
+        p3_free(text);
+        line = end + 1;
+    }
+    printf("    ggml-vocab-phi-3.gguf: %zu/%zu chat prompts and glued texts identical to HF\n",
+           pass, total);
+    CHECK(total >= 30);
+    free(data);
+    p3_tokenizer_free(tok);
 }
 
 P3_TEST(tokenizer_chat_unknown_template_is_refused) {
@@ -454,18 +515,34 @@ P3_TEST(tokenizer_chat_unknown_template_is_refused) {
 
 /* ---- refusals and hostile input ------------------------------------------------------------ */
 
-P3_TEST(tokenizer_refuses_byte_level_bpe) {
-    static const char phi4[] =
+/* Byte-level tokenizers whose pre-tokenizer phi3c does not implement (GPT-2's ByteLevel regex,
+ * another Split pattern such as cl100k's) are refused by name, never approximated. */
+P3_TEST(tokenizer_refuses_unknown_byte_level_pretokenizers) {
+    static const char gpt2[] =
         "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,"
         "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
         "\"decoder\":{\"type\":\"ByteLevel\"},"
         "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
     p3_tokenizer_files f = {
-        .what = "phi4", .tokenizer_json = phi4, .tokenizer_json_len = sizeof phi4 - 1};
+        .what = "gpt2", .tokenizer_json = gpt2, .tokenizer_json_len = sizeof gpt2 - 1};
     p3_tokenizer *tok = NULL;
     p3_error err = {0};
     CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
-    CHECK_MSG(strstr(err.message, "byte-level") != NULL, "message: %s", err.message);
+    CHECK_MSG(strstr(err.message, "pre-tokenizer 'ByteLevel'") != NULL, "message: %s", err.message);
+    CHECK(tok == NULL);
+    static const char cl100k[] =
+        "{\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\","
+        "\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"'(?i:[sdmt]|ll|ve|re)|"
+        "[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?+\\\\p{L}+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+        "\"decoder\":{\"type\":\"ByteLevel\"},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}";
+    f.what = "cl100k";
+    f.tokenizer_json = cl100k;
+    f.tokenizer_json_len = sizeof cl100k - 1;
+    CHECK_STATUS(p3_tokenizer_load_buffers(&f, &tok, &err), PHI3C_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "Split pattern ''(?i:[sdmt]|ll|ve|re)") != NULL, "message: %s",
+              err.message);
     CHECK(tok == NULL);
     /* an added token HF would match in the normalized text */
     static const char normalized[] =
@@ -669,5 +746,108 @@ P3_TEST(tokenizer_space_mark_by_byte_fallback) {
     CHECK_OK(p3_tokenizer_encode(tok, spaces, sizeof spaces, 0, &ids, &n, &err), &err);
     CHECK_EQ_INT(n, 3 * (sizeof spaces + 1));
     p3_free(ids);
+    p3_tokenizer_free(tok);
+}
+
+/* ---- byte-level BPE: Phi-4-mini's tokenizer ---------------------------------------------- */
+
+/* build/phi4-tokenizer: made from bpe-openai's o200k_base ranks by `make phi4-tokenizer` (which
+ * `make test` runs first); NULL and the test skipped when it has not been built. */
+static p3_tokenizer *load_phi4(p3_test_ctx *t) {
+    const char *dir = getenv("PHI3C_PHI4_TOKENIZER");
+    if (!dir) dir = "build/phi4-tokenizer";
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, R_OK) != 0) {
+        p3_test_skip(t, "%s not built (make phi4-tokenizer)", path);
+        return NULL;
+    }
+    return load_or_fail(t, dir);
+}
+
+typedef struct phi4_stats {
+    size_t hf, hf_pass, tt, tt_pass, dec, dec_pass, trip, trip_pass, chat, chat_pass;
+} phi4_stats;
+
+static void phi4_text_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f, const char **fe,
+                           bool hf, phi4_stats *st) {
+    static int32_t want[65536];
+    size_t len, n_want = parse_ids(f[2], fe[2], want, 65536);
+    char *text = unhex(f[1], fe[1], &len);
+    bool ok = check_encode(t, tok, text, len, 0, want, n_want, hf ? "HF" : "tiktoken");
+    if (hf) {
+        st->hf++, st->hf_pass += ok;
+        size_t dlen;
+        char *dec = unhex(f[3], fe[3], &dlen);
+        bool dok = check_decode(t, tok, want, n_want, 0, dec, dlen, "HF") &&
+                   check_stream(t, tok, want, n_want, 0, dec, dlen);
+        st->dec++, st->dec_pass += dok;
+        /* every text is valid UTF-8: decoding its ids gives it back */
+        st->trip++, st->trip_pass += dlen == len && memcmp(dec, text, len) == 0;
+        free(dec);
+    } else {
+        st->tt++, st->tt_pass += ok;
+    }
+    free(text);
+}
+
+static void phi4_decode_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f,
+                             const char **fe, phi4_stats *st) {
+    static int32_t ids[4096];
+    size_t n = parse_ids(f[1], fe[1], ids, 4096), dlen, slen;
+    char *dec = unhex(f[2], fe[2], &dlen), *skip = unhex(f[3], fe[3], &slen);
+    bool ok = check_decode(t, tok, ids, n, 0, dec, dlen, "HF") &&
+              check_decode(t, tok, ids, n, P3_DECODE_SKIP_SPECIAL, skip, slen, "HF") &&
+              check_stream(t, tok, ids, n, 0, dec, dlen);
+    st->dec++, st->dec_pass += ok;
+    free(dec);
+    free(skip);
+}
+
+static void phi4_chat_line(p3_test_ctx *t, const p3_tokenizer *tok, const char **f, const char **fe,
+                           phi4_stats *st) {
+    p3_chat_message msgs[16];
+    char *owned[32];
+    size_t n_owned = 0, n_msgs = parse_messages(f[2], fe[2], msgs, owned, &n_owned), want_len, len;
+    char *want = unhex(f[3], fe[3], &want_len), *text = NULL;
+    p3_error err = {0};
+    bool ok =
+        CHECK_OK(p3_tokenizer_apply_chat(tok, msgs, n_msgs, f[1][0] == '1', &text, &len, &err),
+                 &err) &&
+        len == want_len && memcmp(text, want, len) == 0;
+    CHECK_MSG(ok, "Phi-4 chat rendered \"%s\", jinja2 \"%s\"", text ? text : "", want);
+    st->chat++, st->chat_pass += ok;
+    p3_free(text);
+    free(want);
+    for (size_t i = 0; i < n_owned; i++) free(owned[i]);
+}
+
+/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
+ * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2. */
+P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
+    p3_tokenizer *tok = load_phi4(t);
+    if (!tok) return;
+    CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_PHI4);
+    size_t size;
+    char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
+    phi4_stats st = {0};
+    for (char *line = data; data && line < data + size;) {
+        char *nl = memchr(line, '\n', (size_t)(data + size - line));
+        char *end = nl ? nl : data + size;
+        const char *f[5], *fe[5];
+        size_t nf = split_fields(line, end, f, fe, 5);
+        if (line[0] == 'H' && nf == 4) phi4_text_line(t, tok, f, fe, true, &st);
+        if (line[0] == 'T' && nf == 3) phi4_text_line(t, tok, f, fe, false, &st);
+        if (line[0] == 'D' && nf == 4) phi4_decode_line(t, tok, f, fe, &st);
+        if (line[0] == 'C' && nf == 4) phi4_chat_line(t, tok, f, fe, &st);
+        line = end + 1;
+    }
+    printf("    phi4-mini: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
+           "round trips %zu/%zu, chat %zu/%zu\n",
+           st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
+           st.chat_pass, st.chat);
+    CHECK(st.hf >= 500 && st.tt >= 500 && st.chat >= 10);
+    CHECK_EQ_INT(st.trip_pass, st.trip);
+    free(data);
     p3_tokenizer_free(tok);
 }

@@ -1,5 +1,6 @@
-/* tok_chat.c: Phi-3's chat formats rendered in C. The tokenizer_config.json template string is only
- * compared with the templates phi3c knows (ignoring white space); no Jinja engine is involved. */
+/* tok_chat.c: Phi-3's and Phi-4-mini's chat formats rendered in C. The tokenizer_config.json
+ * template string is only compared with the templates phi3c knows (ignoring white space); no Jinja
+ * engine is involved. */
 #include "tok_internal.h"
 
 #include <string.h>
@@ -37,6 +38,13 @@ static const known_template known_templates[] = {
      "message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif "
      "(message['role'] == 'assistant') %}{{message['content'] + '<|end|>' + '\n'}}{% endif "
      "%}{% endfor %}"},
+    /* Phi-4-mini-instruct (a system message may carry tools; phi3c's messages have none) */
+    {P3_CHAT_PHI4,
+     "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and "
+     "message['tools'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + "
+     "'<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + "
+     "message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}{% if "
+     "add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"},
 };
 
 static bool is_space(char c) {
@@ -126,6 +134,8 @@ static const char *format_name(p3_chat_format f) {
         return "Phi-3 (April 2024)";
     case P3_CHAT_PHI3_MEDIUM:
         return "Phi-3-medium";
+    case P3_CHAT_PHI4:
+        return "Phi-4-mini";
     default:
         return "unknown";
     }
@@ -135,9 +145,28 @@ const char *p3_chat_format_name(p3_chat_format format) {
     return format_name(format);
 }
 
+static void render_phi4(chat_buf *b, const p3_tokenizer *tok, const p3_chat_message *m, size_t n,
+                        bool add_generation_prompt) {
+    for (size_t i = 0; i < n; i++) {
+        puts_(b, "<|");
+        puts_(b, m[i].role);
+        puts_(b, "|>");
+        puts_(b, m[i].content ? m[i].content : "");
+        puts_(b, "<|end|>");
+    }
+    if (add_generation_prompt)
+        puts_(b, "<|assistant|>");
+    else
+        put_piece(b, tok, tok->eos_id);
+}
+
 static void render(chat_buf *b, const p3_tokenizer *tok, const p3_chat_message *m, size_t n,
                    bool add_generation_prompt) {
     p3_chat_format f = tok->chat_format;
+    if (f == P3_CHAT_PHI4) {
+        render_phi4(b, tok, m, n, add_generation_prompt);
+        return;
+    }
     bool with_system = f == P3_CHAT_PHI3 || f == P3_CHAT_PHI3_5;
     if (f == P3_CHAT_PHI3_APR2024) put_piece(b, tok, tok->bos_id);
     for (size_t i = 0; i < n; i++) {
@@ -176,8 +205,8 @@ p3_status p3_tokenizer_apply_chat(const p3_tokenizer *tok, const p3_chat_message
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        tok->have_chat_template
                            ? "%s: the chat template in tokenizer_config.json is not one of the "
-                             "Phi-3 formats phi3c knows (Phi-3, Phi-3.5, Phi-3 April 2024, "
-                             "Phi-3-medium)"
+                             "formats phi3c knows (Phi-3, Phi-3.5, Phi-3 April 2024, "
+                             "Phi-3-medium, Phi-4-mini)"
                            : "%s: no chat template and no Phi-3 chat tokens in the vocabulary",
                        tok->what);
     for (size_t i = 0; i < n_messages; i++) {

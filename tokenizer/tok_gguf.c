@@ -75,6 +75,34 @@ static void read_specials(p3_tokenizer *tok, const p3_gguf *g) {
         tok_detect_chat(tok, NULL, 0);
 }
 
+/* GGUF keeps no strip flags. Phi-3's tokenizer.json sets rstrip on every added token but <unk>,
+ * <s> and <|endoftext|> (</s> and <|user|>, <|end|>, ... eat the whitespace after them), so text
+ * after a special token tokenizes as the model was trained ("<|user|>\nWhat" -> 32010 1724, not
+ * 32010 29871 13 5618); llama.cpp does the same for phi3 files. */
+static bool phi3_rstrip(const p3_tokenizer *tok, const p3_gguf *g, int32_t id) {
+    p3_gguf_str arch;
+    if (!p3_gguf_get_string(g, "general.architecture", &arch) || !gguf_str_is(&arch, "phi3"))
+        return false;
+    static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+    for (size_t i = 0; i < P3_ARRAY_LEN(keep); i++)
+        if (tok->piece_len[id] == strlen(keep[i]) &&
+            memcmp(tok_piece(tok, id), keep[i], tok->piece_len[id]) == 0)
+            return false;
+    return true;
+}
+
+/* llama.cpp matches control and user-defined tokens in text. */
+static p3_status add_added_tokens(p3_tokenizer *tok, const p3_gguf *g, p3_error *err) {
+    p3_status st = PHI3C_OK;
+    for (int32_t i = 0; i < tok->n_vocab && st == PHI3C_OK; i++) {
+        int type = tok->piece_type[i];
+        if (type == P3_PIECE_CONTROL || type == P3_PIECE_USER_DEFINED)
+            st =
+                tok_add_added(tok, i, false, phi3_rstrip(tok, g, i), type == P3_PIECE_CONTROL, err);
+    }
+    return st;
+}
+
 p3_status p3_tokenizer_load_gguf(const struct p3_gguf *g, const char *what, p3_tokenizer **out,
                                  p3_error *err) {
     *out = NULL;
@@ -98,13 +126,8 @@ p3_status p3_tokenizer_load_gguf(const struct p3_gguf *g, const char *what, p3_t
     if (!tok->score) st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", what);
     if (st == PHI3C_OK) st = read_tokens(tok, tokens, scores, types, err);
     if (st == PHI3C_OK) st = tok_index_pieces(tok, err);
-    /* llama.cpp matches control and user-defined tokens in text; GGUF keeps no strip flags */
-    for (int32_t i = 0; i < tok->n_vocab && st == PHI3C_OK; i++) {
-        int type = tok->piece_type[i];
-        if (type == P3_PIECE_CONTROL || type == P3_PIECE_USER_DEFINED)
-            st = tok_add_added(tok, i, false, false, type == P3_PIECE_CONTROL, err);
-    }
-    if (st == PHI3C_OK) st = tok_merges_from_scores(tok, err);
+    if (st == PHI3C_OK) st = add_added_tokens(tok, g, err);
+    if (st == PHI3C_OK) tok_merges_defer(tok);
     if (st == PHI3C_OK) {
         read_specials(tok, g);
         st = tok_finish(tok, err);

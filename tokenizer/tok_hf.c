@@ -1,9 +1,11 @@
 /* tok_hf.c: reads HF tokenizer.json (BPE model, merges, added tokens with their lstrip/rstrip
- * flags, normalizer) and applies tokenizer_config.json and generation_config.json. Configurations
- * phi3c does not implement (byte-level BPE as in Phi-4-mini, Metaspace, dropout...) are refused by
- * name rather than tokenized differently from HF. */
+ * flags, normalizer; SentencePiece-style as Phi-3's, or byte-level with the o200k split as
+ * Phi-4-mini's) and applies tokenizer_config.json and generation_config.json. Configurations
+ * phi3c does not implement (other split patterns, Metaspace, dropout...) are refused by name
+ * rather than tokenized differently from HF. */
 #include "json.h"
-#include "tok_internal.h"
+#include "tok_bpe.h"
+#include "tok_encode.h"
 
 #include <string.h>
 
@@ -47,28 +49,82 @@ static p3_status read_normalizer(p3_tokenizer *tok, const json_value *norm, p3_e
     return PHI3C_OK;
 }
 
-static p3_status check_model(const char *what, const json_value *root, p3_error *err) {
+/* The o200k pattern (OpenAI's o200k_base, Phi-4-mini's Split pre-tokenizer), the one split
+ * tok_o200k.c implements. */
+static const char O200K_PATTERN[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static bool flag_is(const json_value *obj, const char *key, bool want) {
+    bool v = !want;
+    return json_get_bool(json_object_get(obj, key), &v) && v == want;
+}
+
+/* Byte-level pre-tokenizer: Sequence [Split(o200k, Isolated), ByteLevel(no prefix space, no
+ * regex)], the form Phi-4-mini's tokenizer.json has. Anything else is refused by name. */
+static p3_status check_bytelevel_pre(const char *what, const json_value *pre, p3_error *err) {
+    const json_value *list = json_object_get(pre, "pretokenizers");
+    const json_value *split = json_array_at(list, 0), *bl = json_array_at(list, 1);
+    if (!str_eq(json_object_get(pre, "type"), "Sequence") || json_array_len(list) != 2 ||
+        !str_eq(json_object_get(split, "type"), "Split") ||
+        !str_eq(json_object_get(bl, "type"), "ByteLevel"))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: byte-level pre-tokenizer '%s' is not supported (phi3c reads "
+                       "Sequence[Split(o200k), ByteLevel] as Phi-4-mini's)",
+                       what,
+                       json_string(json_object_get(pre, "type"))
+                           ? json_string(json_object_get(pre, "type"))
+                           : "?");
+    const char *pattern = json_string(json_object_get(json_object_get(split, "pattern"), "Regex"));
+    if (!pattern || strcmp(pattern, O200K_PATTERN) != 0)
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: Split pattern '%.80s%s' is not supported (phi3c implements the o200k "
+                       "pattern only)",
+                       what, pattern ? pattern : "(not a Regex)",
+                       pattern && strlen(pattern) > 80 ? "..." : "");
+    if (!str_eq(json_object_get(split, "behavior"), "Isolated") || flag_is(split, "invert", true))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: Split behavior other than Isolated is not supported", what);
+    if (flag_is(bl, "add_prefix_space", true) || flag_is(bl, "use_regex", true))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: ByteLevel pre-tokenizer with add_prefix_space or use_regex is not "
+                       "supported (Phi-4-mini's has neither)",
+                       what);
+    return PHI3C_OK;
+}
+
+static p3_status check_model(const char *what, const json_value *root, tok_model *kind,
+                             p3_error *err) {
     const json_value *model = json_object_get(root, "model");
     if (json_typeof(model) != JSON_OBJECT)
         return p3_fail(err, PHI3C_ERR_FORMAT, "%s: no \"model\" object", what);
-    if (is_bytelevel(json_object_get(root, "pre_tokenizer")) ||
-        is_bytelevel(json_object_get(root, "decoder")))
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "%s: byte-level BPE tokenizer (GPT-style, as Phi-4-mini uses) is not "
-                       "supported yet; phi3c reads Phi-3's SentencePiece BPE tokenizer",
-                       what);
     const char *type = json_string(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE") != 0)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
-                       "%s: tokenizer model type '%s' is not supported (Phi-3 uses BPE)", what,
+                       "%s: tokenizer model type '%s' is not supported (phi3c reads BPE)", what,
                        type);
     const json_value *pre = json_object_get(root, "pre_tokenizer");
-    if (pre && !json_is_null(pre))
+    *kind = is_bytelevel(pre) || is_bytelevel(json_object_get(root, "decoder")) ? TOK_MODEL_BYTE_BPE
+                                                                                : TOK_MODEL_SPM;
+    if (*kind == TOK_MODEL_BYTE_BPE) {
+        p3_status st = check_bytelevel_pre(what, pre, err);
+        if (st != PHI3C_OK) return st;
+        const json_value *dec = json_object_get(root, "decoder");
+        if (!str_eq(json_object_get(dec, "type"), "ByteLevel"))
+            return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                           "%s: a byte-level tokenizer needs the ByteLevel decoder", what);
+        if (flag_is(model, "byte_fallback", true))
+            return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                           "%s: byte_fallback with a byte-level vocabulary is not supported", what);
+    } else if (pre && !json_is_null(pre)) {
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "%s: pre_tokenizer '%s' is not supported (Phi-3's tokenizer has none)", what,
                        json_string(json_object_get(pre, "type"))
                            ? json_string(json_object_get(pre, "type"))
                            : "?");
+    }
     static const char *const unsupported[] = {"dropout", "continuing_subword_prefix",
                                               "end_of_word_suffix"};
     for (size_t i = 0; i < P3_ARRAY_LEN(unsupported); i++) {
@@ -77,9 +133,10 @@ static p3_status check_model(const char *what, const json_value *root, p3_error 
             return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "%s: BPE option %s is not supported", what,
                            unsupported[i]);
     }
-    bool ignore_merges = false;
-    if (json_get_bool(json_object_get(model, "ignore_merges"), &ignore_merges) && ignore_merges)
-        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "%s: BPE option ignore_merges is not supported",
+    if (*kind == TOK_MODEL_SPM && flag_is(model, "ignore_merges", true))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                       "%s: BPE option ignore_merges is not supported without a byte-level "
+                       "vocabulary",
                        what);
     return PHI3C_OK;
 }
@@ -111,17 +168,43 @@ static p3_status count_vocab(const char *what, const json_value *vocab, const js
     return PHI3C_OK;
 }
 
+/* A model piece as stored: a byte-level piece becomes its raw bytes (in scratch, at most len). */
+static p3_status piece_bytes(const p3_tokenizer *tok, const char *s, size_t len, uint8_t *scratch,
+                             const char **out, size_t *out_len, p3_error *err) {
+    *out = s, *out_len = len;
+    if (tok->model != TOK_MODEL_BYTE_BPE) return PHI3C_OK;
+    long n = tok_bytelevel_to_bytes(s, len, scratch);
+    if (n < 0)
+        return p3_fail(err, PHI3C_ERR_FORMAT,
+                       "%s: piece '%.40s' holds a character outside the byte-level alphabet",
+                       tok->what, s);
+    *out = (const char *)scratch, *out_len = (size_t)n;
+    return PHI3C_OK;
+}
+
 static p3_status read_vocab(p3_tokenizer *tok, const json_value *vocab, p3_error *err) {
-    for (size_t i = 0; i < json_object_size(vocab); i++) {
+    uint8_t *scratch = NULL;
+    size_t cap = 0;
+    p3_status st = PHI3C_OK;
+    for (size_t i = 0; i < json_object_size(vocab) && st == PHI3C_OK; i++) {
         size_t len;
         const char *piece = json_object_key_at(vocab, i, &len);
         int64_t id = 0;
         json_get_int(json_object_value_at(vocab, i), &id);
-        int type = len == 6 && strncmp(piece, "<0x", 3) == 0 ? P3_PIECE_BYTE : P3_PIECE_NORMAL;
-        p3_status st = tok_set_piece(tok, (int32_t)id, piece, len, type, err);
-        if (st != PHI3C_OK) return st;
+        int type = tok->model == TOK_MODEL_SPM && len == 6 && strncmp(piece, "<0x", 3) == 0
+                       ? P3_PIECE_BYTE
+                       : P3_PIECE_NORMAL;
+        if (len > cap && !tok_grow((void **)&scratch, &cap, len, 1)) {
+            st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", tok->what);
+            break;
+        }
+        const char *bytes;
+        size_t n;
+        st = piece_bytes(tok, piece, len, scratch, &bytes, &n, err);
+        if (st == PHI3C_OK) st = tok_set_piece(tok, (int32_t)id, bytes, n, type, err);
     }
-    return PHI3C_OK;
+    p3_free(scratch);
+    return st;
 }
 
 static p3_status read_added(p3_tokenizer *tok, const json_value *added, bool set_pieces,
@@ -139,6 +222,8 @@ static p3_status read_added(p3_tokenizer *tok, const json_value *added, bool set
              normalized = false;
         json_get_bool(json_object_get(a, "single_word"), &single_word);
         json_get_bool(json_object_get(a, "normalized"), &normalized);
+        /* without a normalizer (byte-level), "normalized" matches the same text */
+        if (tok->model == TOK_MODEL_BYTE_BPE) normalized = false;
         if (single_word || normalized) /* matched differently by HF: refuse rather than differ */
             return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                            "%s: added token %ld (%.40s) is %s, which phi3c does not implement "
@@ -157,6 +242,18 @@ static p3_status read_added(p3_tokenizer *tok, const json_value *added, bool set
         if (st != PHI3C_OK) return st;
     }
     return PHI3C_OK;
+}
+
+/* The id of one side of a merge (byte-level: converted to raw bytes first), -1 when unknown. */
+static int32_t merge_side(const p3_tokenizer *tok, const char *s, size_t len) {
+    if (!s) return -1;
+    if (tok->model != TOK_MODEL_BYTE_BPE) return tok_lookup(tok, s, len);
+    uint8_t stack_buf[256];
+    uint8_t *buf = len <= sizeof stack_buf ? stack_buf : p3_malloc(len);
+    long n = buf ? tok_bytelevel_to_bytes(s, len, buf) : -1;
+    int32_t id = n < 0 ? -1 : tok_lookup(tok, (const char *)buf, (size_t)n);
+    if (buf != stack_buf) p3_free(buf);
+    return id;
 }
 
 /* A merge is "left right" (one space) or, in newer files, ["left", "right"]. */
@@ -178,7 +275,7 @@ static p3_status read_merges(p3_tokenizer *tok, const json_value *merges, p3_err
             json_get_string(json_array_at(m, 0), &l, &ll);
             json_get_string(json_array_at(m, 1), &r, &rl);
         }
-        int32_t li = l ? tok_lookup(tok, l, ll) : -1, ri = r ? tok_lookup(tok, r, rl) : -1;
+        int32_t li = merge_side(tok, l, ll), ri = merge_side(tok, r, rl);
         if (li < 0 || ri < 0)
             return p3_fail(err, PHI3C_ERR_FORMAT,
                            "%s: merge %zu is malformed or names a piece "
@@ -191,7 +288,8 @@ static p3_status read_merges(p3_tokenizer *tok, const json_value *merges, p3_err
 
 static p3_status build_from_json(const char *what, const json_value *root, p3_tokenizer **out,
                                  p3_error *err) {
-    p3_status st = check_model(what, root, err);
+    tok_model kind = TOK_MODEL_SPM;
+    p3_status st = check_model(what, root, &kind, err);
     if (st != PHI3C_OK) return st;
     const json_value *model = json_object_get(root, "model");
     const json_value *vocab = json_object_get(model, "vocab");
@@ -203,7 +301,11 @@ static p3_status build_from_json(const char *what, const json_value *root, p3_to
     if (st != PHI3C_OK) return st;
     p3_tokenizer *tok = NULL;
     st = tok_new(what, n_vocab, &tok, err);
-    if (st == PHI3C_OK) st = read_vocab(tok, vocab, err);
+    if (st == PHI3C_OK) {
+        tok->model = kind;
+        tok->ignore_merges = flag_is(model, "ignore_merges", true);
+        st = read_vocab(tok, vocab, err);
+    }
     if (st == PHI3C_OK) st = read_added(tok, added, true, err);
     if (st == PHI3C_OK) st = tok_index_pieces(tok, err);
     if (st == PHI3C_OK) st = read_added(tok, added, false, err);
@@ -223,7 +325,8 @@ static p3_status build_from_json(const char *what, const json_value *root, p3_to
         /* without tokenizer_config.json: LlamaTokenizerFast's defaults */
         tok->bos_id = tok_lookup(tok, "<s>", 3);
         tok->eos_id = tok_lookup(tok, "</s>", 4);
-        tok->add_bos = true;
+        tok->add_bos = kind == TOK_MODEL_SPM;
+        if (kind == TOK_MODEL_BYTE_BPE) tok_bytelevel_finish(tok);
     }
     if (st != PHI3C_OK) {
         p3_tokenizer_free(tok);

@@ -1,9 +1,20 @@
-/* tok_internal.h: the tokenizer object shared by the loaders (tok_hf.c, tok_spm.c, tok_gguf.c), the
- * core (tok_core.c: vocabulary, merges, encode, decode) and the chat template (tok_chat.c). */
+/* tok_internal.h: the tokenizer object shared by the loaders (tok_hf.c, tok_spm.c, tok_gguf.c),
+ * the vocabulary and merge tables (tok_vocab.c, tok_spm_merges.c), encoding (tok_encode.c: added
+ * tokens and the BPE merge loop; tok_spm_encode.c: SentencePiece normalization), decoding
+ * (tok_decode.c) and the chat template (tok_chat.c). A byte-level BPE model plugs in as another
+ * segment encoder next to tok_spm_encode.c, with its own decode of pieces in tok_decode.c. */
 #ifndef P3_TOK_INTERNAL_H
 #define P3_TOK_INTERNAL_H
 
 #include "tokenizer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* U+2581 "▁", SentencePiece's word-start mark that stands for a space. */
+#define TOK_SPACE_MARK     "\xe2\x96\x81"
+#define TOK_SPACE_MARK_LEN 3
 
 /* SentencePiece piece types (same numbers in tokenizer.model and GGUF token_type). */
 enum {
@@ -29,8 +40,19 @@ typedef struct tok_merge_slot {
     int32_t result;
 } tok_merge_slot;
 
+/* The model that turns text between added tokens into ids. */
+typedef enum tok_model {
+    TOK_MODEL_SPM = 0,      /* SentencePiece-style BPE: "▁" for spaces, <0xXX> byte fallback */
+    TOK_MODEL_BYTE_BPE = 1, /* byte-level BPE after the o200k split (Phi-4-mini) */
+} tok_model;
+
 struct p3_tokenizer {
     char *what; /* file name for messages */
+    tok_model model;
+    /* byte-level BPE: pieces are stored as their raw bytes (not in the byte-level alphabet);
+     * ignore_merges: a pre-tokenized chunk that is itself a piece is taken whole (HF's
+     * ignore_merges, tiktoken's behaviour) */
+    bool ignore_merges;
     int32_t n_vocab;
     /* pieces: id -> bytes in pool */
     uint32_t *piece_off, *piece_len;
@@ -52,6 +74,12 @@ struct p3_tokenizer {
     tok_merge_slot *merges;
     size_t merge_mask;
     size_t n_merges;
+    /* SentencePiece sources (tokenizer.model, GGUF) derive their merges on the first encode
+     * (tok_merges_ready), so whatever never encodes (run --prompt-ids, detokenize) never pays for
+     * them. merges_state is TOK_MERGES_*; the lock orders the one derivation between threads. */
+    atomic_int merges_state;
+    pthread_mutex_t merges_lock;
+    p3_error merges_error; /* why the derivation failed (TOK_MERGES_FAILED) */
     /* added tokens, longest first within each first byte */
     tok_added *added;
     size_t n_added;
@@ -69,7 +97,48 @@ struct p3_tokenizer {
     bool have_chat_template; /* a template string was given (known or not) */
 };
 
-/* Building (tok_core.c). tok_new allocates n_vocab empty ids. */
+/* Bytes of piece `id` (tok->piece_len[id] of them) in the pool. */
+static inline const char *tok_piece(const p3_tokenizer *tok, int32_t id) {
+    return tok->pool + tok->piece_off[id];
+}
+
+/* FNV-1a over a piece's bytes: the piece index's hash, computable one byte at a time. */
+#define TOK_HASH_BASIS 2166136261u
+static inline uint32_t tok_hash_step(uint32_t h, uint8_t byte) {
+    return (h ^ byte) * 16777619u;
+}
+
+static inline uint64_t tok_merge_key(int32_t left, int32_t right) {
+    return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
+}
+
+/* Mixes all 64 key bits into the low ones (both ids matter; a plain multiply would leave the
+ * left id's high bits out of the slot index). */
+static inline size_t tok_merge_hash(uint64_t key, size_t mask) {
+    key ^= key >> 31;
+    key *= 0x9E3779B97F4A7C15ull;
+    key ^= key >> 29;
+    return (size_t)key & mask;
+}
+
+/* The merge slot of (left, right), NULL when they do not merge. Inline: the encoder's hot path. */
+static inline const tok_merge_slot *tok_merge_find(const p3_tokenizer *tok, int32_t left,
+                                                   int32_t right) {
+    if (!tok->merges) return NULL;
+    uint64_t key = tok_merge_key(left, right);
+    for (size_t i = tok_merge_hash(key, tok->merge_mask);; i = (i + 1) & tok->merge_mask) {
+        const tok_merge_slot *s = &tok->merges[i];
+        if (s->key == key) return s;
+        if (s->key == 0) return NULL;
+    }
+}
+
+/* ---- characters (UTF-8 itself: p3_utf8_decode in common/) */
+
+/* Rust's char::is_whitespace (Unicode White_Space), which HF uses for lstrip/rstrip. */
+bool tok_is_unicode_space(uint32_t cp);
+
+/* Building (tok_vocab.c). tok_new allocates n_vocab empty ids. */
 p3_status tok_new(const char *what, int32_t n_vocab, p3_tokenizer **out, p3_error *err);
 p3_status tok_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len, int type,
                         p3_error *err);
@@ -87,8 +156,14 @@ p3_status tok_add_merge(p3_tokenizer *tok, int32_t left, int32_t right, int32_t 
 /* Rank and result of merging (left, right); false when they do not merge. */
 bool tok_merge_get(const p3_tokenizer *tok, int32_t left, int32_t right, int32_t *rank,
                    int32_t *result);
-/* Derives merges from SentencePiece scores the way HF's converter does (every split of a piece
- * into two pieces; ordered by score descending, then piece id, then left id, right id). */
+enum { TOK_MERGES_READY = 0, TOK_MERGES_PENDING = 1, TOK_MERGES_FAILED = 2 };
+/* Marks the merges to be derived from the scores on the first encode (tok_spm_merges.c). */
+void tok_merges_defer(p3_tokenizer *tok);
+/* Derives deferred merges once (thread-safe); PHI3C_OK when the merge table is usable. */
+p3_status tok_merges_ready(const p3_tokenizer *tok, p3_error *err);
+/* Derives merges from SentencePiece scores (tok_spm_merges.c) the way HF's converter does (every
+ * split of a piece into two pieces; ordered by score descending, then piece id, then left id, right
+ * id). */
 p3_status tok_merges_from_scores(p3_tokenizer *tok, p3_error *err);
 /* Final checks and derived tables (stop ids, byte ids, special ids). */
 p3_status tok_finish(p3_tokenizer *tok, p3_error *err);
@@ -96,6 +171,8 @@ p3_status tok_finish(p3_tokenizer *tok, p3_error *err);
 void tok_default_stops(p3_tokenizer *tok);
 /* Id of an exact piece, -1 when absent. */
 int32_t tok_lookup(const p3_tokenizer *tok, const char *s, size_t len);
+/* The same with the piece's hash already computed (TOK_HASH_BASIS stepped over its bytes). */
+int32_t tok_lookup_hashed(const p3_tokenizer *tok, const char *s, size_t len, uint32_t hash);
 /* Sets the chat format from a template string (NULL: none given). */
 void tok_detect_chat(p3_tokenizer *tok, const char *tmpl, size_t len);
 

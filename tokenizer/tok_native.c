@@ -59,6 +59,6 @@ p3_status p3_tokenizer_load_source(const p3_model_source *src, p3_tokenizer **ou
     if (src->native) return p3_tokenizer_load_native(src->native, what, out, err);
     if (src->gguf) return p3_tokenizer_load_gguf(src->gguf, what, out, err);
     if (src->tokenizer_dir) return p3_tokenizer_load_dir(src->tokenizer_dir, out, err);
-    if (src->path) return p3_tokenizer_load_path(src->path, out, err);
-    return p3_fail(err, PHI3C_ERR_INVALID_ARG, "model source has no tokenizer");
+    return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
+                   "%s: no tokenizer.json or tokenizer.model beside the weights", what);
 }

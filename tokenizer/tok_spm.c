@@ -256,7 +256,7 @@ p3_status tok_load_spm(const uint8_t *data, size_t len, const char *what, p3_tok
         if (type == P3_PIECE_CONTROL || type == P3_PIECE_UNKNOWN || type == P3_PIECE_USER_DEFINED)
             st = tok_add_added(tok, i, false, false, type != P3_PIECE_USER_DEFINED, err);
     }
-    if (st == PHI3C_OK) st = tok_merges_from_scores(tok, err);
+    if (st == PHI3C_OK) tok_merges_defer(tok);
     if (st == PHI3C_OK) {
         tok->prepend_space = info.add_dummy_prefix;
         tok->unk_id = spm_id(info.unk_id, info.n_pieces);

@@ -113,6 +113,7 @@ typedef enum p3_chat_format {
     P3_CHAT_PHI3_5, /* as P3_CHAT_PHI3 but an empty system message is left out */
     P3_CHAT_PHI3_APR2024, /* {{bos}} then <|user|>\n..<|end|>\n<|assistant|>\n; no system role */
     P3_CHAT_PHI3_MEDIUM,  /* as APR2024 without the BOS text */
+    P3_CHAT_PHI4,         /* Phi-4-mini: <|system|>..<|end|><|user|>..<|end|><|assistant|> */
 } p3_chat_format;
 
 typedef struct p3_chat_message {

@@ -4,7 +4,7 @@
 set -euo pipefail
 what=${1:-build}
 
-build_pkgs=(gcc make libc6-dev opencl-headers ocl-icd-opencl-dev libze-dev libxxhash-dev)
+build_pkgs=(gcc make libc6-dev opencl-headers ocl-icd-opencl-dev libze-dev libxxhash-dev libedit-dev)
 # test: clang for libFuzzer, PoCL for the OpenCL backend, Intel's ocloc (intel-opencl-icd) as the
 # real-GPU compile gate, clang/llvm-spirv/spirv-tools for SPIR-V, the Level Zero loader, an aarch64
 # cross compiler and qemu for the NEON kernels, python3-venv for the test-time Python checks.

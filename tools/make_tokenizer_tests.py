@@ -11,6 +11,10 @@ Output, one file per tokenizer version (<name>.cases), one case per line, fields
   D;<ids>;<decode(ids) hex>;<decode(ids, skip_special) hex>
 ids are decimal, separated by single spaces (empty when none). Chat cases (<name>.chat):
   C;<add_generation_prompt 0/1>;<role hex>,<content hex>|<role hex>,<content hex>...;<rendered hex>
+A Phi-3 GGUF's chat prompts (phi-3-gguf-chat.ids): llama.cpp's ggml-vocab-phi-3.gguf template rendered
+by jinja2, and text glued to special tokens, with the ids HF's current Phi-3 tokenizer.json gives:
+  G;<add_generation_prompt 0/1>;<messages as in C lines>;<rendered hex>;<ids>
+  T;<text hex>;<ids>
 """
 import argparse
 import os
@@ -168,6 +172,72 @@ def chat_cases(folder):
     return lines
 
 
+def gguf_string(path, key):
+    """One string value of a GGUF file's metadata (a minimal reader: header, then key/values)."""
+    import struct
+    data = open(path, "rb").read()
+    assert data[:4] == b"GGUF"
+    n_kv = struct.unpack_from("<Q", data, 16)[0]
+    pos = 24
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def read_str(p):
+        n = struct.unpack_from("<Q", data, p)[0]
+        return data[p + 8:p + 8 + n], p + 8 + n
+
+    def skip_value(t, p):
+        if t == 8:
+            return read_str(p)[1]
+        if t == 9:
+            et, count = struct.unpack_from("<IQ", data, p)
+            p += 12
+            if et == 8:
+                for _ in range(count):
+                    p = read_str(p)[1]
+                return p
+            return p + sizes[et] * count
+        return p + sizes[t]
+
+    for _ in range(n_kv):
+        k, pos = read_str(pos)
+        t = struct.unpack_from("<I", data, pos)[0]
+        pos += 4
+        if k.decode() == key and t == 8:
+            return read_str(pos)[0].decode("utf-8")
+        pos = skip_value(t, pos)
+    raise KeyError(key)
+
+
+# Text right after a special token (rstrip on HF's side) and before one.
+GLUED_TEXTS = [
+    "<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n", "<|user|>\n\n  spaced<|end|>  \n<|assistant|>",
+    "<|system|>\tYou help.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n",
+    "</s>  after eos", "<s> after bos", "<s>\nnewline", "<|endoftext|> x", "<|endoftext|>\n\ny",
+    "a<|end|>b", "a <|end|> b", "<|user|>\u3000wide space", "<|placeholder1|>\n x<|placeholder6|>  y",
+    "<|user|>", "<|user|>\n", "x\n<|user|>\n", "<|assistant|> Sure! Here it is:\n\n```py\nx=1\n```<|end|>",
+]
+
+
+def gguf_chat_ids(shared):
+    gguf = os.path.join(shared, "data", "llamacpp", "ggml-vocab-phi-3.gguf")
+    tok = tokenizers.Tokenizer.from_file(os.path.join(shared, "data", "phi3", "tokenizer-phi-3-mini",
+                                                      "tokenizer.json"))
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    tmpl = env.from_string(gguf_string(gguf, "tokenizer.chat_template"))
+    lines = []
+    for msgs in CHATS:
+        for gen in (False, True):
+            text = tmpl.render(messages=[{"role": r, "content": c} for r, c in msgs],
+                               bos_token="<s>", eos_token="<|endoftext|>", add_generation_prompt=gen)
+            enc = "|".join(hexs(r.encode()) + "," + hexs(c.encode()) for r, c in msgs)
+            ids = tok.encode(text, add_special_tokens=False).ids
+            lines.append("G;%d;%s;%s;%s" % (gen, enc, hexs(text.encode("utf-8")), ids_str(ids)))
+    for text in GLUED_TEXTS:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        lines.append("T;%s;%s" % (hexs(text.encode("utf-8")), ids_str(ids)))
+    return lines
+
+
 # lstrip is set on no Phi-3 token, so HF's lstrip handling is checked on a variant of the current
 # tokenizer with lstrip=true on <|end|> (32007) and <|user|> (32010); the C test sets the same flags.
 LSTRIP_IDS = (32007, 32010)
@@ -235,6 +305,8 @@ def main():
     mini = os.path.join(args.shared, "data", "phi3", "tokenizer-phi-3-mini")
     with open(os.path.join(args.out, "tokenizer-phi-3-mini-lstrip.cases"), "w", encoding="ascii") as f:
         f.write("\n".join(lstrip_cases(mini)) + "\n")
+    with open(os.path.join(args.out, "phi-3-gguf-chat.ids"), "w", encoding="ascii") as f:
+        f.write("\n".join(gguf_chat_ids(args.shared)) + "\n")
     with open(os.path.join(args.out, "VERSIONS"), "w") as f:
         f.write("tokenizers %s\njinja2 %s\n" % (tokenizers.__version__, jinja2.__version__))
 

@@ -12,10 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064, MAX_TENSORS = 512 };
+enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064 };
 
-/* A deterministic value per (tensor, element) in [-0.05, 0.05): a hash, not a stored array. */
-static float synth_value(uint64_t tensor, uint64_t i) {
+/* A deterministic value per (tensor, element) in [-0.05, 0.05): a hash of the tensor's name and
+ * the element's index, not a stored array. */
+static float synth_value(const char *name, uint64_t i) {
+    uint64_t tensor = 0xcbf29ce484222325ull; /* FNV-1a of the name */
+    for (const char *p = name; *p; p++) tensor = (tensor ^ (uint8_t)*p) * 0x100000001b3ull;
     uint64_t h = (tensor + 1) * 0x9e3779b97f4a7c15ull ^ i * 0xbf58476d1ce4e5b9ull;
     h ^= h >> 31;
     h *= 0x94d049bb133111ebull;
@@ -23,52 +26,33 @@ static float synth_value(uint64_t tensor, uint64_t i) {
     return (float)((double)(h >> 11) / 9007199254740992.0 - 0.5) * 0.1f;
 }
 
-static p3_tensor tensors[MAX_TENSORS];
-static float ones[INTER];
-
 static p3_status synth_to_f32(const p3_tensor *t, size_t first, size_t count, float *out,
                               p3_error *err) {
     (void)err;
-    uint64_t id = (uint64_t)(t - tensors);
-    for (size_t i = 0; i < count; i++) out[i] = synth_value(id, first + i);
+    for (size_t i = 0; i < count; i++) out[i] = synth_value(t->hf_name, first + i);
     return PHI3C_OK;
 }
 
-static size_t add(size_t n, const char *name, p3_dtype dt, int64_t d0, int64_t d1) {
-    p3_tensor *t = &tensors[n];
-    snprintf(t->hf_name, sizeof t->hf_name, "%s", name);
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->dtype = dt;
-    t->n_dims = d1 ? 2 : 1;
-    t->shape[0] = d0;
-    t->shape[1] = d1;
-    t->data = dt == P3_DT_F32 && !d1 ? ones : NULL; /* norms are copied as f32 */
-    return n + 1;
-}
-
-static size_t build_tensors(int layers) {
-    size_t n = add(0, "model.embed_tokens.weight", P3_DT_F16, VOCAB, HIDDEN);
-    tensors[0].dtype = P3_DT_F32; /* converted to the planned 16-bit type via synth_to_f32 */
-    char name[128];
-    for (int l = 0; l < layers; l++) {
-        static const struct {
-            const char *suffix;
-            int64_t d0, d1;
-        } lin[] = {{"self_attn.qkv_proj.weight", 3 * HIDDEN, HIDDEN},
-                   {"self_attn.o_proj.weight", HIDDEN, HIDDEN},
-                   {"mlp.gate_up_proj.weight", 2 * INTER, HIDDEN},
-                   {"mlp.down_proj.weight", HIDDEN, INTER}};
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        n = add(n, name, P3_DT_F32, HIDDEN, 0);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        n = add(n, name, P3_DT_F32, HIDDEN, 0);
-        for (size_t i = 0; i < 4; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, lin[i].suffix);
-            n = add(n, name, P3_DT_F32, lin[i].d0, lin[i].d1);
-        }
+/* The tensors the config implies (p3_config_expected_tensors): matrices generated on the fly by
+ * synth_to_f32 (no data), norms copied from `ones`. */
+static p3_status build_tensors(p3_model_source *src, const float *ones, p3_error *err) {
+    p3_tensor_spec *specs = NULL;
+    size_t n = 0;
+    P3_TRY(p3_config_expected_tensors(&src->config, &specs, &n, err));
+    src->tensors = p3_calloc(n, sizeof *src->tensors);
+    if (!src->tensors) {
+        p3_free(specs);
+        return p3_fail(err, PHI3C_ERR_NOMEM, "synth_native: out of memory");
     }
-    n = add(n, "model.norm.weight", P3_DT_F32, HIDDEN, 0);
-    return add(n, "lm_head.weight", P3_DT_F32, VOCAB, HIDDEN);
+    for (size_t i = 0; i < n; i++) {
+        const p3_tensor_spec *sp = &specs[i];
+        bool matrix = sp->n_dims == 2;
+        p3_tensor_set(&src->tensors[i], sp->hf_name, P3_DT_F32, sp->shape[0],
+                      matrix ? sp->shape[1] : 0, matrix ? NULL : ones);
+    }
+    src->n_tensors = n;
+    p3_free(specs);
+    return PHI3C_OK;
 }
 
 static void phi3_mini_config(p3_config *c, int layers) {
@@ -137,17 +121,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--embed-int4"))
             o.embed_int4 = true;
     }
-    for (int i = 0; i < INTER; i++) ones[i] = 1.0f;
-    p3_model_source src = {.has_config = true, .tensors = tensors};
+    float *ones = p3_malloc(HIDDEN * sizeof *ones); /* the norms */
+    for (int i = 0; ones && i < HIDDEN; i++) ones[i] = 1.0f;
+    p3_model_source src = {.has_config = true};
     char path[] = "synthetic-phi3-mini";
     src.path = path;
-    src.n_tensors = build_tensors(layers);
     phi3_mini_config(&src.config, layers);
     double t0 = p3_time_now();
     o.progress = show_progress;
     o.progress_user = &t0;
     p3_error err = {0};
-    if (p3_native_write(&src, NULL, 0, argv[1], &o, &err) != PHI3C_OK) {
+    p3_status st = ones ? build_tensors(&src, ones, &err)
+                        : p3_fail(&err, PHI3C_ERR_NOMEM, "synth_native: out of memory");
+    if (st == PHI3C_OK) st = p3_native_write(&src, NULL, 0, argv[1], &o, &err);
+    p3_free(src.tensors);
+    p3_free(ones);
+    if (st != PHI3C_OK) {
         fprintf(stderr, "\nsynth_native: %s\n", err.message);
         return 1;
     }

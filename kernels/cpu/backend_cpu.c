@@ -186,17 +186,11 @@ static void cpu_describe(void *ctx, char *buf, size_t len) {
     snprintf(buf, len, "cpu %s, %d thread%s", c->isa->name, n, n == 1 ? "" : "s");
 }
 
-static bool plain_dtype(p3_dtype d) {
-    return d == P3_DT_F32 || d == P3_DT_F16 || d == P3_DT_BF16;
-}
-static bool int4_dtype(p3_dtype d) {
-    return d == P3_DT_I4G128S || d == P3_DT_I4G128A;
-}
-
 static bool cpu_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
     (void)ctx;
     (void)act;
-    if (op == P3_OP_EMBED || op == P3_OP_MATMUL) return plain_dtype(weight) || int4_dtype(weight);
+    if (op == P3_OP_EMBED || op == P3_OP_MATMUL)
+        return p3_dtype_is_float(weight) || p3_dtype_is_int4(weight);
     if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION)
         return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
     return true;
@@ -338,7 +332,7 @@ static void cpu_weight_free(void *ctx, p3_weight *pw) {
 static p3_status cpu_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out,
                                    p3_error *err) {
     cpu_ctx *c = ctx;
-    if (!plain_dtype(d->dtype) && !int4_dtype(d->dtype))
+    if (!p3_dtype_is_float(d->dtype) && !p3_dtype_is_int4(d->dtype))
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "cpu backend: weight %s has dtype %d; convert to F32/F16/BF16/INT4 first",
                        d->name, (int)d->dtype);
@@ -350,11 +344,11 @@ static p3_status cpu_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight
     w->pub.act = d->act;
     w->pub.impl = w;
     p3_status st = PHI3C_OK;
-    if (int4_dtype(d->dtype) && d->act == P3_ACT_Q8 && c->isa->matmul_w4a8) {
+    if (p3_dtype_is_int4(d->dtype) && d->act == P3_ACT_Q8 && c->isa->matmul_w4a8) {
         st = upload_panels(c, w, d, err);
     } else {
         w->layout = CPU_LAYOUT_PLAIN;
-        w->row_bytes = int4_dtype(d->dtype)
+        w->row_bytes = p3_dtype_is_int4(d->dtype)
                            ? (size_t)p3_groups(d->cols) * int4_block_bytes(d->dtype)
                            : (size_t)d->cols * (d->dtype == P3_DT_F32 ? 4 : 2);
         if (!p3_mul_size(w->row_bytes, (size_t)d->rows, &w->bytes))
@@ -671,7 +665,7 @@ static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
     cpu_ctx *c = ctx;
     const cpu_weight *w = (const cpu_weight *)pw;
     matmul_job job = {c, at(y), at(x), w, n_tokens, 0};
-    if (plain_dtype(w->pub.dtype)) {
+    if (p3_dtype_is_float(w->pub.dtype)) {
         cpu_pool_run(c->pool, matmul_plain_task, &job);
     } else if (w->pub.act == P3_ACT_F32) {
         cpu_pool_run(c->pool, matmul_w4a32_task, &job);

@@ -1,6 +1,6 @@
 /* backend_level_zero.c: the Level Zero GPU backend (p3_backend_level_zero). Opens the loader with
  * dlopen (no link-time dependency), picks a GPU device and builds one of the embedded SPIR-V
- * modules: the OpenCL backend's kernels (the .cl files of kernels/opencl/) compiled offline
+ * modules: the OpenCL backend's kernels (the .cl files of kernels/clk/) compiled offline
  * (build.mk). The ops are the OpenCL backend's too (clk_ops.c: kernels, arguments, grids, weight
  * and KV layouts); this file turns their launches into Level Zero calls. Every op of a step is
  * appended to one command list, submitted once when the host needs a result (buffer_read, sync) and
@@ -409,8 +409,8 @@ static p3_status l0_create(const p3_backend_options *opt, void **out, p3_error *
 
 static void l0_describe(void *ctx, char *buf, size_t len) {
     l0_ctx *c = ctx;
-    snprintf(buf, len, "level-zero %s, kernels: kernels/opencl as SPIR-V, %s variant",
-             c->device_name, c->module_src->variant);
+    snprintf(buf, len, "level-zero %s, kernels: kernels/clk as SPIR-V, %s variant", c->device_name,
+             c->module_src->variant);
 }
 
 /* ---- buffers: a p3_buffer's impl is its device pointer, as the shared ops expect */

@@ -1,11 +1,19 @@
-# build.mk: -included by the Makefile. Compiles the OpenCL backend's kernels (kernels/opencl/*.cl,
+# build.mk: -included by the Makefile. Compiles the OpenCL backend's kernels (kernels/clk/*.cl,
 # one program) to SPIR-V once per variant with kernels/level_zero/cl2spv.sh and embeds the modules
 # as generated C in $(BUILD)/gen/ (the .spv files stay beside it for the spirv test stage).
-L0_CL  := $(sort $(wildcard kernels/opencl/*.cl))
+L0_CL  := $(sort $(wildcard kernels/clk/*.cl))
 L0_GEN := $(BUILD)/gen/l0_spirv.c
 GEN_SRC += $(L0_GEN)
 
-$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk
+# The tool set the modules were made with (cl2spv.sh --toolset), rewritten only when it changes:
+# `make run` on a fresh machine builds before `make test` installs the SPIR-V tools, and the
+# module table must be rebuilt then rather than stay "missing at build time".
+L0_TOOLSET := $(BUILD)/gen/l0_toolset.txt
+$(L0_TOOLSET): FORCE
+	@mkdir -p $(@D)
+	$(Q)$(call write_if_changed,$@,kernels/level_zero/cl2spv.sh --toolset)
+
+$(L0_GEN): $(L0_CL) kernels/level_zero/cl2spv.sh kernels/level_zero/build.mk $(L0_TOOLSET)
 	@mkdir -p $(@D)
 	@echo "SPIRV $(L0_CL)"
 	$(Q)kernels/level_zero/cl2spv.sh --embed $@ $(L0_CL)

@@ -8,6 +8,10 @@
 #                                       module as OUT-dir/l0_VARIANT.spv and write OUT.c defining
 #                                       the module table (l0_spirv.h); when the toolchain is
 #                                       missing, an empty table and the reason instead
+#   cl2spv.sh --toolset                 print the tool set the two forms above would use, one
+#                                       line per tool (name, path, size and mtime, or "missing"):
+#                                       build.mk keeps it as a stamp so a tool installed or
+#                                       upgraded later rebuilds the embedded modules
 # CL2SPV_CFLAGS adds clang flags, CL2SPV_EXT llvm-spirv extensions (--spirv-ext=...).
 set -euo pipefail
 
@@ -28,6 +32,17 @@ missing_tools() {
     command -v "$t" >/dev/null 2>&1 || out="$out $t"
   done
   echo "${out# }"
+}
+
+toolset() {
+  local t path
+  for t in "$CLANG14" "$OPT14" "$LLVM_SPIRV14" "$SPIRV_VAL"; do
+    if path=$(command -v "$t" 2>/dev/null); then
+      echo "$t $path $(stat -L -c '%s %Y' "$path" 2>/dev/null)"
+    else
+      echo "$t missing"
+    fi
+  done
 }
 
 compile() ( # OUT.spv IN.cl...  (a subshell, so the EXIT trap cleans up after it)
@@ -80,6 +95,10 @@ embed() { # OUT.c REASON IN.cl...
   mv "$out.tmp" "$out"
 }
 
+if [ "${1:-}" = "--toolset" ]; then
+  toolset
+  exit 0
+fi
 if [ "${1:-}" = "--embed" ]; then
   [ $# -ge 3 ] || { echo "usage: $0 --embed OUT.c IN.cl..." >&2; exit 2; }
   out=$2

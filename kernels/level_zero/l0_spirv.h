@@ -1,5 +1,5 @@
 /* l0_spirv.h: the Level Zero backend's SPIR-V modules, generated at build time into build/gen/ by
- * kernels/level_zero/build.mk: the .cl files of kernels/opencl/ compiled offline once per
+ * kernels/level_zero/build.mk: the .cl files of kernels/clk/ compiled offline once per
  * variant (kernels/level_zero/cl2spv.sh). */
 #ifndef P3_L0_SPIRV_H
 #define P3_L0_SPIRV_H

@@ -1,17 +1,16 @@
 /* npu_backend.c: the Intel NPU backend (p3_backend_level_zero_npu, "level-zero-npu"). INT4-g128
  * symmetric matmuls run on the NPU as graphs compiled by the driver from phi3c's own OpenVINO IR
- * (npu_ir.c) through the Level Zero graph extension (npu_graph_ext.h); every other op, buffer and
- * the KV cache are the CPU backend's, called through its table with its own context (per-op
- * placement). Not yet run on an NPU: see kernels/level_zero/NPU.md. */
-#include "backend.h"
+ * (npu_ir.c) through the Level Zero graph extension (npu_graph_ext.h); every other weight, op,
+ * buffer and the KV cache are the "cpu" backend's: the registered table is an overlay
+ * (kernels/overlay.h) of this file's primary table over "cpu". Not yet run on an NPU: see
+ * kernels/level_zero/NPU.md. */
 #include "int4.h"
 #include "l0_headers.h"
 #include "npu_ir.h"
+#include "overlay.h"
 
 #include <stdio.h>
 #include <string.h>
-
-extern const p3_backend_iface p3_backend_cpu;
 
 #ifndef P3_HAVE_ZE_HEADERS
 static p3_status npu_create_stub(const p3_backend_options *opt, void **ctx, p3_error *err) {
@@ -159,7 +158,6 @@ typedef struct npu_graph {
 } npu_graph;
 
 typedef struct npu_ctx {
-    void *cpu; /* the CPU backend's context: every op but INT4 matmuls */
     l0_api api;
     npu_found npu;
     ze_context_handle_t context;
@@ -172,11 +170,10 @@ typedef struct npu_ctx {
     size_t x16_cap, y16_cap;
 } npu_ctx;
 
-/* An uploaded weight: NPU form (4-bit [O, K/128, 128] in OpenVINO order + f16 scales, in host
- * memory the NPU reads) for symmetric INT4 with K % 128 == 0, else the CPU backend's weight. */
+/* An uploaded weight in NPU form (4-bit [O, K/128, 128] in OpenVINO order + f16 scales, in host
+ * memory the NPU reads): symmetric INT4 with K % 128 == 0; the overlay gives others to "cpu". */
 typedef struct npu_weight {
     p3_weight pub;
-    p3_weight *cpu;
     uint8_t *q;
     uint16_t *scales;
     size_t bytes;
@@ -222,7 +219,6 @@ static void npu_destroy(void *ctx) {
     if (c->list) c->api.zeCommandListDestroy(c->list);
     if (c->queue) c->api.zeCommandQueueDestroy(c->queue);
     if (c->context) c->api.zeContextDestroy(c->context);
-    if (c->cpu) p3_backend_cpu.destroy(c->cpu);
     p3_free(c);
 }
 
@@ -278,8 +274,7 @@ static p3_status npu_create(const p3_backend_options *opt, void **out, p3_error 
         return p3_fail(err, PHI3C_ERR_INVALID_ARG,
                        "level-zero-npu: device %d does not exist (one NPU is used)", opt->device);
     }
-    p3_status s = p3_backend_cpu.create(opt, &c->cpu, err);
-    if (s == PHI3C_OK) s = create_objects(c, err);
+    p3_status s = create_objects(c, err);
     if (s != PHI3C_OK) {
         npu_destroy(c);
         return s;
@@ -290,9 +285,7 @@ static p3_status npu_create(const p3_backend_options *opt, void **out, p3_error 
 
 static void npu_describe(void *ctx, char *buf, size_t len) {
     npu_ctx *c = ctx;
-    char cpu[128] = "";
-    p3_backend_cpu.describe(c->cpu, cpu, sizeof cpu);
-    snprintf(buf, len, "level-zero-npu %s (INT4 matmuls), %s (other ops)", c->npu.name, cpu);
+    snprintf(buf, len, "level-zero-npu %s (INT4 matmuls)", c->npu.name);
 }
 
 /* ---- graphs: one per (rows, cols, tokens), compiled by the driver on first use */
@@ -406,34 +399,6 @@ static p3_status get_graph(npu_ctx *c, int64_t rows, int64_t cols, int64_t token
     return s;
 }
 
-/* ---- buffers and the KV cache are the CPU backend's */
-static p3_status npu_buffer_alloc(void *ctx, size_t size, p3_buffer **out, p3_error *err) {
-    return p3_backend_cpu.buffer_alloc(((npu_ctx *)ctx)->cpu, size, out, err);
-}
-static void npu_buffer_free(void *ctx, p3_buffer *buf) {
-    p3_backend_cpu.buffer_free(((npu_ctx *)ctx)->cpu, buf);
-}
-static p3_status npu_buffer_write(void *ctx, p3_ref dst, const void *src, size_t size,
-                                  p3_error *err) {
-    return p3_backend_cpu.buffer_write(((npu_ctx *)ctx)->cpu, dst, src, size, err);
-}
-static p3_status npu_buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
-    return p3_backend_cpu.buffer_read(((npu_ctx *)ctx)->cpu, src, dst, size, err);
-}
-static p3_status npu_buffer_wrap_host(void *ctx, const void *host, size_t size, p3_buffer **out,
-                                      p3_error *err) {
-    return p3_backend_cpu.buffer_wrap_host(((npu_ctx *)ctx)->cpu, host, size, out, err);
-}
-static p3_status npu_kv_alloc(void *ctx, const p3_kv_desc *desc, p3_kv_cache **out, p3_error *err) {
-    return p3_backend_cpu.kv_alloc(((npu_ctx *)ctx)->cpu, desc, out, err);
-}
-static void npu_kv_free(void *ctx, p3_kv_cache *kv) {
-    p3_backend_cpu.kv_free(((npu_ctx *)ctx)->cpu, kv);
-}
-static bool npu_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_kv_dtype kv) {
-    return p3_backend_cpu.supports(((npu_ctx *)ctx)->cpu, op, weight, act, kv);
-}
-
 /* ---- weights */
 static bool runs_on_npu(const p3_weight_desc *d) {
     return d->dtype == P3_DT_I4G128S && d->cols % P3_QK == 0 && d->rows > 0 && d->cols > 0 &&
@@ -463,10 +428,12 @@ static p3_status upload_npu(npu_ctx *c, const p3_weight_desc *d, npu_weight *w, 
 static p3_status npu_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out,
                                    p3_error *err) {
     npu_ctx *c = ctx;
+    if (!runs_on_npu(d))
+        return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "level-zero-npu: %s stays on the fallback",
+                       d->name);
     npu_weight *w = p3_calloc(1, sizeof *w);
     if (!w) return p3_fail(err, PHI3C_ERR_NOMEM, "level-zero-npu: out of memory");
-    p3_status s = runs_on_npu(d) ? upload_npu(c, d, w, err)
-                                 : p3_backend_cpu.weight_upload(c->cpu, d, &w->cpu, err);
+    p3_status s = upload_npu(c, d, w, err);
     if (s != PHI3C_OK) {
         p3_free(w);
         return s;
@@ -480,15 +447,14 @@ static void npu_weight_free(void *ctx, p3_weight *pw) {
     npu_ctx *c = ctx;
     npu_weight *w = (npu_weight *)pw;
     if (!w) return;
-    if (w->cpu) p3_backend_cpu.weight_free(c->cpu, w->cpu);
     host_free(c, w->q);
     host_free(c, w->scales);
     p3_free(w);
 }
 
 static size_t npu_weight_bytes(void *ctx, const p3_weight *pw) {
-    const npu_weight *w = (const npu_weight *)pw;
-    return w->cpu ? p3_backend_cpu.weight_bytes(((npu_ctx *)ctx)->cpu, w->cpu) : w->bytes;
+    (void)ctx;
+    return ((const npu_weight *)pw)->bytes;
 }
 
 /* ---- ops */
@@ -499,9 +465,8 @@ static void *host_at(p3_ref r) {
 /* Rows of an NPU-form table, dequantized on the host (an INT4 embedding table). */
 static p3_status npu_embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids, int n_tokens,
                            p3_error *err) {
-    npu_ctx *c = ctx;
+    (void)ctx;
     const npu_weight *w = (const npu_weight *)table;
-    if (w->cpu) return p3_backend_cpu.embed(c->cpu, out, w->cpu, ids, n_tokens, err);
     const int32_t *id = host_at(ids);
     float *y = host_at(out);
     int64_t groups = table->cols / P3_QK;
@@ -570,7 +535,6 @@ static p3_status npu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
                             p3_error *err) {
     npu_ctx *c = ctx;
     const npu_weight *w = (const npu_weight *)pw;
-    if (w->cpu) return p3_backend_cpu.matmul(c->cpu, y, x, w->cpu, n_tokens, err);
     const float *xs = host_at(x);
     float *ys = host_at(y);
     for (int64_t t = 0; t < n_tokens;) {
@@ -582,65 +546,29 @@ static p3_status npu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
     return PHI3C_OK;
 }
 
-/* ---- every other op is the CPU backend's */
-static p3_status npu_rmsnorm(void *ctx, p3_ref out, p3_ref x, p3_ref w, int n_tokens, int dim,
-                             float eps, p3_error *err) {
-    return p3_backend_cpu.rmsnorm(((npu_ctx *)ctx)->cpu, out, x, w, n_tokens, dim, eps, err);
-}
-static p3_status npu_rope(void *ctx, p3_ref qkv, int n_tokens, int pos0, const p3_rope_params *p,
-                          p3_error *err) {
-    return p3_backend_cpu.rope(((npu_ctx *)ctx)->cpu, qkv, n_tokens, pos0, p, err);
-}
-static p3_status npu_kv_write(void *ctx, p3_kv_cache *kv, int layer, p3_ref qkv, int n_tokens,
-                              int pos0, const p3_attn_params *p, p3_error *err) {
-    return p3_backend_cpu.kv_write(((npu_ctx *)ctx)->cpu, kv, layer, qkv, n_tokens, pos0, p, err);
-}
-static p3_status npu_attention(void *ctx, p3_ref out, p3_ref qkv, p3_kv_cache *kv, int layer,
-                               int n_tokens, int pos0, const p3_attn_params *p, p3_error *err) {
-    return p3_backend_cpu.attention(((npu_ctx *)ctx)->cpu, out, qkv, kv, layer, n_tokens, pos0, p,
-                                    err);
-}
-static p3_status npu_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens, int dim,
-                            p3_error *err) {
-    return p3_backend_cpu.swiglu(((npu_ctx *)ctx)->cpu, out, gate_up, n_tokens, dim, err);
-}
-static p3_status npu_add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
-    return p3_backend_cpu.add(((npu_ctx *)ctx)->cpu, x, y, n, err);
-}
-static p3_status npu_copy(void *ctx, p3_ref dst, p3_ref src, size_t size, p3_error *err) {
-    return p3_backend_cpu.copy(((npu_ctx *)ctx)->cpu, dst, src, size, err);
-}
-static p3_status npu_sync(void *ctx, p3_error *err) { /* NPU matmuls complete before returning */
-    return p3_backend_cpu.sync(((npu_ctx *)ctx)->cpu, err);
+/* The NPU's own entries; everything else is the fallback's (overlay.h). */
+static const p3_backend_iface npu_primary = {
+    .version = P3_BACKEND_IFACE_VERSION,
+    .name = "level-zero-npu",
+    .create = npu_create,
+    .destroy = npu_destroy,
+    .describe = npu_describe,
+    .weight_upload = npu_weight_upload,
+    .weight_free = npu_weight_free,
+    .weight_bytes = npu_weight_bytes,
+    .embed = npu_embed,
+    .matmul = npu_matmul,
+};
+
+static p3_status npu_overlay_create(const p3_backend_options *opt, void **ctx, p3_error *err) {
+    return p3_overlay_create(&npu_primary, "cpu", opt, ctx, err);
 }
 
 const p3_backend_iface p3_backend_level_zero_npu = {
     .version = P3_BACKEND_IFACE_VERSION,
     .name = "level-zero-npu",
     .probe = npu_probe,
-    .create = npu_create,
-    .destroy = npu_destroy,
-    .describe = npu_describe,
-    .supports = npu_supports,
-    .buffer_alloc = npu_buffer_alloc,
-    .buffer_free = npu_buffer_free,
-    .buffer_write = npu_buffer_write,
-    .buffer_read = npu_buffer_read,
-    .buffer_wrap_host = npu_buffer_wrap_host,
-    .weight_upload = npu_weight_upload,
-    .weight_free = npu_weight_free,
-    .weight_bytes = npu_weight_bytes,
-    .kv_alloc = npu_kv_alloc,
-    .kv_free = npu_kv_free,
-    .embed = npu_embed,
-    .rmsnorm = npu_rmsnorm,
-    .matmul = npu_matmul,
-    .rope = npu_rope,
-    .kv_write = npu_kv_write,
-    .attention = npu_attention,
-    .swiglu = npu_swiglu,
-    .add = npu_add,
-    .copy = npu_copy,
-    .sync = npu_sync,
+    .create = npu_overlay_create,
+    P3_OVERLAY_METHODS,
 };
 #endif /* P3_HAVE_ZE_HEADERS */

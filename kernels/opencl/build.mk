@@ -1,6 +1,6 @@
-# build.mk: -included by the Makefile. Embeds the OpenCL C kernels of kernels/opencl/ into the
+# build.mk: -included by the Makefile. Embeds the OpenCL C kernels of kernels/clk/ into the
 # binary as generated C ($(BUILD)/gen/opencl_source.c), rebuilt when any .cl file changes.
-OCL_CL  := $(sort $(wildcard kernels/opencl/*.cl))
+OCL_CL  := $(sort $(wildcard kernels/clk/*.cl))
 OCL_GEN := $(BUILD)/gen/opencl_source.c
 GEN_SRC += $(OCL_GEN)
 

@@ -1,5 +1,5 @@
 /* opencl_backend.c: the OpenCL backend (kernels/backend.h): device discovery, one context and
- * in-order queue per backend, the embedded kernels (the .cl files of kernels/opencl/) built once
+ * in-order queue per backend, the embedded kernels (the .cl files of kernels/clk/) built once
  * per context as one program, and device buffers. The ops themselves (which kernel, its arguments
  * and grid, the weight and KV layouts) are clk_ops.c, shared with the Level Zero backend, which
  * runs the same kernels compiled to SPIR-V; this file turns their launches into OpenCL calls.
@@ -33,12 +33,12 @@ typedef struct ocl_ctx {
 } ocl_ctx;
 
 /* The host API the shared ops of clk_ops.c launch through (defined with the buffers below). */
-static p3_status host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
-                            p3_error *err);
-static void host_release(p3_clk_host *h, void *mem);
-static p3_status host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
-                            p3_error *err);
-static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err);
+static p3_status ocl_host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
+                                p3_error *err);
+static void ocl_host_release(p3_clk_host *h, void *mem);
+static p3_status ocl_host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
+                                p3_error *err);
+static p3_status ocl_host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err);
 
 static p3_status cl_fail(p3_error *err, cl_int rc, const char *what) {
     p3_status st = (rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES)
@@ -113,7 +113,7 @@ static void device_string(const p3_ocl_api *api, cl_device_id dev, cl_device_inf
 #endif
 #endif
 
-static bool probe(char *why, size_t why_len, char *devices, size_t devices_len) {
+static bool ocl_probe(char *why, size_t why_len, char *devices, size_t devices_len) {
     p3_ocl_api api;
     ocl_device_list list;
     devices[0] = 0;
@@ -213,7 +213,7 @@ static p3_status create_kernels(ocl_ctx *c, p3_error *err) {
     return PHI3C_OK;
 }
 
-static void destroy(void *ctx) {
+static void ocl_destroy(void *ctx) {
     ocl_ctx *c = ctx;
     if (!c) return;
     if (c->queue) c->api.clFinish(c->queue);
@@ -236,8 +236,8 @@ static p3_status open_device(ocl_ctx *c, int index, p3_error *err) {
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "opencl: %s", why);
     if (index < 0 || (size_t)index >= list.n)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG,
-                       "opencl: --device %d does not exist (%zu device(s): 0..%zu, see phi3c info)",
-                       index, list.n, list.n - 1);
+                       "opencl: device %d does not exist (%zu device(s): 0..%zu)", index, list.n,
+                       list.n - 1);
     c->platform = list.platform[index];
     c->device = list.device[index];
     device_string(&c->api, c->device, CL_DEVICE_NAME, c->name, sizeof c->name);
@@ -289,16 +289,16 @@ static p3_status choose_variant(ocl_ctx *c, const char *v, p3_error *err) {
                    v);
 }
 
-static p3_status create(const p3_backend_options *opt, void **out, p3_error *err) {
+static p3_status ocl_create(const p3_backend_options *opt, void **out, p3_error *err) {
     char why[256];
     ocl_ctx *c = p3_calloc(1, sizeof *c);
     if (!c) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
     *out = NULL;
     c->host = (p3_clk_host){.api = "opencl",
-                            .alloc = host_alloc,
-                            .release = host_release,
-                            .write = host_write,
-                            .launch = host_launch};
+                            .alloc = ocl_host_alloc,
+                            .release = ocl_host_release,
+                            .write = ocl_host_write,
+                            .launch = ocl_host_launch};
     if (!p3_ocl_api_load(&c->api, why, sizeof why)) {
         p3_free(c);
         return p3_fail(err, PHI3C_ERR_UNAVAILABLE, "opencl: %s", why);
@@ -326,14 +326,14 @@ static p3_status create(const p3_backend_options *opt, void **out, p3_error *err
     if (st == PHI3C_OK) st = build_program(c, err);
     if (st == PHI3C_OK) st = create_kernels(c, err);
     if (st != PHI3C_OK) {
-        destroy(c);
+        ocl_destroy(c);
         return st;
     }
     *out = c;
     return PHI3C_OK;
 }
 
-static void describe(void *ctx, char *buf, size_t len) {
+static void ocl_describe(void *ctx, char *buf, size_t len) {
     ocl_ctx *c = ctx;
     snprintf(buf, len, "opencl %s (%s, %s), kernels: portable OpenCL C%s%s", c->name,
              c->platform_name, c->version,
@@ -366,7 +366,7 @@ static p3_status device_alloc(ocl_ctx *c, size_t size, const char *what, cl_mem 
     return cl_fail(err, rc, "clCreateBuffer");
 }
 
-static p3_status buffer_alloc(void *ctx, size_t size, p3_buffer **out, p3_error *err) {
+static p3_status ocl_buffer_alloc(void *ctx, size_t size, p3_buffer **out, p3_error *err) {
     ocl_ctx *c = ctx;
     p3_buffer *b = p3_calloc(1, sizeof *b);
     if (!b) return p3_fail(err, PHI3C_ERR_NOMEM, "opencl: out of host memory");
@@ -382,7 +382,7 @@ static p3_status buffer_alloc(void *ctx, size_t size, p3_buffer **out, p3_error 
     return PHI3C_OK;
 }
 
-static void buffer_free(void *ctx, p3_buffer *buf) {
+static void ocl_buffer_free(void *ctx, p3_buffer *buf) {
     ocl_ctx *c = ctx;
     if (!buf) return;
     if (buf->impl) c->api.clReleaseMemObject((cl_mem)buf->impl);
@@ -398,7 +398,8 @@ static p3_status upload(ocl_ctx *c, cl_mem dst, size_t offset, const void *src, 
     return rc == CL_SUCCESS ? PHI3C_OK : cl_fail(err, rc, "clEnqueueWriteBuffer");
 }
 
-static p3_status buffer_write(void *ctx, p3_ref dst, const void *src, size_t size, p3_error *err) {
+static p3_status ocl_buffer_write(void *ctx, p3_ref dst, const void *src, size_t size,
+                                  p3_error *err) {
     return upload(ctx, (cl_mem)dst.buf->impl, dst.offset, src, size, err);
 }
 
@@ -425,18 +426,18 @@ static p3_status finish_step(ocl_ctx *c, p3_ref *src, void *dst, size_t size, p3
                    "opencl embed: a token id was outside the embedding table");
 }
 
-static p3_status buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
+static p3_status ocl_buffer_read(void *ctx, p3_ref src, void *dst, size_t size, p3_error *err) {
     return finish_step(ctx, &src, dst, size, err);
 }
 
-static p3_status sync(void *ctx, p3_error *err) {
+static p3_status ocl_sync(void *ctx, p3_error *err) {
     return finish_step(ctx, NULL, NULL, 0, err);
 }
 
 /* ---- the shared ops' host (clk_ops.h) -------------------------------------------------------- */
 
-static p3_status host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
-                            p3_error *err) {
+static p3_status ocl_host_alloc(p3_clk_host *h, size_t bytes, const char *what, void **mem,
+                                p3_error *err) {
     cl_mem m = NULL;
     p3_status st = device_alloc((ocl_ctx *)h, bytes, what, &m, err);
     *mem = m;
@@ -444,16 +445,16 @@ static p3_status host_alloc(p3_clk_host *h, size_t bytes, const char *what, void
 }
 
 /* OpenCL keeps a released buffer alive until the queued commands using it have run. */
-static void host_release(p3_clk_host *h, void *mem) {
+static void ocl_host_release(p3_clk_host *h, void *mem) {
     ((ocl_ctx *)h)->api.clReleaseMemObject((cl_mem)mem);
 }
 
-static p3_status host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
-                            p3_error *err) {
+static p3_status ocl_host_write(p3_clk_host *h, void *mem, const void *src, size_t bytes,
+                                p3_error *err) {
     return upload((ocl_ctx *)h, (cl_mem)mem, 0, src, bytes, err);
 }
 
-static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err) {
+static p3_status ocl_host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *err) {
     ocl_ctx *c = (ocl_ctx *)h;
     cl_kernel k = c->kernels[l->kernel];
     for (int i = 0; i < l->n_args; i++) {
@@ -474,7 +475,7 @@ static p3_status host_launch(p3_clk_host *h, const p3_clk_launch *l, p3_error *e
     return PHI3C_OK;
 }
 
-static p3_status copy(void *ctx, p3_ref dst, p3_ref src, size_t size, p3_error *err) {
+static p3_status ocl_copy(void *ctx, p3_ref dst, p3_ref src, size_t size, p3_error *err) {
     ocl_ctx *c = ctx;
     if (size == 0) return PHI3C_OK;
     cl_int rc = c->api.clEnqueueCopyBuffer(c->queue, (cl_mem)src.buf->impl, (cl_mem)dst.buf->impl,
@@ -485,30 +486,30 @@ static p3_status copy(void *ctx, p3_ref dst, p3_ref src, size_t size, p3_error *
 const p3_backend_iface p3_backend_opencl = {
     .version = P3_BACKEND_IFACE_VERSION,
     .name = "opencl",
-    .probe = probe,
-    .create = create,
-    .destroy = destroy,
-    .describe = describe,
-    .buffer_alloc = buffer_alloc,
-    .buffer_free = buffer_free,
-    .buffer_write = buffer_write,
-    .buffer_read = buffer_read,
+    .probe = ocl_probe,
+    .create = ocl_create,
+    .destroy = ocl_destroy,
+    .describe = ocl_describe,
+    .buffer_alloc = ocl_buffer_alloc,
+    .buffer_free = ocl_buffer_free,
+    .buffer_write = ocl_buffer_write,
+    .buffer_read = ocl_buffer_read,
     .buffer_wrap_host = NULL,
     P3_CLK_METHODS,
-    .copy = copy,
-    .sync = sync,
+    .copy = ocl_copy,
+    .sync = ocl_sync,
 };
 
 p3_status p3_opencl_build_test(int device, const char *source, p3_error *err) {
     p3_backend_options opt = {0};
     opt.device = device;
     void *ctx = NULL;
-    p3_status st = create(&opt, &ctx, err);
+    p3_status st = ocl_create(&opt, &ctx, err);
     if (st != PHI3C_OK) return st;
     ocl_ctx *c = ctx;
     cl_program prog = NULL;
     st = build_source(c, source, strlen(source), &prog, err);
     if (prog) c->api.clReleaseProgram(prog);
-    destroy(c);
+    ocl_destroy(c);
     return st;
 }

@@ -1,4 +1,4 @@
-/* opencl_source.h: the backend's OpenCL C kernels (the .cl files of kernels/opencl/), embedded at
+/* opencl_source.h: the backend's OpenCL C kernels (the .cl files of kernels/clk/), embedded at
  * build time by kernels/opencl/build.mk into build/gen/opencl_source.c. */
 #ifndef P3_OPENCL_SOURCE_H
 #define P3_OPENCL_SOURCE_H

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ocloc.sh: the real-Intel-GPU gate of the OpenCL backend. Every OpenCL C file of kernels/opencl/
+# ocloc.sh: the real-Intel-GPU gate of the OpenCL backend. Every OpenCL C file of kernels/clk/
 # is compiled from source, as the OpenCL runtime would at load, by Intel's offline compiler (ocloc
 # from Debian intel-opencl-icd) for Tiger Lake (tgllp, Xe-LP iGPU) and Arc DG2 (dg2, Xe-HPG: the
 # closest target this ocloc knows to Meteor/Lunar Lake iGPUs), with the backend's own build
@@ -20,8 +20,8 @@ variants=("portable:-cl-std=CL1.2" "int_dot:-cl-std=CL3.0 -DP3_INT_DOT=1"
           "intel_auto:-cl-std=CL3.0 -DP3_INT_DOT=1 -DP3_INTEL_SG=1")
 
 all=$out/all_kernels.cl
-cat kernels/opencl/*.cl >"$all"
-for cl in kernels/opencl/*.cl "$all"; do
+cat kernels/clk/*.cl >"$all"
+for cl in kernels/clk/*.cl "$all"; do
  for variant in "${variants[@]}"; do
   vname=${variant%%:*} options=${variant#*:}
   # the variants only change matmul.cl

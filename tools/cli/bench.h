@@ -59,6 +59,20 @@ typedef struct bench_synth {
 p3_status bench_synth_phi3_mini(int layers, bench_synth *out, p3_error *err);
 void bench_synth_free(bench_synth *s);
 
+/* ---- bench_verify.c: the cost of a k-token forward at a depth, relative to one token */
+enum { BENCH_VERIFY_KS = 5, BENCH_VERIFY_REPS = 64 };
+typedef struct bench_verify {
+    int depth;
+    int k[BENCH_VERIFY_KS];        /* 1, 2, 4, 8, 16 */
+    double sec[BENCH_VERIFY_KS];   /* median time of one forward of k tokens */
+    double ratio[BENCH_VERIFY_KS]; /* sec / sec of k = 1 */
+} bench_verify;
+
+/* Prefills `depth` tokens in s (made with n_ctx >= depth + 16, n_batch >= 16), then times
+ * forwards of k tokens with the logits of every row, rolling the cache back after each; the
+ * sizes alternate within each of `reps` repetitions. */
+p3_status bench_verify_cost(p3_session *s, int depth, int reps, bench_verify *out, p3_error *err);
+
 /* ---- bench_svg.c: a hand-written log-log roofline plot */
 typedef struct bench_point {
     char label[48];

@@ -6,12 +6,6 @@
 
 #include <string.h>
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        p3_status st_ = (expr);                                                                    \
-        if (st_ != PHI3C_OK) return st_;                                                           \
-    } while (0)
-
 enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064 };
 
 /* xorshift64*: reproducible filler, not statistics. */
@@ -56,20 +50,6 @@ static const char config_json[] =
     " \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 32000,"
     " \"num_hidden_layers\": %d}";
 
-static void set_tensor(p3_tensor *t, const char *name, p3_dtype dt, int64_t rows, int64_t cols,
-                       const void *data) {
-    snprintf(t->name, sizeof t->name, "%s", name);
-    snprintf(t->hf_name, sizeof t->hf_name, "%s", name);
-    t->dtype = dt;
-    t->n_dims = cols ? 2 : 1;
-    t->shape[0] = rows;
-    t->shape[1] = cols;
-    t->data = data;
-    size_t row_bytes = 0;
-    p3_dtype_row_bytes(dt, cols ? cols : rows, &row_bytes);
-    t->nbytes = cols ? row_bytes * (size_t)rows : row_bytes;
-}
-
 /* The blobs every layer shares, by role. */
 enum { B_EMBED, B_NORM, B_QKV, B_O, B_GATE_UP, B_DOWN, B_LM_HEAD, B_COUNT };
 
@@ -91,31 +71,58 @@ static p3_status alloc_blobs(bench_synth *s, p3_error *err) {
     fill_f16(s->blobs[B_EMBED], n_embed, 7);
     float *ones = s->blobs[B_NORM];
     for (int i = 0; i < INTER; i++) ones[i] = 1.0f;
-    TRY(alloc_int4(s, B_QKV, 3 * HIDDEN, HIDDEN, err));
-    TRY(alloc_int4(s, B_O, HIDDEN, HIDDEN, err));
-    TRY(alloc_int4(s, B_GATE_UP, 2 * INTER, HIDDEN, err));
-    TRY(alloc_int4(s, B_DOWN, HIDDEN, INTER, err));
+    P3_TRY(alloc_int4(s, B_QKV, 3 * HIDDEN, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_O, HIDDEN, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_GATE_UP, 2 * INTER, HIDDEN, err));
+    P3_TRY(alloc_int4(s, B_DOWN, HIDDEN, INTER, err));
     return alloc_int4(s, B_LM_HEAD, VOCAB, HIDDEN, err);
 }
 
-static void add_layer(bench_synth *s, size_t *n, int l) {
+/* The blob (and dtype) of an expected tensor: norms share the ones, linear weights by role. */
+static void blob_of(const char *hf_name, int *blob, p3_dtype *dtype) {
     static const struct {
         const char *suffix;
         int blob;
-        int64_t rows, cols;
-    } parts[] = {{"input_layernorm.weight", B_NORM, HIDDEN, 0},
-                 {"self_attn.qkv_proj.weight", B_QKV, 3 * HIDDEN, HIDDEN},
-                 {"self_attn.o_proj.weight", B_O, HIDDEN, HIDDEN},
-                 {"post_attention_layernorm.weight", B_NORM, HIDDEN, 0},
-                 {"mlp.gate_up_proj.weight", B_GATE_UP, 2 * INTER, HIDDEN},
-                 {"mlp.down_proj.weight", B_DOWN, HIDDEN, INTER}};
-    char name[P3_TENSOR_NAME_MAX];
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, parts[i].suffix);
-        p3_dtype dt = parts[i].cols ? P3_DT_I4G128S : P3_DT_F32;
-        set_tensor(&s->src.tensors[(*n)++], name, dt, parts[i].rows, parts[i].cols,
-                   s->blobs[parts[i].blob]);
+        p3_dtype dtype;
+    } roles[] = {{"embed_tokens.weight", B_EMBED, P3_DT_F16},
+                 {"qkv_proj.weight", B_QKV, P3_DT_I4G128S},
+                 {"o_proj.weight", B_O, P3_DT_I4G128S},
+                 {"gate_up_proj.weight", B_GATE_UP, P3_DT_I4G128S},
+                 {"down_proj.weight", B_DOWN, P3_DT_I4G128S},
+                 {"lm_head.weight", B_LM_HEAD, P3_DT_I4G128S}};
+    size_t len = strlen(hf_name);
+    for (size_t i = 0; i < P3_ARRAY_LEN(roles); i++) {
+        size_t n = strlen(roles[i].suffix);
+        if (len >= n && strcmp(hf_name + len - n, roles[i].suffix) == 0) {
+            *blob = roles[i].blob;
+            *dtype = roles[i].dtype;
+            return;
+        }
     }
+    *blob = B_NORM;
+    *dtype = P3_DT_F32;
+}
+
+/* Every tensor the config implies (p3_config_expected_tensors), viewing the shared blobs. */
+static p3_status add_tensors(bench_synth *s, p3_error *err) {
+    p3_tensor_spec *specs = NULL;
+    size_t n = 0;
+    P3_TRY(p3_config_expected_tensors(&s->src.config, &specs, &n, err));
+    s->src.tensors = p3_calloc(n, sizeof(p3_tensor));
+    if (!s->src.tensors) {
+        p3_free(specs);
+        return p3_fail(err, PHI3C_ERR_NOMEM, "synthetic phi3-mini: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int blob;
+        p3_dtype dtype;
+        blob_of(specs[i].hf_name, &blob, &dtype);
+        p3_tensor_set(&s->src.tensors[i], specs[i].hf_name, dtype, specs[i].shape[0],
+                      specs[i].n_dims == 2 ? specs[i].shape[1] : 0, s->blobs[blob]);
+    }
+    s->src.n_tensors = n;
+    p3_free(specs);
+    return PHI3C_OK;
 }
 
 p3_status bench_synth_phi3_mini(int layers, bench_synth *out, p3_error *err) {
@@ -129,24 +136,12 @@ p3_status bench_synth_phi3_mini(int layers, bench_synth *out, p3_error *err) {
     snprintf(out->path, sizeof out->path, "synthetic:phi3-mini");
     src->path = out->path;
     src->has_config = true;
-    TRY(p3_config_parse_json(json, strlen(json), src->path, &src->config, err));
-    TRY(p3_config_finish(&src->config, src->path, err));
-    src->tensors = p3_calloc((size_t)layers * 6 + 3, sizeof(p3_tensor));
-    if (!src->tensors) return p3_fail(err, PHI3C_ERR_NOMEM, "synthetic phi3-mini: out of memory");
+    P3_TRY(p3_config_parse_json(json, strlen(json), src->path, &src->config, err));
+    P3_TRY(p3_config_finish(&src->config, src->path, err));
     p3_status st = alloc_blobs(out, err);
-    if (st != PHI3C_OK) {
-        bench_synth_free(out);
-        return st;
-    }
-    size_t n = 0;
-    set_tensor(&src->tensors[n++], "model.embed_tokens.weight", P3_DT_F16, VOCAB, HIDDEN,
-               out->blobs[B_EMBED]);
-    for (int l = 0; l < layers; l++) add_layer(out, &n, l);
-    set_tensor(&src->tensors[n++], "model.norm.weight", P3_DT_F32, HIDDEN, 0, out->blobs[B_NORM]);
-    set_tensor(&src->tensors[n++], "lm_head.weight", P3_DT_I4G128S, VOCAB, HIDDEN,
-               out->blobs[B_LM_HEAD]);
-    src->n_tensors = n;
-    return PHI3C_OK;
+    if (st == PHI3C_OK) st = add_tensors(out, err);
+    if (st != PHI3C_OK) bench_synth_free(out);
+    return st;
 }
 
 void bench_synth_free(bench_synth *s) {

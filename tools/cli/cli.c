@@ -6,10 +6,39 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What a CLI user can do about a library error: the library states the problem and the value,
+ * only the CLI knows its flags. `about` (NULL: any message) narrows a status to one problem. */
+static const struct {
+    phi3c_status status;
+    const char *about;
+    const char *advice;
+} advice_table[] = {
+    {PHI3C_ERR_CONTEXT_FULL, NULL, "raise -c/--ctx"},
+    {PHI3C_ERR_NOMEM, "KV cache", "lower -c/--ctx"},
+    {PHI3C_ERR_DEVICE_OOM, "KV cache", "lower -c/--ctx"},
+    {PHI3C_ERR_EXISTS, NULL, "use --force to replace it"},
+    {PHI3C_ERR_INVALID_ARG, "does not exist", "choose --device from phi3c info"},
+};
+
+static const char *advice_for(const p3_error *err) {
+    for (size_t i = 0; i < P3_ARRAY_LEN(advice_table); i++)
+        if (err->status == advice_table[i].status &&
+            (!advice_table[i].about || strstr(err->message, advice_table[i].about)))
+            return advice_table[i].advice;
+    return NULL;
+}
 
 int cli_fail(const char *cmd, const p3_error *err) {
     const char *msg = err && err->message[0] ? err->message : phi3c_strerror(err ? err->status : 0);
-    fprintf(stderr, "phi3c %s: %s\n", cmd, msg);
+    const char *advice = err ? advice_for(err) : NULL;
+    if (advice)
+        fprintf(stderr, "phi3c %s: %s (%s)\n", cmd, msg, advice);
+    else
+        fprintf(stderr, "phi3c %s: %s\n", cmd, msg);
     return CLI_EXIT_FAIL;
 }
 
@@ -82,4 +111,46 @@ bool cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (cli_is(argv[i], "--help", "-h")) return true;
     return false;
+}
+
+/* `--name=value` with a name of letters, digits and dashes; a prompt such as "--a b=c" is not. */
+static bool is_long_flag_with_value(const char *a) {
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0' || a[2] == '=') return false;
+    for (const char *p = a + 2; *p; p++) {
+        if (*p == '=') return true;
+        if (!(*p == '-' || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) return false;
+    }
+    return false;
+}
+
+char **cli_split_equals(int argc, char **argv, int *argc_out) {
+    char **out = calloc((size_t)argc * 2 + 1, sizeof *out);
+    if (!out) return NULL;
+    int n = 0;
+    bool rest = false;
+    for (int i = 0; i < argc; i++) {
+        char *eq = rest ? NULL : strchr(argv[i], '=');
+        if (!rest && strcmp(argv[i], "--") == 0) rest = true;
+        if (eq && is_long_flag_with_value(argv[i])) {
+            *eq = '\0'; /* argv strings are writable (C11 5.1.2.2.1) */
+            out[n++] = argv[i];
+            out[n++] = eq + 1;
+        } else {
+            out[n++] = argv[i];
+        }
+    }
+    *argc_out = n;
+    return out;
+}
+
+uint64_t cli_random_seed(void) {
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s) /* no entropy source: time and pid */
+        s = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    return s & 0x7fffffffffffffffull;
+}
+
+int cli_core_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

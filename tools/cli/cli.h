@@ -46,4 +46,12 @@ bool cli_flush_stdout(void);
 /* True when --help or -h is among the arguments. */
 bool cli_wants_help(int argc, char **argv);
 
+/* A copy of argv (NULL-terminated, free with free()) where every `--name=value` is split into
+ * `--name` `value`, so each command's parser sees one spelling. An argument after `--` stays. */
+char **cli_split_equals(int argc, char **argv, int *argc_out);
+/* A seed from the kernel's random source (63 bits, so `--seed` takes it back). */
+uint64_t cli_random_seed(void);
+/* Online CPU cores. */
+int cli_core_count(void);
+
 #endif /* P3_CLI_H */

@@ -1,6 +1,7 @@
 /* cli_engine.c: parsing of the model, session and sampling flags shared by the engine commands. */
 #include "cli_engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,8 +16,11 @@ const char cli_engine_help[] =
     "                        with the least squared error, as `phi3c quantize`; slower)\n"
     "  --act A               INT4 activations: w4a8 (default on the CPU) or w4a32\n"
     "  --kv T                KV cache type f32, f16 or q8 (default: f32, f16 with --quant)\n"
-    "  -c, --ctx N           KV cache positions (default: min(model context, 4096))\n"
     "  --batch N             prompt tokens per forward chunk (default: 256)\n";
+
+const char cli_ctx_help[] =
+    "  -c, --ctx-size N      KV cache positions (default: min(model context, 4096); more than\n"
+    "                        the model's max_position_embeddings is refused)\n";
 
 const char cli_sampler_help[] =
     "  --greedy              always take the most likely token (same as --temp 0)\n"
@@ -26,14 +30,24 @@ const char cli_sampler_help[] =
     "  --min-p P             drop tokens below P x the top probability (default 0.05)\n"
     "  --repeat-penalty R    transformers' repetition penalty, > 0 (default 1 = off)\n"
     "  --repeat-last-n N     tokens the penalty looks back at (default 64, -1 = all)\n"
-    "  --seed S              PRNG seed (xorshift64* via splitmix64; default 0): the same seed\n"
-    "                        and input give the same text on any thread count\n";
+    "  -s, --seed S          PRNG seed (xorshift64* via splitmix64); -1 or none = random, and\n"
+    "                        the seed used is printed with the statistics: the same seed and\n"
+    "                        input give the same text on any thread count\n"
+    "  --lookup N            prompt-lookup decoding: draft up to N tokens (1..64; default 0 =\n"
+    "                        off) from where the last tokens occurred in the prompt or output,\n"
+    "                        checked in one forward; same output, faster on text that quotes\n"
+    "                        its input\n"
+    "  --color               show the prompt and the model's text in different colours (on a\n"
+    "                        terminal)\n"
+    "\n"
+    "Every --option VALUE may also be written --option=VALUE.\n";
 
 void cli_engine_opts_init(cli_engine_opts *o) {
     memset(o, 0, sizeof *o);
     o->model = phi3c_model_params_default();
     o->session = phi3c_session_params_default();
     o->sampler = phi3c_sampler_params_default();
+    o->sampler.seed = cli_random_seed();
 }
 
 static int bad_value(const char *cmd, const char *flag, const char *value, const char *choices) {
@@ -42,10 +56,10 @@ static int bad_value(const char *cmd, const char *flag, const char *value, const
 }
 
 static bool is_engine_flag(const char *arg) {
-    static const char *const flags[] = {"-m",     "--model",   "--backend", "--device",
-                                        "-t",     "--threads", "--quant",   "--quant-method",
-                                        "--act",  "--kv",      "-c",        "--ctx",
-                                        "--batch"};
+    static const char *const flags[] = {"-m",         "--model",   "--backend", "--device",
+                                        "-t",         "--threads", "--quant",   "--quant-method",
+                                        "--act",      "--kv",      "-c",        "--ctx",
+                                        "--ctx-size", "--batch"};
     for (size_t i = 0; i < P3_ARRAY_LEN(flags); i++)
         if (strcmp(arg, flags[i]) == 0) return true;
     return false;
@@ -78,6 +92,7 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
     } else if (cli_is(a, "--quant-method", NULL)) {
         if (strcmp(v, "rtn") && strcmp(v, "search")) return bad_value(cmd, a, v, "rtn, search");
         o->model.quant_search = strcmp(v, "search") == 0;
+        o->quant_method_given = true;
     } else if (cli_is(a, "--act", NULL)) {
         if (strcmp(v, "w4a8") == 0)
             o->model.act = PHI3C_ACT_W4A8;
@@ -94,7 +109,7 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_o
             o->session.kv = PHI3C_KV_Q8;
         else
             return bad_value(cmd, a, v, "f32, f16, q8");
-    } else if (cli_is(a, "-c", "--ctx")) {
+    } else if (cli_is(a, "-c", "--ctx") || cli_is(a, "--ctx-size", NULL)) {
         if (!cli_int(cmd, a, v, 1, 1 << 24, &n)) return CLI_FLAG_BAD;
         o->session.n_ctx = (int)n;
         o->ctx_given = true;
@@ -114,10 +129,14 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
         p->temperature = 0.0f;
         return CLI_FLAG_TAKEN;
     }
+    if (cli_is(a, "--color", "--colour")) {
+        o->color = true;
+        return CLI_FLAG_TAKEN;
+    }
     if (!cli_is(a, "--temp", "--temperature") && !cli_is(a, "--top-k", NULL) &&
         !cli_is(a, "--top-p", NULL) && !cli_is(a, "--min-p", NULL) &&
         !cli_is(a, "--repeat-penalty", NULL) && !cli_is(a, "--repeat-last-n", NULL) &&
-        !cli_is(a, "--seed", NULL))
+        !cli_is(a, "--seed", "-s") && !cli_is(a, "--lookup", NULL))
         return CLI_FLAG_NOT_MINE;
     if (!(v = cli_value(cmd, argc, argv, i))) return CLI_FLAG_BAD;
     if (cli_is(a, "--top-k", NULL) || cli_is(a, "--repeat-last-n", NULL)) {
@@ -126,9 +145,12 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
             p->top_k = (int)(n < 0 ? 0 : n);
         else
             p->repeat_last_n = (int)n;
-    } else if (cli_is(a, "--seed", NULL)) {
-        if (!cli_int(cmd, a, v, 0, 0x7fffffffffffffffL, &n)) return CLI_FLAG_BAD;
-        p->seed = (uint64_t)n;
+    } else if (cli_is(a, "--lookup", NULL)) {
+        if (!cli_int(cmd, a, v, 0, 64, &n)) return CLI_FLAG_BAD;
+        o->session.lookup = (int)n;
+    } else if (cli_is(a, "--seed", "-s")) {
+        if (!cli_int(cmd, a, v, -1, 0x7fffffffffffffffL, &n)) return CLI_FLAG_BAD;
+        p->seed = n < 0 ? cli_random_seed() : (uint64_t)n;
     } else {
         bool unit = cli_is(a, "--top-p", NULL) || cli_is(a, "--min-p", NULL);
         if (!cli_float(cmd, a, v, 0.0, unit ? 1.0 : 100.0, &d)) return CLI_FLAG_BAD;
@@ -146,16 +168,53 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
     return CLI_FLAG_TAKEN;
 }
 
+void cli_note_quant_method(const char *cmd, const cli_engine_opts *o) {
+    if (o->model.quant == PHI3C_QUANT_NONE || o->quant_method_given) return;
+    fprintf(stderr,
+            "phi3c %s: note: --quant rounds to nearest at load (seconds); `phi3c quantize` "
+            "searches per-group scales (13-14%% less squared error, minutes), so the two give "
+            "different text; --quant-method search matches the file\n",
+            cmd);
+}
+
+void cli_lookup_stats(char *buf, size_t len, const cli_engine_opts *o,
+                      const phi3c_generate_result *r) {
+    if (o->session.lookup <= 0) {
+        snprintf(buf, len, "%s", "");
+        return;
+    }
+    snprintf(buf, len, " | lookup: %d drafted, %d accepted (%.0f%%), %.2f tokens/forward",
+             r->n_drafted, r->n_accepted, r->n_drafted ? 100.0 * r->n_accepted / r->n_drafted : 0.0,
+             r->n_forwards ? (double)r->n_generated / r->n_forwards : 0.0);
+}
+
 bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,
                      phi3c_session **session) {
     phi3c_error err = {0};
     *model = NULL;
     *session = NULL;
+    int cores = cli_core_count();
+    if (o->model.n_threads > cores)
+        fprintf(stderr,
+                "phi3c %s: warning: -t %d is more threads than the %d cores here (slower)\n", cmd,
+                o->model.n_threads, cores);
     if (phi3c_model_load(o->model_path, &o->model, model, &err) != PHI3C_OK) {
         cli_fail(cmd, &err);
         return false;
     }
-    if (phi3c_session_create(*model, &o->session, session, &err) != PHI3C_OK) {
+    int trained = phi3c_model_context_length(*model);
+    if (o->ctx_given && o->session.n_ctx > trained) {
+        fprintf(stderr,
+                "phi3c %s: -c %d is more than the %d positions the model was trained for "
+                "(max_position_embeddings %d)\n",
+                cmd, o->session.n_ctx, trained, trained);
+        phi3c_model_free(*model);
+        *model = NULL;
+        return false;
+    }
+    phi3c_session_params sp = o->session;
+    if (sp.n_ctx > trained) sp.n_ctx = trained; /* a command's own default (perplexity's 512) */
+    if (phi3c_session_create(*model, &sp, session, &err) != PHI3C_OK) {
         cli_fail(cmd, &err);
         phi3c_model_free(*model);
         *model = NULL;

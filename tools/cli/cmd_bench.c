@@ -32,6 +32,9 @@ static const char usage[] =
     "  --ctx N,...           attention context lengths (default 512,1024,2048,4096)\n"
     "  --batch N             tokens of the GEMM and prefill attention rows (default 512)\n"
     "  --pp N, --tg N        prompt tokens and generated tokens end to end (default 512, 128)\n"
+    "  --verify-cost         with --e2e: instead of pp/tg, the time of one forward of 1, 2, 4,\n"
+    "                        8 and 16 tokens after --pp cached positions, as a ratio to one\n"
+    "                        (the cost of verifying lookup drafts; 512 unless --pp)\n"
     "  --svg FILE            writes the roofline plot of the kernels\n";
 
 #define TRY_BENCH(expr)                                                                            \
@@ -48,7 +51,7 @@ typedef struct bench_opts {
     p3_act_mode act;
     int threads, reps, layers, batch, pp, tg;
     size_t mem_bytes;
-    bool kernels, e2e;
+    bool kernels, e2e, verify_cost;
     int n_shapes, n_ctx;
     int64_t shape[MAX_SHAPES][2];
     const char *shape_name[MAX_SHAPES];
@@ -182,6 +185,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             o->kernels = true;
         } else if (cli_is(a, "--e2e", NULL)) {
             o->e2e = true;
+        } else if (cli_is(a, "--verify-cost", NULL)) {
+            o->verify_cost = o->e2e = true;
         } else if (cli_is(a, "--threads", "-t")) {
             r = parse_int_flag(a, argc, argv, &i, 0, 64, &o->threads);
         } else if (cli_is(a, "--reps", NULL)) {
@@ -542,6 +547,7 @@ static double kv_bytes_per_pos(const p3_config *c) {
 }
 
 typedef struct e2e_result {
+    bench_verify verify; /* --verify-cost */
     double pp_tps, tg_tps, ttft, load_s;
     size_t rss_peak, rss_lifetime;
     double weights, kv, stream_bytes;
@@ -600,8 +606,8 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
     TRY_BENCH(load_model(o, &m, err));
     p3_session_options so;
     p3_session_options_init(&so);
-    so.n_ctx = o->pp + o->tg + 8;
-    so.n_batch = o->pp;
+    so.n_ctx = o->pp + o->tg + 8 + BENCH_VERIFY_KS * 4;
+    so.n_batch = P3_MAX(o->pp, 16);
     so.kv = P3_KV_F16;
     so.kv_given = true;
     p3_session *s = NULL;
@@ -615,7 +621,8 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
         r->stream_bytes = linear_bytes(m) + kv_bytes_per_pos(&m->cfg) * o->tg / 2;
         r->rss_lifetime = bench_peak_rss();
         if (!bench_reset_peak_rss()) r->rss_lifetime = 0;
-        st = e2e_runs(o, s, r, err);
+        st = o->verify_cost ? bench_verify_cost(s, o->pp, o->reps, &r->verify, err)
+                            : e2e_runs(o, s, r, err);
         r->rss_peak = bench_peak_rss();
     }
     p3_session_free(s);
@@ -623,7 +630,25 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
     return st;
 }
 
+static void print_verify_cost(const bench_opts *o, const bench_state *s, const e2e_result *r) {
+    const bench_verify *v = &r->verify;
+    printf("\nverify cost: %s, %s, median of %d\n",
+           o->model_path ? o->model_path : "synthetic Phi-3-mini (random INT4-g128)",
+           s->backend_desc, o->reps);
+    printf("  one forward of k tokens after %d cached positions (logits of every row)\n", v->depth);
+    for (int i = 0; i < BENCH_VERIFY_KS; i++)
+        printf("  k = %2d  %9.2f ms  %5.2fx k = 1\n", v->k[i], v->sec[i] * 1e3, v->ratio[i]);
+    printf("bench-result: threads=%d depth=%d", machine_threads(o), v->depth);
+    for (int i = 0; i < BENCH_VERIFY_KS; i++)
+        printf(" k%d_ms=%.2f k%d_ratio=%.3f", v->k[i], v->sec[i] * 1e3, v->k[i], v->ratio[i]);
+    printf("\n");
+}
+
 static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_result *r) {
+    if (o->verify_cost) {
+        print_verify_cost(o, s, r);
+        return;
+    }
     double mb = 1048576.0, dec_gbs = r->tg_tps * r->stream_bytes / 1e9;
     printf("\nend to end: %s, %s, median of %d\n",
            o->model_path ? o->model_path : "synthetic Phi-3-mini (random INT4-g128)",

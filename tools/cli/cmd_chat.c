@@ -1,23 +1,40 @@
 /* cmd_chat.c: `phi3c chat`: interactive multi-turn chat with the model's template. The KV cache
  * is kept across turns, so only the new turn's tokens are prefilled; when the context is full the
- * oldest turns are dropped and what remains is prefilled again. Works with piped stdin. */
+ * oldest turns are dropped and what remains is prefilled again (both by phi3c_chat_prepare).
+ * Works with piped stdin; on a terminal lines are edited with libedit (chat_input.c). */
+#include "chat_file.h"
+#include "chat_input.h"
 #include "cli_engine.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: phi3c chat -m MODEL [--system TEXT] [options]\n"
+    "usage: phi3c chat -m MODEL [-sys TEXT] [options]\n"
     "\n"
     "Reads one user message per line from stdin and streams the answers to stdout; per-turn\n"
-    "statistics (tokens prefilled, cache use, speed) go to stderr. Ctrl-C stops the current\n"
-    "answer; Ctrl-D or /exit quits; /reset starts a new conversation.\n"
+    "statistics (tokens prefilled, cache use, speed) go to stderr. On a terminal, lines are\n"
+    "edited with libedit (arrows, history); piped input is read as it is. A message between\n"
+    "two \"\"\" spans lines (\"\"\" on its own line, or at the start of the first line and the\n"
+    "end of the last). Ctrl-C stops the current answer; Ctrl-D or /exit quits.\n"
     "\n"
-    "  --system TEXT         system message\n"
-    "  -n, --n-predict N     tokens per answer at most (default: until a stop token)\n";
+    "%s"
+    "\n"
+    "  -sys, --system-prompt TEXT  system message (also --system)\n"
+    "  -n, --n-predict N     tokens per answer at most (default: the context's free space,\n"
+    "                        at most 1024; -1 = until a stop token or the context is full)\n";
+
+static const char commands_help[] =
+    "Commands (a line starting with /):\n"
+    "  /help          this list\n"
+    "  /reset         start a new conversation (the system message stays)\n"
+    "  /save FILE     write the conversation as JSON ({\"messages\": [{\"role\", \"content\"}]})\n"
+    "  /load FILE     replace the conversation with one written by /save\n"
+    "  /exit, /quit   leave (as Ctrl-D does)\n";
+
+enum { DEFAULT_ANSWER_LIMIT = 1024 };
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {
@@ -31,12 +48,12 @@ typedef struct chat {
     const cli_engine_opts *o;
     phi3c_chat_message *msgs; /* contents are owned copies; a system message first if given */
     size_t n_msgs, cap;
-    size_t n_fixed;    /* leading messages never dropped (the system message) */
-    char *cached_text; /* the text whose tokens the KV cache holds, or NULL */
-    char *answer;      /* the answer being generated */
+    size_t n_fixed; /* leading messages never dropped (the system message) */
+    char *answer;   /* the answer being generated */
     size_t answer_len, answer_cap;
-    int n_predict;
+    int n_predict; /* 0: the default limit */
     int turn;
+    bool color; /* --color on a terminal: answers in green */
 } chat;
 
 static bool add_message(chat *c, const char *role, const char *content) {
@@ -61,12 +78,6 @@ static void drop_messages(chat *c, size_t first, size_t count) {
     c->n_msgs -= count;
 }
 
-static void forget_cache(chat *c) {
-    phi3c_session_reset(c->s);
-    free(c->cached_text);
-    c->cached_text = NULL;
-}
-
 static bool collect_answer(void *user, int32_t token, const char *text, size_t len) {
     chat *c = user;
     (void)token;
@@ -87,48 +98,17 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
     return !interrupted && !ferror(stdout); /* nobody reads what follows a failed write */
 }
 
-/* The tokens that bring the cache from cached_text to `text`: only the new part when the cache
- * holds a prefix of it, else (after a reset) all of it. */
-static phi3c_status tokens_to_feed(chat *c, const char *text, size_t len, int32_t **ids, size_t *n,
-                                   phi3c_error *err) {
-    size_t cached = c->cached_text ? strlen(c->cached_text) : 0;
-    if (c->cached_text && cached <= len && memcmp(text, c->cached_text, cached) == 0 &&
-        phi3c_session_n_past(c->s) > 0)
-        return phi3c_tokenize(c->model, text + cached, len - cached, false, ids, n, err);
-    forget_cache(c);
-    return phi3c_tokenize(c->model, text, len, false, ids, n, err);
-}
-
-/* Renders the conversation and finds the tokens to prefill; drops the oldest turns while they do
- * not fit (keeping room for an answer). */
-static phi3c_status prepare_turn(chat *c, char **text, int32_t **ids, size_t *n, phi3c_error *err) {
+/* Renders the conversation and finds the tokens to prefill (phi3c_chat_prepare), dropping the
+ * oldest turns while they do not fit (keeping room for an answer); the same turns go from c. */
+static phi3c_status prepare_turn(chat *c, phi3c_chat_turn *turn, phi3c_error *err) {
     int n_ctx = phi3c_session_n_ctx(c->s);
-    int reserve = P3_MIN(64, n_ctx / 4);
-    for (;;) {
-        size_t len = 0;
-        phi3c_status st = phi3c_chat_render(c->model, c->msgs, c->n_msgs, true, text, &len, err);
-        if (st == PHI3C_OK) st = tokens_to_feed(c, *text, len, ids, n, err);
-        if (st != PHI3C_OK) return st;
-        if ((int)*n + phi3c_session_n_past(c->s) + reserve <= n_ctx) return PHI3C_OK;
-        phi3c_free(*ids);
-        phi3c_free(*text);
-        *ids = NULL;
-        *text = NULL;
-        bool cache_was_used = phi3c_session_n_past(c->s) > 0;
-        if (cache_was_used) {
-            forget_cache(c); /* first try the whole conversation from scratch */
-            continue;
-        }
-        if (c->n_msgs - c->n_fixed <= 1)
-            return p3_fail(err, PHI3C_ERR_CONTEXT_FULL,
-                           "the message does not fit in the context of %d tokens (raise "
-                           "-c/--ctx)",
-                           n_ctx);
-        /* drop the oldest user turn and its answer */
-        size_t count = c->n_msgs - c->n_fixed >= 3 ? 2 : 1;
-        drop_messages(c, c->n_fixed, count);
+    phi3c_chat_params params = {.reserve = P3_MIN(64, n_ctx / 4), .drop_turns = true};
+    phi3c_status st = phi3c_chat_prepare(c->s, c->msgs, c->n_msgs, &params, turn, err);
+    if (st == PHI3C_OK && turn->n_dropped > 0) {
+        drop_messages(c, c->n_fixed, turn->n_dropped);
         fprintf(stderr, "[context full: dropped the oldest turn; the rest is prefilled again]\n");
     }
+    return st;
 }
 
 static int run_turn(chat *c, const char *line) {
@@ -137,10 +117,8 @@ static int run_turn(chat *c, const char *line) {
         fprintf(stderr, "phi3c chat: out of memory\n");
         return CLI_EXIT_FAIL;
     }
-    char *text = NULL;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    phi3c_status st = prepare_turn(c, &text, &ids, &n, &err);
+    phi3c_chat_turn turn;
+    phi3c_status st = prepare_turn(c, &turn, &err);
     if (st == PHI3C_ERR_CONTEXT_FULL) {
         cli_fail("chat", &err);
         drop_messages(c, c->n_msgs - 1, 1);
@@ -149,107 +127,164 @@ static int run_turn(chat *c, const char *line) {
     phi3c_session_stats before, after;
     phi3c_session_get_stats(c->s, &before);
     double t0 = p3_time_now();
-    if (st == PHI3C_OK && n > 0) st = phi3c_session_feed_tokens(c->s, ids, n, NULL, &err);
+    if (st == PHI3C_OK) st = phi3c_session_feed_tokens(c->s, turn.ids, turn.n_ids, NULL, &err);
     phi3c_session_get_stats(c->s, &after);
     double prefill_s = p3_time_now() - t0;
-    phi3c_free(ids);
+    phi3c_free(turn.ids);
     if (st != PHI3C_OK) {
-        phi3c_free(text);
-        forget_cache(c);
+        phi3c_session_reset(c->s);
         return cli_fail("chat", &err);
     }
     c->answer_len = 0;
     if (c->answer) c->answer[0] = '\0';
     interrupted = 0;
     phi3c_generate_result r;
-    int n_predict = c->n_predict > 0 ? c->n_predict : phi3c_session_n_ctx(c->s);
+    int room = phi3c_session_n_ctx(c->s) - phi3c_session_n_past(c->s);
+    int n_predict = c->n_predict > 0    ? c->n_predict
+                    : c->n_predict == 0 ? P3_MIN(room, DEFAULT_ANSWER_LIMIT)
+                                        : phi3c_session_n_ctx(c->s);
+    fputs(c->color ? "\033[32m" : "", stdout);
     st = phi3c_generate(c->s, &c->o->sampler, n_predict, collect_answer, c, &r, &err);
-    printf("\n");
+    printf("%s\n", c->color ? CLI_COLOR_OFF : "");
     cli_flush_stdout();
     if (st != PHI3C_OK) {
-        phi3c_free(text);
-        forget_cache(c);
+        phi3c_session_reset(c->s);
         return cli_fail("chat", &err);
     }
     if (r.stop == PHI3C_STOP_CALLBACK) fprintf(stderr, "[stopped]\n");
+    if (r.stop == PHI3C_STOP_LENGTH)
+        fprintf(stderr, "[the answer reached the limit of %d tokens (-n changes it)]\n", n_predict);
     if (r.stop == PHI3C_STOP_CONTEXT_FULL)
         fprintf(stderr, "[context full: the answer was cut; the oldest turns will be dropped]\n");
     const char *answer = c->answer ? c->answer : "";
     add_message(c, "assistant", answer);
-    /* the cache now holds the rendered prompt plus the answer's tokens */
-    free(c->cached_text);
-    c->cached_text = malloc(strlen(text) + strlen(answer) + 1);
-    if (c->cached_text) strcat(strcpy(c->cached_text, text), answer);
-    phi3c_free(text);
     c->turn++;
+    char lookup[128];
+    cli_lookup_stats(lookup, sizeof lookup, c->o, &r);
     fprintf(stderr,
             "[turn %d: prefilled %lld tokens in %.3f s, cache %d/%d | generated %d tokens in "
-            "%.3f s (%.1f tok/s)]\n",
+            "%.3f s (%.1f tok/s)%s]\n",
             c->turn, after.n_prefilled - before.n_prefilled, prefill_s, phi3c_session_n_past(c->s),
             phi3c_session_n_ctx(c->s), r.n_generated, r.seconds,
-            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9));
+            r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9), lookup);
     return CLI_EXIT_OK;
 }
 
 static void reset_conversation(chat *c) {
     drop_messages(c, c->n_fixed, c->n_msgs - c->n_fixed);
-    forget_cache(c);
+    phi3c_session_reset(c->s);
     c->turn = 0;
 }
 
+/* /save FILE and /load FILE. */
+static void save_or_load(chat *c, const char *cmd, const char *path) {
+    p3_error err = {0};
+    if (!*path) {
+        fprintf(stderr, "[%s needs a file name]\n", cmd);
+        return;
+    }
+    if (strcmp(cmd, "/save") == 0) {
+        if (chat_file_save(path, c->msgs, c->n_msgs, &err) != PHI3C_OK)
+            fprintf(stderr, "[%s]\n", err.message);
+        else
+            fprintf(stderr, "[saved %zu messages to %s]\n", c->n_msgs, path);
+        return;
+    }
+    phi3c_chat_message *msgs = NULL;
+    size_t n = 0;
+    if (chat_file_load(path, &msgs, &n, &err) != PHI3C_OK) {
+        fprintf(stderr, "[%s]\n", err.message);
+        return;
+    }
+    drop_messages(c, 0, c->n_msgs);
+    free(c->msgs);
+    c->msgs = msgs;
+    c->n_msgs = c->cap = n;
+    c->n_fixed = n > 0 && strcmp(msgs[0].role, "system") == 0;
+    phi3c_session_reset(c->s);
+    c->turn = 0;
+    fprintf(stderr, "[loaded %zu messages from %s; the next message continues that conversation]\n",
+            n, path);
+}
+
+typedef enum { CMD_NONE, CMD_DONE, CMD_EXIT } chat_cmd;
+
+/* A line starting with '/' is a command, never sent to the model. */
+static chat_cmd run_command(chat *c, const char *line) {
+    if (line[0] != '/') return CMD_NONE;
+    char name[16] = "";
+    size_t n = strcspn(line, " \t");
+    const char *arg = line + n + strspn(line + n, " \t");
+    if (n < sizeof name) memcpy(name, line, n);
+    if (strcmp(name, "/exit") == 0 || strcmp(name, "/quit") == 0 || strcmp(name, "/bye") == 0)
+        return CMD_EXIT;
+    if (strcmp(name, "/help") == 0 || strcmp(name, "/?") == 0) {
+        fputs(commands_help, stderr);
+    } else if (strcmp(name, "/reset") == 0 || strcmp(name, "/clear") == 0) {
+        reset_conversation(c);
+        fprintf(stderr, "[new conversation]\n");
+    } else if (strcmp(name, "/save") == 0 || strcmp(name, "/load") == 0) {
+        save_or_load(c, name, arg);
+    } else {
+        fprintf(stderr, "[unknown command %s: /help lists them]\n", name[0] ? name : line);
+    }
+    return CMD_DONE;
+}
+
 static int chat_loop(chat *c) {
-    bool tty = isatty(STDIN_FILENO);
-    char *line = NULL;
-    size_t cap = 0;
+    chat_input in;
+    chat_input_init(&in, &interrupted);
     int rc = CLI_EXIT_OK;
     for (;;) {
-        if (tty) {
-            printf("> ");
-            cli_flush_stdout();
-        }
-        interrupted = 0;
-        errno = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0 && errno == EINTR) {
-            clearerr(stdin);
+        char *msg = NULL;
+        chat_read got = chat_input_read(&in, &msg);
+        if (got == CHAT_READ_INTERRUPTED) {
             printf("\n(Ctrl-D or /exit quits)\n");
             continue;
         }
-        if (len < 0) break; /* Ctrl-D / end of input */
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (len == 0) continue;
-        if (strcmp(line, "/exit") == 0 || strcmp(line, "/quit") == 0) break;
-        if (strcmp(line, "/reset") == 0) {
-            reset_conversation(c);
-            fprintf(stderr, "[new conversation]\n");
-            continue;
+        if (got == CHAT_READ_END) {
+            if (in.tty) printf("\n"); /* leave the shell prompt on a line of its own */
+            break;
         }
-        rc = run_turn(c, line);
-        if (rc != CLI_EXIT_OK || ferror(stdout)) break; /* main reports the failed write */
+        chat_cmd cmd = msg[0] ? run_command(c, msg) : CMD_DONE;
+        if (cmd == CMD_NONE) rc = run_turn(c, msg);
+        free(msg);
+        if (cmd == CMD_EXIT || rc != CLI_EXIT_OK || ferror(stdout)) break; /* main reports it */
     }
-    free(line);
+    cli_flush_stdout();
+    chat_input_free(&in);
     return rc;
+}
+
+static void print_banner(const chat *c) {
+    fprintf(stderr,
+            "phi3c chat: %s | context %d of %d | seed %llu | /help for commands, Ctrl-D or "
+            "/exit to quit\n",
+            c->o->model_path, phi3c_session_n_ctx(c->s), phi3c_model_context_length(c->model),
+            (unsigned long long)c->o->sampler.seed);
 }
 
 int cmd_chat(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("%s%s%s", usage, cli_engine_help, cli_sampler_help);
+        printf(usage, commands_help);
+        printf("%s%s%s", cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
     cli_engine_opts o;
     cli_engine_opts_init(&o);
     const char *system = NULL;
-    long n_predict = -1;
+    long n_predict = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_engine_flag("chat", argc, argv, &i, &o);
         if (r == CLI_FLAG_NOT_MINE) r = cli_sampler_flag("chat", argc, argv, &i, &o);
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
         if (r == CLI_FLAG_TAKEN) continue;
         const char *a = argv[i];
-        if (cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict")) {
+        bool sys = cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL);
+        if (sys || cli_is(a, "-n", "--n-predict")) {
             const char *v = cli_value("chat", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "--system", NULL))
+            if (sys)
                 system = v;
             else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict))
                 return CLI_EXIT_USAGE;
@@ -258,7 +293,7 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     if (!o.model_path) return cli_usage_error("chat", "-m MODEL is required");
-    chat c = {.o = &o, .n_predict = (int)n_predict};
+    chat c = {.o = &o, .n_predict = (int)n_predict, .color = o.color && isatty(STDOUT_FILENO)};
     if (!cli_engine_open("chat", &o, &c.model, &c.s)) return CLI_EXIT_FAIL;
     int rc = CLI_EXIT_FAIL;
     if (!phi3c_model_has_tokenizer(c.model)) {
@@ -267,6 +302,7 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "phi3c chat: out of memory\n");
     } else {
         c.n_fixed = c.n_msgs;
+        print_banner(&c);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_sigint; /* no SA_RESTART: Ctrl-C interrupts a pending read */
@@ -276,7 +312,6 @@ int cmd_chat(int argc, char **argv) {
     }
     drop_messages(&c, 0, c.n_msgs);
     free(c.msgs);
-    free(c.cached_text);
     free(c.answer);
     phi3c_session_free(c.s);
     phi3c_model_free(c.model);

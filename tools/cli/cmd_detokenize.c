@@ -1,6 +1,7 @@
 /* cmd_detokenize.c: `phi3c detokenize`: prints the text of token ids and nothing else (no newline),
  * so that decode(encode(x)) can be compared byte for byte. */
 #include "cli.h"
+#include "source.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@ static const char *const CMD = "detokenize";
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: phi3c detokenize -m PATH [--skip-special] ID...\n\n"
+            "usage: phi3c detokenize -m PATH [--skip-special] ID...   (at least one id)\n\n"
             "Prints the decoded text of the ids (separate arguments or one quoted list, spaces or\n"
             "commas between them) exactly as HF decodes it, with no newline added.\n\n"
             "  -m, --model PATH  model folder, tokenizer folder, GGUF or native .phi3c file\n"
@@ -41,6 +42,19 @@ static bool parse_id_list(const char *arg, int32_t **ids, size_t *n, size_t *cap
     }
 }
 
+/* The model's vocab_size (config.json, GGUF or native header: the size `phi3c info` shows), or
+ * the tokenizer's for a tokenizer-only path. */
+static int model_vocab_size(const char *path, int tokenizer_vocab) {
+    p3_model_source *src = NULL;
+    p3_error err = {0};
+    int vocab = tokenizer_vocab;
+    if (p3_source_open_verify(path, false, &src, &err) == PHI3C_OK && src->has_config &&
+        src->config.vocab_size > vocab)
+        vocab = src->config.vocab_size;
+    p3_source_close(src);
+    return vocab;
+}
+
 int cmd_detokenize(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -67,18 +81,23 @@ int cmd_detokenize(int argc, char **argv) {
         cli_usage_error(CMD, "-m PATH is required");
         goto usage_fail;
     }
+    if (n == 0) {
+        cli_usage_error(CMD, "no token ids given");
+        goto usage_fail;
+    }
     p3_error err = {0};
     p3_tokenizer *tok = NULL;
     char *text = NULL;
     size_t len = 0;
     int rc = CLI_EXIT_OK;
     if (p3_tokenizer_load_path(model, &tok, &err) == PHI3C_OK) {
-        /* the library drops ids without a token, as HF does; on the command line it is a typo */
+        /* the library drops ids without a token, as HF does (the model's vocabulary may have
+         * padding rows past the tokenizer's); past the model's vocabulary it is a typo */
+        int vocab = model_vocab_size(model, (int)p3_tokenizer_vocab_size(tok));
         for (size_t i = 0; i < n; i++)
-            if (ids[i] >= p3_tokenizer_vocab_size(tok)) {
+            if (ids[i] >= vocab) {
                 p3_fail(&err, PHI3C_ERR_INVALID_ARG,
-                        "token id %d out of range (vocabulary size %d)", (int)ids[i],
-                        (int)p3_tokenizer_vocab_size(tok));
+                        "token id %d out of range (vocabulary size %d)", (int)ids[i], vocab);
                 break;
             }
     }

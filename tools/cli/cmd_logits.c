@@ -63,7 +63,7 @@ static int write_logits(phi3c_session *s, int vocab, const int32_t *ids, size_t 
 
 int cmd_logits(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("%s%s", usage, cli_engine_help);
+        printf("%s%s%s", usage, cli_engine_help, cli_ctx_help);
         return CLI_EXIT_OK;
     }
     cli_engine_opts o;

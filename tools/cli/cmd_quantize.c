@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t interrupted;
@@ -21,7 +22,8 @@ static void print_help(void) {
            "Writes a native phi3c file: config, tokenizer files and weights, linear layers in\n"
            "INT4 with one f16 scale per 128 weights, XXH3-64 checksums (docs/FORMAT.md).\n\n"
            "  -m, --model IN      HF folder, .gguf or .phi3c file\n"
-           "  -o, --output OUT    output file (written beside it as a temp file, then renamed)\n"
+           "  -o, --output OUT    output file (written beside it as a temp file, then renamed);\n"
+           "                      a name ending in .gguf is refused (the file is not GGUF)\n"
            "  --sym               symmetric INT4 (default)\n"
            "  --asym              asymmetric INT4 (scale and zero point per group)\n"
            "  --group 128         group size (only 128 is supported)\n"
@@ -110,6 +112,12 @@ static int parse_args(int argc, char **argv, quantize_args *a) {
         }
     }
     if (!a->in || !a->out) return cli_usage_error(cmd, "needs -m IN and -o OUT");
+    size_t len = strlen(a->out);
+    if (len >= 5 && strcasecmp(a->out + len - 5, ".gguf") == 0)
+        return cli_usage_error(cmd,
+                               "%s: quantize writes a native .phi3c file, not GGUF (name it "
+                               "OUT.phi3c; phi3c loads GGUF files as they are)",
+                               a->out);
     return CLI_EXIT_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: phi3c run -m MODEL (-p TEXT | -f FILE) [options]\n"
@@ -15,7 +16,7 @@ static const char usage[] =
     "  -f, --file FILE       read the prompt from a file\n"
     "  --prompt-ids \"IDS\"    the prompt as token ids (no tokenizer needed; implies --ids)\n"
     "  --chat                wrap the prompt in the model's chat template (as a user turn)\n"
-    "  --system TEXT         system message for --chat\n"
+    "  -sys, --system-prompt TEXT  system message for --chat (also --system)\n"
     "  -n, --n-predict N     tokens to generate at most (default 256; -1 = until the context\n"
     "                        is full); generation also stops on the model's stop ids\n"
     "  --no-echo             do not print the prompt before the generated text\n"
@@ -115,8 +116,11 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
         for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", (int)(p->ids ? p->ids : ids)[i]);
         fprintf(stderr, "\n");
     }
+    bool color = o->color && isatty(STDOUT_FILENO);
     if (echo && !p->chat && !print_ids) {
+        fputs(color ? CLI_COLOR_PROMPT : "", stdout);
         fputs(p->text, stdout);
+        fputs(color ? CLI_COLOR_OFF : "", stdout);
         cli_flush_stdout();
     }
     double t0 = p3_time_now();
@@ -128,24 +132,29 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     run_state rs = {.print_ids = print_ids};
     phi3c_generate_result r;
     signal(SIGINT, on_sigint);
+    fputs(color ? CLI_COLOR_MODEL : "", stdout);
     st = phi3c_generate(s, &o->sampler, n_predict, print_token, &rs, &r, &err);
     signal(SIGINT, SIG_DFL);
-    printf("\n");
+    printf("%s\n", color ? CLI_COLOR_OFF : "");
     cli_flush_stdout();
     if (st != PHI3C_OK) return cli_fail("run", &err);
     double load_s = phi3c_model_load_seconds(model);
+    char lookup[128];
+    cli_lookup_stats(lookup, sizeof lookup, o, &r);
     fprintf(stderr,
             "phi3c run: load %.2f s | prompt %zu tokens in %.3f s (%.1f tok/s) | generated %d "
-            "tokens in %.3f s (%.1f tok/s) | time to first token %.3f s | stopped: %s\n",
+            "tokens in %.3f s (%.1f tok/s) | time to first token %.3f s | stopped: %s%s | "
+            "seed %llu\n",
             load_s, n, prompt_s, (double)n / (prompt_s > 0 ? prompt_s : 1e-9), r.n_generated,
             r.seconds, r.n_generated / (r.seconds > 0 ? r.seconds : 1e-9),
-            prompt_s + r.first_token_seconds, stop_name(r.stop));
+            prompt_s + r.first_token_seconds, stop_name(r.stop), lookup,
+            (unsigned long long)o->sampler.seed);
     return CLI_EXIT_OK;
 }
 
 int cmd_run(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("%s%s%s", usage, cli_engine_help, cli_sampler_help);
+        printf("%s%s%s%s", usage, cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
     cli_engine_opts o;
@@ -168,15 +177,15 @@ int cmd_run(int argc, char **argv) {
         } else if (cli_is(a, "--verbose-prompt", NULL)) {
             verbose = true;
         } else if (cli_is(a, "-p", "--prompt") || cli_is(a, "-f", "--file") ||
-                   cli_is(a, "--system", NULL) || cli_is(a, "-n", "--n-predict") ||
-                   cli_is(a, "--prompt-ids", NULL)) {
+                   cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL) ||
+                   cli_is(a, "-n", "--n-predict") || cli_is(a, "--prompt-ids", NULL)) {
             const char *v = cli_value("run", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
             if (cli_is(a, "-p", "--prompt"))
                 prompt = v;
             else if (cli_is(a, "-f", "--file"))
                 file = v;
-            else if (cli_is(a, "--system", NULL))
+            else if (cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL))
                 system = v;
             else if (cli_is(a, "--prompt-ids", NULL))
                 ids_text = v;
@@ -189,7 +198,7 @@ int cmd_run(int argc, char **argv) {
     if (!o.model_path) return cli_usage_error("run", "-m MODEL is required");
     if ((prompt != NULL) + (file != NULL) + (ids_text != NULL) != 1)
         return cli_usage_error("run", "give one of -p TEXT, -f FILE, --prompt-ids IDS");
-    if (system && !chat) return cli_usage_error("run", "--system needs --chat");
+    if (system && !chat) return cli_usage_error("run", "--system-prompt needs --chat");
     if (ids_text && chat) return cli_usage_error("run", "--chat needs a text prompt");
     run_prompt rp = {.chat = chat, .system = system, .verbose = verbose};
     int32_t *given_ids = NULL;
@@ -203,6 +212,7 @@ int cmd_run(int argc, char **argv) {
         prompt = file_text;
     }
     rp.text = prompt;
+    cli_note_quant_method("run", &o);
     phi3c_model *model;
     phi3c_session *s;
     int rc = CLI_EXIT_FAIL;

@@ -46,9 +46,18 @@ int main(int argc, char **argv) {
         printf("phi3c %s\n", PHI3C_VERSION);
         return cli_finish_stdout("--version", CLI_EXIT_OK);
     }
-    for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return cli_finish_stdout(argv[1], commands[i].fn(argc - 1, argv + 1));
+    for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        int n = 0;
+        char **args = cli_split_equals(argc - 1, argv + 1, &n);
+        if (!args) {
+            fprintf(stderr, "phi3c: out of memory\n");
+            return CLI_EXIT_FAIL;
+        }
+        int rc = commands[i].fn(n, args);
+        free(args);
+        return cli_finish_stdout(argv[1], rc);
+    }
     fprintf(stderr, "phi3c: unknown command '%s'\n\n", argv[1]);
     print_usage(stderr);
     return CLI_EXIT_USAGE;

@@ -1,7 +1,7 @@
 /* matmul.cl: the OpenCL backend's matmuls y[t][n] = sum_k x[t][k] W[n][k], for INT4 group-128
  * weights (w4a32: dequantized in-kernel, f32 accumulation) and plain f32/f16/bf16 weights.
  *
- * Layout (the host repacks at upload, kernels/opencl/opencl_backend.c): weights are stored
+ * Layout (the host repacks at upload, kernels/clk/clk_ops.c): weights are stored
  * K-major ("transposed"), so the lanes of a work-group, which walk consecutive output rows,
  * read consecutive addresses at every step:
  *   INT4:  qw    uint  [cols/8][stride]  word (k8, n) = weights 8*k8 .. 8*k8+7 of row n, low

@@ -1,4 +1,4 @@
-/* clk_ops.h: the kernel program of kernels/opencl/ (the .cl files) as backend ops that do not
+/* clk_ops.h: the kernel program of kernels/clk/ (the .cl files) as backend ops that do not
  * depend on the host API. Two backends run these kernels: the OpenCL backend builds the source at
  * run time, the Level Zero GPU backend embeds the same source compiled offline to SPIR-V. Which
  * kernel an op launches, its argument list, its grid, the layout weights are repacked into at

@@ -1,4 +1,4 @@
-/* clk_ops.c: the backend ops of the kernels/opencl/ program, for any host API (clk_ops.h): weight
+/* clk_ops.c: the backend ops of the kernels/clk/ program, for any host API (clk_ops.h): weight
  * repacking, KV cache layout, and for every op the kernel, its arguments and its grid. */
 #include "clk_ops.h"
 
@@ -20,10 +20,6 @@ enum { ATT_CHUNK = 256 };
 
 static size_t round_up(size_t n, size_t m) {
     return (n + m - 1) / m * m;
-}
-
-static bool is_int4(p3_dtype dt) {
-    return dt == P3_DT_I4G128S || dt == P3_DT_I4G128A;
 }
 
 /* ---- launches ------------------------------------------------------------------------------ */
@@ -138,8 +134,8 @@ bool p3_clk_supports(void *ctx, p3_op op, p3_dtype weight, p3_act_mode act, p3_k
     if (op == P3_OP_KV_WRITE || op == P3_OP_ATTENTION)
         return kv == P3_KV_F32 || kv == P3_KV_F16 || kv == P3_KV_Q8;
     if (op == P3_OP_MATMUL || op == P3_OP_EMBED) {
-        if (is_int4(weight)) return act == P3_ACT_F32 || act == P3_ACT_Q8;
-        return weight == P3_DT_F32 || weight == P3_DT_F16 || weight == P3_DT_BF16;
+        if (p3_dtype_is_int4(weight)) return act == P3_ACT_F32 || act == P3_ACT_Q8;
+        return p3_dtype_is_float(weight);
     }
     return true;
 }
@@ -240,8 +236,8 @@ void p3_clk_weight_free(void *ctx, p3_weight *pw) {
 
 p3_status p3_clk_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **out, p3_error *err) {
     p3_clk_host *h = ctx;
-    bool plain = d->dtype == P3_DT_F32 || d->dtype == P3_DT_F16 || d->dtype == P3_DT_BF16;
-    if (!is_int4(d->dtype) && !plain)
+    bool plain = p3_dtype_is_float(d->dtype);
+    if (!p3_dtype_is_int4(d->dtype) && !plain)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED,
                        "%s: weight %s has dtype %d (F32, F16, BF16, I4G128S or I4G128A expected)",
                        h->api, d->name, (int)d->dtype);
@@ -255,7 +251,8 @@ p3_status p3_clk_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight **o
     w->pub.cols = d->cols;
     w->pub.act = d->act;
     w->pub.impl = w;
-    p3_status st = is_int4(d->dtype) ? upload_int4(h, d, w, err) : upload_plain(h, d, w, err);
+    p3_status st =
+        p3_dtype_is_int4(d->dtype) ? upload_int4(h, d, w, err) : upload_plain(h, d, w, err);
     if (st != PHI3C_OK) {
         p3_clk_weight_free(h, &w->pub);
         return st;
@@ -323,7 +320,7 @@ p3_status p3_clk_embed(void *ctx, p3_ref out, const p3_weight *table, p3_ref ids
                        p3_error *err) {
     p3_clk_host *h = ctx;
     const p3_clk_weight *w = table->impl;
-    bool int4 = is_int4(table->dtype);
+    bool int4 = p3_dtype_is_int4(table->dtype);
     p3_clk_kernel k = int4                        ? P3_CLK_EMBED_I4
                       : table->dtype == P3_DT_F32 ? P3_CLK_EMBED_F32
                       : table->dtype == P3_DT_F16 ? P3_CLK_EMBED_F16
@@ -413,7 +410,7 @@ static p3_clk_kernel matmul_kernel(p3_dtype dt, bool wide) {
 p3_status p3_clk_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
                         p3_error *err) {
     const p3_clk_weight *w = pw->impl;
-    bool int4 = is_int4(pw->dtype);
+    bool int4 = p3_dtype_is_int4(pw->dtype);
     if (int4 && pw->act == P3_ACT_Q8) return matmul_q8(ctx, y, x, pw, n_tokens, err);
     p3_clk_launch l = launch_of(matmul_kernel(pw->dtype, n_tokens > 1), "matmul");
     bool ok = arg_ref(&l, y, 4);

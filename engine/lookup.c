@@ -1,0 +1,125 @@
+/* lookup.c: prompt-lookup speculative decoding: n-gram drafts from the session's history, the
+ * adaptive draft length, and the verification of a draft in one multi-token forward. */
+#include "lookup.h"
+
+#include <string.h>
+
+enum {
+    NGRAM_MIN = 1,    /* the shortest suffix looked up */
+    PROBE_AFTER = 16, /* matches skipped before a one-token probe keeps the estimates fresh */
+};
+
+static const float KEEP_PRIOR = 0.5f;  /* chance a draft token is kept, before any evidence */
+static const float KEEP_RATE = 0.15f;  /* weight of a new observation in the keep estimates */
+static const double COST_PRIOR = 0.15; /* cost per draft token before any measurement */
+/* Timings on a busy machine are only ever inflated (preemption), so the estimates follow a
+ * faster time quickly and a slower one slowly: they track the undisturbed cost. */
+static const double TIME_DOWN = 0.3, TIME_UP = 0.03;
+
+static double follow(double estimate, double observed) {
+    return estimate + (observed < estimate ? TIME_DOWN : TIME_UP) * (observed - estimate);
+}
+
+void p3_lookup_init(p3_lookup *lk, int max_draft) {
+    memset(lk, 0, sizeof *lk);
+    lk->max_draft = max_draft;
+    for (int g = 0; g <= P3_LOOKUP_NGRAM; g++)
+        for (int i = 0; i < P3_LOOKUP_MAX; i++) lk->keep[g][i] = KEEP_PRIOR;
+    for (int k = 0; k <= P3_LOOKUP_MAX; k++) lk->cost[k] = (float)(1.0 + COST_PRIOR * k);
+}
+
+/* The latest start i < n - g of seq[n-g..n) earlier in seq, or -1. */
+static int latest_match(const int32_t *seq, int n, int g) {
+    const int32_t *suffix = seq + n - g;
+    for (int i = n - g - 1; i >= 0; i--)
+        if (memcmp(seq + i, suffix, (size_t)g * sizeof *seq) == 0) return i;
+    return -1;
+}
+
+/* The draft length (0..avail) with the most expected tokens per unit of time: a verification of
+ * k drafts costs cost[k] decode steps and yields 1 + sum over i <= k of P(first i kept). Costs
+ * not measured yet keep the optimistic prior, so longer drafts get tried when they are kept. */
+static int best_length(const p3_lookup *lk, int match, int avail) {
+    double p = 1.0, tokens = 1.0, best_rate = 1.0;
+    int best = 0;
+    for (int k = 1; k <= avail; k++) {
+        p *= lk->keep[match][k - 1];
+        tokens += p;
+        double cost = lk->cost_fixed > 0 ? 1.0 + lk->cost_fixed * k : lk->cost[k];
+        double rate = tokens / cost;
+        if (rate > best_rate) best_rate = rate, best = k;
+    }
+    return best;
+}
+
+int p3_lookup_draft(p3_lookup *lk, const int32_t *seq, int n, int cap, int32_t *draft) {
+    int want = P3_MIN(cap, lk->max_draft), k = 0, match = 0;
+    if (want <= 0) return 0;
+    if (lk->draft) {
+        k = P3_MAX(0, P3_MIN(want, lk->draft(lk->draft_user, seq, n, want, draft)));
+    } else {
+        for (match = P3_MIN(P3_LOOKUP_NGRAM, n - 1); match >= NGRAM_MIN; match--) {
+            int i = latest_match(seq, n, match);
+            if (i < 0) continue;
+            /* the continuation may run into the suffix itself */
+            k = P3_MIN(want, n - (i + match));
+            memcpy(draft, seq + i + match, (size_t)k * sizeof *draft);
+            break;
+        }
+        if (match < NGRAM_MIN) return 0;
+    }
+    if (k == 0) return 0;
+    lk->last_match = match;
+    int len = best_length(lk, match, k);
+    if (len == 0 && ++lk->skipped >= PROBE_AFTER) len = 1; /* a probe */
+    if (len > 0) lk->skipped = 0;
+    return len;
+}
+
+void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds) {
+    if (drafted <= 0) {
+        lk->step_sec = lk->step_sec > 0 ? follow(lk->step_sec, seconds) : seconds;
+        return;
+    }
+    lk->n_drafted += drafted;
+    lk->n_accepted += accepted;
+    lk->n_verifies++;
+    /* position i was tried only when the ones before it were kept */
+    float *keep = lk->keep[lk->last_match];
+    for (int i = 0; i < drafted && i <= accepted; i++)
+        keep[i] += KEEP_RATE * ((i < accepted ? 1.0f : 0.0f) - keep[i]);
+    if (lk->step_sec > 0)
+        lk->cost[drafted] = (float)follow(lk->cost[drafted], P3_MAX(1.0, seconds / lk->step_sec));
+}
+
+int p3_lookup_room(const p3_session *s) {
+    const p3_config *c = &s->model->cfg;
+    int room = P3_MIN(s->n_ctx - s->n_past - 1, s->n_batch - 1);
+    if (c->rope.type == P3_ROPE_LONGROPE && !s->long_rope)
+        room = P3_MIN(room, c->original_max_position_embeddings - s->n_past - 1);
+    return P3_MAX(0, P3_MIN(room, P3_LOOKUP_MAX));
+}
+
+p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
+                           p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
+                           int32_t *picks, int *n_picks, p3_error *err) {
+    int vocab = s->model->cfg.vocab_size, base = s->n_past;
+    size_t row_bytes = (size_t)vocab * sizeof(float);
+    int32_t fed[P3_LOOKUP_MAX + 1];
+    if (k < 1 || k > P3_LOOKUP_MAX || k > p3_lookup_room(s))
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup: %d draft tokens do not fit", k);
+    fed[0] = id;
+    memcpy(fed + 1, draft, (size_t)k * sizeof *fed);
+    p3_status st = p3_session_feed(s, fed, k + 1, rows, err);
+    if (st != PHI3C_OK) return st;
+    /* the same picks, in the same order and with the same history, as one token at a time */
+    int i = 0;
+    for (;; i++) {
+        memcpy(scratch, rows + (size_t)i * (size_t)vocab, row_bytes);
+        picks[i] = p3_sampler_pick(smp, scratch, s->history, base + 1 + i);
+        if (i == k || picks[i] != draft[i] || is_stop(stop_user, picks[i])) break;
+    }
+    *n_picks = i + 1;
+    memcpy(s->host_logits, rows + (size_t)i * (size_t)vocab, row_bytes);
+    return p3_session_truncate(s, base + 1 + i, err);
+}
