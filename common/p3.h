@@ -93,6 +93,19 @@ typedef enum p3_path_kind {
     P3_PATH_OTHER,       /* a device, FIFO, socket, or the path cannot be looked at (ELOOP...) */
 } p3_path_kind;
 p3_path_kind p3_path_check(const char *path, p3_error *err);
+
+/* Output files (common/outfile.c): written only as a new file or over a regular file, through a
+ * temp file beside the target that is fsync'ed and renamed into place. */
+/* OK when path is missing or (with replace) a regular file; PHI3C_ERR_EXISTS for an existing file
+ * without replace; PHI3C_ERR_INVALID_ARG for a directory, device, FIFO or socket, even with
+ * replace. */
+p3_status p3_output_check(const char *path, bool replace, p3_error *err);
+/* Creates the temp file ".NAME.tmp-XXXXXX" beside path: *tmp_path (free with p3_free) and an
+ * open *fd. The caller writes, fsyncs and closes fd, then commits, or unlinks tmp_path. */
+p3_status p3_output_temp(const char *path, char **tmp_path, int *fd, p3_error *err);
+/* Checks the target again and renames tmp_path onto path (with !replace atomically refusing an
+ * existing path), then syncs the folder. On failure tmp_path is left for the caller to unlink. */
+p3_status p3_output_commit(const char *tmp_path, const char *path, bool replace, p3_error *err);
 /* Joins dir and name with one '/' into a new heap string (NULL on allocation failure). */
 char *p3_path_join(const char *dir, const char *name);
 

@@ -4,8 +4,13 @@
  * a UBSan report or a leak makes the command fail, so these checks catch those too. */
 #include "harness.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 #define DEMO "tools/demo-model"
 
@@ -15,8 +20,9 @@
 static void check_cli_input(p3_test_ctx *t, const char *input, const char *args, int want,
                             const char *want_err) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s%s%s%s %s", input ? "printf '" : "", input ? input : "",
-             input ? "' | " : "", p3_test_cli(), args);
+    /* timeout: a command that blocks (the old logits opening a FIFO) fails instead of hanging */
+    snprintf(cmd, sizeof cmd, "%s%s%stimeout -k 5 120 %s %s", input ? "printf '" : "",
+             input ? input : "", input ? "' | " : "", p3_test_cli(), args);
     p3_cmd_result r;
     if (!p3_test_run(t, cmd, &r)) return;
     const char *err = r.err ? r.err : "";
@@ -90,4 +96,100 @@ P3_TEST(hostile_endless_input_stops_at_the_read_limit) {
     check_cli(t, "tokenize -m " DEMO " --file - < /dev/zero", 1,
               "larger than the limit of 256 MiB");
     check_cli(t, "run -m " DEMO " -f /dev/zero -n 1", 1, "larger than the limit of 256 MiB");
+}
+
+/* ---- output files: only a regular file or a new path, never a partial file ---- */
+
+static const char *tmp_path(p3_test_ctx *t, const char *name) {
+    static char paths[4][512];
+    static int next;
+    char *p = paths[next++ & 3];
+    snprintf(p, sizeof paths[0], "%s/%s", p3_test_tmpdir(t), name);
+    return p;
+}
+
+/* Entries of the test folder other than the given ones (the harness's .stdout/.stderr aside). */
+static int count_entries_except(p3_test_ctx *t, const char *keep) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -v -x -e .stdout -e .stderr -e '%s' | wc -l",
+             p3_test_tmpdir(t), keep);
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return -1;
+    int n = r.out ? atoi(r.out) : -1;
+    p3_cmd_result_free(&r);
+    return n;
+}
+
+static bool is_kind(const char *path, mode_t kind) {
+    struct stat st;
+    return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == kind;
+}
+
+P3_TEST(hostile_outputs_never_replace_devices_fifos_or_directories) {
+    const char *fifo = tmp_path(t, "fifo"), *dir = tmp_path(t, "dir"), *dev = tmp_path(t, "null");
+    CHECK(mkfifo(fifo, 0600) == 0 && mkdir(dir, 0700) == 0);
+    bool have_dev = geteuid() == 0 && mknod(dev, S_IFCHR | 0600, makedev(1, 3)) == 0;
+    const char *targets[] = {fifo, dir, have_dev ? dev : NULL};
+    const mode_t kinds[] = {S_IFIFO, S_IFDIR, S_IFCHR};
+    for (size_t i = 0; i < 3; i++) {
+        if (!targets[i]) continue;
+        char args[1024];
+        snprintf(args, sizeof args, "quantize -m tests/fixtures/mini4k/hf-bf16 -o '%s' --force",
+                 targets[i]);
+        check_cli(t, args, 1, "not a regular file");
+        snprintf(args, sizeof args,
+                 "logits -m tests/fixtures/mini4k/hf-bf16 --ids '1 2' --out '%s'", targets[i]);
+        check_cli(t, args, 1, "not a regular file");
+        CHECK_MSG(is_kind(targets[i], kinds[i]), "%s was replaced", targets[i]);
+    }
+    CHECK_EQ_INT(count_entries_except(t, "fifo\\|dir\\|null"), 0); /* no temp file left */
+}
+
+P3_TEST(hostile_logits_leaves_no_partial_or_empty_file) {
+    const char *out = tmp_path(t, "l.bin");
+    char args[1024];
+    snprintf(args, sizeof args, "logits -m tests/fixtures/mini4k/hf-bf16 --ids '1 999999' --out %s",
+             out);
+    check_cli(t, args, 1, NULL); /* an id past the vocabulary */
+    CHECK_MSG(!p3_file_exists(out), "an invalid id left %s", out);
+    CHECK_EQ_INT(count_entries_except(t, "-"), 0);
+    /* a full disk: a 32 KiB tmpfs cannot hold one row of the demo model's 32064 floats */
+    const char *mnt = tmp_path(t, "mnt");
+    if (geteuid() != 0 || mkdir(mnt, 0700) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, "size=32k") != 0) {
+        p3_test_skip(t, "cannot mount a tmpfs here (%s)", strerror(errno));
+        return;
+    }
+    snprintf(args, sizeof args, "logits -m " DEMO " --ids '1 2 3' --out %s/l.bin", mnt);
+    check_cli(t, args, 1, "No space left on device");
+    char listing[600];
+    snprintf(listing, sizeof listing, "ls -A %s | wc -l", mnt);
+    p3_cmd_result r;
+    if (p3_test_run(t, listing, &r))
+        CHECK_MSG(r.out && atoi(r.out) == 0, "the full disk keeps %s files", r.out ? r.out : "?");
+    p3_cmd_result_free(&r);
+    umount(mnt);
+    rmdir(mnt);
+}
+
+P3_TEST(hostile_quantize_removes_its_temp_file_on_every_stop_signal) {
+    static const char *const sigs[] = {"sigint", "sigterm", "sighup", "sigquit", "sigpipe"};
+    const char *out = tmp_path(t, "q.phi3c");
+    for (size_t i = 0; i < P3_ARRAY_LEN(sigs); i++) {
+        char args[1024];
+        snprintf(args, sizeof args,
+                 "quantize -m tests/fixtures/mini4k/hf-bf16 -o %s --method rtn -t 1 "
+                 "</dev/null; echo \"exit $?\" >&2",
+                 out);
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd, "PHI3C_TEST_WRITE_FAULT=%s:100000 timeout -k 5 120 %s %s",
+                 sigs[i], p3_test_cli(), args);
+        p3_cmd_result r;
+        if (!p3_test_run(t, cmd, &r)) continue;
+        const char *err = r.err ? r.err : "";
+        CHECK_MSG(strstr(err, "interrupted") && strstr(err, "exit 1"), "%s: %s", sigs[i], err);
+        CHECK_MSG(!p3_file_exists(out), "%s: the output exists", sigs[i]);
+        CHECK_MSG(count_entries_except(t, "-") == 0, "%s left a temp file", sigs[i]);
+        p3_cmd_result_free(&r);
+    }
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,21 @@ int cli_finish_stdout(const char *cmd, int rc) {
     fprintf(stderr, "phi3c %s: cannot write to stdout: %s\n", cmd,
             stdout_errno ? strerror(stdout_errno) : "write error");
     return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+}
+
+volatile sig_atomic_t cli_stop_signal;
+
+static void on_stop_signal(int sig) {
+    cli_stop_signal = sig;
+}
+
+void cli_catch_stop_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < P3_ARRAY_LEN(sigs); i++) sigaction(sigs[i], &sa, NULL);
 }
 
 bool cli_wants_help(int argc, char **argv) {
