@@ -117,6 +117,17 @@ void p3_free_aligned(void *ptr) {
     free(ptr);
 }
 
+void *p3_malloc_large(size_t size) {
+    enum { HUGE_PAGE = 2 << 20 };
+    if (size < HUGE_PAGE) return p3_malloc_aligned(size, 64);
+    void *ptr = p3_malloc_aligned(size, HUGE_PAGE);
+#ifdef MADV_HUGEPAGE
+    /* advice only: without THP (or with it off) the memory works the same with small pages */
+    if (ptr) (void)madvise(ptr, size / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+    return ptr;
+}
+
 bool p3_mul_size(size_t a, size_t b, size_t *out) {
     size_t r;
     if (__builtin_mul_overflow(a, b, &r)) return false;

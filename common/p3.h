@@ -51,6 +51,11 @@ void p3_alloc_fail_after(long n);
 /* Aligned allocation (alignment a power of two >= sizeof(void *)); free with p3_free_aligned. */
 void *p3_malloc_aligned(size_t size, size_t alignment);
 void p3_free_aligned(void *ptr);
+/* For large arrays streamed end to end (weights, KV cache, the bandwidth probe): 64-byte aligned;
+ * from 2 MiB on, 2 MiB aligned with transparent huge pages asked for the whole 2 MiB pages inside
+ * (fewer TLB misses at full bandwidth; the tail keeps small pages, so no memory is added). Free
+ * with p3_free_aligned. */
+void *p3_malloc_large(size_t size);
 
 /* Overflow-checked size arithmetic: return false (and leave *out alone) when the result wraps. */
 bool p3_mul_size(size_t a, size_t b, size_t *out);

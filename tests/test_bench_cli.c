@@ -3,6 +3,7 @@
  * format implies, and bad flags are usage errors. Speed itself is never asserted here. */
 #include "harness.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,25 @@ P3_TEST_SLOW(bench_e2e_synthetic_one_layer_reports_the_int4_weight_size) {
     p3_cmd_result_free(&r);
 }
 
+/* --depth fills the cache before pp and tg (llama-bench -d): a q8 cache's bytes read per step are
+ * the depth plus half the tg positions, of K and V, 96 int8 + one f32 scale per head and layer. */
+P3_TEST_SLOW(bench_e2e_depth_counts_the_kv_bytes_a_step_reads) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "%s bench --e2e --synthetic phi3-mini --layers 1 --pp 8 --tg 4 --reps 1 "
+             "--mem-mb 4 -t 2 --depth 300 --kv q8",
+             p3_test_cli());
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return;
+    CHECK_MSG(r.exit_code == 0, "%s: %s", cmd, r.err ? r.err : "");
+    double want_mb = 2.0 * 1 * 32 * (96 + 4) * (300 + 4 / 2.0) / 1e6;
+    double got = result_field(r.out, "kv_read_mb");
+    CHECK_MSG(fabs(got - want_mb) < 0.06, "KV read %.2f MB a step, want %.2f", got, want_mb);
+    CHECK_EQ_INT((int)result_field(r.out, "depth"), 300);
+    CHECK(result_field(r.out, "tg_tps") > 0);
+    p3_cmd_result_free(&r);
+}
+
 /* --verify-cost: forwards of 1..16 tokens after --pp cached positions; k = 1 is its own unit. */
 P3_TEST_SLOW(bench_verify_cost_synthetic_one_layer_prints_every_k) {
     char cmd[512];
@@ -89,8 +109,8 @@ P3_TEST_SLOW(bench_verify_cost_synthetic_one_layer_prints_every_k) {
 }
 
 P3_TEST(bench_usage_errors) {
-    static const char *bad[] = {"--shapes 0x5", "--shapes 12", "--synthetic llama",
-                                "--reps 0",     "--act w2",    "--bogus"};
+    static const char *bad[] = {"--shapes 0x5", "--shapes 12", "--synthetic llama", "--reps 0",
+                                "--act w2",     "--bogus",     "--kv q4",           "--depth -1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char cmd[256];
         snprintf(cmd, sizeof cmd, "%s bench %s", p3_test_cli(), bad[i]);

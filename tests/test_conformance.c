@@ -571,7 +571,7 @@ P3_TEST(conformance_cpu_thread_counts_bit_identical) {
     for (size_t l = 0; l < P3_ARRAY_LEN(cpu_level_names); l++) {
         float *first = NULL;
         size_t len = 0;
-        for (int threads = 1; threads <= 3; threads++) {
+        for (int threads = 1; threads <= 6; threads++) { /* 6: more threads than cores */
             p3_backend be;
             p3_error err = {0};
             p3_backend_options opt = {.n_threads = threads, .variant = cpu_level_names[l]};

@@ -822,11 +822,7 @@ static void phi4_chat_line(p3_test_ctx *t, const p3_tokenizer *tok, const char *
     for (size_t i = 0; i < n_owned; i++) free(owned[i]);
 }
 
-/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
- * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2. */
-P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
-    p3_tokenizer *tok = load_phi4(t);
-    if (!tok) return;
+static void run_phi4_cases(p3_test_ctx *t, const p3_tokenizer *tok, const char *label) {
     CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_PHI4);
     size_t size;
     char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
@@ -842,12 +838,56 @@ P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
         if (line[0] == 'C' && nf == 4) phi4_chat_line(t, tok, f, fe, &st);
         line = end + 1;
     }
-    printf("    phi4-mini: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
+    printf("    %s: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
            "round trips %zu/%zu, chat %zu/%zu\n",
-           st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
+           label, st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
            st.chat_pass, st.chat);
     CHECK(st.hf >= 500 && st.tt >= 500 && st.chat >= 10);
     CHECK_EQ_INT(st.trip_pass, st.trip);
     free(data);
+}
+
+/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
+ * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2; through
+ * the folder (tokenizer.json + tokenizer_config.json), the same files as in-memory blobs (what a
+ * native .phi3c file holds) and the GGUF form (gpt2 / gpt-4o). */
+P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
+    p3_tokenizer *tok = load_phi4(t);
+    if (!tok) return;
+    run_phi4_cases(t, tok, "tokenizer.json");
     p3_tokenizer_free(tok);
+    const char *dir =
+        getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER") : "build/phi4-tokenizer";
+    char path[512];
+    size_t json_len, config_len;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *json = p3_test_read_file(t, path, &json_len);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *config = p3_test_read_file(t, path, &config_len);
+    p3_tokenizer_files f = {.what = "phi4 blobs",
+                            .tokenizer_json = json,
+                            .tokenizer_json_len = json_len,
+                            .tokenizer_config_json = config,
+                            .tokenizer_config_json_len = config_len};
+    p3_error err = {0};
+    tok = NULL;
+    if (json && config && CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err))
+        run_phi4_cases(t, tok, "blobs");
+    p3_tokenizer_free(tok);
+    free(json);
+    free(config);
+    snprintf(path, sizeof path, "%s/tokenizer.gguf", dir);
+    tok = load_or_fail(t, path);
+    if (tok) run_phi4_cases(t, tok, "tokenizer.gguf");
+    p3_tokenizer_free(tok);
+    /* `info` names the tokenizer type */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s info -m %s", p3_test_cli(), path);
+    p3_cmd_result res = {0};
+    if (CHECK(p3_test_run(t, cmd, &res)))
+        CHECK_MSG(res.exit_code == 0 && res.out &&
+                      strstr(res.out, "tokenizer                byte-level BPE (o200k split), "
+                                      "200024 ids, chat format Phi-4-mini"),
+                  "info said: %s", res.out ? res.out : "");
+    p3_cmd_result_free(&res);
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# bench.sh: `make bench`. The kernel lab with its roofline, phi3c against llama.cpp side by side
-# (1 and 2 threads), the tokenizer's encode throughput against HF tokenizers, and the cost of
-# verifying a native file's checksums. Results go to build/bench/; docs/BENCHMARKS.md explains
+# bench.sh: `make bench`. The kernel lab with its roofline, phi3c against llama.cpp's own
+# llama-bench side by side (T = 1 .. nproc, long context, a loaded line), the tokenizer's encode
+# throughput against HF tokenizers, and the cost of verifying a native file's checksums. Results go to build/bench/; docs/BENCHMARKS.md explains
 # every number. Not part of `make test` (long, and the machine must be quiet to mean anything).
 #   BENCH_THREADS=2        threads of the kernel lab
-#   BENCH_SIDE_THREADS=1,2 thread counts of the side-by-side run
-#   BENCH_REPS=3           repetitions (medians are reported)
-#   BENCH_PYTHON=...       a Python with numpy, gguf and llama-cpp-python (default: a venv in
-#                          build/venv-bench made from tools/requirements-bench.txt)
-#   BENCH_LLAMA_LIB=DIR    llama.cpp shared libraries to load instead of the package's own
+#   BENCH_SIDE_THREADS=1,2 thread counts of the side-by-side run (default 1 .. nproc)
+#   BENCH_REPS=3           repetitions of the kernel lab (medians are reported)
+#   BENCH_SIDE_REPS=2      repetitions inside each engine's run of the side by side
+#   BENCH_ROUNDS=2         alternating rounds of the side by side
+#   BENCH_PYTHON=...       a Python with numpy and gguf, to write the GGUF once (default: a venv
+#                          in build/venv-bench made from tools/requirements-bench.txt)
 #   BENCH_ONLY=kernels,side,tokenizer,checksum   a subset
 set -uo pipefail
 BUILD=${BUILD:-build}
@@ -29,27 +30,30 @@ if wants kernels; then
 fi
 
 if wants side; then
-  step "side by side with llama.cpp (tools/bench_llamacpp.py)"
+  step "llama.cpp's llama-bench and llama-server (tools/build_llamacpp.sh; cached)"
   py=${BENCH_PYTHON:-}
   if [ -z "$py" ]; then
-    # llama.cpp compiled for this CPU: pip's default build leaves out AVX-512, and -march=native
-    # would enable ggml's AMX path, which crashes in ggml_backend_amx_mul_mat on this machine
-    # (llama-cpp-python 0.3.36); so AVX-512 + VNNI explicitly when the CPU has them, AMX off.
-    llama_args=-DGGML_NATIVE=OFF
-    if grep -q avx512_vnni /proc/cpuinfo 2>/dev/null; then
-      llama_args="$llama_args -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-      llama_args="$llama_args -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AMX_INT8=OFF"
-      grep -q avx512_vbmi /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX512_VBMI=ON"
-      grep -q avx512_bf16 /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX512_BF16=ON"
-      grep -q avx_vnni /proc/cpuinfo && llama_args="$llama_args -DGGML_AVX_VNNI=ON"
-    fi
-    CMAKE_ARGS="${CMAKE_ARGS:-$llama_args}" tools/make_venv.sh "$BUILD/venv-bench" \
-      tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
+    tools/make_venv.sh "$BUILD/venv-bench" tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
   fi
-  if [ -n "$py" ]; then
-    "$py" tools/bench_llamacpp.py --build "$BUILD" --threads "${BENCH_SIDE_THREADS:-1,2}" \
-      --reps "$reps" --out "$out/side_by_side.md" ${BENCH_LLAMA_LIB:+--llama-lib "$BENCH_LLAMA_LIB"} \
-      || failed+=(side)
+  # the GGUF first: build_llamacpp.sh's AMX probe runs on it
+  gguf=$BUILD/bench/phi3-mini-synthetic-q4_0-v3.gguf
+  [ -n "$py" ] && "$py" tools/bench_llamacpp.py --build "$BUILD" --gguf "$gguf" --gguf-only
+  llama_bin=$(LLAMACPP_PROBE_MODEL=$gguf tools/build_llamacpp.sh "$BUILD") || llama_bin=
+  info=$(sed -n 's/^flags: //p' "$BUILD/llamacpp/build-info.txt" 2>/dev/null)
+  amx=$(sed -n 's/^amx: //p' "$BUILD/llamacpp/build-info.txt" 2>/dev/null)
+  lb=$llama_bin/llama-bench
+  # AMX only where the probe run of the AMX build survived (build_llamacpp.sh)
+  if [[ "$amx" == works* ]]; then
+    lb=$BUILD/llamacpp/cmake-amx/bin/llama-bench
+    info="$info; AMX on (probe passed)"
+  else
+    info="$info; AMX ${amx:-not probed}"
+  fi
+  if [ -n "$py" ] && [ -n "$llama_bin" ]; then
+    step "side by side with llama.cpp's llama-bench (tools/bench_llamacpp.py)"
+    "$py" tools/bench_llamacpp.py --build "$BUILD" --gguf "$gguf" --llama-bench "$lb" --llama-build-info "$info" \
+      ${BENCH_SIDE_THREADS:+--threads "$BENCH_SIDE_THREADS"} --reps "${BENCH_SIDE_REPS:-2}" \
+      --rounds "${BENCH_ROUNDS:-2}" --out "$out/side_by_side.md" || failed+=(side)
   else
     failed+=(side)
   fi

@@ -1,38 +1,44 @@
 #!/usr/bin/env python3
-"""bench_llamacpp.py: phi3c against llama.cpp on the same machine, in one run (`make bench`).
+"""bench_llamacpp.py: phi3c against llama.cpp's own `llama-bench` on the same machine, in one run.
 
-Builds (once, cached) a synthetic full-shape Phi-3-mini GGUF in Q4_0 with random weights (3072
-hidden, 32 layers, 32 heads, 8192 intermediate, 32064 vocabulary; Q4_0 blocks written directly as
-random nibbles with sane f16 scales), then for each repetition and thread count times llama.cpp
-(llama-cpp-python's low-level API, llama-bench's definitions: pp = one batch of N prompt tokens on
-an empty cache, tg = N single-token steps from an empty cache, warm-up excluded) and `phi3c bench
---e2e` (a synthetic INT4-g128 Phi-3-mini of the same shapes, which also measures the memory
-bandwidth in its own process) alternately. Prints medians, ratios phi3c / llama.cpp and the share
-of the measured bandwidth each decode reaches; writes the table as Markdown too.
+Writes once a synthetic full-shape Phi-3-mini GGUF in Q4_0 with random weights (3072 hidden, 32
+layers, 32 heads, 8192 intermediate, 32064 vocabulary), then runs, alternately and as separate
+processes (no Python API in the timing path):
+    llama-bench -m GGUF -p PP -n TG -t T -r R -d DEPTH -ctk K -ctv K -fa 1 -o json
+    phi3c bench --e2e --synthetic phi3-mini -t T --reps R --pp PP --tg TG --depth DEPTH --kv K
+for T = 1 .. nproc at depth 0 (pp512 and tg128), at the largest T for each depth and KV type
+(decode only), and once more at the largest T with a busy process on one core (the loaded line).
+phi3c measures the memory bandwidth in its own process; both engines' decode GB/s (weights + the
+KV bytes a step reads) are given as a share of it. Prints one Markdown table, also written to
+--out. The engine that goes first alternates from round to round.
 
-usage: bench_llamacpp.py [--build build] [--threads 1,2] [--reps 3] [--pp 512] [--tg 128]
-                         [--gguf PATH] [--out build/bench/side_by_side.md]
-needs: numpy, gguf, llama-cpp-python (tools/requirements-bench.txt)
+usage: bench_llamacpp.py --llama-bench PATH | --gguf-only [--build build] [--threads 1,2] [--reps 2]
+                         [--rounds 2] [--depths 0,1024,4096] [--kv f16,q8] [--depth-tg 64]
+                         [--no-loaded] [--gguf PATH] [--out build/bench/side_by_side.md]
+needs: numpy, gguf (tools/requirements-bench.txt) to write the GGUF once
 """
 import argparse
-import resource
-import ctypes
+import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 
-import numpy as np
-
 from phi3_gguf import add_phi3_hparams
 
-HIDDEN, INTER, LAYERS, HEADS, VOCAB, CTX, EOT = 3072, 8192, 32, 32, 32064, 4096, 32000
+HIDDEN, INTER, LAYERS, HEADS, VOCAB, CTX, EOT = 3072, 8192, 32, 32, 32064, 8192, 32000
 Q4_0_BLOCK, Q4_0_BYTES = 32, 18
+# KV bytes per element as llama.cpp stores them: f16, and q8_0 (32 int8 + one f16 scale per block)
+LLAMA_KV_ELEM = {"f16": 2.0, "q8": 34.0 / 32.0}
+LLAMA_KV_NAME = {"f16": "f16", "q8": "q8_0"}
 
 
 def q4_0_rows(rng, rows, cols):
     """Random Q4_0 bytes for a [rows, cols] matrix: f16 scale in [0.002, 0.006] + 16 nibble bytes."""
+    import numpy as np
+
     nb = cols // Q4_0_BLOCK
     blocks = rng.integers(0, 256, size=(rows, nb, Q4_0_BYTES), dtype=np.uint8)
     scales = rng.uniform(0.002, 0.006, size=(rows, nb)).astype(np.float16)
@@ -42,6 +48,7 @@ def q4_0_rows(rng, rows, cols):
 
 def write_gguf(path):
     import gguf
+    import numpy as np
 
     rng = np.random.default_rng(2024)
     tmp = path + ".tmp"
@@ -90,191 +97,229 @@ def write_gguf(path):
 
 
 def q4_0_stream_bytes():
-    """Bytes a Q4_0 decode step reads: every linear weight (the embedding is one row)."""
+    """Bytes of weights a Q4_0 decode step reads: every linear weight (the embedding is one row)."""
     per_row = lambda cols: cols // Q4_0_BLOCK * Q4_0_BYTES
     layer = (3 * HIDDEN + HIDDEN + 2 * INTER) * per_row(HIDDEN) + HIDDEN * per_row(INTER)
     return LAYERS * layer + VOCAB * per_row(HIDDEN)
 
 
-class LlamaCpp:
-    """llama.cpp through llama-cpp-python's C bindings, timed like llama-bench."""
-
-    def __init__(self, path, max_batch, n_ctx, quiet=True):
-        import llama_cpp as L
-
-        self.L = L
-        if quiet:  # llama.cpp logs every graph build at debug level: that costs time in tg
-            self._log = L.llama_log_callback(lambda level, text, user: None)
-            L.llama_log_set(self._log, ctypes.c_void_p(0))
-        L.llama_backend_init()
-        self.system_info = L.llama_print_system_info().decode(errors="replace").strip()
-        mp = L.llama_model_default_params()
-        load = getattr(L, "llama_model_load_from_file", None) or L.llama_load_model_from_file
-        self.model = load(path.encode(), mp)
-        if not self.model:
-            raise SystemExit(f"llama.cpp could not load {path}")
-        cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, max_batch, max_batch
-        cp.n_threads = cp.n_threads_batch = 1
-        init = getattr(L, "llama_init_from_model", None) or L.llama_new_context_with_model
-        self.ctx = init(self.model, cp)
-        if not self.ctx:
-            raise SystemExit("llama.cpp could not create a context")
-        self.batch = L.llama_batch_init(max_batch, 0, 1)
-        self.version = getattr(L, "__version__", "?")
-
-    def clear(self):
-        L = self.L
-        if hasattr(L, "llama_get_memory") and hasattr(L, "llama_memory_clear"):
-            L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
-        else:
-            L.llama_kv_self_clear(self.ctx)
-
-    def decode(self, tokens, pos0):
-        b = self.batch
-        b.n_tokens = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = pos0 + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = 1 if i == len(tokens) - 1 else 0
-        if self.L.llama_decode(self.ctx, b) != 0:
-            raise SystemExit("llama_decode failed")
-        self.L.llama_synchronize(self.ctx)
-
-    def set_threads(self, n):
-        self.L.llama_set_n_threads(self.ctx, n, n)
-
-    def prefill(self, n, rng):
-        self.clear()
-        tokens = [int(t) for t in rng.integers(3, VOCAB, n)]
-        t0 = time.perf_counter()
-        self.decode(tokens, 0)
-        return n / (time.perf_counter() - t0)
-
-    def generate(self, n, rng):
-        self.clear()
-        t0 = time.perf_counter()
-        for i in range(n):
-            self.decode([int(rng.integers(3, VOCAB))], i)
-        return n / (time.perf_counter() - t0)
-
-
-def run_phi3c(binary, threads, pp, tg):
-    cmd = [binary, "bench", "--e2e", "--synthetic", "phi3-mini", "-t", str(threads), "--reps", "1",
-           "--pp", str(pp), "--tg", str(tg)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("bench-result:"))
-    return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:])}
+def llama_kv_read_bytes(kv, depth, tg):
+    """KV bytes llama.cpp reads in an average decode step: K and V of depth + tg/2 positions."""
+    return 2.0 * LAYERS * HIDDEN * LLAMA_KV_ELEM[kv] * (depth + tg / 2.0)
 
 
 def loadavg():
     return os.getloadavg()[0]
 
 
-def report(a, threads, res, llama, llama_rss_mib, la0, start, final):
-    """The table of the repetitions done so far (rewritten after each one)."""
-    la1 = loadavg()
-    n_done = max(len(res[("phi3c", t)]["pp"]) for t in threads)
-    med = statistics.median
-    llama_gb = q4_0_stream_bytes() / 1e9
-    lines = [f"Side by side, {start}, load average {la0:.1f} -> {la1:.1f}, medians of {n_done} "
-             f"alternating runs, pp{a.pp} / tg{a.tg} (llama-bench definitions)",
-             f"llama.cpp: llama-cpp-python {llama.version}, synthetic Phi-3-mini Q4_0 "
-             f"({llama_gb:.2f} GB read per token); phi3c: synthetic Phi-3-mini INT4-g128 w4a8",
-             f"llama.cpp CPU features: {llama.system_info}; OMP_WAIT_POLICY="
-             f"{a.policy or 'default'}",
-             "",
-             "| threads | engine | pp tok/s | tg tok/s | decode GB/s | % of measured BW | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
-    for t in threads:
-        r, q = res[("llama", t)], res[("phi3c", t)]
-        if not q["pp"]:
+class Config:
+    """One row of the table: threads, depth, KV type, what is timed, and whether a core is busy."""
+
+    def __init__(self, threads, depth, kv, pp, tg, loaded=False):
+        self.threads, self.depth, self.kv, self.pp, self.tg, self.loaded = (
+            threads, depth, kv, pp, tg, loaded)
+        self.llama = {"pp": [], "tg": []}
+        self.phi3c = {"pp": [], "tg": [], "bw": [], "step_mb": None}
+        self.loads = []
+
+    def label(self):
+        return "busy core" if self.loaded else ""
+
+
+def run_llama_bench(a, c, env):
+    cmd = [a.llama_bench, "-m", a.gguf, "-p", str(c.pp), "-n", str(c.tg), "-t", str(c.threads),
+           "-r", str(a.reps), "-d", str(c.depth), "-ctk", LLAMA_KV_NAME[c.kv], "-ctv",
+           LLAMA_KV_NAME[c.kv], "-fa", "1", "-o", "json"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    tests = json.loads(out)
+    for t in tests:
+        a.llama_info = t
+        key = "pp" if t["n_prompt"] > 0 else "tg"
+        c.llama[key].extend(t.get("samples_ts") or [t["avg_ts"]])
+
+
+def run_phi3c(a, c):
+    cmd = [os.path.join(a.build, "phi3c"), "bench", "--e2e", "--synthetic", "phi3-mini", "-t",
+           str(c.threads), "--reps", str(a.reps), "--pp", str(max(c.pp, 1)), "--tg", str(c.tg),
+           "--depth", str(c.depth), "--kv", c.kv]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("bench-result:"))
+    r = {}
+    for f in line.split()[1:]:
+        k, v = f.split("=")
+        try:
+            r[k] = float(v)
+        except ValueError:
+            r[k] = v
+    if c.pp > 0:
+        c.phi3c["pp"].append(r["pp_tps"])
+    c.phi3c["tg"].append(r["tg_tps"])
+    c.phi3c["bw"].append(r["bw_gbs"])
+    c.phi3c["step_mb"] = r["step_mb"]
+
+
+class BusyCore:
+    """A busy loop pinned to the last core while the loaded line runs."""
+
+    def __enter__(self):
+        core = str((os.cpu_count() or 1) - 1)
+        self.p = subprocess.Popen(["taskset", "-c", core, "sh", "-c", "while :; do :; done"])
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+
+
+def med(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def fmt(x, digits=2):
+    return "-" if x != x else f"{x:.{digits}f}"
+
+
+def table(a, configs, header):
+    """The Markdown table of the runs so far."""
+    lines = header + ["",
+                      "| threads | depth | KV | llama.cpp pp | phi3c pp | pp ratio | llama.cpp tg | "
+                      "phi3c tg | tg ratio | llama.cpp decode GB/s (% BW) | phi3c decode GB/s "
+                      "(% BW) | BW GB/s | load |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    weights = q4_0_stream_bytes()
+    for c in configs:
+        if not c.phi3c["tg"] or not c.llama["tg"]:
             continue
-        bw = med(q["bw"])
-        l_gbs, p_gbs = med(r["tg"]) * llama_gb, med(q["tg"]) * q["decode_gbs_per_tps"]
-        lines.append(f"| {t} | llama.cpp Q4_0 | {med(r['pp']):.2f} | {med(r['tg']):.2f} | "
-                     f"{l_gbs:.1f} | {100 * l_gbs / bw:.0f}% | {llama_rss_mib:.0f} (after warm-up) |")
-        lines.append(f"| {t} | phi3c INT4-g128 | {med(q['pp']):.2f} | {med(q['tg']):.2f} | "
-                     f"{p_gbs:.1f} | {100 * p_gbs / bw:.0f}% | {med(q['rss']):.0f} |")
-        lines.append(f"| {t} | ratio phi3c / llama.cpp | {med(q['pp']) / med(r['pp']):.2f}x | "
-                     f"{med(q['tg']) / med(r['tg']):.2f}x | | (bandwidth {bw:.1f} GB/s) | |")
-    text = "\n".join(lines)
-    if final:
-        print(text)
-    out = a.out or os.path.join(a.build, "bench", "side_by_side.md")
-    with open(out, "w") as f:
-        f.write(text + "\n")
-    if final:
-        print(f"\nwritten to {out}", file=sys.stderr)
+        bw = med(c.phi3c["bw"])
+        lpp, ppp, ltg, ptg = med(c.llama["pp"]), med(c.phi3c["pp"]), med(c.llama["tg"]), med(
+            c.phi3c["tg"])
+        l_gbs = ltg * (weights + llama_kv_read_bytes(c.kv, c.depth, c.tg)) / 1e9
+        p_gbs = ptg * c.phi3c["step_mb"] / 1e3
+        thr = f"{c.threads}" + (", one core busy" if c.loaded else "")
+        lines.append(f"| {thr} | {c.depth} | {c.kv} | {fmt(lpp)} | {fmt(ppp)} | "
+                     f"{fmt(ppp / lpp if c.pp else float('nan'))}x | {fmt(ltg)} | {fmt(ptg)} | "
+                     f"{fmt(ptg / ltg)}x | {l_gbs:.1f} ({100 * l_gbs / bw:.0f}%) | "
+                     f"{p_gbs:.1f} ({100 * p_gbs / bw:.0f}%) | {bw:.1f} | "
+                     f"{fmt(med(c.loads), 1)} |")
+    return lines
+
+
+def checks(configs):
+    """The targets of the comparison, each with its figures."""
+    base = {c.threads: c for c in configs if c.depth == 0 and c.kv == "f16" and c.pp and
+            not c.loaded and c.phi3c["tg"]}
+    out = []
+    if len(base) > 1:
+        lo, hi = min(base), max(base)
+        out.append(f"- phi3c prefill scaling pp{base[hi].pp}(T={hi}) / pp(T={lo}): "
+                   f"{med(base[hi].phi3c['pp']) / med(base[lo].phi3c['pp']):.2f}x; llama.cpp "
+                   f"{med(base[hi].llama['pp']) / med(base[lo].llama['pp']):.2f}x")
+    loaded = [c for c in configs if c.loaded and c.phi3c["tg"]]
+    if loaded and 1 in base:
+        c = loaded[0]
+        out.append(f"- one core busy: phi3c tg at T={c.threads} {med(c.phi3c['tg']):.2f} tok/s "
+                   f"against its own T=1 figure {med(base[1].phi3c['tg']):.2f} (quiet cores); "
+                   f"llama.cpp {med(c.llama['tg']):.2f} against {med(base[1].llama['tg']):.2f}")
+    return out
+
+
+def header_lines(a, start, la0):
+    info = getattr(a, "llama_info", {}) or {}
+    cpu = info.get("cpu_info") or platform.processor()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    return [f"Side by side, {start}, load average {la0:.2f} at the start, {loadavg():.2f} now; "
+            f"{os.cpu_count()} cores ({cpu}); medians of {a.rounds} rounds x {a.reps} "
+            f"repetitions, engines alternated",
+            f"llama.cpp: llama-bench build {info.get('build_commit', '?')} "
+            f"({a.llama_build_info}), Q4_0 with its load-time repacking, flash attention on "
+            f"(-fa 1), OMP_WAIT_POLICY={a.policy or 'default'}; weights {q4_0_stream_bytes() / 1e9:.2f}"
+            f" GB read per token",
+            f"phi3c {commit}: bench --e2e, synthetic INT4-g128 w4a8; depth rows time decode only "
+            f"(tg{a.depth_tg}); BW = phi3c's bandwidth probe in the same process"]
+
+
+def build_configs(a, threads):
+    tmax = max(threads)
+    configs = [Config(t, 0, "f16", a.pp, a.tg) for t in threads]
+    for kv in a.kv.split(","):
+        for d in (int(x) for x in a.depths.split(",")):
+            if d == 0 and kv == "f16":
+                continue  # the T = max row above
+            configs.append(Config(tmax, d, kv, 0, a.depth_tg))
+    if a.loaded:
+        configs.append(Config(tmax, 0, "f16", a.pp, a.tg, loaded=True))
+    return configs
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary")
+    ap.add_argument("--gguf-only", action="store_true", help="write the GGUF and stop")
+    ap.add_argument("--llama-build-info", default="", help="one line on how it was built")
     ap.add_argument("--build", default="build")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", default=",".join(str(t) for t in range(1, (os.cpu_count() or 1) + 1)))
+    ap.add_argument("--reps", type=int, default=2, help="repetitions inside each engine's run")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of every row")
     ap.add_argument("--pp", type=int, default=512)
     ap.add_argument("--tg", type=int, default=128)
+    ap.add_argument("--depths", default="0,1024,4096")
+    ap.add_argument("--kv", default="f16,q8")
+    ap.add_argument("--depth-tg", type=int, default=64, help="decode steps timed at each depth")
+    ap.add_argument("--no-loaded", dest="loaded", action="store_false")
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--llama-lib", default=None,
-                    help="folder of llama.cpp shared libraries to use instead of the package's "
-                         "own (e.g. a ggml-cpu built with -DGGML_NATIVE=ON)")
-    ap.add_argument("--verbose", action="store_true", help="keep llama.cpp's log")
     ap.add_argument("--omp-wait", choices=("auto", "active", "passive"), default="auto",
                     help="llama.cpp's OpenMP wait policy; auto = passive when the load average "
-                         "exceeds the cores (spinning threads then lose their time slices), else "
-                         "OpenMP's default")
+                         "exceeds the cores (spinning threads then lose their time slices)")
     a = ap.parse_args()
-    policy = os.environ.get("OMP_WAIT_POLICY")
+    a.llama_build_info = a.llama_build_info or "?"
+    env = dict(os.environ)
+    policy = env.get("OMP_WAIT_POLICY")
     if policy is None and a.omp_wait != "auto":
         policy = a.omp_wait.upper()
     elif policy is None and loadavg() > (os.cpu_count() or 1):
         policy = "PASSIVE"
     a.policy = policy
-    if policy:  # read by libgomp when llama.cpp is loaded, so before the import below
-        os.environ["OMP_WAIT_POLICY"] = policy
-    if a.llama_lib:
-        os.environ["LLAMA_CPP_LIB_PATH"] = os.path.abspath(a.llama_lib)
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    a.gguf = a.gguf or os.path.join(a.build, "bench", "phi3-mini-synthetic-q4_0-v3.gguf")
+    os.makedirs(os.path.dirname(a.gguf), exist_ok=True)
+    if not os.path.exists(a.gguf):
+        print(f"writing {a.gguf} (synthetic Phi-3-mini, Q4_0, random weights)", file=sys.stderr)
+        write_gguf(a.gguf)
+    if a.gguf_only:
+        return
+    if not a.llama_bench:
+        ap.error("--llama-bench PATH is needed")
+    out = a.out or os.path.join(a.build, "bench", "side_by_side.md")
     threads = [int(t) for t in a.threads.split(",")]
-    gguf_path = a.gguf or os.path.join(a.build, "bench", "phi3-mini-synthetic-q4_0-v2.gguf")
-    os.makedirs(os.path.dirname(gguf_path), exist_ok=True)
-    if not os.path.exists(gguf_path):
-        print(f"writing {gguf_path} (synthetic Phi-3-mini, Q4_0, random weights)", file=sys.stderr)
-        write_gguf(gguf_path)
-    binary = os.path.join(a.build, "phi3c")
+    configs = build_configs(a, threads)
     la0, start = loadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    llama = LlamaCpp(gguf_path, max(a.pp, 1), a.pp + a.tg + 8, quiet=not a.verbose)
-    print(f"llama.cpp system info: {llama.system_info}", file=sys.stderr)
-    rng = np.random.default_rng(1)
-    llama.set_threads(max(threads))
-    llama.decode([1] * min(a.pp, 32), 0)  # warm-up: page in the weights, first-call costs
-    llama.clear()
-    llama_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    res = {(e, t): {"pp": [], "tg": [], "bw": [], "rss": []} for e in ("llama", "phi3c")
-           for t in threads}
-    for rep in range(a.reps):
-        for t in threads:
-            llama.set_threads(t)
-            llama.generate(2, rng)  # warm-up at this thread count
-            r = res[("llama", t)]
-            r["pp"].append(llama.prefill(a.pp, rng))
-            r["tg"].append(llama.generate(a.tg, rng))
-            p = run_phi3c(binary, t, a.pp, a.tg)
-            q = res[("phi3c", t)]
-            q["pp"].append(p["pp_tps"])
-            q["tg"].append(p["tg_tps"])
-            q["bw"].append(p["bw_gbs"])
-            q["rss"].append(p["rss_peak_mib"])
-            q["decode_gbs_per_tps"] = p["decode_gbs"] / p["tg_tps"]
-            print(f"[rep {rep + 1}/{a.reps}, {t} thread(s): llama.cpp pp {r['pp'][-1]:.2f} "
-                  f"tg {r['tg'][-1]:.2f} | phi3c pp {p['pp_tps']:.2f} tg {p['tg_tps']:.2f} | "
-                  f"bandwidth {p['bw_gbs']:.1f} GB/s | load {loadavg():.1f}]", file=sys.stderr,
-                  flush=True)
-        report(a, threads, res, llama, llama_rss_mib, la0, start, final=False)
-    report(a, threads, res, llama, llama_rss_mib, la0, start, final=True)
+    for rnd in range(a.rounds):
+        for c in configs:
+            runs = [("llama.cpp", lambda: run_llama_bench(a, c, env)), ("phi3c", lambda: run_phi3c(a, c))]
+            if rnd % 2:
+                runs.reverse()
+            busy = BusyCore() if c.loaded else None
+            if busy:
+                busy.__enter__()
+            try:
+                for name, fn in runs:
+                    t0 = time.time()
+                    fn()
+                    c.loads.append(loadavg())
+                    print(f"[round {rnd + 1}/{a.rounds}] {name} T={c.threads} depth={c.depth} "
+                          f"kv={c.kv}{' busy core' if c.loaded else ''}: {time.time() - t0:.0f} s, "
+                          f"load {loadavg():.1f}", file=sys.stderr, flush=True)
+            finally:
+                if busy:
+                    busy.__exit__()
+            text = "\n".join(table(a, configs, header_lines(a, start, la0)) + [""] + checks(configs))
+            with open(out, "w") as f:
+                f.write(text + "\n")
+    print(text)
+    print(f"\nwritten to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -307,7 +307,7 @@ static p3_status upload_panels(cpu_ctx *c, cpu_weight *w, const p3_weight_desc *
     if (!p3_mul_size(pg, CPU_GROUP_BYTES, &nib) || !p3_mul_size(pg, CPU_PANEL * 2, &sc))
         return p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: weight %s is too large", d->name);
     if (d->dtype == P3_DT_I4G128A) zp = pg * CPU_PANEL;
-    w->data = p3_malloc_aligned(nib, 64);
+    w->data = p3_malloc_large(nib);
     w->scales = p3_malloc_aligned(sc, 64);
     w->zeros = zp ? p3_malloc_aligned(zp, 64) : NULL;
     if (!w->data || !w->scales || (zp && !w->zeros))
@@ -353,7 +353,7 @@ static p3_status cpu_weight_upload(void *ctx, const p3_weight_desc *d, p3_weight
                            : (size_t)d->cols * (d->dtype == P3_DT_F32 ? 4 : 2);
         if (!p3_mul_size(w->row_bytes, (size_t)d->rows, &w->bytes))
             st = p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: weight %s is too large", d->name);
-        else if (!(w->data = p3_malloc_aligned(w->bytes, 64)))
+        else if (!(w->data = p3_malloc_large(w->bytes)))
             st = p3_fail(err, PHI3C_ERR_NOMEM, "cpu backend: out of memory for %s (%zu MB)",
                          d->name, w->bytes >> 20);
         else
@@ -405,8 +405,8 @@ static p3_status cpu_kv_alloc(void *ctx, const p3_kv_desc *d, p3_kv_cache **out,
         p3_mul_size((size_t)d->n_ctx * (size_t)d->n_kv_heads, (size_t)d->head_dim, &layer_floats) &&
         layer_floats < SIZE_MAX / 4;
     if (ok) {
-        kv->k = p3_malloc_aligned(bytes, 64);
-        kv->v = p3_malloc_aligned(bytes, 64);
+        kv->k = p3_malloc_large(bytes);
+        kv->v = p3_malloc_large(bytes);
         ok = kv->k && kv->v;
     }
     if (ok && d->dtype == P3_KV_Q8) {
@@ -529,10 +529,30 @@ static p3_status cpu_swiglu(void *ctx, p3_ref out, p3_ref gate_up, int n_tokens,
     return PHI3C_OK;
 }
 
+/* x += y element-wise, in chunks of whole cache lines (prefill adds are MBs; decode's one row stays
+ * on the caller). */
+typedef struct add_job {
+    const cpu_isa *isa;
+    float *x;
+    const float *y;
+    size_t n;
+} add_job;
+
+static void add_task(void *arg, int ith, int nth) {
+    add_job *j = arg;
+    int64_t i0, i1;
+    cpu_split((int64_t)j->n, 16, ith, nth, &i0, &i1);
+    if (i0 < i1) j->isa->add(j->x + i0, j->y + i0, (size_t)(i1 - i0));
+}
+
 static p3_status cpu_add(void *ctx, p3_ref x, p3_ref y, size_t n, p3_error *err) {
     (void)err;
     cpu_ctx *c = ctx;
-    c->isa->add(at(x), at(y), n);
+    add_job job = {c->isa, at(x), at(y), n};
+    if (n < 65536)
+        add_task(&job, 0, 1);
+    else
+        cpu_pool_run(c->pool, add_task, &job);
     return PHI3C_OK;
 }
 
@@ -660,17 +680,26 @@ static p3_status grow_act(cpu_ctx *c, size_t blocks, p3_error *err) {
     return PHI3C_OK;
 }
 
+/* Chunks of a matmul's rows: several per thread, so a thread that runs slower (or not at all for a
+ * while: a busy machine) leaves its share to the others and the wait at the end is one chunk. */
+#define CHUNKS_PER_THREAD 8
+static int row_chunks(const cpu_ctx *c, const cpu_weight *w) {
+    int64_t panels = (w->pub.rows + CPU_PANEL - 1) / CPU_PANEL;
+    return (int)P3_MIN(panels, (int64_t)CHUNKS_PER_THREAD * cpu_pool_threads(c->pool));
+}
+
 static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, int n_tokens,
                             p3_error *err) {
     cpu_ctx *c = ctx;
     const cpu_weight *w = (const cpu_weight *)pw;
     matmul_job job = {c, at(y), at(x), w, n_tokens, 0};
+    int chunks = row_chunks(c, w);
     if (p3_dtype_is_float(w->pub.dtype)) {
-        cpu_pool_run(c->pool, matmul_plain_task, &job);
+        cpu_pool_run_chunks(c->pool, matmul_plain_task, &job, chunks);
     } else if (w->pub.act == P3_ACT_F32) {
-        cpu_pool_run(c->pool, matmul_w4a32_task, &job);
+        cpu_pool_run_chunks(c->pool, matmul_w4a32_task, &job, chunks);
     } else if (w->layout == CPU_LAYOUT_PLAIN) {
-        cpu_pool_run(c->pool, matmul_w4a8_ref_task, &job);
+        cpu_pool_run_chunks(c->pool, matmul_w4a8_ref_task, &job, chunks);
     } else {
         p3_status st = grow_act(c, (size_t)n_tokens * (size_t)w->n_groups, err);
         if (st != PHI3C_OK) return st;
@@ -688,7 +717,7 @@ static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
             quantize_task(&job, 0, 1);
         else
             cpu_pool_run(c->pool, quantize_task, &job);
-        cpu_pool_run(c->pool, matmul_w4a8_task, &job);
+        cpu_pool_run_chunks(c->pool, matmul_w4a8_task, &job, chunks);
     }
     return PHI3C_OK;
 }

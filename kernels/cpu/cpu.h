@@ -65,14 +65,19 @@ static inline size_t cpu_kv_index(const cpu_kv *kv, int layer, int head, int pos
             (size_t)pos);
 }
 
-/* ---- thread pool: a task is called once per thread with its index; it partitions its own work
- * statically, so every output element is always computed by the same code in the same order. */
+/* ---- thread pool: a task is cut into nth chunks, fn(arg, ith, nth) does chunk ith of them (its
+ * own static part of the work: every output element is always computed by the same code in the same
+ * order, whoever runs it). Chunks are claimed in turn by whichever thread is free, so a thread the
+ * OS has descheduled never holds up the others; no two threads run the same ith at once, so ith
+ * may index per-chunk scratch. */
 typedef void (*cpu_task_fn)(void *arg, int ith, int nth);
 typedef struct cpu_pool cpu_pool;
 p3_status cpu_pool_create(int n_threads, cpu_pool **out, p3_error *err);
 void cpu_pool_destroy(cpu_pool *pool);
 int cpu_pool_threads(const cpu_pool *pool);
-/* Runs fn on every thread (the caller is thread 0) and returns when all are done. */
+/* Runs the n_chunks chunks of fn (the caller takes part) and returns when all are done. */
+void cpu_pool_run_chunks(cpu_pool *pool, cpu_task_fn fn, void *arg, int n_chunks);
+/* The same with one chunk per thread (scratch sized by the thread count stays in bounds). */
 void cpu_pool_run(cpu_pool *pool, cpu_task_fn fn, void *arg);
 
 /* [begin, end) of n items for thread ith of nth, in whole units of `unit` items. */

@@ -1,5 +1,8 @@
-/* pool.c: the CPU backend's persistent thread pool. Workers spin briefly on a generation counter
- * (ops arrive every few microseconds during decode) and then sleep on a condition variable. */
+/* pool.c: the CPU backend's persistent thread pool. A task is cut into chunks that whichever thread
+ * is free claims in turn, and the task is over when every chunk is done: a thread the OS has not
+ * scheduled yet (a busy machine) does not hold the others at the end, it finds no chunk left.
+ * Workers spin briefly for the next task (ops arrive every few microseconds during decode) and then
+ * sleep on a condition variable. */
 #include "cpu.h"
 
 #include <pthread.h>
@@ -17,16 +20,38 @@
 
 #define SPIN_ROUNDS 2000
 
+/* The task word: generation (24 bits) | chunks of the task (20) | next chunk to claim (20). A
+ * claim is a compare-and-swap of the whole word, so a thread still holding an old generation can
+ * never take a chunk of a newer task, and the count it compares with is that task's own. */
+#define FIELD_BITS 20
+#define FIELD_MASK ((1ull << FIELD_BITS) - 1)
+#define GEN_SHIFT  (2 * FIELD_BITS)
+
+static uint64_t task_word(uint64_t gen, uint64_t n_chunks, uint64_t next) {
+    return gen << GEN_SHIFT | n_chunks << FIELD_BITS | next;
+}
+static uint64_t word_gen(uint64_t w) {
+    return w >> GEN_SHIFT;
+}
+static uint64_t word_chunks(uint64_t w) {
+    return (w >> FIELD_BITS) & FIELD_MASK;
+}
+static uint64_t word_next(uint64_t w) {
+    return w & FIELD_MASK;
+}
+
 struct cpu_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_cond_t done;    /* signalled when the last worker finishes a task */
-    atomic_uint generation; /* bumped for every task */
-    atomic_int pending;     /* workers still running the current task */
+    pthread_cond_t wake;    /* workers sleeping for a new generation */
+    pthread_cond_t done_cv; /* the caller sleeping for the last chunk */
+    _Atomic uint64_t word;  /* see task_word */
+    atomic_int done;        /* chunks finished in the current generation */
+    atomic_int sleepers;    /* workers in (or entering) pthread_cond_wait on `wake` */
+    atomic_bool waiting;    /* the caller in (or entering) pthread_cond_wait on `done_cv` */
     atomic_bool quit;
-    cpu_task_fn fn;
+    cpu_task_fn fn; /* written before the generation that uses them is published */
     void *arg;
 };
 
@@ -39,17 +64,44 @@ static worker_arg *worker_args_of(cpu_pool *pool) {
     return (worker_arg *)(pool->threads + pool->n_threads);
 }
 
-/* Waits until the generation moves past `seen`; returns the new value. */
-static unsigned wait_generation(cpu_pool *pool, unsigned seen) {
+/* Claims and runs chunks of generation `gen` until none is left; returns the chunks it finished. */
+static int run_chunks(cpu_pool *pool, uint64_t gen) {
+    int finished = 0;
+    uint64_t w = atomic_load_explicit(&pool->word, memory_order_acquire);
+    for (;;) {
+        if (word_gen(w) != gen || word_next(w) >= word_chunks(w)) return finished;
+        uint64_t n = word_chunks(w), c = word_next(w);
+        if (!atomic_compare_exchange_weak_explicit(&pool->word, &w, task_word(gen, n, c + 1),
+                                                   memory_order_acq_rel, memory_order_acquire))
+            continue; /* w now holds the current word */
+        /* The generation cannot end while this chunk is unfinished: fn and arg are its own. */
+        pool->fn(pool->arg, (int)c, (int)n);
+        finished++;
+        if (atomic_fetch_add(&pool->done, 1) + 1 == (int)n) { /* seq_cst: pairs with `waiting` */
+            if (atomic_load(&pool->waiting)) { /* the caller is asleep for this last chunk */
+                pthread_mutex_lock(&pool->lock);
+                pthread_cond_broadcast(&pool->done_cv);
+                pthread_mutex_unlock(&pool->lock);
+            }
+            return finished;
+        }
+        w = atomic_load_explicit(&pool->word, memory_order_acquire);
+    }
+}
+
+/* Waits until the generation moves past `seen`; returns the new one. */
+static uint64_t wait_generation(cpu_pool *pool, uint64_t seen) {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        unsigned g = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        if (g != seen) return g;
+        uint64_t g = word_gen(atomic_load_explicit(&pool->word, memory_order_acquire));
+        if (g != seen || atomic_load_explicit(&pool->quit, memory_order_relaxed)) return g;
         cpu_relax();
     }
     pthread_mutex_lock(&pool->lock);
-    unsigned g;
-    while ((g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen)
+    atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: pairs with publish's load */
+    uint64_t g;
+    while ((g = word_gen(atomic_load(&pool->word))) == seen && !atomic_load(&pool->quit))
         pthread_cond_wait(&pool->wake, &pool->lock);
+    atomic_fetch_sub(&pool->sleepers, 1);
     pthread_mutex_unlock(&pool->lock);
     return g;
 }
@@ -57,16 +109,11 @@ static unsigned wait_generation(cpu_pool *pool, unsigned seen) {
 static void *worker_main(void *p) {
     worker_arg *wa = p;
     cpu_pool *pool = wa->pool;
-    unsigned seen = 0;
+    uint64_t seen = 0;
     for (;;) {
         seen = wait_generation(pool, seen);
         if (atomic_load(&pool->quit)) return NULL;
-        pool->fn(pool->arg, wa->index, pool->n_threads);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&pool->lock);
-            pthread_cond_broadcast(&pool->done);
-            pthread_mutex_unlock(&pool->lock);
-        }
+        run_chunks(pool, seen);
     }
 }
 
@@ -82,9 +129,11 @@ p3_status cpu_pool_create(int n_threads, cpu_pool **out, p3_error *err) {
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    pthread_cond_init(&pool->done, NULL);
-    atomic_init(&pool->generation, 0);
-    atomic_init(&pool->pending, 0);
+    pthread_cond_init(&pool->done_cv, NULL);
+    atomic_init(&pool->word, 0);
+    atomic_init(&pool->done, 0);
+    atomic_init(&pool->sleepers, 0);
+    atomic_init(&pool->waiting, false);
     atomic_init(&pool->quit, false);
     worker_arg *args = worker_args_of(pool);
     for (int i = 1; i < n_threads; i++) {
@@ -101,23 +150,28 @@ p3_status cpu_pool_create(int n_threads, cpu_pool **out, p3_error *err) {
     return PHI3C_OK;
 }
 
-static void publish(cpu_pool *pool) {
-    pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->lock);
+/* Makes a new word visible and wakes the workers that went to sleep (a spinning one sees it). */
+static void publish(cpu_pool *pool, uint64_t word) {
+    atomic_store(&pool->word, word); /* seq_cst: pairs with the sleepers' increment */
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
 }
 
 void cpu_pool_destroy(cpu_pool *pool) {
     if (!pool) return;
     if (pool->n_threads > 1) {
         atomic_store(&pool->quit, true);
-        publish(pool);
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
         for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->threads[i], NULL);
     }
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->wake);
-    pthread_cond_destroy(&pool->done);
+    pthread_cond_destroy(&pool->done_cv);
     p3_free(pool->threads);
     p3_free(pool);
 }
@@ -126,24 +180,34 @@ int cpu_pool_threads(const cpu_pool *pool) {
     return pool->n_threads;
 }
 
-void cpu_pool_run(cpu_pool *pool, cpu_task_fn fn, void *arg) {
-    if (pool->n_threads == 1) {
-        fn(arg, 0, 1);
+void cpu_pool_run_chunks(cpu_pool *pool, cpu_task_fn fn, void *arg, int n_chunks) {
+    if (n_chunks < 1) return;
+    if (pool->n_threads == 1 || n_chunks == 1) {
+        for (int c = 0; c < n_chunks; c++) fn(arg, c, n_chunks);
         return;
     }
+    if (n_chunks > (int)FIELD_MASK) n_chunks = (int)FIELD_MASK; /* callers stay far below */
+    uint64_t gen = word_gen(atomic_load_explicit(&pool->word, memory_order_relaxed)) + 1;
+    gen &= (1ull << (64 - GEN_SHIFT)) - 1;
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_release);
-    publish(pool);
-    fn(arg, 0, pool->n_threads);
-    /* Spin briefly (the others usually finish together with us), then sleep: on a busy machine
-     * a spinning caller would take the core a worker needs. */
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    publish(pool, task_word(gen, (uint64_t)n_chunks, 0));
+    run_chunks(pool, gen);
+    /* Every chunk is claimed now; wait for the ones other threads hold. Spin briefly (they end
+     * about together with ours), then sleep: on a busy machine a spinning caller would take the
+     * core the holder of the last chunk needs. */
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0) return;
+        if (atomic_load_explicit(&pool->done, memory_order_acquire) == n_chunks) return;
         cpu_relax();
     }
     pthread_mutex_lock(&pool->lock);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0)
-        pthread_cond_wait(&pool->done, &pool->lock);
+    atomic_store(&pool->waiting, true);
+    while (atomic_load(&pool->done) != n_chunks) pthread_cond_wait(&pool->done_cv, &pool->lock);
+    atomic_store(&pool->waiting, false);
     pthread_mutex_unlock(&pool->lock);
+}
+
+void cpu_pool_run(cpu_pool *pool, cpu_task_fn fn, void *arg) {
+    cpu_pool_run_chunks(pool, fn, arg, pool->n_threads);
 }

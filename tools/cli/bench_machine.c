@@ -96,7 +96,7 @@ static void summarize(bench_bandwidth *b) {
 bool bench_read_bandwidth(size_t bytes, int threads, int reps, bench_bandwidth *out) {
     memset(out, 0, sizeof *out);
     if (threads < 1 || threads > MAX_THREADS || reps < 1 || reps > MAX_REPS) return false;
-    uint8_t *buf = p3_malloc_aligned(bytes, 4096);
+    uint8_t *buf = p3_malloc_large(bytes); /* the pages the weights get */
     if (!buf) return false;
     memset(buf, 1, bytes); /* fault every page in before timing */
     bool avx512 = bench_probe_avx512_usable();

@@ -32,6 +32,9 @@ static const char usage[] =
     "  --ctx N,...           attention context lengths (default 512,1024,2048,4096)\n"
     "  --batch N             tokens of the GEMM and prefill attention rows (default 512)\n"
     "  --pp N, --tg N        prompt tokens and generated tokens end to end (default 512, 128)\n"
+    "  --depth N             --e2e: N tokens already in the KV cache before pp and tg (default 0,\n"
+    "                        as llama-bench -d N)\n"
+    "  --kv T                --e2e KV cache type: f16 (default) or q8\n"
     "  --verify-cost         with --e2e: instead of pp/tg, the time of one forward of 1, 2, 4,\n"
     "                        8 and 16 tokens after --pp cached positions, as a ratio to one\n"
     "                        (the cost of verifying lookup drafts; 512 unless --pp)\n"
@@ -49,7 +52,8 @@ typedef struct bench_opts {
     const char *model_path, *backend, *svg;
     p3_weight_quant quant;
     p3_act_mode act;
-    int threads, reps, layers, batch, pp, tg;
+    p3_kv_dtype kv;
+    int threads, reps, layers, batch, pp, tg, depth;
     size_t mem_bytes;
     bool kernels, e2e, verify_cost;
     int n_shapes, n_ctx;
@@ -72,6 +76,7 @@ static void opts_init(bench_opts *o) {
     memset(o, 0, sizeof *o);
     o->quant = P3_WQ_INT4_SYM;
     o->act = P3_ACT_Q8;
+    o->kv = P3_KV_F16;
     o->reps = 3;
     o->layers = 32;
     o->batch = 512;
@@ -162,6 +167,11 @@ static int parse_text_flag(int argc, char **argv, int *i, bench_opts *o) {
         if (strcmp(v, "w4a8") != 0 && strcmp(v, "w4a32") != 0)
             return cli_usage_error("bench", "--act %s: w4a8 or w4a32", v);
         o->act = strcmp(v, "w4a8") == 0 ? P3_ACT_Q8 : P3_ACT_F32;
+    } else if (cli_is(a, "--kv", NULL)) {
+        if (!(v = cli_value("bench", argc, argv, i))) return CLI_EXIT_USAGE;
+        if (strcmp(v, "f16") != 0 && strcmp(v, "q8") != 0)
+            return cli_usage_error("bench", "--kv %s: f16 or q8", v);
+        o->kv = strcmp(v, "f16") == 0 ? P3_KV_F16 : P3_KV_Q8;
     } else if (cli_is(a, "--shapes", NULL)) {
         if (!(v = cli_value("bench", argc, argv, i))) return CLI_EXIT_USAGE;
         if (!parse_shapes(v, o)) return cli_usage_error("bench", "--shapes %s: RxC,RxC,...", v);
@@ -199,6 +209,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             r = parse_int_flag(a, argc, argv, &i, 1, 4096, &o->pp);
         } else if (cli_is(a, "--tg", NULL)) {
             r = parse_int_flag(a, argc, argv, &i, 1, 4096, &o->tg);
+        } else if (cli_is(a, "--depth", NULL)) {
+            r = parse_int_flag(a, argc, argv, &i, 0, 131072, &o->depth);
         } else if (cli_is(a, "--mem-mb", NULL)) {
             r = parse_int_flag(a, argc, argv, &i, 1, 1 << 16, &mem_mb);
             o->mem_bytes = (size_t)mem_mb << 20;
@@ -542,20 +554,43 @@ static double linear_bytes(const p3_model *m) {
     return b;
 }
 
-static double kv_bytes_per_pos(const p3_config *c) {
-    return 2.0 * c->num_layers * c->num_kv_heads * c->head_dim * 2; /* K and V, f16 */
+/* KV bytes of one position over all layers (K and V): f16 elements, or int8 elements plus one f32
+ * scale per head (q8). */
+static double kv_bytes_per_pos(const p3_config *c, p3_kv_dtype kv) {
+    double heads = 2.0 * c->num_layers * c->num_kv_heads;
+    if (kv == P3_KV_Q8) return heads * (c->head_dim + sizeof(float));
+    return heads * c->head_dim * (kv == P3_KV_F32 ? 4 : 2);
 }
 
 typedef struct e2e_result {
     bench_verify verify; /* --verify-cost */
     double pp_tps, tg_tps, ttft, load_s;
     size_t rss_peak, rss_lifetime;
-    double weights, kv, stream_bytes;
+    double weights, kv, kv_read, stream_bytes;
 } e2e_result;
 
-static p3_status timed_prefill(p3_session *s, const int32_t *ids, int n, double *sec, double *ttft,
-                               p3_error *err) {
+/* Back to `depth` cached positions (llama-bench -d): the cache rows before it stay as filled. */
+static void rewind_to(p3_session *s, int depth) {
     p3_session_reset(s);
+    s->n_past = depth;
+}
+
+/* Fills the cache with `depth` tokens once, in chunks of the session's batch (not timed). */
+static p3_status fill_depth(p3_session *s, int depth, p3_error *err) {
+    p3_session_reset(s);
+    int32_t chunk[256];
+    for (int done = 0; done < depth;) {
+        int n = P3_MIN(depth - done, (int)P3_ARRAY_LEN(chunk));
+        for (int i = 0; i < n; i++) chunk[i] = (int32_t)(((done + i) * 4099 + 7) % 32000);
+        TRY_BENCH(p3_session_feed(s, chunk, n, NULL, err));
+        done += n;
+    }
+    return PHI3C_OK;
+}
+
+static p3_status timed_prefill(p3_session *s, int depth, const int32_t *ids, int n, double *sec,
+                               double *ttft, p3_error *err) {
+    rewind_to(s, depth);
     double t0 = p3_time_now();
     TRY_BENCH(p3_session_feed(s, ids, n, NULL, err));
     *sec = p3_time_now() - t0;
@@ -565,8 +600,8 @@ static p3_status timed_prefill(p3_session *s, const int32_t *ids, int n, double 
 }
 
 /* llama-bench's tg: n single-token steps from an empty cache, each feeding the previous argmax. */
-static p3_status timed_decode(p3_session *s, int n, double *sec, p3_error *err) {
-    p3_session_reset(s);
+static p3_status timed_decode(p3_session *s, int depth, int n, double *sec, p3_error *err) {
+    rewind_to(s, depth);
     int32_t id = 1;
     double t0 = p3_time_now();
     for (int i = 0; i < n; i++) {
@@ -583,11 +618,12 @@ static p3_status e2e_runs(const bench_opts *o, p3_session *s, e2e_result *r, p3_
     for (int i = 0; i < o->pp; i++) ids[i] = (int32_t)((i * 7919 + 13) % 32000);
     double pp[MAX_REPS], tg[MAX_REPS], ft[MAX_REPS], w1, w2;
     int warm = o->pp < 16 ? o->pp : 16;
-    p3_status st = timed_prefill(s, ids, warm, &w1, &w2, err); /* warm-up, not counted */
-    if (st == PHI3C_OK) st = timed_decode(s, 2, &w1, err);
+    p3_status st = fill_depth(s, o->depth, err);
+    if (st == PHI3C_OK) st = timed_prefill(s, o->depth, ids, warm, &w1, &w2, err); /* warm-up */
+    if (st == PHI3C_OK) st = timed_decode(s, o->depth, 2, &w1, err);
     for (int rep = 0; rep < o->reps && st == PHI3C_OK; rep++) {
-        st = timed_prefill(s, ids, o->pp, &pp[rep], &ft[rep], err);
-        if (st == PHI3C_OK) st = timed_decode(s, o->tg, &tg[rep], err);
+        st = timed_prefill(s, o->depth, ids, o->pp, &pp[rep], &ft[rep], err);
+        if (st == PHI3C_OK) st = timed_decode(s, o->depth, o->tg, &tg[rep], err);
         if (st == PHI3C_OK)
             fprintf(stderr, "[rep %d/%d: pp%d %.2f tok/s, tg%d %.2f tok/s]\n", rep + 1, o->reps,
                     o->pp, o->pp / pp[rep], o->tg, o->tg / tg[rep]);
@@ -606,9 +642,9 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
     TRY_BENCH(load_model(o, &m, err));
     p3_session_options so;
     p3_session_options_init(&so);
-    so.n_ctx = o->pp + o->tg + 8 + BENCH_VERIFY_KS * 4;
+    so.n_ctx = o->depth + o->pp + o->tg + 8 + BENCH_VERIFY_KS * 4;
     so.n_batch = P3_MAX(o->pp, 16);
-    so.kv = P3_KV_F16;
+    so.kv = o->kv;
     so.kv_given = true;
     p3_session *s = NULL;
     p3_status st = p3_session_create(m, &so, &s, err);
@@ -616,9 +652,11 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
         m->be.iface->describe(m->be.ctx, bs->backend_desc, sizeof bs->backend_desc);
         r->load_s = m->load_seconds;
         r->weights = (double)m->weight_bytes;
-        r->kv = kv_bytes_per_pos(&m->cfg) * s->n_ctx;
-        /* a decode step reads the weights and, on average, half the tg positions' keys/values */
-        r->stream_bytes = linear_bytes(m) + kv_bytes_per_pos(&m->cfg) * o->tg / 2;
+        r->kv = kv_bytes_per_pos(&m->cfg, o->kv) * s->n_ctx;
+        /* a decode step reads the weights and the keys/values of the depth and, on average, of
+         * half the tg positions */
+        r->kv_read = kv_bytes_per_pos(&m->cfg, o->kv) * (o->depth + o->tg / 2.0);
+        r->stream_bytes = linear_bytes(m) + r->kv_read;
         r->rss_lifetime = bench_peak_rss();
         if (!bench_reset_peak_rss()) r->rss_lifetime = 0;
         st = o->verify_cost ? bench_verify_cost(s, o->pp, o->reps, &r->verify, err)
@@ -636,11 +674,14 @@ static void print_verify_cost(const bench_opts *o, const bench_state *s, const e
            o->model_path ? o->model_path : "synthetic Phi-3-mini (random INT4-g128)",
            s->backend_desc, o->reps);
     printf("  one forward of k tokens after %d cached positions (logits of every row)\n", v->depth);
+    printf("  tokens    median   ratio     fastest   ratio\n");
     for (int i = 0; i < BENCH_VERIFY_KS; i++)
-        printf("  k = %2d  %9.2f ms  %5.2fx k = 1\n", v->k[i], v->sec[i] * 1e3, v->ratio[i]);
+        printf("  k = %2d  %8.2f ms  %5.2fx  %8.2f ms  %5.2fx\n", v->k[i], v->sec[i] * 1e3,
+               v->ratio[i], v->best[i] * 1e3, v->best_ratio[i]);
     printf("bench-result: threads=%d depth=%d", machine_threads(o), v->depth);
     for (int i = 0; i < BENCH_VERIFY_KS; i++)
-        printf(" k%d_ms=%.2f k%d_ratio=%.3f", v->k[i], v->sec[i] * 1e3, v->k[i], v->ratio[i]);
+        printf(" k%d_ms=%.2f k%d_ratio=%.3f k%d_best_ratio=%.3f", v->k[i], v->sec[i] * 1e3, v->k[i],
+               v->ratio[i], v->k[i], v->best_ratio[i]);
     printf("\n");
 }
 
@@ -650,13 +691,15 @@ static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_resul
         return;
     }
     double mb = 1048576.0, dec_gbs = r->tg_tps * r->stream_bytes / 1e9;
-    printf("\nend to end: %s, %s, median of %d\n",
+    printf("\nend to end: %s, %s, %s KV cache, depth %d, median of %d\n",
            o->model_path ? o->model_path : "synthetic Phi-3-mini (random INT4-g128)",
-           s->backend_desc, o->reps);
+           s->backend_desc, o->kv == P3_KV_Q8 ? "q8" : "f16", o->depth, o->reps);
     printf("  load                   %8.2f s\n", r->load_s);
     printf("  prefill pp%-4d         %8.2f tok/s\n", o->pp, r->pp_tps);
-    printf("  decode  tg%-4d         %8.2f tok/s  (%.1f GB/s, %.0f%% of the measured %.1f GB/s)\n",
-           o->tg, r->tg_tps, dec_gbs, pct(dec_gbs, s->bw.median_gbs), s->bw.median_gbs);
+    printf("  decode  tg%-4d         %8.2f tok/s  (%.1f GB/s, %.0f%% of the measured %.1f GB/s;"
+           " KV %.0f MB of %.0f MB a step)\n",
+           o->tg, r->tg_tps, dec_gbs, pct(dec_gbs, s->bw.median_gbs), s->bw.median_gbs,
+           r->kv_read / 1e6, r->stream_bytes / 1e6);
     printf("  time to first token    %8.3f s     (%d-token prompt)\n", r->ttft, o->pp);
     printf("  peak RSS while running %8.0f MiB   (weights %.0f + KV %.0f MiB = %.0f; %+.0f%%)\n",
            r->rss_peak / mb, r->weights / mb, r->kv / mb, (r->weights + r->kv) / mb,
@@ -664,10 +707,11 @@ static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_resul
     if (r->rss_lifetime) printf("  peak RSS incl. loading %8.0f MiB\n", r->rss_lifetime / mb);
     printf("bench-result: threads=%d pp=%d tg=%d pp_tps=%.3f tg_tps=%.3f ttft_s=%.4f "
            "decode_gbs=%.2f bw_gbs=%.2f bw_pct=%.1f rss_peak_mib=%.0f weights_mib=%.0f "
-           "kv_mib=%.0f load_s=%.2f\n",
+           "kv_mib=%.0f load_s=%.2f depth=%d kv=%s step_mb=%.1f kv_read_mb=%.1f\n",
            machine_threads(o), o->pp, o->tg, r->pp_tps, r->tg_tps, r->ttft, dec_gbs,
            s->bw.median_gbs, pct(dec_gbs, s->bw.median_gbs), r->rss_peak / mb, r->weights / mb,
-           r->kv / mb, r->load_s);
+           r->kv / mb, r->load_s, o->depth, o->kv == P3_KV_Q8 ? "q8" : "f16", r->stream_bytes / 1e6,
+           r->kv_read / 1e6);
 }
 
 static int bench_fail(const p3_error *err) {
