@@ -16,13 +16,14 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen -Itools/server
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
 LDLIBS   := -ldl -lm -lpthread -lxxhash
-# The CLI alone: libedit for chat's line editing and history (README: why the extra packages).
-CLI_LDLIBS := -ledit
+# The CLI alone: libedit for chat's line editing and history, libmicrohttpd for `phi3c serve`
+# (README: why the extra packages).
+CLI_LDLIBS := -ledit -lmicrohttpd
 
 ARCH := $(shell uname -m)
 
@@ -36,7 +37,7 @@ endif
 ifneq ($(ARCH),x86_64)
 LIB_SRC  := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(LIB_SRC))
 endif
-CLI_SRC  := $(wildcard tools/cli/*.c)
+CLI_SRC  := $(wildcard tools/cli/*.c) $(wildcard tools/server/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 EXAMPLE_SRC := $(wildcard tools/examples/*.c)
 
@@ -67,7 +68,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
+.PHONY: all lib install uninstall deps deps-test run test test-unit test-asan fuzz fuzz-smoke fuzz-long bench bench-lookup bench-tokenizer \
         llamacpp phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
@@ -87,17 +88,26 @@ $(BUILD)/libphi3c.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
+# The shared library's SONAME carries the ABI version (bumped when phi3c.h breaks callers);
+# build/libphi3c.so.0 points at it so programs linked in the tree run with LD_LIBRARY_PATH=build.
+SOVERSION  := 0
+LIBVERSION := 0.1.0
 $(BUILD)/libphi3c.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libphi3c.so.$(SOVERSION) -o $@ $^ $(LDLIBS)
+	ln -sf libphi3c.so $(BUILD)/libphi3c.so.$(SOVERSION)
 
 $(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
 	rm -f $@ && ar rcs $@ $^
 
+# The CLI includes `phi3c serve` (tools/server/, on libmicrohttpd); its chat page is embedded by
+# .incbin, so page.o depends on the page.
 $(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
+
+$(REL)/tools/server/page.o $(ASAN)/tools/server/page.o: tools/server/chat.html
 
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)
@@ -112,10 +122,32 @@ $(BUILD)/phi3c-conformance: $(call objs,$(REL),$(CONF_SRC))
 $(BUILD)/asan/phi3c-tests: $(call objs,$(ASAN),$(TEST_SRC)) $(BUILD)/asan/libphi3c.a
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/phi3c.pc: tools/phi3c.pc.in
+# pkg-config files: build/phi3c.pc for the build tree, and the installed one (make install).
+pc_file = sed -e 's|@PREFIX@|$(1)|' -e 's|@LIBDIR@|$(2)|' -e 's|@INCLUDEDIR@|$(3)|' \
+              -e 's|@VERSION@|$(LIBVERSION)|' tools/phi3c.pc.in
+$(BUILD)/phi3c.pc: tools/phi3c.pc.in Makefile
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(abspath $(BUILD))|' -e 's|@INCLUDEDIR@|$(abspath include)|' \
-	    -e 's|@VERSION@|0.1.0|' $< > $@
+	$(call pc_file,$(abspath $(BUILD)),$(abspath $(BUILD)),$(abspath include)) > $@
+
+# ---- make install PREFIX=... [DESTDIR=...]: the CLI, the libraries (shared with its SONAME
+# links, static), the header and a pkg-config file with the installed paths.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/phi3c $(DESTDIR)$(PREFIX)/bin/phi3c
+	install -m 644 include/phi3c.h $(DESTDIR)$(PREFIX)/include/phi3c.h
+	install -m 644 $(BUILD)/libphi3c.a $(DESTDIR)$(PREFIX)/lib/libphi3c.a
+	install -m 755 $(BUILD)/libphi3c.so $(DESTDIR)$(PREFIX)/lib/libphi3c.so.$(LIBVERSION)
+	ln -sf libphi3c.so.$(LIBVERSION) $(DESTDIR)$(PREFIX)/lib/libphi3c.so.$(SOVERSION)
+	ln -sf libphi3c.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libphi3c.so
+	$(call pc_file,$(PREFIX),$(PREFIX)/lib,$(PREFIX)/include) > $(DESTDIR)$(PREFIX)/lib/pkgconfig/phi3c.pc
+	@echo "installed phi3c $(LIBVERSION) in $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/phi3c $(DESTDIR)$(PREFIX)/include/phi3c.h \
+	      $(DESTDIR)$(PREFIX)/lib/libphi3c.a $(DESTDIR)$(PREFIX)/lib/libphi3c.so* \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/phi3c.pc
 
 # Measurement tools (C programs in tools/ linked against the library).
 TOOLS := $(BUILD)/tools/quant_accuracy $(BUILD)/tools/synth_native $(BUILD)/tools/bench_tokenizer $(BUILD)/tools/npu_emit
@@ -164,22 +196,29 @@ test-asan: $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_OBJ := $(call objs,$(BUILD)/fuzzobj,$(LIB_SRC) $(GEN_SRC))
+# Every UBSan finding aborts (no recovery), so the fuzzer reports it as a crash like ASan's.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "CC [fuzz] $<"
-	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(call isa_flags,$<) -MMD -MP -c $< -o $@
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(call isa_flags,$<) -MMD -MP -c $< -o $@
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	@echo "LD [fuzz] $@"
-	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
 fuzz: $(FUZZ_BIN)
+# The short run of `make test` (FUZZ_SECONDS per target) and a long one for nightly use,
+# `make fuzz-long FUZZ_SECONDS=3600`, whose corpus grows in build/fuzz-corpus/ across runs.
 fuzz-smoke: fuzz
 	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+fuzz-long: fuzz
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(BUILD)/fuzz-corpus
 
 # Regenerates the oracle fixtures with transformers (needs PyPI; see tests/fixtures/README.md).
-fixtures:
+fixtures: $(PHI4_TOK)
 	@tools/make_venv.sh $(BUILD)/venv-fixtures tools/requirements-fixtures.txt
 	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
+	$(BUILD)/venv-fixtures/bin/python tools/make_phi4_e2e_fixture.py $(BUILD)/phi4-tokenizer
 
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
@@ -206,8 +245,9 @@ $(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
 bench-lookup: all
 	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
 
-# Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
-bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp
+# Tokenizer encode throughput against HF tokenizers on the same 4 MB text, and Phi-4-mini's byte-level
+# BPE against HF tokenizers, tiktoken and bpe-openai (one run, ratios printed).
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp $(PHI4_TOK)
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
 
 # The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.

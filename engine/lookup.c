@@ -88,8 +88,13 @@ void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds) 
     float *keep = lk->keep[lk->last_match];
     for (int i = 0; i < drafted && i <= accepted; i++)
         keep[i] += KEEP_RATE * ((i < accepted ? 1.0f : 0.0f) - keep[i]);
-    if (lk->step_sec > 0)
-        lk->cost[drafted] = (float)follow(lk->cost[drafted], P3_MAX(1.0, seconds / lk->step_sec));
+    if (lk->step_sec > 0) {
+        double ratio = P3_MAX(1.0, seconds / lk->step_sec);
+        /* the first measurement replaces the prior, which may be far too optimistic */
+        lk->cost[drafted] =
+            (float)(lk->cost_seen[drafted] ? follow(lk->cost[drafted], ratio) : ratio);
+        lk->cost_seen[drafted] = true;
+    }
 }
 
 int p3_lookup_room(const p3_session *s) {
@@ -114,9 +119,11 @@ p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int
     if (st != PHI3C_OK) return st;
     /* the same picks, in the same order and with the same history, as one token at a time */
     int i = 0;
+    bool in_place = smp->opt.repeat_penalty == 1.0f; /* only the penalty writes the logits */
     for (;; i++) {
-        memcpy(scratch, rows + (size_t)i * (size_t)vocab, row_bytes);
-        picks[i] = p3_sampler_pick(smp, scratch, s->history, base + 1 + i);
+        float *row = rows + (size_t)i * (size_t)vocab;
+        if (!in_place) row = memcpy(scratch, row, row_bytes);
+        picks[i] = p3_sampler_pick(smp, row, s->history, base + 1 + i);
         if (i == k || picks[i] != draft[i] || is_stop(stop_user, picks[i])) break;
     }
     *n_picks = i + 1;

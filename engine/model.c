@@ -1,8 +1,10 @@
-/* model.c: loading a Phi-3 model onto a backend: weights handed over in the checkpoint's own
- * F32/F16/BF16 when the backend takes them (else converted to f32), optional INT4-g128
- * quantization of the linear weights at load on several threads, and the RoPE frequency tables. */
+/* model.c: loading a Phi-3 model onto a backend, tensor by tensor as the architecture's table
+ * lists them (loaders/arch.h): weights handed over in the checkpoint's own F32/F16/BF16 when the
+ * backend takes them (else converted to f32), optional INT4-g128 quantization of the linear
+ * weights at load on several threads, and the RoPE frequency tables. */
 #include "engine.h"
 
+#include "arch.h"
 #include "quantize.h"
 #include "ref.h"
 
@@ -154,43 +156,63 @@ static p3_status upload_linear(p3_model *m, const p3_model_source *src, const ch
     return upload_weight(m, t, rows, cols, matmul, 1, m->opt.quant != P3_WQ_NONE, out, err);
 }
 
-static p3_status upload_layer(p3_model *m, const p3_model_source *src, int l, p3_error *err) {
-    const p3_config *c = &m->cfg;
-    p3_layer_weights *w = &m->layers[l];
-    int64_t hidden = c->hidden_size, hd = c->head_dim, inter = c->intermediate_size;
-    int64_t qkv_rows = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
-    char name[P3_TENSOR_NAME_MAX];
-#define LAYER_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-    P3_TRY(upload_vector(m, src, LAYER_NAME("input_layernorm.weight"), c->hidden_size,
-                         &w->attn_norm, err));
-    P3_TRY(upload_linear(m, src, LAYER_NAME("self_attn.qkv_proj.weight"), qkv_rows, hidden, &w->qkv,
-                         err));
-    P3_TRY(upload_linear(m, src, LAYER_NAME("self_attn.o_proj.weight"), hidden, c->num_heads * hd,
-                         &w->o, err));
-    P3_TRY(upload_vector(m, src, LAYER_NAME("post_attention_layernorm.weight"), c->hidden_size,
-                         &w->ffn_norm, err));
-    P3_TRY(upload_linear(m, src, LAYER_NAME("mlp.gate_up_proj.weight"), 2 * inter, hidden,
-                         &w->gate_up, err));
-    P3_TRY(upload_linear(m, src, LAYER_NAME("mlp.down_proj.weight"), hidden, inter, &w->down, err));
-#undef LAYER_NAME
-    return PHI3C_OK;
+/* Where a slot of the tensor table (loaders/arch.h) lands: a norm in a buffer field, a matrix in
+ * a weight field (exactly one is set). `layer` matters for per-layer slots only. */
+typedef struct slot_ref {
+    p3_buffer **vector;
+    p3_weight **matrix;
+} slot_ref;
+
+static slot_ref slot_in(p3_model *m, int layer, p3_slot slot) {
+    p3_layer_weights *w = m->layers && layer >= 0 ? &m->layers[layer] : NULL;
+    if (slot >= P3_SLOT_ATTN_NORM && !w) return (slot_ref){0}; /* per-layer slots follow */
+    switch (slot) {
+    case P3_SLOT_EMBED:
+        return (slot_ref){.matrix = &m->embed};
+    case P3_SLOT_FINAL_NORM:
+        return (slot_ref){.vector = &m->final_norm};
+    case P3_SLOT_LM_HEAD:
+        return (slot_ref){.matrix = &m->lm_head};
+    case P3_SLOT_ATTN_NORM:
+        return (slot_ref){.vector = &w->attn_norm};
+    case P3_SLOT_QKV:
+        return (slot_ref){.matrix = &w->qkv};
+    case P3_SLOT_O:
+        return (slot_ref){.matrix = &w->o};
+    case P3_SLOT_FFN_NORM:
+        return (slot_ref){.vector = &w->ffn_norm};
+    case P3_SLOT_GATE_UP:
+        return (slot_ref){.matrix = &w->gate_up};
+    case P3_SLOT_DOWN:
+        return (slot_ref){.matrix = &w->down};
+    default:
+        return (slot_ref){0};
+    }
 }
 
-/* The embedding table stays in its checkpoint precision (it is read one row per token); an
- * untied lm_head is a linear weight like the others. */
-static p3_status upload_embeddings(p3_model *m, const p3_model_source *src, p3_error *err) {
-    const p3_config *c = &m->cfg;
+/* The embedding table stays in its checkpoint precision (it is read one row per token); a tied
+ * one also serves as the lm_head matmul. */
+static p3_status upload_embedding(p3_model *m, const p3_model_source *src, const char *name,
+                                  int64_t rows, int64_t cols, p3_error *err) {
     const p3_tensor *t = NULL;
-    P3_TRY(find_matrix(src, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &t, err));
+    P3_TRY(find_matrix(src, name, rows, cols, &t, err));
     static const p3_op embed_and_matmul[] = {P3_OP_EMBED, P3_OP_MATMUL};
-    int n_ops = c->tie_word_embeddings ? 2 : 1;
-    P3_TRY(upload_weight(m, t, c->vocab_size, c->hidden_size, embed_and_matmul, n_ops, false,
-                         &m->embed, err));
-    if (c->tie_word_embeddings) {
-        m->lm_head = m->embed;
-        return PHI3C_OK;
-    }
-    return upload_linear(m, src, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head, err);
+    int n_ops = m->cfg.tie_word_embeddings ? 2 : 1;
+    return upload_weight(m, t, rows, cols, embed_and_matmul, n_ops, false, &m->embed, err);
+}
+
+/* Uploads one entry of the tensor table into its slot. */
+static p3_status upload_entry(p3_model *m, const p3_model_source *src, const p3_arch_tensor *t,
+                              int layer, p3_error *err) {
+    char name[P3_TENSOR_NAME_MAX];
+    p3_arch_hf_name(t, layer, name, sizeof name);
+    int64_t rows = p3_arch_dim(&m->cfg, t->rows), cols = p3_arch_dim(&m->cfg, t->cols);
+    slot_ref r = slot_in(m, layer, t->slot);
+    if (r.vector) return upload_vector(m, src, name, (int)rows, r.vector, err);
+    if (t->slot == P3_SLOT_EMBED) return upload_embedding(m, src, name, rows, cols, err);
+    if (!r.matrix)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: no place for %s", src->path, name);
+    return upload_linear(m, src, name, rows, cols, r.matrix, err);
 }
 
 static p3_status upload_rope_tables(p3_model *m, p3_error *err) {
@@ -223,13 +245,19 @@ static p3_status choose_act_mode(p3_model *m, p3_error *err) {
                    p3_be_name(&m->be), p3_dtype_name(fmt), m->act == P3_ACT_Q8 ? "int8" : "f32");
 }
 
+/* Every tensor of the architecture's table into its slot, then the RoPE tables. */
 static p3_status load_weights(p3_model *m, const p3_model_source *src, p3_error *err) {
     P3_TRY(choose_act_mode(m, err));
-    P3_TRY(upload_embeddings(m, src, err));
-    P3_TRY(upload_vector(m, src, "model.norm.weight", m->cfg.hidden_size, &m->final_norm, err));
     m->layers = p3_calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the layer table");
-    for (int l = 0; l < m->cfg.num_layers; l++) P3_TRY(upload_layer(m, src, l, err));
+    const p3_arch *arch = p3_arch_of(&m->cfg);
+    for (size_t i = 0; i < arch->n_tensors; i++) {
+        const p3_arch_tensor *t = &arch->tensors[i];
+        if (!p3_arch_has(&m->cfg, t)) continue;
+        for (int l = 0; l < (t->per_layer ? m->cfg.num_layers : 1); l++)
+            P3_TRY(upload_entry(m, src, t, t->per_layer ? l : -1, err));
+    }
+    if (m->cfg.tie_word_embeddings) m->lm_head = m->embed;
     return upload_rope_tables(m, err);
 }
 
@@ -274,27 +302,27 @@ p3_status p3_model_load(const char *path, const p3_load_options *opt, p3_model *
     return st;
 }
 
+/* Frees what the table's slots hold (a tied lm_head is the embedding, freed once). */
+static void free_weights(p3_model *m) {
+    const p3_arch *arch = p3_arch_of(&m->cfg);
+    for (size_t i = 0; i < arch->n_tensors; i++) {
+        const p3_arch_tensor *t = &arch->tensors[i];
+        if (!p3_arch_has(&m->cfg, t)) continue;
+        for (int l = 0; l < (t->per_layer ? m->cfg.num_layers : 1); l++) {
+            slot_ref r = slot_in(m, t->per_layer ? l : -1, t->slot);
+            if (r.vector) p3_be_buffer_free(&m->be, *r.vector);
+            if (r.matrix) p3_be_weight_free(&m->be, *r.matrix);
+        }
+    }
+}
+
 void p3_model_free(p3_model *m) {
     if (!m) return;
     if (m->be.iface) {
-        p3_backend *be = &m->be;
-        if (m->layers) {
-            for (int l = 0; l < m->cfg.num_layers; l++) {
-                p3_layer_weights *w = &m->layers[l];
-                p3_be_buffer_free(be, w->attn_norm);
-                p3_be_weight_free(be, w->qkv);
-                p3_be_weight_free(be, w->o);
-                p3_be_buffer_free(be, w->ffn_norm);
-                p3_be_weight_free(be, w->gate_up);
-                p3_be_weight_free(be, w->down);
-            }
-        }
-        if (m->lm_head != m->embed) p3_be_weight_free(be, m->lm_head);
-        p3_be_weight_free(be, m->embed);
-        p3_be_buffer_free(be, m->final_norm);
-        p3_be_buffer_free(be, m->inv_freq_short);
-        p3_be_buffer_free(be, m->inv_freq_long);
-        p3_backend_close(be);
+        free_weights(m);
+        p3_be_buffer_free(&m->be, m->inv_freq_short);
+        p3_be_buffer_free(&m->be, m->inv_freq_long);
+        p3_backend_close(&m->be);
     }
     p3_free(m->layers);
     p3_free(m);

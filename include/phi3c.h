@@ -143,7 +143,7 @@ typedef struct phi3c_sampler_params {
     int top_k;            /* 0 = off; 1 = greedy */
     float top_p;          /* 1 = off */
     float min_p;          /* 0 = off: drops tokens with p < min_p * max p */
-    float repeat_penalty; /* 1 = off; transformers' rule */
+    float repeat_penalty; /* > 0 (else phi3c_generate refuses); 1 = off; transformers' rule */
     int repeat_last_n;    /* history the penalty looks at; -1 = all */
     uint64_t seed;        /* xorshift64* seeded via splitmix64: same seed, same tokens */
 } phi3c_sampler_params;
@@ -233,6 +233,11 @@ typedef struct phi3c_chat_turn {
 phi3c_status phi3c_chat_prepare(phi3c_session *session, const phi3c_chat_message *messages,
                                 size_t n_messages, const phi3c_chat_params *params,
                                 phi3c_chat_turn *turn, phi3c_error *err);
+
+/* Prompt caching for raw token prompts: keeps the longest part of the session's cache that ids
+ * start with, leaving at least one of them to feed (the session is truncated to that many
+ * positions, returned; feed ids from there). */
+int phi3c_session_keep_prefix(phi3c_session *session, const int32_t *ids, size_t n);
 
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each reported token back (also the one the callback stops at; not a sampled stop id), so the

@@ -1,6 +1,7 @@
 /* config.c: the model configuration: config.json (transformers 4.x rope_theta/rope_scaling and 5.x
  * rope_parameters forms) and generation_config.json into p3_config, the derived values and range
  * checks every loader shares, and the tensor table a config implies. */
+#include "arch.h"
 #include "json.h"
 #include "source.h"
 
@@ -390,16 +391,15 @@ p3_status p3_config_finish(p3_config *c, const char *what, p3_error *err) {
     return finish_rope(c, what, err);
 }
 
-/* ---- the tensor table a config implies ---- */
+/* ---- the tensor table a config implies (loaders/arch.h) ---- */
 
-static void add_spec(p3_tensor_spec *specs, size_t *n, const char *name, int n_dims, int64_t d0,
-                     int64_t d1) {
-    p3_tensor_spec *s = &specs[(*n)++];
-    memset(s, 0, sizeof *s);
-    snprintf(s->hf_name, sizeof s->hf_name, "%s", name);
-    s->n_dims = n_dims;
-    s->shape[0] = d0;
-    s->shape[1] = d1;
+static void add_spec(p3_tensor_spec *spec, const p3_config *cfg, const p3_arch_tensor *t,
+                     int layer) {
+    memset(spec, 0, sizeof *spec);
+    p3_arch_hf_name(t, layer, spec->hf_name, sizeof spec->hf_name);
+    spec->n_dims = t->cols == P3_DIM_NONE ? 1 : 2;
+    spec->shape[0] = p3_arch_dim(cfg, t->rows);
+    spec->shape[1] = p3_arch_dim(cfg, t->cols);
 }
 
 p3_status p3_config_expected_tensors(const p3_config *cfg, p3_tensor_spec **specs, size_t *n,
@@ -408,26 +408,22 @@ p3_status p3_config_expected_tensors(const p3_config *cfg, p3_tensor_spec **spec
     *n = 0;
     if (cfg->num_layers <= 0 || cfg->num_layers > 4096 || cfg->head_dim <= 0)
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "expected tensors: config not finished");
-    size_t count = 3 + 6 * (size_t)cfg->num_layers;
-    p3_tensor_spec *s = p3_calloc(count, sizeof *s);
+    const p3_arch *arch = p3_arch_of(cfg);
+    p3_tensor_spec *s = p3_calloc(arch->n_tensors * (size_t)cfg->num_layers, sizeof *s);
     if (!s) return p3_fail(err, PHI3C_ERR_NOMEM, "expected tensors: out of memory");
-    const int64_t hidden = cfg->hidden_size, hd = cfg->head_dim, inter = cfg->intermediate_size;
-    const int64_t q_out = cfg->num_heads * hd, kv_out = cfg->num_kv_heads * hd;
     size_t k = 0;
-    add_spec(s, &k, "model.embed_tokens.weight", 2, cfg->vocab_size, hidden);
-    for (int l = 0; l < cfg->num_layers; l++) {
-        char name[P3_TENSOR_NAME_MAX];
-#define LAYER(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
-        add_spec(s, &k, LAYER("input_layernorm.weight"), 1, hidden, 0);
-        add_spec(s, &k, LAYER("self_attn.qkv_proj.weight"), 2, q_out + 2 * kv_out, hidden);
-        add_spec(s, &k, LAYER("self_attn.o_proj.weight"), 2, hidden, q_out);
-        add_spec(s, &k, LAYER("post_attention_layernorm.weight"), 1, hidden, 0);
-        add_spec(s, &k, LAYER("mlp.gate_up_proj.weight"), 2, 2 * inter, hidden);
-        add_spec(s, &k, LAYER("mlp.down_proj.weight"), 2, hidden, inter);
-#undef LAYER
+    for (size_t i = 0; i < arch->n_tensors; i++) {
+        const p3_arch_tensor *t = &arch->tensors[i];
+        if (!t->per_layer) {
+            if (p3_arch_has(cfg, t)) add_spec(&s[k++], cfg, t, 0);
+            continue;
+        }
+        if (i > 0 && arch->tensors[i - 1].per_layer) continue; /* the block is done */
+        size_t end = i;
+        while (end < arch->n_tensors && arch->tensors[end].per_layer) end++;
+        for (int l = 0; l < cfg->num_layers; l++)
+            for (size_t j = i; j < end; j++) add_spec(&s[k++], cfg, &arch->tensors[j], l);
     }
-    add_spec(s, &k, "model.norm.weight", 1, hidden, 0);
-    if (!cfg->tie_word_embeddings) add_spec(s, &k, "lm_head.weight", 2, cfg->vocab_size, hidden);
     *specs = s;
     *n = k;
     return PHI3C_OK;

@@ -1,6 +1,6 @@
-/* gguf.h: the GGUF v2/v3 reader: metadata of every type (nested arrays included) readable in place,
- * tensor infos checked against the file and presented as p3_tensors in HF order with HF names,
- * and the mapping of llama.cpp's phi3 keys to p3_config. */
+/* gguf.h: the GGUF v2/v3 container reader: metadata of every type (nested arrays included)
+ * readable in place, tensor infos checked against the file and presented as p3_tensors in HF
+ * shape order (hf_name is the file's name here; gguf_phi3.h maps Phi-3's to transformers'). */
 #ifndef P3_LOADERS_GGUF_H
 #define P3_LOADERS_GGUF_H
 
@@ -95,17 +95,5 @@ bool p3_gguf_array_string(const p3_gguf_value *arr, size_t i, p3_gguf_str *out);
 bool p3_gguf_array_int(const p3_gguf_value *arr, size_t i, int64_t *out);
 bool p3_gguf_array_float(const p3_gguf_value *arr, size_t i, double *out);
 const p3_gguf_value *p3_gguf_array_item(const p3_gguf_value *arr, size_t i); /* nested arrays */
-
-/* Fills cfg from phi3.* keys and the tensors (vocab from token_embd, tied when there is no
- * `output`, LongRoPE factors from rope_factors_long/short) and runs p3_config_finish. Refuses
- * another general.architecture by name. */
-p3_status p3_gguf_config(const p3_gguf *g, const char *what, p3_config *cfg, p3_error *err);
-
-/* The HF name of a llama.cpp phi3 tensor name (unknown names map to themselves). */
-void p3_gguf_hf_name(const char *gguf_name, char *hf_name, size_t size);
-
-/* Opens a GGUF file into src (mapping, tensors, metadata in src->gguf, config when it has
- * tensors). */
-p3_status p3_gguf_open_file(const char *path, p3_model_source *src, p3_error *err);
 
 #endif /* P3_LOADERS_GGUF_H */

@@ -1,7 +1,7 @@
 /* source.c: p3_source_open decides what a model path is (HF folder, GGUF, native phi3c file) and
  * hands it to the right loader; lookup by HF name and the check of the tensor set against the
  * config live here too. */
-#include "gguf.h"
+#include "gguf_phi3.h"
 #include "phi3c_file.h"
 #include "safetensors.h"
 #include "source.h"

@@ -2,7 +2,7 @@
  * package's own dequantization (tests/fixtures/gguf-quant), the fixture models' configs against
  * their config.json, llama.cpp's vocab-only Phi-3 GGUF (values read with gguf.GGUFReader), and
  * metadata of every type in a file built byte by byte from the GGUF spec. */
-#include "gguf.h"
+#include "gguf_phi3.h"
 #include "source.h"
 #include "test_loaders_util.h"
 
@@ -285,7 +285,10 @@ P3_TEST(gguf_all_metadata_types) {
         CHECK_EQ_INT(g->alignment, 64);
         CHECK_EQ_INT(g->data_offset, data_start);
         const p3_tensor *x = &g->tensors[0];
-        CHECK(strcmp(x->hf_name, "model.layers.0.mlp.down_proj.weight") == 0);
+        char hf[P3_TENSOR_NAME_MAX];
+        p3_gguf_hf_name(x->name, hf, sizeof hf); /* the container keeps the file's name */
+        CHECK(strcmp(x->name, "blk.0.ffn_down.weight") == 0 &&
+              strcmp(hf, "model.layers.0.mlp.down_proj.weight") == 0);
         CHECK(x->dtype == P3_DT_Q8_0 && x->shape[0] == 2 && x->shape[1] == 32 && x->nbytes == 68);
         float out[64];
         if (CHECK_OK(p3_tensor_to_f32(x, 0, 64, out, &err), &err))

@@ -1,9 +1,10 @@
 /* test_lookup.c: prompt-lookup decoding is exact: greedy ids equal transformers' generate on every
- * fixture (sliding window, LongRoPE switch) on every CPU level and OpenCL, with the n-gram
- * drafter and with an oracle drafter that proposes the right continuation with planted errors
- * (so full, partial and no acceptance, rollback and the switch are all exercised); seeded
- * sampling gives the same ids as without lookup; a callback stop or max_tokens inside accepted
- * drafts leaves the cache holding exactly the reported tokens. */
+ * fixture (sliding window, LongRoPE switch) on every CPU level, OpenCL and Level Zero (the test
+ * driver of tests/stages/level_zero.sh), with the n-gram drafter and with an oracle drafter that
+ * proposes the right continuation with planted errors (so full, partial and no acceptance,
+ * rollback and the switch are all exercised); seeded sampling gives the same ids as without
+ * lookup; a callback stop or max_tokens inside accepted drafts leaves the cache holding exactly
+ * the reported tokens. */
 #include "api_internal.h"
 #include "fixture_util.h"
 #include "harness.h"
@@ -166,16 +167,25 @@ P3_TEST(lookup_greedy_equals_transformers_on_every_fixture_and_cpu_level) {
     printf("    %zu fixture models x %d CPU levels x 3 drafters\n", P3_ARRAY_LEN(cases), n_levels);
 }
 
-P3_TEST(opencl_lookup_greedy_equals_transformers_on_every_fixture) {
+static void check_device_backend(p3_test_ctx *t, const char *backend) {
     p3_backend be;
     p3_error err = {0};
     p3_backend_options opt = {0};
-    if (p3_backend_open("opencl", &opt, &be, &err) != PHI3C_OK) {
-        p3_test_skip(t, "no OpenCL platform: %s", err.message);
+    if (p3_backend_open(backend, &opt, &be, &err) != PHI3C_OK) {
+        p3_test_skip(t, "%s", err.message);
         return;
     }
     p3_backend_close(&be);
-    for (size_t i = 0; i < P3_ARRAY_LEN(cases); i++) check_case(t, &cases[i], "opencl", NULL);
+    for (size_t i = 0; i < P3_ARRAY_LEN(cases); i++) check_case(t, &cases[i], backend, NULL);
+}
+
+P3_TEST(opencl_lookup_greedy_equals_transformers_on_every_fixture) {
+    check_device_backend(t, "opencl");
+}
+
+/* Run by tests/stages/level_zero.sh through the test driver (skipped without a driver). */
+P3_TEST(level_zero_lookup_greedy_equals_transformers_on_every_fixture) {
+    check_device_backend(t, "level-zero");
 }
 
 /* Seeded sampling (flat distribution, repetition penalty on) draws the same ids with lookup. */

@@ -822,11 +822,7 @@ static void phi4_chat_line(p3_test_ctx *t, const p3_tokenizer *tok, const char *
     for (size_t i = 0; i < n_owned; i++) free(owned[i]);
 }
 
-/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
- * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2. */
-P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
-    p3_tokenizer *tok = load_phi4(t);
-    if (!tok) return;
+static void run_phi4_cases(p3_test_ctx *t, const p3_tokenizer *tok, const char *label) {
     CHECK_EQ_INT(p3_tokenizer_chat_format(tok), P3_CHAT_PHI4);
     size_t size;
     char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
@@ -842,12 +838,161 @@ P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
         if (line[0] == 'C' && nf == 4) phi4_chat_line(t, tok, f, fe, &st);
         line = end + 1;
     }
-    printf("    phi4-mini: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
+    printf("    %s: HF tokenizers %zu/%zu, tiktoken == bpe-openai %zu/%zu, decode %zu/%zu, "
            "round trips %zu/%zu, chat %zu/%zu\n",
-           st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
+           label, st.hf_pass, st.hf, st.tt_pass, st.tt, st.dec_pass, st.dec, st.trip_pass, st.trip,
            st.chat_pass, st.chat);
     CHECK(st.hf >= 500 && st.tt >= 500 && st.chat >= 10);
     CHECK_EQ_INT(st.trip_pass, st.trip);
     free(data);
+}
+
+/* tests/fixtures/tokenizer/phi4-mini.cases (tools/make_phi4_tokenizer_tests.py): ids from HF
+ * tokenizers and from tiktoken == bpe-openai, decodes from HF, chat renderings from jinja2; through
+ * the folder (tokenizer.json + tokenizer_config.json), the same files as in-memory blobs (what a
+ * native .phi3c file holds) and the GGUF form (gpt2 / gpt-4o). */
+P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
+    p3_tokenizer *tok = load_phi4(t);
+    if (!tok) return;
+    run_phi4_cases(t, tok, "tokenizer.json");
     p3_tokenizer_free(tok);
+    const char *dir =
+        getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER") : "build/phi4-tokenizer";
+    char path[512];
+    size_t json_len, config_len;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char *json = p3_test_read_file(t, path, &json_len);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *config = p3_test_read_file(t, path, &config_len);
+    p3_tokenizer_files f = {.what = "phi4 blobs",
+                            .tokenizer_json = json,
+                            .tokenizer_json_len = json_len,
+                            .tokenizer_config_json = config,
+                            .tokenizer_config_json_len = config_len};
+    p3_error err = {0};
+    tok = NULL;
+    if (json && config && CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err))
+        run_phi4_cases(t, tok, "blobs");
+    p3_tokenizer_free(tok);
+    free(json);
+    free(config);
+    snprintf(path, sizeof path, "%s/tokenizer.gguf", dir);
+    tok = load_or_fail(t, path);
+    if (tok) run_phi4_cases(t, tok, "tokenizer.gguf");
+    p3_tokenizer_free(tok);
+    /* `info` names the tokenizer type */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s info -m %s", p3_test_cli(), path);
+    p3_cmd_result res = {0};
+    if (CHECK(p3_test_run(t, cmd, &res)))
+        CHECK_MSG(res.exit_code == 0 && res.out &&
+                      strstr(res.out, "tokenizer                byte-level BPE (o200k split), "
+                                      "200024 ids, chat format Phi-4-mini"),
+                  "info said: %s", res.out ? res.out : "");
+    p3_cmd_result_free(&res);
+}
+
+/* Sets `"key": false` to true (same length) in the added token whose content is `content`. */
+static bool set_added_flag(char *json, size_t len, const char *content, const char *key) {
+    char want[64], flag[32];
+    snprintf(want, sizeof want, "\"content\": \"%s\"", content);
+    snprintf(flag, sizeof flag, "\"%s\": false", key);
+    char *at = memmem(json, len, want, strlen(want));
+    char *end = at ? memchr(at, '}', len - (size_t)(at - json)) : NULL;
+    char *f = at && end ? memmem(at, (size_t)(end - at), flag, strlen(flag)) : NULL;
+    if (!f) return false;
+    memcpy(f + strlen(flag) - 5, "true ", 5);
+    return true;
+}
+
+/* HF's lstrip / rstrip / normalized on byte-level added tokens: the S lines of phi4-mini.cases
+ * come from HF on the tokenizer.json with <|end|> rstrip, <|user|> lstrip, <|system|> normalized.
+ */
+P3_TEST(tokenizer_phi4_strip_flags_match_hf) {
+    p3_tokenizer *probe = load_phi4(t);
+    if (!probe) return;
+    p3_tokenizer_free(probe);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json",
+             getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER")
+                                            : "build/phi4-tokenizer");
+    size_t json_len, size;
+    char *json = p3_test_read_file(t, path, &json_len);
+    char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (!json || !data || !CHECK(set_added_flag(json, json_len, "<|end|>", "rstrip")) ||
+        !CHECK(set_added_flag(json, json_len, "<|user|>", "lstrip")) ||
+        !CHECK(set_added_flag(json, json_len, "<|system|>", "normalized"))) {
+        free(json);
+        free(data);
+        return;
+    }
+    p3_tokenizer_files f = {
+        .what = "strip variant", .tokenizer_json = json, .tokenizer_json_len = json_len};
+    size_t total = 0, pass = 0;
+    if (CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err)) {
+        for (char *line = data; line < data + size;) {
+            char *nl = memchr(line, '\n', (size_t)(data + size - line));
+            char *end = nl ? nl : data + size;
+            const char *fl[3], *fe[3];
+            if (line[0] == 'S' && split_fields(line, end, fl, fe, 3) == 3) {
+                static int32_t want[4096];
+                size_t len, n = parse_ids(fl[2], fe[2], want, 4096);
+                char *text = unhex(fl[1], fe[1], &len);
+                total++;
+                pass += check_encode(t, tok, text, len, 0, want, n, "strip variant");
+                free(text);
+            }
+            line = end + 1;
+        }
+    }
+    printf("    phi4-mini strip/normalized flags: %zu/%zu identical to HF tokenizers\n", pass,
+           total);
+    CHECK(total >= 14);
+    p3_tokenizer_free(tok);
+    free(json);
+    free(data);
+}
+
+/* End to end: a tiny Phi-4-mini-architecture model with the full 200,064-row vocabulary
+ * (tests/fixtures/phi4mini-vocab, tools/make_phi4_e2e_fixture.py) beside the Phi-4-mini-style
+ * tokenizer: `run -f prompt.txt --greedy` must tokenize the prompt as HF tokenizers did and
+ * generate transformers' greedy ids. */
+P3_TEST_SLOW(tokenizer_phi4_run_greedy_matches_transformers) {
+    p3_tokenizer *probe = load_phi4(t); /* skips when build/phi4-tokenizer is missing */
+    if (!probe) return;
+    p3_tokenizer_free(probe);
+    const char *tok_dir =
+        getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER") : "build/phi4-tokenizer";
+    char *cwd = realpath(".", NULL), *tdir = realpath(tok_dir, NULL);
+    const char *dir = p3_test_tmpdir(t);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "for f in config.json generation_config.json model.safetensors; do "
+             "ln -s '%s/tests/fixtures/phi4mini-vocab/hf-bf16/'$f '%s/' || exit 1; done && "
+             "ln -s '%s/tokenizer.json' '%s/tokenizer_config.json' '%s/' && "
+             "%s run -m '%s' -f tests/fixtures/phi4mini-vocab/prompt.txt -n 16 --greedy --ids "
+             "--verbose-prompt",
+             cwd ? cwd : "?", dir, tdir ? tdir : "?", tdir ? tdir : "?", dir, p3_test_cli(), dir);
+    free(cwd);
+    free(tdir);
+    size_t psize, gsize;
+    char *want_prompt = p3_test_read_file(t, "tests/fixtures/phi4mini-vocab/prompt.ids", &psize);
+    char *want_gen = p3_test_read_file(t, "tests/fixtures/phi4mini-vocab/greedy.ids", &gsize);
+    p3_cmd_result res = {0};
+    if (want_prompt && want_gen && CHECK(p3_test_run(t, cmd, &res)) &&
+        CHECK_MSG(res.exit_code == 0, "run failed: %s", res.err ? res.err : "")) {
+        static int32_t want[256], got[256];
+        size_t nw = parse_ids(want_gen, want_gen + gsize, want, 256);
+        size_t ng = res.out ? parse_ids(res.out, res.out + res.out_len, got, 256) : 0;
+        CHECK_MSG(nw == 16 && ids_equal(got, ng, want, nw), "greedy ids differ: %s", res.out);
+        const char *p = res.err ? strstr(res.err, "prompt ids: ") : NULL;
+        size_t np = parse_ids(want_prompt, want_prompt + psize, want, 256);
+        ng = p ? parse_ids(p + 12, res.err + res.err_len, got, 256) : 0;
+        CHECK_MSG(np > 20 && ids_equal(got, ng, want, np), "prompt ids differ: %s", res.err);
+    }
+    p3_cmd_result_free(&res);
+    free(want_prompt);
+    free(want_gen);
 }

@@ -15,6 +15,11 @@ int tok_bytelevel_byte(uint32_t cp);
  * bytes). Returns the number of bytes, or -1 when a character is not one of the 256. */
 long tok_bytelevel_to_bytes(const char *s, size_t len, uint8_t *out);
 
+/* The id of a piece written in the byte-level alphabet, -1 when unknown or not in the alphabet. */
+int32_t tok_bytelevel_lookup(const p3_tokenizer *tok, const char *s, size_t len);
+/* Sets normal piece `id` from its byte-level text (stored as raw bytes). */
+p3_status tok_bytelevel_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len,
+                                  p3_error *err);
 /* After the pieces are indexed: byte ids from the single-byte pieces. */
 void tok_bytelevel_finish(p3_tokenizer *tok);
 

@@ -36,3 +36,27 @@ void tok_bytelevel_finish(p3_tokenizer *tok) {
     }
     tok->space_id = -1; /* no "▁" word marks */
 }
+
+int32_t tok_bytelevel_lookup(const p3_tokenizer *tok, const char *s, size_t len) {
+    uint8_t stack_buf[256];
+    uint8_t *buf = len <= sizeof stack_buf ? stack_buf : p3_malloc(len);
+    long n = buf ? tok_bytelevel_to_bytes(s, len, buf) : -1;
+    int32_t id = n < 0 ? -1 : tok_lookup(tok, (const char *)buf, (size_t)n);
+    if (buf != stack_buf) p3_free(buf);
+    return id;
+}
+
+p3_status tok_bytelevel_set_piece(p3_tokenizer *tok, int32_t id, const char *s, size_t len,
+                                  p3_error *err) {
+    uint8_t stack_buf[256];
+    uint8_t *buf = len <= sizeof stack_buf ? stack_buf : p3_malloc(len);
+    if (!buf) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", tok->what);
+    long n = tok_bytelevel_to_bytes(s, len, buf);
+    p3_status st = n < 0
+                       ? p3_fail(err, PHI3C_ERR_FORMAT,
+                                 "%s: token %ld holds a character outside the byte-level alphabet",
+                                 tok->what, (long)id)
+                       : tok_set_piece(tok, id, (const char *)buf, (size_t)n, P3_PIECE_NORMAL, err);
+    if (buf != stack_buf) p3_free(buf);
+    return st;
+}

@@ -5,7 +5,6 @@
  * rather than tokenized differently from HF. */
 #include "json.h"
 #include "tok_bpe.h"
-#include "tok_encode.h"
 
 #include <string.h>
 
@@ -168,42 +167,20 @@ static p3_status count_vocab(const char *what, const json_value *vocab, const js
     return PHI3C_OK;
 }
 
-/* A model piece as stored: a byte-level piece becomes its raw bytes (in scratch, at most len). */
-static p3_status piece_bytes(const p3_tokenizer *tok, const char *s, size_t len, uint8_t *scratch,
-                             const char **out, size_t *out_len, p3_error *err) {
-    *out = s, *out_len = len;
-    if (tok->model != TOK_MODEL_BYTE_BPE) return PHI3C_OK;
-    long n = tok_bytelevel_to_bytes(s, len, scratch);
-    if (n < 0)
-        return p3_fail(err, PHI3C_ERR_FORMAT,
-                       "%s: piece '%.40s' holds a character outside the byte-level alphabet",
-                       tok->what, s);
-    *out = (const char *)scratch, *out_len = (size_t)n;
-    return PHI3C_OK;
-}
-
 static p3_status read_vocab(p3_tokenizer *tok, const json_value *vocab, p3_error *err) {
-    uint8_t *scratch = NULL;
-    size_t cap = 0;
     p3_status st = PHI3C_OK;
     for (size_t i = 0; i < json_object_size(vocab) && st == PHI3C_OK; i++) {
         size_t len;
         const char *piece = json_object_key_at(vocab, i, &len);
         int64_t id = 0;
         json_get_int(json_object_value_at(vocab, i), &id);
-        int type = tok->model == TOK_MODEL_SPM && len == 6 && strncmp(piece, "<0x", 3) == 0
-                       ? P3_PIECE_BYTE
-                       : P3_PIECE_NORMAL;
-        if (len > cap && !tok_grow((void **)&scratch, &cap, len, 1)) {
-            st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", tok->what);
-            break;
+        if (tok->model == TOK_MODEL_BYTE_BPE) {
+            st = tok_bytelevel_set_piece(tok, (int32_t)id, piece, len, err);
+            continue;
         }
-        const char *bytes;
-        size_t n;
-        st = piece_bytes(tok, piece, len, scratch, &bytes, &n, err);
-        if (st == PHI3C_OK) st = tok_set_piece(tok, (int32_t)id, bytes, n, type, err);
+        int type = len == 6 && strncmp(piece, "<0x", 3) == 0 ? P3_PIECE_BYTE : P3_PIECE_NORMAL;
+        st = tok_set_piece(tok, (int32_t)id, piece, len, type, err);
     }
-    p3_free(scratch);
     return st;
 }
 
@@ -247,13 +224,8 @@ static p3_status read_added(p3_tokenizer *tok, const json_value *added, bool set
 /* The id of one side of a merge (byte-level: converted to raw bytes first), -1 when unknown. */
 static int32_t merge_side(const p3_tokenizer *tok, const char *s, size_t len) {
     if (!s) return -1;
-    if (tok->model != TOK_MODEL_BYTE_BPE) return tok_lookup(tok, s, len);
-    uint8_t stack_buf[256];
-    uint8_t *buf = len <= sizeof stack_buf ? stack_buf : p3_malloc(len);
-    long n = buf ? tok_bytelevel_to_bytes(s, len, buf) : -1;
-    int32_t id = n < 0 ? -1 : tok_lookup(tok, (const char *)buf, (size_t)n);
-    if (buf != stack_buf) p3_free(buf);
-    return id;
+    return tok->model == TOK_MODEL_BYTE_BPE ? tok_bytelevel_lookup(tok, s, len)
+                                            : tok_lookup(tok, s, len);
 }
 
 /* A merge is "left right" (one space) or, in newer files, ["left", "right"]. */

@@ -274,6 +274,10 @@ p3_status tok_finish(p3_tokenizer *tok, p3_error *err) {
 
 /* ---- queries ----------------------------------------------------------------------------- */
 
+const char *p3_tokenizer_type_name(const p3_tokenizer *tok) {
+    return tok->model == TOK_MODEL_BYTE_BPE ? "byte-level BPE (o200k split)" : "SentencePiece BPE";
+}
+
 int32_t p3_tokenizer_vocab_size(const p3_tokenizer *tok) {
     return tok->n_vocab;
 }

@@ -88,6 +88,10 @@ p3_status p3_detok_stream_push(p3_detok_stream *s, int32_t id, const char **text
 void p3_detok_stream_finish(p3_detok_stream *s, const char **text, size_t *len);
 void p3_detok_stream_free(p3_detok_stream *s);
 
+/* What kind of tokenizer: "SentencePiece BPE" (Phi-3) or "byte-level BPE (o200k split)"
+ * (Phi-4-mini). */
+const char *p3_tokenizer_type_name(const p3_tokenizer *tok);
+
 /* Vocabulary queries. */
 int32_t p3_tokenizer_vocab_size(const p3_tokenizer *tok); /* highest id + 1 */
 /* The piece text as stored in the vocabulary ("▁the", "<0x0A>", "<|end|>"); NULL for ids without

@@ -6,6 +6,12 @@ Every prompt runs greedily with and without lookup, alternating A/B `--reps` tim
 may be shared: medians, and the load average is printed). Checks that both give the same ids.
 Prints one row per prompt and a summary per kind: the ratio of total generated tokens per total
 median seconds, the median of the per-prompt ratios, the acceptance rate and tokens per forward.
+
+--project "K:RATIO,...": the gain on another model from the acceptance measured here, for each
+fixed draft length d with a measured cost: the greedy sequence (the same with and without lookup)
+is replayed through the n-gram drafter (same rule as engine/lookup.c: latest earlier occurrence of
+the last 4..1 tokens, up to d tokens), and each step costs RATIO(d + 1) decode steps, where the
+ratios are `phi3c bench --verify-cost`'s k_ratio for forwards of k = d + 1 tokens on that model.
 Standard library only.
 """
 import argparse
@@ -33,18 +39,62 @@ def read_prompts(path):
 
 def run_once(args, prompt, lookup):
     cmd = [args.phi3c, "run", "-m", args.model, "-p", prompt, "-n", str(args.n), "--greedy",
-           "--ids", "-t", str(args.threads), "--lookup", str(lookup)]
+           "--ids", "-t", str(args.threads), "--lookup", str(lookup), "--verbose-prompt"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if p.returncode != 0:
         sys.exit(f"bench_lookup: {' '.join(cmd[:4])} failed:\n{p.stderr}")
     m = STATS.search(p.stderr)
     if not m:
         sys.exit(f"bench_lookup: no stats line in:\n{p.stderr}")
-    out = {"ids": p.stdout.split(), "n": int(m.group(1)), "sec": float(m.group(2))}
+    ids = re.search(r"prompt ids:([ 0-9]*)\n", p.stderr)
+    out = {"ids": p.stdout.split(), "n": int(m.group(1)), "sec": float(m.group(2)),
+           "prompt": [int(x) for x in ids.group(1).split()] if ids else []}
     lk = LOOKUP.search(p.stderr)
     if lk:
         out.update(drafted=int(lk.group(1)), accepted=int(lk.group(2)),
                    per_forward=float(lk.group(3)))
+    return out
+
+
+NGRAM = 4
+
+
+def simulate(seq, n_prompt, d):
+    """Forwards and draft sizes of greedy decoding of seq[n_prompt:] drafting up to d tokens."""
+    steps, pos = [], n_prompt  # seq[pos] is the next token to report; pos - 1 is fed with drafts
+    while pos < len(seq):
+        ctx = seq[:pos + 1]  # history plus the token about to be fed
+        draft = []
+        for g in range(min(NGRAM, len(ctx) - 1), 0, -1):
+            suffix = ctx[-g:]
+            i = next((i for i in range(len(ctx) - g - 1, -1, -1) if ctx[i:i + g] == suffix), -1)
+            if i >= 0:
+                draft = ctx[i + g:i + g + d]
+                break
+        draft = draft[:max(0, len(seq) - pos - 1)]
+        kept = 0
+        while kept < len(draft) and draft[kept] == seq[pos + 1 + kept]:
+            kept += 1
+        steps.append(len(draft))
+        pos += 1 + kept
+    return steps
+
+
+def project(rows, costs):
+    """Per draft length: tokens per forward and the projected speed-up (tokens / sum of the
+    step costs), over all rows."""
+    out = {}
+    for k, ratio in sorted(costs.items()):
+        d = k - 1
+        if d < 1:
+            continue
+        tokens = cost = forwards = 0.0
+        for r in rows:
+            steps = simulate(r["seq"], r["n_prompt"], d)
+            tokens += len(r["seq"]) - r["n_prompt"]
+            forwards += len(steps)
+            cost += sum(costs.get(s + 1, 1.0 + (ratio - 1.0) * s / d) for s in steps)
+        out[d] = (tokens / forwards, tokens / cost)
     return out
 
 
@@ -63,7 +113,9 @@ def bench_prompt(args, prompt):
         b = run_once(args, prompt, args.lookup)
         a_sec.append(a["sec"])
         b_sec.append(b["sec"])
+    seq = a["prompt"] + [int(x) for x in a["ids"]]
     return {"same": a["ids"] == b["ids"], "n": a["n"], "a_sec": statistics.median(a_sec),
+            "seq": seq, "n_prompt": len(a["prompt"]),
             "b_sec": statistics.median(b_sec), "drafted": b.get("drafted", 0),
             "accepted": b.get("accepted", 0), "per_forward": b.get("per_forward", 0.0)}
 
@@ -92,7 +144,13 @@ def main():
     ap.add_argument("--lookup", type=int, default=8, help="draft length of the B runs")
     ap.add_argument("-t", "--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="A/B pairs per prompt (medians)")
+    ap.add_argument("--project", default="",
+                    help="K:RATIO,... from phi3c bench --verify-cost of another model")
     args = ap.parse_args()
+    costs = {}
+    for item in filter(None, args.project.split(",")):
+        k, ratio = item.split(":")
+        costs[int(k)] = float(ratio)
     print(f"phi3c run -m {args.model} -n {args.n} --greedy -t {args.threads}: --lookup 0 vs "
           f"--lookup {args.lookup}, {args.reps} alternating pairs per prompt, medians; "
           f"load average before: {load_average()}")
@@ -109,6 +167,12 @@ def main():
         sys.stdout.flush()
     print(f"load average after: {load_average()}")
     ok = all([summary(kind, rows) for kind, rows in by_kind.items()])
+    if costs:
+        print(f"projection with verify costs {args.project} (forward of k tokens / one token):")
+        for kind, rows in by_kind.items():
+            gains = project(rows, costs)
+            print(f"{kind:8s} " + ", ".join(f"up to {d} drafts: {tf:.2f} tok/forward, {g:.2f}x"
+                                              for d, (tf, g) in gains.items()))
     return 0 if ok else 1
 
 

@@ -12,6 +12,10 @@ ignore_merges (a pre-tokenized chunk that is a token is taken whole, as tiktoken
 pre-tokenizer Sequence[Split(o200k, Isolated), ByteLevel(no prefix space, no regex)], ByteLevel
 decoder.
 
+It also writes the same vocabulary as a vocabulary-only GGUF (tokenizer.gguf: tokenizer.ggml.model
+"gpt2", tokenizer.ggml.pre "gpt-4o", tokens in the byte-level alphabet, merges as "left right"), as
+llama.cpp's converter stores Phi-4-mini's tokenizer.
+
 Usage: python tools/make_phi4_tokenizer.py OUT_DIR   (make phi4-tokenizer: build/phi4-tokenizer)
 """
 import base64
@@ -87,6 +91,49 @@ def merges_of(ranks, to_str):
     return [[to_str(l), to_str(r)] for _, l, r in merges]
 
 
+def gguf_vocab(path, tokens, types, merges, config):
+    """A GGUF v3 file with tokenizer metadata only (no tensors), written from the format's definition."""
+    import struct
+
+    def s_(b, text):
+        raw = text.encode("utf-8")
+        b += struct.pack("<Q", len(raw)) + raw
+
+    kvs = []
+
+    def kv(key, typ, payload):
+        b = bytearray()
+        s_(b, key)
+        b += struct.pack("<I", typ) + payload
+        kvs.append(b)
+
+    def string(text):
+        b = bytearray()
+        s_(b, text)
+        return bytes(b)
+
+    def str_array(items):
+        b = bytearray(struct.pack("<IQ", 8, len(items)))
+        for it in items:
+            s_(b, it)
+        return bytes(b)
+
+    kv("general.architecture", 8, string("phi3"))
+    kv("tokenizer.ggml.model", 8, string("gpt2"))
+    kv("tokenizer.ggml.pre", 8, string("gpt-4o"))
+    kv("tokenizer.ggml.tokens", 9, str_array(tokens))
+    kv("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, len(types)) + struct.pack("<%di" % len(types), *types))
+    kv("tokenizer.ggml.merges", 9, str_array(merges))
+    kv("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", SPECIALS["<|endoftext|>"]))
+    kv("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", SPECIALS["<|endoftext|>"]))
+    kv("tokenizer.ggml.add_bos_token", 7, b"\x00")
+    kv("tokenizer.chat_template", 8, string(config["chat_template"]))
+    with open(path, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)))
+        for b in kvs:
+            f.write(b)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -119,6 +166,7 @@ def main():
     }
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(spec, f, ensure_ascii=False)
+    merges = spec["model"]["merges"]
     config = {
         "add_bos_token": False, "add_eos_token": False, "bos_token": "<|endoftext|>",
         "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
@@ -127,6 +175,10 @@ def main():
     }
     with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
+    by_id_all = {i: t for t, i in vocab.items()}
+    tokens = [by_id_all.get(i) or by_id[i] for i in range(max(by_id) + 1)]
+    types = [1 if i in by_id_all else 3 for i in range(len(tokens))]
+    gguf_vocab(os.path.join(out, "tokenizer.gguf"), tokens, types, [l + " " + r for l, r in merges], config)
     print("make_phi4_tokenizer: %s: %d ranks, %d merges, %d special tokens" %
           (out, len(ranks), len(spec["model"]["merges"]), len(added)), file=sys.stderr)
 

@@ -1,8 +1,10 @@
-/* synth_native.c: writes a native .phi3c file of a full-shape synthetic Phi-3-mini (random weights,
- * generated on the fly, nothing held in memory), then opens it with checksum verification and
- * reports the file size, the time to write it and the cost of verifying it (ms per GB).
+/* synth_native.c: writes a native .phi3c file of a full-shape synthetic Phi-3-mini (or, with
+ * --medium, Phi-3-medium: random weights generated on the fly, nothing held in memory), then opens
+ * it with checksum verification and reports the file size, the time to write it and the cost of
+ * verifying it (ms per GB).
  *
- * usage: synth_native OUT.phi3c [--layers N] [--rtn] [--asym] [--embed-int4] [--threads N]
+ * usage: synth_native OUT.phi3c [--medium] [--layers N] [--rtn] [--asym] [--embed-int4]
+ *                    [--threads N]
  *        synth_native --verify FILE.phi3c   (only the timed open with verification) */
 #include "phi3c_file.h"
 
@@ -12,7 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { HIDDEN = 3072, INTER = 8192, VOCAB = 32064 };
+enum { VOCAB = 32064 };
+
+/* Phi-3-mini-4k and Phi-3-medium-4k as their config.json files give them. */
+typedef struct synth_shape {
+    const char *name;
+    int hidden, inter, layers, heads, kv_heads, head_dim;
+} synth_shape;
+static const synth_shape MINI = {"synthetic-phi3-mini", 3072, 8192, 32, 32, 32, 96};
+static const synth_shape MEDIUM = {"synthetic-phi3-medium", 5120, 17920, 40, 40, 10, 128};
 
 /* A deterministic value per (tensor, element) in [-0.05, 0.05): a hash of the tensor's name and
  * the element's index, not a stored array. */
@@ -55,20 +65,21 @@ static p3_status build_tensors(p3_model_source *src, const float *ones, p3_error
     return PHI3C_OK;
 }
 
-static void phi3_mini_config(p3_config *c, int layers) {
+static void phi3_config(p3_config *c, const synth_shape *sh, int layers) {
     snprintf(c->architecture, sizeof c->architecture, "Phi3ForCausalLM");
-    c->hidden_size = HIDDEN;
+    c->hidden_size = sh->hidden;
     c->num_layers = layers;
-    c->num_heads = c->num_kv_heads = 32;
-    c->head_dim = 96;
-    c->intermediate_size = INTER;
+    c->num_heads = sh->heads;
+    c->num_kv_heads = sh->kv_heads;
+    c->head_dim = sh->head_dim;
+    c->intermediate_size = sh->inter;
     c->vocab_size = VOCAB;
     c->max_position_embeddings = c->original_max_position_embeddings = 4096;
     c->rms_norm_eps = 1e-5f;
     c->rope = (p3_rope_config){.type = P3_ROPE_DEFAULT,
                                .theta = 10000.0f,
                                .partial_rotary_factor = 1.0f,
-                               .rot_dim = 96,
+                               .rot_dim = sh->head_dim,
                                .attn_factor = 1.0f};
     c->sliding_window = 2047;
     c->bos_id = 1;
@@ -103,11 +114,14 @@ static int verify_only(const char *path) {
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--verify") == 0) return verify_only(argv[2]);
     if (argc < 2) {
-        fprintf(stderr, "usage: synth_native OUT.phi3c [--layers N] [--rtn] [--asym] "
+        fprintf(stderr, "usage: synth_native OUT.phi3c [--medium] [--layers N] [--rtn] [--asym] "
                         "[--embed-int4] [--threads N]\n");
         return 2;
     }
-    int layers = 32;
+    const synth_shape *sh = &MINI;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--medium")) sh = &MEDIUM;
+    int layers = sh->layers;
     p3_native_write_opts o = {.method = P3_QUANT_SEARCH, .force = true, .to_f32 = synth_to_f32};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc)
@@ -121,12 +135,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--embed-int4"))
             o.embed_int4 = true;
     }
-    float *ones = p3_malloc(HIDDEN * sizeof *ones); /* the norms */
-    for (int i = 0; ones && i < HIDDEN; i++) ones[i] = 1.0f;
+    float *ones = p3_malloc((size_t)sh->hidden * sizeof *ones); /* the norms */
+    for (int i = 0; ones && i < sh->hidden; i++) ones[i] = 1.0f;
     p3_model_source src = {.has_config = true};
-    char path[] = "synthetic-phi3-mini";
+    char path[64];
+    snprintf(path, sizeof path, "%s", sh->name);
     src.path = path;
-    phi3_mini_config(&src.config, layers);
+    phi3_config(&src.config, sh, layers);
     double t0 = p3_time_now();
     o.progress = show_progress;
     o.progress_user = &t0;

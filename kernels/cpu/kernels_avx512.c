@@ -296,11 +296,12 @@ static inline __m512 load_w(const void *row, p3_dtype dt, int64_t k, __mmask16 m
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* NT tokens x one weight row: one 16-lane accumulator per token, reduced at the end. */
+/* NT <= 8 tokens x one weight row: one 16-lane accumulator per token, reduced at the end (each
+ * token's sum is the same whatever NT, so any split of the tokens gives the same bits). */
 static inline __attribute__((always_inline)) void plain_tile(float *y, size_t ys, const float *x,
                                                              size_t xs, const void *row,
                                                              p3_dtype dt, int64_t cols, int NT) {
-    __m512 acc[4];
+    __m512 acc[8];
 #pragma GCC unroll 16
     for (int i = 0; i < NT; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t k = 0; k < cols; k += 16) {
@@ -319,13 +320,41 @@ static void matmul_plain_avx512(float *y, const float *x, const cpu_weight *w, i
     size_t rows = (size_t)w->pub.rows, cols = (size_t)w->pub.cols;
     for (int64_t n = n0; n < n1; n++) {
         const void *row = w->data + (size_t)n * w->row_bytes;
+        float *yn = y + n;
         int t = 0;
-        for (; t + 4 <= n_tokens; t += 4)
-            plain_tile(y + (size_t)t * rows + n, rows, x + (size_t)t * cols, cols, row,
-                       w->pub.dtype, w->pub.cols, 4);
-        for (; t < n_tokens; t++)
-            plain_tile(y + (size_t)t * rows + n, rows, x + (size_t)t * cols, cols, row,
-                       w->pub.dtype, w->pub.cols, 1);
+        /* tiles of 8 tokens, then one of the rest: a row is loaded and widened once per tile
+         * (a few tokens at a time, as a lookup verification feeds, then cost little more than
+         * one) */
+        for (; t + 8 <= n_tokens; t += 8)
+            plain_tile(yn + (size_t)t * rows, rows, x + (size_t)t * cols, cols, row, w->pub.dtype,
+                       w->pub.cols, 8);
+        const float *xt = x + (size_t)t * cols;
+        float *yt = yn + (size_t)t * rows;
+        switch (n_tokens - t) {
+        case 7:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 7);
+            break;
+        case 6:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 6);
+            break;
+        case 5:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 5);
+            break;
+        case 4:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 4);
+            break;
+        case 3:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 3);
+            break;
+        case 2:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 2);
+            break;
+        case 1:
+            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 1);
+            break;
+        default:
+            break;
+        }
     }
 }
 

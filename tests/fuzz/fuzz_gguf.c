@@ -1,7 +1,7 @@
 /* fuzz_gguf.c: libFuzzer target for the GGUF reader: any bytes parse or fail with a message naming
  * the file; accepted metadata (nested arrays included) and tensors are walked end to end, every
  * tensor's first row dequantized, and the phi3 config mapping run. */
-#include "gguf.h"
+#include "gguf_phi3.h"
 
 #include <string.h>
 

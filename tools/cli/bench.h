@@ -66,6 +66,8 @@ typedef struct bench_verify {
     int k[BENCH_VERIFY_KS];        /* 1, 2, 4, 8, 16 */
     double sec[BENCH_VERIFY_KS];   /* median time of one forward of k tokens */
     double ratio[BENCH_VERIFY_KS]; /* sec / sec of k = 1 */
+    double best[BENCH_VERIFY_KS];  /* fastest of the repetitions (a busy machine only slows) */
+    double best_ratio[BENCH_VERIFY_KS];
 } bench_verify;
 
 /* Prefills `depth` tokens in s (made with n_ctx >= depth + 16, n_batch >= 16), then times

@@ -39,8 +39,10 @@ p3_status bench_verify_cost(p3_session *s, int depth, int reps, bench_verify *ou
             st = timed_forward(s, ids, depth, ks[i], logits, &t[i][r], err);
     for (int i = 0; i < BENCH_VERIFY_KS && st == PHI3C_OK; i++) {
         out->k[i] = ks[i];
-        out->sec[i] = bench_median(t[i], reps);
+        out->sec[i] = bench_median(t[i], reps); /* sorts t[i] */
+        out->best[i] = t[i][0];
         out->ratio[i] = out->sec[i] / out->sec[0];
+        out->best_ratio[i] = out->best[i] / out->best[0];
     }
     out->depth = depth;
     p3_free(ids);

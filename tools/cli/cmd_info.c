@@ -6,6 +6,7 @@
 #include "gguf.h"
 #include "phi3c_file.h"
 #include "source.h"
+#include "tokenizer.h"
 
 #include <math.h>
 #include <string.h>
@@ -262,6 +263,25 @@ static void json_backends(FILE *f) {
     fprintf(f, "%s]", n ? "\n  " : "");
 }
 
+/* The model's tokenizer: its kind, ids and chat format, or why there is none. */
+static void describe_tokenizer(const p3_model_source *src, char *buf, size_t len, bool json) {
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (p3_tokenizer_load_source(src, &tok, &err) != PHI3C_OK) {
+        snprintf(buf, len, json ? "null" : "none (%s)", err.message);
+        return;
+    }
+    const char *type = p3_tokenizer_type_name(tok);
+    const char *chat = p3_chat_format_name(p3_tokenizer_chat_format(tok));
+    if (json)
+        snprintf(buf, len, "{\"type\": \"%s\", \"ids\": %ld, \"chat\": \"%s\"}", type,
+                 (long)p3_tokenizer_vocab_size(tok), chat);
+    else
+        snprintf(buf, len, "%s, %ld ids, chat format %s", type, (long)p3_tokenizer_vocab_size(tok),
+                 chat);
+    p3_tokenizer_free(tok);
+}
+
 static void print_json(FILE *f, const p3_model_source *src) {
     fprintf(f, "{\n");
     if (src) {
@@ -273,6 +293,9 @@ static void print_json(FILE *f, const p3_model_source *src) {
         else
             json_null_config(f);
         json_tensors(f, src);
+        char tok[1024];
+        describe_tokenizer(src, tok, sizeof tok, true);
+        fprintf(f, "  \"tokenizer\": %s,\n", tok);
         if (src->gguf) json_metadata(f, src->gguf);
         if (src->native) json_native(f, src->native);
         fprintf(f, "  \"file_bytes\": %llu,\n", (unsigned long long)src->file_bytes);
@@ -423,6 +446,9 @@ static void print_text(FILE *f, const p3_model_source *src) {
             text_config(f, &src->config);
         else
             fprintf(f, "config                   none (no model in this file)\n");
+        char tok[1024];
+        describe_tokenizer(src, tok, sizeof tok, false);
+        fprintf(f, "tokenizer                %s\n", tok);
         if (src->gguf) text_metadata(f, src->gguf);
         text_tensors(f, src);
         fprintf(f, "\nfile_bytes               %llu (%.1f MiB)\n\n",
@@ -465,5 +491,5 @@ int cmd_info(int argc, char **argv) {
     else
         print_text(stdout, src);
     p3_source_close(src);
-    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    return cli_flush_stdout() ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

@@ -1,5 +1,6 @@
 /* main.c: the phi3c command-line program: dispatches to one subcommand per file. */
 #include "cli.h"
+#include "serve.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ static const cli_command commands[] = {
     {"quantize", cmd_quantize, "write a native INT4-g128 .phi3c model file"},
     {"info", cmd_info, "show a model's config and tensors, and the available backends"},
     {"bench", cmd_bench, "kernel and end-to-end benchmarks"},
+    {"serve", serve_main, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void print_usage(FILE *f) {
@@ -40,11 +42,11 @@ int main(int argc, char **argv) {
     }
     if (cli_is(argv[1], "--help", "-h") || strcmp(argv[1], "help") == 0) {
         print_usage(stdout);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("help", CLI_EXIT_OK);
     }
     if (cli_is(argv[1], "--version", NULL)) {
         printf("phi3c %s\n", PHI3C_VERSION);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("--version", CLI_EXIT_OK);
     }
     for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
@@ -56,7 +58,7 @@ int main(int argc, char **argv) {
         }
         int rc = commands[i].fn(n, args);
         free(args);
-        return rc;
+        return cli_finish_stdout(argv[1], rc);
     }
     fprintf(stderr, "phi3c: unknown command '%s'\n\n", argv[1]);
     print_usage(stderr);
