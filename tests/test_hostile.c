@@ -238,3 +238,45 @@ P3_TEST(hostile_tokenizer_merges_of_the_wrong_type) {
     CHECK_MSG(strstr(err.message, "merges must be a list"), "message: %s", err.message);
     p3_tokenizer_free(tok);
 }
+
+/* The ids of a command's "prompt ids:" stderr line, or of its stdout. */
+static char *ids_of(p3_test_ctx *t, const char *cmd, bool from_stderr) {
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return NULL;
+    CHECK_MSG(r.exit_code == 0, "%s: exit %d: %s", cmd, r.exit_code, r.err ? r.err : "");
+    const char *src = from_stderr ? r.err : r.out, *at = src ? src : "";
+    if (from_stderr) at = (at = strstr(at, "prompt ids:")) ? at + 11 : "";
+    while (*at == ' ') at++;
+    size_t n = strcspn(at, "\n");
+    char *ids = p3_malloc(n + 1);
+    memcpy(ids, at, n);
+    ids[n] = '\0';
+    p3_cmd_result_free(&r);
+    return ids;
+}
+
+P3_TEST(hostile_run_file_keeps_bytes_after_a_nul) {
+    const char *path = tmp_path(t, "nul.txt");
+    FILE *f = fopen(path, "wb");
+    if (!CHECK(f != NULL)) return;
+    fwrite("And God\0 said", 1, 13, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s run -m " DEMO " -f %s -n 1 --greedy --verbose-prompt",
+             p3_test_cli(), path);
+    char *run_ids = ids_of(t, cmd, true);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " --file %s", p3_test_cli(), path);
+    char *tok_ids = ids_of(t, cmd, false);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " 'And God'", p3_test_cli());
+    char *cut_ids = ids_of(t, cmd, false);
+    if (run_ids && tok_ids && cut_ids) {
+        CHECK_MSG(strcmp(run_ids, tok_ids) == 0, "run -f ids '%s', tokenize --file '%s'", run_ids,
+                  tok_ids);
+        CHECK_MSG(strcmp(run_ids, cut_ids) != 0, "run -f stopped at the NUL: '%s'", run_ids);
+    }
+    p3_free(run_ids);
+    p3_free(tok_ids);
+    p3_free(cut_ids);
+    snprintf(cmd, sizeof cmd, "run -m " DEMO " -f %s -n 1 --chat", path);
+    check_cli(t, cmd, 1, "NUL byte at offset 7");
+}
