@@ -280,3 +280,26 @@ P3_TEST(hostile_run_file_keeps_bytes_after_a_nul) {
     snprintf(cmd, sizeof cmd, "run -m " DEMO " -f %s -n 1 --chat", path);
     check_cli(t, cmd, 1, "NUL byte at offset 7");
 }
+
+/* ---- paths that exist but are not regular files: said so, never "no such file" ---- */
+
+P3_TEST(hostile_model_paths_that_are_not_regular_files) {
+    const char *fifo = tmp_path(t, "model.gguf"), *loop_a = tmp_path(t, "loop-a");
+    const char *loop_b = tmp_path(t, "loop-b"), *folder = tmp_path(t, "folder");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(symlink(loop_b, loop_a) == 0 && symlink(loop_a, loop_b) == 0);
+    char sub[600], args[1400];
+    snprintf(sub, sizeof sub, "%s/config.json", folder); /* a folder where config.json belongs */
+    CHECK(mkdir(folder, 0700) == 0 && mkdir(sub, 0700) == 0);
+    static const char *const cmds[] = {"info -m", "run -p hi -n 1 -m", "tokenize hi -m"};
+    for (size_t c = 0; c < P3_ARRAY_LEN(cmds); c++) {
+        snprintf(args, sizeof args, "%s %s", cmds[c], fifo);
+        check_cli(t, args, 1, "is a FIFO");
+        snprintf(args, sizeof args, "%s /dev/zero", cmds[c]);
+        check_cli(t, args, 1, "is a character device");
+        snprintf(args, sizeof args, "%s %s", cmds[c], loop_a);
+        check_cli(t, args, 1, "symbolic links");
+    }
+    snprintf(args, sizeof args, "info -m %s", folder);
+    check_cli(t, args, 1, "config.json: is a directory");
+}
