@@ -145,7 +145,9 @@ def main():
 
     m = chat.read_until(PROMPT, 0)
     head = chat.log.split(b">>> ")[0].decode(errors="replace")
-    banner = [l for l in head.splitlines() if l.startswith("phi3c chat:")]
+    # lines as the terminal shows them: the loading bar redraws itself with \r and erases with \x1b[K
+    shown = re.split(r"[\r\n]+", head.replace("\x1b[K", ""))
+    banner = [l for l in shown if l.startswith("phi3c chat:")]
     c.check(
         m is not None and len(banner) == 1 and "/help" in banner[0] and "/exit" in banner[0]
         and "context" in banner[0] and args.model in banner[0],
