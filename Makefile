@@ -16,13 +16,14 @@ FUZZ_SECONDS ?= 60
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
         -Wundef -Wwrite-strings -Wvla
 INCLUDES := -Iinclude -Icommon -Iloaders -Iquant -Itokenizer -Ikernels -Ikernels/cpu \
-            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen
+            -Ikernels/clk -Ikernels/opencl -Ikernels/level_zero -Iengine -I$(BUILD)/gen -Itools/server
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -pthread -fno-fast-math $(WARN) $(INCLUDES)
 OPT      ?= -O2 -g
 CFLAGS   ?=
 LDLIBS   := -ldl -lm -lpthread -lxxhash
-# The CLI alone: libedit for chat's line editing and history (README: why the extra packages).
-CLI_LDLIBS := -ledit
+# The CLI alone: libedit for chat's line editing and history, libmicrohttpd for `phi3c serve`
+# (README: why the extra packages).
+CLI_LDLIBS := -ledit -lmicrohttpd
 
 ARCH := $(shell uname -m)
 
@@ -36,7 +37,7 @@ endif
 ifneq ($(ARCH),x86_64)
 LIB_SRC  := $(filter-out %_avx2.c %_avx512.c %_amx.c,$(LIB_SRC))
 endif
-CLI_SRC  := $(wildcard tools/cli/*.c)
+CLI_SRC  := $(wildcard tools/cli/*.c) $(wildcard tools/server/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 EXAMPLE_SRC := $(wildcard tools/examples/*.c)
 
@@ -98,11 +99,15 @@ $(BUILD)/libphi3c.so: $(LIB_OBJ)
 $(BUILD)/asan/libphi3c.a: $(LIB_OBJ_ASAN)
 	rm -f $@ && ar rcs $@ $^
 
+# The CLI includes `phi3c serve` (tools/server/, on libmicrohttpd); its chat page is embedded by
+# .incbin, so page.o depends on the page.
 $(BUILD)/phi3c: $(call objs,$(REL),$(CLI_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
 
 $(BUILD)/asan/phi3c: $(call objs,$(ASAN),$(CLI_SRC)) $(BUILD)/asan/libphi3c.a
 	$(CC) -pthread $(SAN_FLAGS) -o $@ $^ $(LDLIBS) $(CLI_LDLIBS)
+
+$(REL)/tools/server/page.o $(ASAN)/tools/server/page.o: tools/server/chat.html
 
 $(BUILD)/phi3c-tests: $(call objs,$(REL),$(TEST_SRC)) $(BUILD)/libphi3c.a
 	$(CC) -pthread -o $@ $^ $(LDLIBS)

@@ -67,6 +67,18 @@ static int common_prefix(const p3_session *s, const int32_t *ids, size_t n) {
     return keep;
 }
 
+/* Truncates s to `keep` positions, or empties it when a LongRoPE cache cannot be cut there. */
+static int truncate_or_reset(p3_session *s, int keep) {
+    if (p3_session_truncate(s, keep, NULL) == PHI3C_OK) return keep;
+    p3_session_reset(s);
+    return 0;
+}
+
+int phi3c_session_keep_prefix(phi3c_session *session, const int32_t *ids, size_t n) {
+    p3_session *s = session->s;
+    return truncate_or_reset(s, ids && n ? common_prefix(s, ids, n) : 0);
+}
+
 static size_t leading_system(const phi3c_chat_message *msgs, size_t n) {
     size_t i = 0;
     while (i < n && msgs[i].role && strcmp(msgs[i].role, "system") == 0) i++;
@@ -121,13 +133,8 @@ static p3_status plan_turn(phi3c_session *session, const phi3c_chat_message *msg
             turn->n_prompt = n_all;
             *fits = n_all + (size_t)reserve <= (size_t)s->n_ctx;
             int keep = 0;
-            if (*fits) { /* a prompt that does not fit leaves the cache as it was */
-                keep = common_prefix(s, all, n_all);
-                if (p3_session_truncate(s, keep, NULL) != PHI3C_OK) {
-                    p3_session_reset(s); /* a LongRoPE cache cannot be cut below the switch */
-                    keep = 0;
-                }
-            }
+            if (*fits) /* a prompt that does not fit leaves the cache as it was */
+                keep = truncate_or_reset(s, common_prefix(s, all, n_all));
             turn->n_reused = keep;
             turn->n_ids = n_all - (size_t)keep;
             memmove(all, all + keep, turn->n_ids * sizeof *all);

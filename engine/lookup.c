@@ -88,8 +88,13 @@ void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds) 
     float *keep = lk->keep[lk->last_match];
     for (int i = 0; i < drafted && i <= accepted; i++)
         keep[i] += KEEP_RATE * ((i < accepted ? 1.0f : 0.0f) - keep[i]);
-    if (lk->step_sec > 0)
-        lk->cost[drafted] = (float)follow(lk->cost[drafted], P3_MAX(1.0, seconds / lk->step_sec));
+    if (lk->step_sec > 0) {
+        double ratio = P3_MAX(1.0, seconds / lk->step_sec);
+        /* the first measurement replaces the prior, which may be far too optimistic */
+        lk->cost[drafted] =
+            (float)(lk->cost_seen[drafted] ? follow(lk->cost[drafted], ratio) : ratio);
+        lk->cost_seen[drafted] = true;
+    }
 }
 
 int p3_lookup_room(const p3_session *s) {

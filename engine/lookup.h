@@ -26,7 +26,8 @@ typedef struct p3_lookup {
                         * oracle) may be plugged in and goes through the same verification */
     void *draft_user;
     float keep[P3_LOOKUP_NGRAM + 1][P3_LOOKUP_MAX]; /* [match length (0: plugged source)][i] */
-    float cost[P3_LOOKUP_MAX + 1]; /* [k]: time of verifying k drafts / a decode step */
+    float cost[P3_LOOKUP_MAX + 1];     /* [k]: time of verifying k drafts / a decode step */
+    bool cost_seen[P3_LOOKUP_MAX + 1]; /* cost[k] measured (else the prior) */
     double cost_fixed; /* > 0: cost[k] = 1 + cost_fixed k instead of measured (reproducible) */
     double step_sec;   /* EMA of a one-token decode step, seconds */
     int last_match;    /* match length of the last draft */

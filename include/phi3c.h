@@ -241,6 +241,11 @@ phi3c_status phi3c_chat_prepare(phi3c_session *session, const phi3c_chat_message
                                 size_t n_messages, const phi3c_chat_params *params,
                                 phi3c_chat_turn *turn, phi3c_error *err);
 
+/* Prompt caching for raw token prompts: keeps the longest part of the session's cache that ids
+ * start with, leaving at least one of them to feed (the session is truncated to that many
+ * positions, returned; feed ids from there). */
+int phi3c_session_keep_prefix(phi3c_session *session, const int32_t *ids, size_t n);
+
 /* Generates up to max_tokens tokens after what the session holds (feed a prompt first), feeding
  * each reported token back (also the one the callback stops at; not a sampled stop id), so the
  * cache holds exactly the text the caller saw. Stops on the model's stop ids. */

@@ -64,9 +64,9 @@ P3_TEST(batch_logits_match_transformers_and_each_session_alone) {
         if (CHECK_OK(phi3c_batch_decode(b, seqs, NS, &err), &err)) {
             for (int i = 0; i < NS; i++) {
                 float *one = p3_malloc((size_t)n[i] * (size_t)vocab * sizeof(float));
-                CHECK_OK(phi3c_session_feed_tokens(alone[i], ids + start[i], (size_t)n[i], one,
-                                                   &err),
-                         &err);
+                CHECK_OK(
+                    phi3c_session_feed_tokens(alone[i], ids + start[i], (size_t)n[i], one, &err),
+                    &err);
                 CHECK_EQ_INT(phi3c_session_n_past(s[i]), start[i] + n[i]);
                 const float *last = phi3c_session_logits(s[i]);
                 const float *oracle = want + (size_t)(start[i] + n[i] - 1) * (size_t)vocab;
@@ -105,7 +105,7 @@ typedef struct seq_run {
     int start_step;    /* joins the batch at this step */
     phi3c_session *s;
     phi3c_stream *g;
-    int32_t next;      /* picked, to feed in the next step (-1 none) */
+    int32_t next; /* picked, to feed in the next step (-1 none) */
     int32_t out[MAX_NEW];
     int n_out;
     bool done;
@@ -153,8 +153,8 @@ static bool step(p3_test_ctx *t, phi3c_batch *b, seq_run *runs, int n_runs, int 
 
 /* NSEQ prompts (prefixes of one id list) generated alone with phi3c_generate and together
  * through batches, sequences joining at different steps. */
-static void check_batched_generation(p3_test_ctx *t, phi3c_model *m, const int32_t *ids,
-                                     int n_ids, const phi3c_sampler_params *sp, int n_new,
+static void check_batched_generation(p3_test_ctx *t, phi3c_model *m, const int32_t *ids, int n_ids,
+                                     const phi3c_sampler_params *sp, int n_new,
                                      const int32_t *oracle) {
     phi3c_error err = {0};
     phi3c_batch *b = NULL;
@@ -248,7 +248,8 @@ P3_TEST(batch_bad_sequences_are_refused_with_nothing_changed) {
         CHECK_STATUS(phi3c_batch_decode(b, oov, 2, &err), PHI3C_ERR_INVALID_ARG);
         CHECK(strstr(err.message, "sequence 1") != NULL);
         /* a full context: c filled to 508 of 512 */
-        for (int k = 0; k < 63; k++) CHECK_OK(phi3c_session_feed_tokens(c, ids, 8, NULL, &err), &err);
+        for (int k = 0; k < 63; k++)
+            CHECK_OK(phi3c_session_feed_tokens(c, ids, 8, NULL, &err), &err);
         CHECK_OK(phi3c_session_feed_tokens(c, ids, 4, NULL, &err), &err);
         phi3c_batch_seq full[] = {{a, ids, 1, NULL}, {c, ids, 5, NULL}};
         CHECK_STATUS(phi3c_batch_decode(b, full, 2, &err), PHI3C_ERR_CONTEXT_FULL);

@@ -20,13 +20,14 @@ mapfile -t files < <(find include common loaders quant tokenizer kernels engine 
                           -type f \( -name '*.c' -o -name '*.h' \) \
                           -not -path 'tests/fixtures/*' 2>/dev/null | sort)
 
-# A file's room: kernels/<sub> and tools/cli are rooms of their own, tests/* is one room.
+# A file's room: kernels/<sub> and tools/cli are rooms of their own, tests/* is one room. Sets
+# $room (no subshell: this runs for every file and include).
 room_of() {
     local f=$1
     case $f in
-    kernels/*/*) f=${f#kernels/}; echo "kernels/${f%%/*}" ;;
-    tools/cli/*) echo tools/cli ;;
-    *) echo "${f%%/*}" ;;
+    kernels/*/*) f=${f#kernels/}; room=kernels/${f%%/*} ;;
+    tools/cli/*) room=tools/cli ;;
+    *) room=${f%%/*} ;;
     esac
 }
 
@@ -49,81 +50,82 @@ is_library() {
     esac
 }
 
-# Why an edge from -> to is forbidden (empty: allowed). Library rooms, lowest first:
+# Sets $why to the reason an edge from -> to is forbidden (empty: allowed; no subshell). Library rooms, lowest first:
 #   include < common < quant < loaders < tokenizer ; common < quant < kernels < kernels/clk <
 #   backends ; engine on top of all of them ; tools and tests may use anything.
 forbidden() {
     local from=$1 to=$2
+    why=
     [[ $from == "$to" ]] && return 0
     if is_library "$from" && ! is_library "$to"; then
-        echo "the library must not include $to"; return 0
+        why="the library must not include $to"; return 0
     fi
     case $from in
-    include) echo "the public header stands alone" ;;
-    common) [[ $to == include ]] || echo "common/ is the lowest room: it includes only include/" ;;
-    quant) case $to in include | common) ;; loaders) echo "quant -> loaders (quant sits below the loaders: no cycle)" ;;
-           *) echo "quant includes only common/ and include/" ;; esac ;;
-    loaders) case $to in include | common | quant) ;; engine) echo "loaders -> engine" ;;
-             *) echo "loaders include only common/, quant/ and include/" ;; esac ;;
-    tokenizer) case $to in include | common | loaders) ;; engine) echo "tokenizer -> engine" ;;
-               *) echo "the tokenizer includes only common/, loaders/ and include/" ;; esac ;;
+    include) why="the public header stands alone" ;;
+    common) [[ $to == include ]] || why="common/ is the lowest room: it includes only include/" ;;
+    quant) case $to in include | common) ;; loaders) why="quant -> loaders (quant sits below the loaders: no cycle)" ;;
+           *) why="quant includes only common/ and include/" ;; esac ;;
+    loaders) case $to in include | common | quant) ;; engine) why="loaders -> engine" ;;
+             *) why="loaders include only common/, quant/ and include/" ;; esac ;;
+    tokenizer) case $to in include | common | loaders) ;; engine) why="tokenizer -> engine" ;;
+               *) why="the tokenizer includes only common/, loaders/ and include/" ;; esac ;;
     kernels) case $to in include | common | quant) ;;
-             *) echo "kernels/ (the interface and the reference) includes only common/ and quant/" ;; esac ;;
+             *) why="kernels/ (the interface and the reference) includes only common/ and quant/" ;; esac ;;
     kernels/*)
-        if is_backend "$to"; then echo "a backend or shared kernel code must not include a backend ($to)"
+        if is_backend "$to"; then why="a backend or shared kernel code must not include a backend ($to)"
         elif is_shared_kernels "$from" && is_shared_kernels "$to"; then :
         else case $to in include | common | quant | kernels | kernels/*) ;;
-             *) echo "kernel code includes only kernels/, common/ and quant/" ;; esac
+             *) why="kernel code includes only kernels/, common/ and quant/" ;; esac
         fi ;;
-    engine) if is_backend "$to"; then echo "engine -> a concrete backend ($to): use kernels/backend.h"
-            elif [[ $to == kernels/* ]]; then echo "engine -> $to: use kernels/backend.h"; fi ;;
+    engine) if is_backend "$to"; then why="engine -> a concrete backend ($to): use kernels/backend.h"
+            elif [[ $to == kernels/* ]]; then why="engine -> $to: use kernels/backend.h"; fi ;;
     esac
     return 0
 }
 
 declare -A edges
 bad=0
-for f in "${files[@]}"; do
-    from=$(room_of "$f")
-    dir=${f%/*}
-    while IFS=: read -r line name; do
-        if [[ -e $dir/$name ]]; then
-            target=$dir/$name
-        else
-            target=${header_at[${name##*/}]:-}
-        fi
-        [[ -n $target ]] || continue # a generated header (build/gen) or a system one
-        to=$(room_of "$target")
-        [[ $from == "$to" ]] && continue
-        edges["$from -> $to"]=$((${edges["$from -> $to"]:-0} + 1))
-        why=$(forbidden "$from" "$to")
-        if [[ -n $why ]]; then
-            echo "check_layering: $f:$line: #include \"$name\": $why" >&2
-            bad=1
-        fi
-    done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
-             sed -E 's/^([0-9]+):.*"([^"]+)".*/\1:\2/')
-done
+# One grep over every file: "path:line:name" for each #include "name".
+while IFS=: read -r f line name; do
+    room_of "$f"
+    from=$room
+    if [[ -e ${f%/*}/$name ]]; then
+        target=${f%/*}/$name
+    else
+        target=${header_at[${name##*/}]:-}
+    fi
+    [[ -n $target ]] || continue # a generated header (build/gen) or a system one
+    room_of "$target"
+    to=$room
+    [[ $from == "$to" ]] && continue
+    edges["$from -> $to"]=$((${edges["$from -> $to"]:-0} + 1))
+    forbidden "$from" "$to"
+    if [[ -n $why ]]; then
+        echo "check_layering: $f:$line: #include \"$name\": $why" >&2
+        bad=1
+    fi
+done < <(grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "${files[@]}" |
+         sed -E 's/^([^:]+):([0-9]+):.*"([^"]+)".*/\1:\2:\3/')
 
 # Backends also must not name another backend's table (an extern declaration needs no #include):
 # only kernels/registry.c lists them all.
 declare -A table_room
 while IFS=: read -r f _ table; do
-    table_room[$table]=$(room_of "$f")
+    room_of "$f"
+    table_room[$table]=$room
 done < <(grep -HnoE 'p3_backend_iface p3_backend_[a-z0-9_]+ *=' "${files[@]}" |
          sed -E 's/ *=$//; s/p3_backend_iface //')
-for f in "${files[@]}"; do
-    from=$(room_of "$f")
+while IFS=: read -r f line table; do
     [[ $f == kernels/registry.c ]] && continue
-    while IFS=: read -r line table; do
-        owner=${table_room[$table]:-}
-        [[ -n $owner && $owner != "$from" ]] || continue
-        if is_library "$from" && [[ $from == kernels/* || $from == engine || $from == kernels ]]; then
-            echo "check_layering: $f:$line: names $table of $owner: go through the p3_be_* wrappers" >&2
-            bad=1
-        fi
-    done < <(grep -noE '\bp3_backend_[a-z0-9_]+\b' "$f" | grep -v 'p3_backend_iface' || true)
-done
+    room_of "$f"
+    from=$room
+    owner=${table_room[$table]:-}
+    [[ -n $owner && $owner != "$from" ]] || continue
+    if [[ $from == kernels || $from == kernels/* || $from == engine ]]; then
+        echo "check_layering: $f:$line: names $table of $owner: go through the p3_be_* wrappers" >&2
+        bad=1
+    fi
+done < <(grep -HnoE '\bp3_backend_[a-z0-9_]+\b' "${files[@]}" | grep -v 'p3_backend_iface' || true)
 
 if ((graph)); then
     for e in "${!edges[@]}"; do printf '%s (%d)\n' "$e" "${edges[$e]}"; done | sort

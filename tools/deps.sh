@@ -4,13 +4,16 @@
 set -euo pipefail
 what=${1:-build}
 
-build_pkgs=(gcc make libc6-dev opencl-headers ocl-icd-opencl-dev libze-dev libxxhash-dev libedit-dev pkg-config)
+build_pkgs=(gcc make libc6-dev opencl-headers ocl-icd-opencl-dev libze-dev libxxhash-dev libedit-dev
+            pkg-config libmicrohttpd-dev)
 # test: clang for libFuzzer, PoCL for the OpenCL backend, Intel's ocloc (intel-opencl-icd) as the
 # real-GPU compile gate, clang/llvm-spirv/spirv-tools for SPIR-V, the Level Zero loader, an aarch64
-# cross compiler and qemu for the NEON kernels, python3-venv for the test-time Python checks.
+# cross compiler and qemu for the NEON kernels, python3-venv for the test-time Python checks,
+# chromium (headless) for the server's chat page check.
 test_pkgs=("${build_pkgs[@]}" clang clang-14 llvm-14 libclang-rt-14-dev pocl-opencl-icd clinfo
            intel-opencl-icd llvm-spirv-14 llvm-spirv-15 spirv-tools libze1 gcc-aarch64-linux-gnu
-           libc6-dev-arm64-cross qemu-user python3-venv python3-pip clang-format-14)
+           libc6-dev-arm64-cross qemu-user python3-venv python3-pip clang-format-14
+           chromium)
 # bench: cmake and a C++ compiler to build llama.cpp's llama-bench/llama-server from the PyPI sdist
 # of llama-cpp-python (tools/build_llamacpp.sh), pip to download it.
 bench_pkgs=("${build_pkgs[@]}" cmake g++ python3-pip python3-venv)

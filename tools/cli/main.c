@@ -1,5 +1,6 @@
 /* main.c: the phi3c command-line program: dispatches to one subcommand per file. */
 #include "cli.h"
+#include "serve.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ static const cli_command commands[] = {
     {"quantize", cmd_quantize, "write a native INT4-g128 .phi3c model file"},
     {"info", cmd_info, "show a model's config and tensors, and the available backends"},
     {"bench", cmd_bench, "kernel and end-to-end benchmarks"},
+    {"serve", serve_main, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void print_usage(FILE *f) {
