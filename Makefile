@@ -209,9 +209,10 @@ fuzz-smoke: fuzz
 	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 # Regenerates the oracle fixtures with transformers (needs PyPI; see tests/fixtures/README.md).
-fixtures:
+fixtures: $(PHI4_TOK)
 	@tools/make_venv.sh $(BUILD)/venv-fixtures tools/requirements-fixtures.txt
 	$(BUILD)/venv-fixtures/bin/python tools/make_fixtures.py --out tests/fixtures
+	$(BUILD)/venv-fixtures/bin/python tools/make_phi4_e2e_fixture.py $(BUILD)/phi4-tokenizer
 
 bench: all
 	@BUILD=$(BUILD) MAKE="$(MAKE)" tools/bench.sh
@@ -238,8 +239,9 @@ $(PHI4_TOK): tools/make_phi4_tokenizer.py $(VENV_TOK)/.stamp
 bench-lookup: all
 	BUILD=$(BUILD) $(PYTHON) tools/bench_lookup.py $(BENCH_LOOKUP_ARGS)
 
-# Tokenizer encode throughput against HF tokenizers on the same 4 MB text (one run, ratio printed).
-bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp
+# Tokenizer encode throughput against HF tokenizers on the same 4 MB text, and Phi-4-mini's byte-level
+# BPE against HF tokenizers, tiktoken and bpe-openai (one run, ratios printed).
+bench-tokenizer: $(BUILD)/tools/bench_tokenizer $(VENV_TOK)/.stamp $(PHI4_TOK)
 	$(BUILD)/venv-tokenizer/bin/python tools/bench_tokenizer.py --shared $(SHARED) --bin $(BUILD)/tools/bench_tokenizer
 
 # The folder include rules (README, Architecture); GRAPH=1 also prints the folder include graph.

@@ -891,3 +891,45 @@ P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
                   "info said: %s", res.out ? res.out : "");
     p3_cmd_result_free(&res);
 }
+
+/* End to end: a tiny Phi-4-mini-architecture model with the full 200,064-row vocabulary
+ * (tests/fixtures/phi4mini-vocab, tools/make_phi4_e2e_fixture.py) beside the Phi-4-mini-style
+ * tokenizer: `run -f prompt.txt --greedy` must tokenize the prompt as HF tokenizers did and
+ * generate transformers' greedy ids. */
+P3_TEST_SLOW(tokenizer_phi4_run_greedy_matches_transformers) {
+    p3_tokenizer *probe = load_phi4(t); /* skips when build/phi4-tokenizer is missing */
+    if (!probe) return;
+    p3_tokenizer_free(probe);
+    const char *tok_dir =
+        getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER") : "build/phi4-tokenizer";
+    char *cwd = realpath(".", NULL), *tdir = realpath(tok_dir, NULL);
+    const char *dir = p3_test_tmpdir(t);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "for f in config.json generation_config.json model.safetensors; do "
+             "ln -s '%s/tests/fixtures/phi4mini-vocab/hf-bf16/'$f '%s/' || exit 1; done && "
+             "ln -s '%s/tokenizer.json' '%s/tokenizer_config.json' '%s/' && "
+             "%s run -m '%s' -f tests/fixtures/phi4mini-vocab/prompt.txt -n 16 --greedy --ids "
+             "--verbose-prompt",
+             cwd ? cwd : "?", dir, tdir ? tdir : "?", tdir ? tdir : "?", dir, p3_test_cli(), dir);
+    free(cwd);
+    free(tdir);
+    size_t psize, gsize;
+    char *want_prompt = p3_test_read_file(t, "tests/fixtures/phi4mini-vocab/prompt.ids", &psize);
+    char *want_gen = p3_test_read_file(t, "tests/fixtures/phi4mini-vocab/greedy.ids", &gsize);
+    p3_cmd_result res = {0};
+    if (want_prompt && want_gen && CHECK(p3_test_run(t, cmd, &res)) &&
+        CHECK_MSG(res.exit_code == 0, "run failed: %s", res.err ? res.err : "")) {
+        static int32_t want[256], got[256];
+        size_t nw = parse_ids(want_gen, want_gen + gsize, want, 256);
+        size_t ng = res.out ? parse_ids(res.out, res.out + res.out_len, got, 256) : 0;
+        CHECK_MSG(nw == 16 && ids_equal(got, ng, want, nw), "greedy ids differ: %s", res.out);
+        const char *p = res.err ? strstr(res.err, "prompt ids: ") : NULL;
+        size_t np = parse_ids(want_prompt, want_prompt + psize, want, 256);
+        ng = p ? parse_ids(p + 12, res.err + res.err_len, got, 256) : 0;
+        CHECK_MSG(np > 20 && ids_equal(got, ng, want, np), "prompt ids differ: %s", res.err);
+    }
+    p3_cmd_result_free(&res);
+    free(want_prompt);
+    free(want_gen);
+}

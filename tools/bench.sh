@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`. The kernel lab with its roofline, phi3c against llama.cpp's own
-# llama-bench side by side (T = 1 .. nproc, long context, a loaded line), the tokenizer's encode
-# throughput against HF tokenizers, and the cost of verifying a native file's checksums. Results go to build/bench/; docs/BENCHMARKS.md explains
+# llama-bench side by side (T = 1 .. nproc, long context, a loaded line), `phi3c serve` against
+# llama-server at 1-16 concurrent streams, the tokenizer's encode throughput against HF tokenizers, and the cost of verifying a native file's checksums. Results go to build/bench/; docs/BENCHMARKS.md explains
 # every number. Not part of `make test` (long, and the machine must be quiet to mean anything).
 #   BENCH_THREADS=2        threads of the kernel lab
 #   BENCH_SIDE_THREADS=1,2 thread counts of the side-by-side run (default 1 .. nproc)
@@ -10,7 +10,8 @@
 #   BENCH_ROUNDS=2         alternating rounds of the side by side
 #   BENCH_PYTHON=...       a Python with numpy and gguf, to write the GGUF once (default: a venv
 #                          in build/venv-bench made from tools/requirements-bench.txt)
-#   BENCH_ONLY=kernels,side,tokenizer,checksum   a subset
+#   BENCH_SERVER_STREAMS=1,2,4,8,16   concurrent streams of the server comparison
+#   BENCH_ONLY=kernels,side,server,tokenizer,checksum   a subset
 set -uo pipefail
 BUILD=${BUILD:-build}
 MAKE=${MAKE:-make}
@@ -18,7 +19,7 @@ out=$BUILD/bench
 mkdir -p "$out"
 threads=${BENCH_THREADS:-2}
 reps=${BENCH_REPS:-3}
-only=${BENCH_ONLY:-kernels,side,tokenizer,checksum}
+only=${BENCH_ONLY:-kernels,side,server,tokenizer,checksum}
 failed=()
 wants() { [[ ",$only," == *",$1,"* ]]; }
 step() { echo; echo "==== $1 ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1 /proc/loadavg))"; }
@@ -56,6 +57,25 @@ if wants side; then
       --rounds "${BENCH_ROUNDS:-2}" --out "$out/side_by_side.md" || failed+=(side)
   else
     failed+=(side)
+  fi
+fi
+
+if wants server; then
+  # phi3c serve against llama-server -np N on the same synthetic GGUF (tools/bench_server.py)
+  step "phi3c serve vs llama-server, 1..16 concurrent streams (tools/bench_server.py)"
+  gguf=$BUILD/bench/phi3-mini-synthetic-q4_0-v3.gguf
+  py=${BENCH_PYTHON:-}
+  if [ -z "$py" ]; then
+    tools/make_venv.sh "$BUILD/venv-bench" tools/requirements-bench.txt && py=$BUILD/venv-bench/bin/python
+  fi
+  [ -f "$gguf" ] || "$py" tools/bench_llamacpp.py --build "$BUILD" --gguf "$gguf" --gguf-only
+  llama_bin=$(LLAMACPP_PROBE_MODEL=$gguf tools/build_llamacpp.sh "$BUILD") || llama_bin=
+  if [ -n "$llama_bin" ] && [ -x "$llama_bin/llama-server" ]; then
+    python3 tools/bench_server.py --gguf "$gguf" --llama-server "$llama_bin/llama-server" \
+      --phi3c "$BUILD/phi3c" ${BENCH_SERVER_STREAMS:+--streams "$BENCH_SERVER_STREAMS"} \
+      --out "$out/server.md" || failed+=(server)
+  else
+    failed+=(server)
   fi
 fi
 

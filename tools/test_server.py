@@ -139,6 +139,15 @@ def test_completion_greedy_equals_phi3c_run_and_usage_equals_tokenize(srv):
     assert r.usage.completion_tokens == 20 and r.choices[0].finish_reason == "length"
 
 
+def test_completion_prompt_as_token_ids_equals_the_text_prompt(srv):
+    ids = [int(x) for x in run_cli("tokenize", "-m", MODEL, "And God said").split()]
+    c = srv.client()
+    by_ids = c.completions.create(model="m", prompt=ids, temperature=0, max_tokens=12)
+    by_text = c.completions.create(model="m", prompt="And God said", temperature=0, max_tokens=12)
+    assert by_ids.choices[0].text == by_text.choices[0].text
+    assert by_ids.usage.prompt_tokens == len(ids)
+
+
 def test_streaming_chat_matches_the_plain_answer(srv):
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]
     plain = srv.client().chat.completions.create(model="m", messages=msgs, temperature=0,
@@ -253,6 +262,7 @@ BAD = [
     ("POST", "/v1/chat/completions", [1, 2], 400),
     ("POST", "/v1/completions", {"prompt": ""}, 400),
     ("POST", "/v1/completions", {"prompt": ["a", "b"]}, 400),
+    ("POST", "/v1/completions", {"prompt": [1, 99999999]}, 400),
     ("POST", "/v1/completions", {"prompt": "x", "stop": 7}, 400),
     ("POST", "/detokenize", {"tokens": [-1]}, 400),
     ("POST", "/tokenize", {"content": 3}, 400),

@@ -194,13 +194,36 @@ int route_parse_chat(phi3c_model *model, int n_ctx, const js_node *body, request
     return 0;
 }
 
+/* A prompt given as token ids (as OpenAI's API allows), fed as they are. */
+static int prompt_ids(phi3c_model *model, int n_ctx, const js_node *p, request *req, char *why,
+                      size_t why_len) {
+    int vocab = phi3c_model_vocab_size(model);
+    if (p->n == 0) return bad(why, why_len, "'%s' must not be empty", "prompt");
+    req->prompt = malloc(p->n * sizeof *req->prompt);
+    if (!req->prompt) return 500;
+    for (size_t i = 0; i < p->n; i++) {
+        const js_node *v = &p->kids[i];
+        if (v->type != JS_NUMBER || v->number != floor(v->number) || v->number < 0 ||
+            v->number >= vocab) {
+            snprintf(why, why_len, "'prompt' must be a string or token ids in 0..%d", vocab - 1);
+            return 400;
+        }
+        req->prompt[i] = (int32_t)v->number;
+    }
+    req->n_prompt = p->n;
+    if (req->n_prompt + 1 > (size_t)n_ctx) return too_long(req->n_prompt, n_ctx, why, why_len);
+    return 0;
+}
+
 int route_parse_completion(phi3c_model *model, int n_ctx, const js_node *body, request *req,
                            char *why, size_t why_len) {
     if (body->type != JS_OBJECT) return bad(why, why_len, "the body must be a JSON %s", "object");
     int st = read_common(body, req, why, why_len);
     if (st) return st;
     const js_node *p = js_get(body, "prompt");
-    if (!p || p->type != JS_STRING) return bad(why, why_len, "'%s' must be a string", "prompt");
+    if (p && p->type == JS_ARRAY) return prompt_ids(model, n_ctx, p, req, why, why_len);
+    if (!p || p->type != JS_STRING)
+        return bad(why, why_len, "'%s' must be a string or an array of token ids", "prompt");
     if (p->len == 0) return bad(why, why_len, "'%s' must not be empty", "prompt");
     phi3c_error err = {0};
     int32_t *ids = NULL;
