@@ -150,7 +150,7 @@ typedef struct phi3c_sampler_params {
     int top_k;            /* 0 = off; 1 = greedy */
     float top_p;          /* 1 = off */
     float min_p;          /* 0 = off: drops tokens with p < min_p * max p */
-    float repeat_penalty; /* 1 = off; transformers' rule */
+    float repeat_penalty; /* > 0 (else phi3c_generate refuses); 1 = off; transformers' rule */
     int repeat_last_n;    /* history the penalty looks at; -1 = all */
     uint64_t seed;        /* xorshift64* seeded via splitmix64: same seed, same tokens */
 } phi3c_sampler_params;

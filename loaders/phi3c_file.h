@@ -72,6 +72,7 @@ typedef enum p3_native_fault {
     P3N_FAULT_ENOSPC,  /* the write fails as on a full disk */
     P3N_FAULT_SIGKILL, /* the process kills itself (kill -9) */
     P3N_FAULT_SIGINT,  /* the process raises SIGINT (the CLI's handler then cancels) */
+    P3N_FAULT_SIGNAL,  /* the process raises test_fault_signal (HUP, QUIT, TERM, PIPE...) */
 } p3_native_fault;
 
 /* What p3_native_write did (when opts.stats is given): for `phi3c quantize`'s summary. */
@@ -99,6 +100,7 @@ typedef struct p3_native_write_opts {
      * kill -9 or a Ctrl-C) there. The CLI sets it from PHI3C_TEST_WRITE_FAULT. */
     uint64_t test_fault_at;
     p3_native_fault test_fault;
+    int test_fault_signal;
 } p3_native_write_opts;
 
 /* The blobs a native file of src should carry (docs/FORMAT.md): a HF folder's tokenizer and

@@ -221,6 +221,9 @@ static int fault_hook(writer *w, size_t n) {
     case P3N_FAULT_SIGINT:
         raise(SIGINT);
         break;
+    case P3N_FAULT_SIGNAL:
+        raise(o->test_fault_signal);
+        break;
     default:
         break;
     }
@@ -423,73 +426,8 @@ static p3_status finish_file(writer *w) {
     return st;
 }
 
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return p3_strdup(".");
-    if (slash == path) return p3_strdup("/");
-    size_t n = (size_t)(slash - path);
-    char *d = p3_malloc(n + 1);
-    if (d) {
-        memcpy(d, path, n);
-        d[n] = 0;
-    }
-    return d;
-}
-
 static p3_status create_temp(writer *w) {
-    const char *slash = strrchr(w->out_path, '/');
-    const char *base = slash ? slash + 1 : w->out_path;
-    char *dir = dir_of(w->out_path);
-    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 32;
-    w->tmp_path = p3_malloc(n);
-    if (!dir || !w->tmp_path) {
-        p3_free(dir);
-        return p3_fail(w->err, PHI3C_ERR_NOMEM, "%s: out of memory", w->out_path);
-    }
-    snprintf(w->tmp_path, n, "%s/.%s.tmp-XXXXXX", dir, base);
-    p3_free(dir);
-    w->fd = mkstemp(w->tmp_path);
-    if (w->fd < 0) {
-        p3_status st =
-            p3_fail(w->err, PHI3C_ERR_IO, "%s: cannot create a temp file in its folder: %s",
-                    w->out_path, strerror(errno));
-        p3_free(w->tmp_path);
-        w->tmp_path = NULL;
-        return st;
-    }
-    return PHI3C_OK;
-}
-
-static void sync_dir(const char *path) {
-    char *dir = dir_of(path);
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: the rename is already visible */
-        close(fd);
-    }
-    p3_free(dir);
-}
-
-/* rename, or with !force an atomic no-replace rename (link + unlink where renameat2 is missing). */
-static p3_status move_into_place(writer *w) {
-    int rc;
-    if (w->o->force) {
-        rc = rename(w->tmp_path, w->out_path);
-    } else {
-        rc = renameat2(AT_FDCWD, w->tmp_path, AT_FDCWD, w->out_path, RENAME_NOREPLACE);
-        if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
-            rc = link(w->tmp_path, w->out_path);
-            if (rc == 0) unlink(w->tmp_path);
-        }
-    }
-    if (rc != 0) {
-        if (errno == EEXIST) return p3_fail(w->err, PHI3C_ERR_EXISTS, "%s: exists", w->out_path);
-        return p3_fail(w->err, PHI3C_ERR_IO, "%s: cannot rename the temp file into place: %s",
-                       w->out_path, strerror(errno));
-    }
-    sync_dir(w->out_path);
-    return PHI3C_OK;
+    return p3_output_temp(w->out_path, &w->tmp_path, &w->fd, w->err);
 }
 
 static p3_status check_inputs(const p3_model_source *src, const char *out_path,
@@ -499,10 +437,8 @@ static p3_status check_inputs(const p3_model_source *src, const char *out_path,
     if (!src->has_config)
         return p3_fail(err, PHI3C_ERR_UNSUPPORTED, "%s: has no model config (vocab-only?)",
                        src->path ? src->path : "source");
-    if (!o->force && p3_file_exists(out_path))
-        return p3_fail(err, PHI3C_ERR_EXISTS, "%s: exists", out_path);
-    if (p3_is_directory(out_path))
-        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "%s: is a directory", out_path);
+    p3_status st = p3_output_check(out_path, o->force, err);
+    if (st != PHI3C_OK) return st;
     return p3n_check_config(&src->config, src->path ? src->path : "source", err);
 }
 
@@ -529,7 +465,7 @@ p3_status p3_native_write(const p3_model_source *src, const p3_native_blob *blob
     if (st == PHI3C_OK) st = write_body(&w);
     if (st == PHI3C_OK) st = finish_file(&w);
     if (w.fd >= 0 && close(w.fd) != 0 && st == PHI3C_OK) st = write_failed(&w, errno, "close");
-    if (st == PHI3C_OK) st = move_into_place(&w);
+    if (st == PHI3C_OK) st = p3_output_commit(w.tmp_path, out_path, o->force, err);
     if (st != PHI3C_OK && w.tmp_path) unlink(w.tmp_path);
     if (st == PHI3C_OK && o->stats) o->stats->bytes_out = w.file_bytes;
     p3_free(w.deq);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,38 @@ bool cli_float(const char *cmd, const char *flag, const char *text, double lo, d
     }
     *out = v;
     return true;
+}
+
+/* The cause of the first failed flush of stdout: glibc drops the buffer after a failed write, so
+ * a later flush succeeds and errno no longer tells why the output was lost. */
+static int stdout_errno;
+
+bool cli_flush_stdout(void) {
+    errno = 0;
+    if (fflush(stdout) != 0 && !stdout_errno) stdout_errno = errno ? errno : EIO;
+    return !ferror(stdout);
+}
+
+int cli_finish_stdout(const char *cmd, int rc) {
+    if (cli_flush_stdout()) return rc;
+    fprintf(stderr, "phi3c %s: cannot write to stdout: %s\n", cmd,
+            stdout_errno ? strerror(stdout_errno) : "write error");
+    return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+}
+
+volatile sig_atomic_t cli_stop_signal;
+
+static void on_stop_signal(int sig) {
+    cli_stop_signal = sig;
+}
+
+void cli_catch_stop_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < P3_ARRAY_LEN(sigs); i++) sigaction(sigs[i], &sa, NULL);
 }
 
 bool cli_wants_help(int argc, char **argv) {

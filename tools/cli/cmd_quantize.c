@@ -10,13 +10,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
 static void print_help(void) {
     printf("usage: phi3c quantize -m IN -o OUT.phi3c [options]\n\n"
            "Writes a native phi3c file: config, tokenizer files and weights, linear layers in\n"
@@ -37,7 +30,7 @@ static void print_help(void) {
 /* The bar: tensors and MB written, and the write rate (stderr on a terminal only). */
 static bool on_progress(void *user, size_t i, size_t n, uint64_t done, uint64_t total) {
     cli_progress *p = user;
-    if (interrupted) return false;
+    if (cli_stop_signal) return false; /* the writer removes its temp file */
     double el = p3_time_now() - p->t0;
     char detail[96];
     snprintf(detail, sizeof detail, "tensor %zu/%zu  %.0f/%.0f MB  %.1f MB/s", i + 1, n,
@@ -75,19 +68,24 @@ static void print_summary(const quantize_summary_args *q) {
             bpw, q->seconds, s->n_int4 ? s->nmse_sum / (double)s->n_int4 : 0.0);
 }
 
-/* PHI3C_TEST_WRITE_FAULT=enospc:BYTES|kill:BYTES|sigint:BYTES (tests only). */
+/* PHI3C_TEST_WRITE_FAULT=KIND:BYTES (tests only): enospc, kill (SIGKILL), or a signal the command
+ * catches: sigint, sigterm, sighup, sigquit, sigpipe. */
 static void read_test_fault(p3_native_write_opts *o) {
     const char *v = getenv("PHI3C_TEST_WRITE_FAULT");
     if (!v) return;
     static const struct {
         const char *name;
         p3_native_fault fault;
-    } kinds[] = {
-        {"enospc:", P3N_FAULT_ENOSPC}, {"kill:", P3N_FAULT_SIGKILL}, {"sigint:", P3N_FAULT_SIGINT}};
+        int sig;
+    } kinds[] = {{"enospc:", P3N_FAULT_ENOSPC, 0},       {"kill:", P3N_FAULT_SIGKILL, 0},
+                 {"sigint:", P3N_FAULT_SIGINT, 0},       {"sigterm:", P3N_FAULT_SIGNAL, SIGTERM},
+                 {"sighup:", P3N_FAULT_SIGNAL, SIGHUP},  {"sigquit:", P3N_FAULT_SIGNAL, SIGQUIT},
+                 {"sigpipe:", P3N_FAULT_SIGNAL, SIGPIPE}};
     for (size_t i = 0; i < P3_ARRAY_LEN(kinds); i++) {
         size_t n = strlen(kinds[i].name);
         if (strncmp(v, kinds[i].name, n) == 0) {
             o->test_fault = kinds[i].fault;
+            o->test_fault_signal = kinds[i].sig;
             o->test_fault_at = strtoull(v + n, NULL, 10);
         }
     }
@@ -159,10 +157,7 @@ int cmd_quantize(int argc, char **argv) {
     a.o.progress_user = &prog;
     a.o.stats = &stats;
     read_test_fault(&a.o);
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_stop_signals();
 
     p3_error err = {0};
     p3_model_source *src = NULL;

@@ -42,11 +42,11 @@ int main(int argc, char **argv) {
     }
     if (cli_is(argv[1], "--help", "-h") || strcmp(argv[1], "help") == 0) {
         print_usage(stdout);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("help", CLI_EXIT_OK);
     }
     if (cli_is(argv[1], "--version", NULL)) {
         printf("phi3c %s\n", PHI3C_VERSION);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("--version", CLI_EXIT_OK);
     }
     for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         }
         int rc = commands[i].fn(n, args);
         free(args);
-        return rc;
+        return cli_finish_stdout(argv[1], rc);
     }
     fprintf(stderr, "phi3c: unknown command '%s'\n\n", argv[1]);
     print_usage(stderr);
