@@ -71,11 +71,15 @@ void p3_error_clear(p3_error *err) {
 
 #ifdef P3_FAULT_INJECTION
 /* Thread-local so parallel tests do not disturb each other; test builds only. */
-static _Thread_local long allocs_until_failure = -1;
+static _Thread_local long allocs_until_failure = -1, allocs_made;
 void p3_alloc_fail_after(long n) {
     allocs_until_failure = n;
 }
+long p3_alloc_count(void) {
+    return allocs_made;
+}
 static bool injected_failure(void) {
+    allocs_made++;
     if (allocs_until_failure < 0) return false;
     if (allocs_until_failure == 0) return true;
     allocs_until_failure--;

@@ -47,6 +47,7 @@ void p3_free(void *ptr);
 char *p3_strdup(const char *s);
 #ifdef P3_FAULT_INJECTION
 void p3_alloc_fail_after(long n);
+long p3_alloc_count(void); /* allocations the calling thread has asked for so far */
 #endif
 /* Aligned allocation (alignment a power of two >= sizeof(void *)); free with p3_free_aligned. */
 void *p3_malloc_aligned(size_t size, size_t alignment);

@@ -3,6 +3,8 @@
  * gave NaN or silently wrong results. Under the sanitizer build (PHI3C_BIN=build/asan/phi3c)
  * a UBSan report or a leak makes the command fail, so these checks catch those too. */
 #include "harness.h"
+#include "source.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -192,4 +194,47 @@ P3_TEST(hostile_quantize_removes_its_temp_file_on_every_stop_signal) {
         CHECK_MSG(count_entries_except(t, "-") == 0, "%s left a temp file", sigs[i]);
         p3_cmd_result_free(&r);
     }
+}
+
+/* ---- wrong JSON types are errors naming the key, not silently ignored or converted ---- */
+
+static void check_config_refused(p3_test_ctx *t, const char *json, const char *why) {
+    p3_config cfg;
+    p3_error err = {0};
+    p3_status st = p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err);
+    if (st == PHI3C_OK) st = p3_config_finish(&cfg, "config.json", &err);
+    CHECK_MSG(st != PHI3C_OK && strstr(err.message, why), "%s: status %d, message '%s'", json,
+              (int)st, err.message);
+}
+
+P3_TEST(hostile_config_values_of_the_wrong_type) {
+    static const char base[] =
+        "\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, "
+        "\"intermediate_size\": 32, \"vocab_size\": 8, \"max_position_embeddings\": 64";
+    char json[1024];
+    snprintf(json, sizeof json, "{\"architectures\": [\"Phi3ForCausalLM\"], %s}", base);
+    p3_config cfg;
+    p3_error err = {0};
+    CHECK_OK(p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err), &err);
+    snprintf(json, sizeof json, "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_act\": 5, %s}",
+             base);
+    check_config_refused(t, json, "hidden_act");
+    snprintf(json, sizeof json, "{\"architectures\": [], \"model_type\": \"phi3\", %s}", base);
+    check_config_refused(t, json, "architectures");
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"Phi3ForCausalLM\"], %s, \"vocab_size\": 8.0}", base);
+    check_config_refused(t, json, "vocab_size");
+}
+
+P3_TEST(hostile_tokenizer_merges_of_the_wrong_type) {
+    static const char json[] =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "
+        "\"merges\": {\"a\": \"b\"}}}";
+    p3_tokenizer_files files = {
+        .what = "tokenizer.json", .tokenizer_json = json, .tokenizer_json_len = strlen(json)};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    CHECK_STATUS(p3_tokenizer_load_buffers(&files, &tok, &err), PHI3C_ERR_FORMAT);
+    CHECK_MSG(strstr(err.message, "merges must be a list"), "message: %s", err.message);
+    p3_tokenizer_free(tok);
 }
