@@ -68,7 +68,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 LIB_OBJ      := $(call objs,$(REL),$(LIB_SRC) $(GEN_SRC))
 LIB_OBJ_ASAN := $(call objs,$(ASAN),$(LIB_SRC) $(GEN_SRC))
 
-.PHONY: all lib install uninstall deps deps-test run test test-unit test-asan fuzz fuzz-smoke bench bench-lookup bench-tokenizer \
+.PHONY: all lib install uninstall deps deps-test run test test-unit test-asan fuzz fuzz-smoke fuzz-long bench bench-lookup bench-tokenizer \
         llamacpp phi4-tokenizer format format-check check-layering clean venv fixtures info
 
 all: $(BUILD)/phi3c $(BUILD)/libphi3c.a $(BUILD)/libphi3c.so $(BUILD)/phi3c.pc examples tools
@@ -196,17 +196,23 @@ test-asan: $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIB_OBJ := $(call objs,$(BUILD)/fuzzobj,$(LIB_SRC) $(GEN_SRC))
+# Every UBSan finding aborts (no recovery), so the fuzzer reports it as a crash like ASan's.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 $(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "CC [fuzz] $<"
-	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(call isa_flags,$<) -MMD -MP -c $< -o $@
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(call isa_flags,$<) -MMD -MP -c $< -o $@
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	@echo "LD [fuzz] $@"
-	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
 fuzz: $(FUZZ_BIN)
+# The short run of `make test` (FUZZ_SECONDS per target) and a long one for nightly use,
+# `make fuzz-long FUZZ_SECONDS=3600`, whose corpus grows in build/fuzz-corpus/ across runs.
 fuzz-smoke: fuzz
 	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+fuzz-long: fuzz
+	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(BUILD)/fuzz-corpus
 
 # Regenerates the oracle fixtures with transformers (needs PyPI; see tests/fixtures/README.md).
 fixtures: $(PHI4_TOK)

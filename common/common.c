@@ -71,11 +71,15 @@ void p3_error_clear(p3_error *err) {
 
 #ifdef P3_FAULT_INJECTION
 /* Thread-local so parallel tests do not disturb each other; test builds only. */
-static _Thread_local long allocs_until_failure = -1;
+static _Thread_local long allocs_until_failure = -1, allocs_made;
 void p3_alloc_fail_after(long n) {
     allocs_until_failure = n;
 }
+long p3_alloc_count(void) {
+    return allocs_made;
+}
 static bool injected_failure(void) {
+    allocs_made++;
     if (allocs_until_failure < 0) return false;
     if (allocs_until_failure == 0) return true;
     allocs_until_failure--;
@@ -215,14 +219,25 @@ uint16_t p3_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+static const char *mode_name(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
 p3_status p3_file_map(p3_mapped_file *file, const char *path, p3_error *err) {
     memset(file, 0, sizeof *file);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return p3_fail(err, PHI3C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return p3_fail(err, PHI3C_ERR_IO, "%s: not a regular file", path);
+        return p3_fail(err, PHI3C_ERR_IO, "%s: is %s, not a regular file", path,
+                       mode_name(st.st_mode));
     }
     file->path = p3_strdup(path);
     if (!file->path) {
@@ -256,12 +271,31 @@ p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error
     *size = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return p3_fail(err, PHI3C_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) memset(&st, 0, sizeof st);
+    if (S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return p3_fail(err, PHI3C_ERR_IO, "%s: is a directory, not a file", path);
+    }
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > P3_FILE_READ_MAX) {
+        fclose(f);
+        return p3_fail(err, PHI3C_ERR_IO,
+                       "%s: larger than the limit of %zu MiB for files read whole", path,
+                       P3_FILE_READ_MAX >> 20);
+    }
     size_t cap = 4096, len = 0;
     char *buf = p3_malloc(cap);
+    bool too_big = false;
     while (buf) {
-        len += fread(buf + len, 1, cap - len - 1, f);
-        if (len < cap - 1) break;
-        char *grown = (cap > SIZE_MAX / 2) ? NULL : p3_realloc(buf, cap * 2);
+        size_t want = P3_MIN(cap - len - 1, P3_FILE_READ_MAX + 1 - len);
+        size_t got = fread(buf + len, 1, want, f);
+        len += got;
+        if (got < want) break;        /* end of file or an error */
+        if (len > P3_FILE_READ_MAX) { /* /dev/zero or a huge file: stop, do not grow forever */
+            too_big = true;
+            break;
+        }
+        char *grown = p3_realloc(buf, cap * 2);
         if (!grown) {
             p3_free(buf);
             buf = NULL;
@@ -270,17 +304,36 @@ p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error
         buf = grown;
         cap *= 2;
     }
-    bool read_error = ferror(f);
+    int read_errno = ferror(f) ? errno : 0;
     fclose(f);
-    if (!buf) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory reading file", path);
-    if (read_error) {
+    if (!buf) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (too_big || read_errno) {
         p3_free(buf);
-        return p3_fail(err, PHI3C_ERR_IO, "%s: read error", path);
+        if (too_big)
+            return p3_fail(err, PHI3C_ERR_IO,
+                           "%s: larger than the limit of %zu MiB for files read "
+                           "whole",
+                           path, P3_FILE_READ_MAX >> 20);
+        return p3_fail(err, PHI3C_ERR_IO, "%s: read error: %s", path, strerror(read_errno));
     }
     buf[len] = '\0';
     *data = buf;
     *size = len;
     return PHI3C_OK;
+}
+
+p3_path_kind p3_path_check(const char *path, p3_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT) return P3_PATH_MISSING;
+        p3_fail(err, PHI3C_ERR_IO, "%s: cannot look at it: %s%s", path, strerror(e),
+                e == ELOOP ? " (a symlink loop?)" : "");
+        return P3_PATH_OTHER;
+    }
+    if (S_ISREG(st.st_mode)) return P3_PATH_FILE;
+    p3_fail(err, PHI3C_ERR_IO, "%s: is %s, not a regular file", path, mode_name(st.st_mode));
+    return S_ISDIR(st.st_mode) ? P3_PATH_DIR : P3_PATH_OTHER;
 }
 
 bool p3_file_exists(const char *path) {

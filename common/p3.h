@@ -47,6 +47,7 @@ void p3_free(void *ptr);
 char *p3_strdup(const char *s);
 #ifdef P3_FAULT_INJECTION
 void p3_alloc_fail_after(long n);
+long p3_alloc_count(void); /* allocations the calling thread has asked for so far */
 #endif
 /* Aligned allocation (alignment a power of two >= sizeof(void *)); free with p3_free_aligned. */
 void *p3_malloc_aligned(size_t size, size_t alignment);
@@ -79,10 +80,38 @@ typedef struct p3_mapped_file {
 
 p3_status p3_file_map(p3_mapped_file *file, const char *path, p3_error *err);
 void p3_file_unmap(p3_mapped_file *file);
-/* Reads a whole (small) file into a NUL-terminated heap buffer. */
+/* Reads a whole (small) file into a NUL-terminated heap buffer; pipes and devices too (a prompt
+ * from `<(...)`), but never more than P3_FILE_READ_MAX bytes: past that (a huge file, /dev/zero)
+ * it fails with a message giving the limit instead of growing without bound. */
+#define P3_FILE_READ_MAX ((size_t)256 << 20)
 p3_status p3_file_read_all(const char *path, char **data, size_t *size, p3_error *err);
+/* True when path is (or links to) a regular file / a directory. */
 bool p3_file_exists(const char *path);
 bool p3_is_directory(const char *path);
+
+/* What is at a path (symlinks followed). For P3_PATH_DIR and P3_PATH_OTHER, err (may be NULL)
+ * already says what is there instead of a file ("is a directory", "is a FIFO", "is a character
+ * device", a symlink loop, no permission), so a caller never reports such a path as missing. */
+typedef enum p3_path_kind {
+    P3_PATH_MISSING = 0, /* nothing there (ENOENT, or a dangling symlink) */
+    P3_PATH_FILE,        /* a regular file */
+    P3_PATH_DIR,         /* a directory */
+    P3_PATH_OTHER,       /* a device, FIFO, socket, or the path cannot be looked at (ELOOP...) */
+} p3_path_kind;
+p3_path_kind p3_path_check(const char *path, p3_error *err);
+
+/* Output files (common/outfile.c): written only as a new file or over a regular file, through a
+ * temp file beside the target that is fsync'ed and renamed into place. */
+/* OK when path is missing or (with replace) a regular file; PHI3C_ERR_EXISTS for an existing file
+ * without replace; PHI3C_ERR_INVALID_ARG for a directory, device, FIFO or socket, even with
+ * replace. */
+p3_status p3_output_check(const char *path, bool replace, p3_error *err);
+/* Creates the temp file ".NAME.tmp-XXXXXX" beside path: *tmp_path (free with p3_free) and an
+ * open *fd. The caller writes, fsyncs and closes fd, then commits, or unlinks tmp_path. */
+p3_status p3_output_temp(const char *path, char **tmp_path, int *fd, p3_error *err);
+/* Checks the target again and renames tmp_path onto path (with !replace atomically refusing an
+ * existing path), then syncs the folder. On failure tmp_path is left for the caller to unlink. */
+p3_status p3_output_commit(const char *tmp_path, const char *path, bool replace, p3_error *err);
 /* Joins dir and name with one '/' into a new heap string (NULL on allocation failure). */
 char *p3_path_join(const char *dir, const char *name);
 

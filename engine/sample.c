@@ -40,10 +40,29 @@ float p3_rng_uniform(p3_rng *r) {
     return (float)(p3_rng_next(r) >> 40) / 16777216.0f;
 }
 
+/* Values outside these ranges give NaN or infinite probabilities (a penalty of 0 divides by zero),
+ * so they are refused rather than sampled from. */
+static p3_status check_options(const p3_sampler_options *o, p3_error *err) {
+    if (!(o->repeat_penalty > 0.0f) || !isfinite(o->repeat_penalty))
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                       "sampler: repeat_penalty must be a finite number > 0 (1 = off), got %g",
+                       (double)o->repeat_penalty);
+    if (!isfinite(o->temperature))
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "sampler: temperature %g is not finite",
+                       (double)o->temperature);
+    if (!(o->top_p >= 0.0f && o->top_p <= 1.0f) || !(o->min_p >= 0.0f && o->min_p <= 1.0f))
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                       "sampler: top_p and min_p must be in [0, 1], got %g and %g",
+                       (double)o->top_p, (double)o->min_p);
+    return PHI3C_OK;
+}
+
 p3_status p3_sampler_create(const p3_sampler_options *opt, int vocab, p3_sampler **out,
                             p3_error *err) {
     *out = NULL;
     if (vocab <= 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "sampler: vocab %d", vocab);
+    p3_status st = opt ? check_options(opt, err) : PHI3C_OK;
+    if (st != PHI3C_OK) return st;
     p3_sampler *s = p3_calloc(1, sizeof *s);
     if (s) {
         s->probs = p3_malloc((size_t)vocab * sizeof(float));

@@ -130,6 +130,11 @@ static const struct {
 
 static p3_status read_architecture(const cfg_reader *r, const json_value *root, p3_config *cfg) {
     const json_value *archs = json_object_get(root, "architectures");
+    if (archs && (json_typeof(archs) != JSON_ARRAY || json_array_len(archs) == 0 ||
+                  !json_string(json_array_at(archs, 0))))
+        return p3_fail(r->err, PHI3C_ERR_FORMAT,
+                       "%s: \"architectures\" must be a list of one string (Phi3ForCausalLM)",
+                       r->what);
     const char *arch = json_string(json_array_at(archs, 0));
     const char *model_type = json_string(json_object_get(root, "model_type"));
     if (!arch && model_type && strcmp(model_type, "phi3") == 0) arch = "Phi3ForCausalLM";
@@ -153,7 +158,11 @@ static p3_status read_architecture(const cfg_reader *r, const json_value *root, 
                        r->what, arch);
     }
     snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
-    const char *act = json_string(json_object_get(root, "hidden_act"));
+    const json_value *act_value = json_object_get(root, "hidden_act");
+    const char *act = json_string(act_value);
+    if (act_value && !act)
+        return p3_fail(r->err, PHI3C_ERR_FORMAT, "%s: \"hidden_act\" must be a string (\"silu\")",
+                       r->what);
     if (act && strcmp(act, "silu") != 0)
         return p3_fail(r->err, PHI3C_ERR_UNSUPPORTED,
                        "%s: hidden_act \"%.32s\" is not supported (Phi-3 uses silu)", r->what, act);

@@ -349,6 +349,7 @@ static p3_status parse_blobs(const uint8_t *data, const p3n_header *h, const cha
         regs[i].nbytes = get_u64(&c);
         regs[i].hash = get_u64(&c);
         st = check_region(&regs[i], end, h, "blob", b->name, what, err);
+        if (st != PHI3C_OK) break; /* the offset may point anywhere: no pointer from it */
         b->data = data + regs[i].offset;
         b->size = (size_t)regs[i].nbytes;
         names[i] = b->name;
@@ -378,6 +379,7 @@ static p3_status parse_tensor(cursor *c, const uint8_t *data, const p3n_header *
                        "%s: tensor '%s' has a bad shape or its size %llu does not match it", what,
                        t->hf_name, (unsigned long long)reg->nbytes);
     p3_status st = check_region(reg, end, h, "tensor", t->hf_name, what, err);
+    if (st != PHI3C_OK) return st; /* the offset may point anywhere: no pointer from it */
     t->data = data + reg->offset;
     t->nbytes = (size_t)reg->nbytes;
     return st;

@@ -5,6 +5,7 @@
 set -uo pipefail
 : "${SHARED:=../shared}" "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${MAKE:=make}"
 export PHI3C_SHARED=$SHARED
+export PHI3C_PHI4_TOKENIZER=${PHI3C_PHI4_TOKENIZER:-$BUILD/phi4-tokenizer}  # make phi4-tokenizer
 . tests/summary.sh
 
 total_pass=0 total_fail=0 total_skip=0

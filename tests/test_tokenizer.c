@@ -892,6 +892,69 @@ P3_TEST(tokenizer_phi4_matches_hf_and_tiktoken) {
     p3_cmd_result_free(&res);
 }
 
+/* Sets `"key": false` to true (same length) in the added token whose content is `content`. */
+static bool set_added_flag(char *json, size_t len, const char *content, const char *key) {
+    char want[64], flag[32];
+    snprintf(want, sizeof want, "\"content\": \"%s\"", content);
+    snprintf(flag, sizeof flag, "\"%s\": false", key);
+    char *at = memmem(json, len, want, strlen(want));
+    char *end = at ? memchr(at, '}', len - (size_t)(at - json)) : NULL;
+    char *f = at && end ? memmem(at, (size_t)(end - at), flag, strlen(flag)) : NULL;
+    if (!f) return false;
+    memcpy(f + strlen(flag) - 5, "true ", 5);
+    return true;
+}
+
+/* HF's lstrip / rstrip / normalized on byte-level added tokens: the S lines of phi4-mini.cases
+ * come from HF on the tokenizer.json with <|end|> rstrip, <|user|> lstrip, <|system|> normalized.
+ */
+P3_TEST(tokenizer_phi4_strip_flags_match_hf) {
+    p3_tokenizer *probe = load_phi4(t);
+    if (!probe) return;
+    p3_tokenizer_free(probe);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json",
+             getenv("PHI3C_PHI4_TOKENIZER") ? getenv("PHI3C_PHI4_TOKENIZER")
+                                            : "build/phi4-tokenizer");
+    size_t json_len, size;
+    char *json = p3_test_read_file(t, path, &json_len);
+    char *data = p3_test_read_file(t, FIXTURES "phi4-mini.cases", &size);
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    if (!json || !data || !CHECK(set_added_flag(json, json_len, "<|end|>", "rstrip")) ||
+        !CHECK(set_added_flag(json, json_len, "<|user|>", "lstrip")) ||
+        !CHECK(set_added_flag(json, json_len, "<|system|>", "normalized"))) {
+        free(json);
+        free(data);
+        return;
+    }
+    p3_tokenizer_files f = {
+        .what = "strip variant", .tokenizer_json = json, .tokenizer_json_len = json_len};
+    size_t total = 0, pass = 0;
+    if (CHECK_OK(p3_tokenizer_load_buffers(&f, &tok, &err), &err)) {
+        for (char *line = data; line < data + size;) {
+            char *nl = memchr(line, '\n', (size_t)(data + size - line));
+            char *end = nl ? nl : data + size;
+            const char *fl[3], *fe[3];
+            if (line[0] == 'S' && split_fields(line, end, fl, fe, 3) == 3) {
+                static int32_t want[4096];
+                size_t len, n = parse_ids(fl[2], fe[2], want, 4096);
+                char *text = unhex(fl[1], fe[1], &len);
+                total++;
+                pass += check_encode(t, tok, text, len, 0, want, n, "strip variant");
+                free(text);
+            }
+            line = end + 1;
+        }
+    }
+    printf("    phi4-mini strip/normalized flags: %zu/%zu identical to HF tokenizers\n", pass,
+           total);
+    CHECK(total >= 14);
+    p3_tokenizer_free(tok);
+    free(json);
+    free(data);
+}
+
 /* End to end: a tiny Phi-4-mini-architecture model with the full 200,064-row vocabulary
  * (tests/fixtures/phi4mini-vocab, tools/make_phi4_e2e_fixture.py) beside the Phi-4-mini-style
  * tokenizer: `run -f prompt.txt --greedy` must tokenize the prompt as HF tokenizers did and

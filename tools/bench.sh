@@ -45,8 +45,8 @@ if wants side; then
   lb=$llama_bin/llama-bench
   # AMX only where the probe run of the AMX build survived (build_llamacpp.sh)
   if [[ "$amx" == works* ]]; then
-    lb=$BUILD/llamacpp/cmake-amx/bin/llama-bench
-    info="$info; AMX on (probe passed)"
+    export LD_LIBRARY_PATH="${amx##*LD_LIBRARY_PATH=}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    info="$info; ggml-cpu with AMX (probe passed)"
   else
     info="$info; AMX ${amx:-not probed}"
   fi

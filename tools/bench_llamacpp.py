@@ -226,8 +226,8 @@ def checks(configs):
 def header_lines(a, start, la0):
     info = getattr(a, "llama_info", {}) or {}
     cpu = info.get("cpu_info") or platform.processor()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
+    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
     return [f"Side by side, {start}, load average {la0:.2f} at the start, {loadavg():.2f} now; "
             f"{os.cpu_count()} cores ({cpu}); medians of {a.rounds} rounds x {a.reps} "
             f"repetitions, engines alternated",
@@ -242,13 +242,14 @@ def header_lines(a, start, la0):
 def build_configs(a, threads):
     tmax = max(threads)
     configs = [Config(t, 0, "f16", a.pp, a.tg) for t in threads]
-    for kv in a.kv.split(","):
-        for d in (int(x) for x in a.depths.split(",")):
+    if a.loaded:
+        configs.append(Config(tmax, 0, "f16", a.pp, a.tg, loaded=True))
+    depths = sorted(int(x) for x in a.depths.split(","))
+    for d in depths:  # shallow first: a run cut short still has them
+        for kv in a.kv.split(","):
             if d == 0 and kv == "f16":
                 continue  # the T = max row above
             configs.append(Config(tmax, d, kv, 0, a.depth_tg))
-    if a.loaded:
-        configs.append(Config(tmax, 0, "f16", a.pp, a.tg, loaded=True))
     return configs
 
 

@@ -126,7 +126,11 @@ def time_fn(encode, text, repeats):
     for _ in range(repeats):
         for mode, inputs in (("docs", docs), ("whole", [text])):
             t0 = time.perf_counter()
-            lists = [encode(d) for d in inputs]
+            try:
+                lists = [encode(d) for d in inputs]
+            except ValueError:  # bpe-openai refuses a multi-MB single input
+                best[mode] = None
+                continue
             t = time.perf_counter() - t0
             if mode not in best or t < best[mode]["seconds"]:
                 best[mode] = {"seconds": t, "bytes": sum(len(d.encode("utf-8")) for d in inputs),
@@ -172,6 +176,9 @@ def bench_phi4(args):
         print("  %-5s phi3c %7.2f MB/s" % (mode, o_mbs))
         for name, res in others:
             r = res[mode]
+            if r is None:
+                print("        %-22s refuses an input this long" % name)
+                continue
             same = int(o["checksum"]) == r["checksum"] and int(o["tokens"]) == r["tokens"]
             ok &= same
             mbs = r["bytes"] / r["seconds"] / 1e6

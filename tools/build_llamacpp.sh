@@ -5,9 +5,10 @@
 # Cached: a second run with the same version and flags only prints the paths. `make llamacpp`.
 #   tools/build_llamacpp.sh [BUILD]        (default build/) -> BUILD/llamacpp/bin/{llama-bench,llama-server}
 #   LLAMACPP_JOBS=2                        parallel compile jobs (run under `nice`)
-#   LLAMACPP_AMX=auto|on|off               auto: also build ggml's AMX CPU library, keep it only if a
-#                                          probe run of llama-bench with it survives (on this kind of
-#                                          machine its AMX path died with SIGILL on `tilezero`)
+#   LLAMACPP_AMX=auto|off                  auto: also build ggml's CPU library with AMX and keep it
+#                                          only if a probe run of llama-bench with it survives (on
+#                                          this kind of machine its AMX path died with SIGILL on
+#                                          `tilezero`); needs LLAMACPP_PROBE_MODEL (make bench's GGUF)
 # Prints `llamacpp: ...` lines; BUILD/llamacpp/build-info.txt records version, flags and the AMX verdict.
 set -euo pipefail
 VERSION=0.3.36 # llama-cpp-python; its vendored llama.cpp is the commit the docs quote
@@ -69,8 +70,15 @@ configure_and_build() {
 
 # The AMX probe: a short llama-bench run on the benchmark's Q4_0 model (AMX takes Q4_0 there).
 probe_amx() {
-  local bin=$1 model=$2
-  timeout 600 "$bin" -m "$model" -p 64 -n 2 -t 1 -r 1 >"$dir/amx-probe.log" 2>&1
+  local bin=$1 model=$2 rc=0
+  timeout 600 "$bin" -m "$model" -p 64 -n 2 -t 1 -r 1 >"$dir/amx-probe.log" 2>&1 || rc=$?
+  if [ "$rc" -eq 132 ]; then
+    echo "SIGILL (illegal instruction) in a 1-thread llama-bench run" >>"$dir/amx-probe.log"
+  elif [ "$rc" -ne 0 ]; then
+    echo "exit status $rc" >>"$dir/amx-probe.log"
+  fi
+  # it counts only if its AMX buffer type was used, not only compiled in
+  [ "$rc" -eq 0 ] && grep -q AMX "$dir/amx-probe.log"
 }
 
 main() {
@@ -90,20 +98,22 @@ main() {
     ln -s cmake/bin "$dir/bin"
     {
       echo "flags: $stamp"
-      echo "commit: $(grep -o 'LLAMA_BUILD_COMMIT[^)]*' "$dir/cmake/common/build-info.cpp" 2>/dev/null || true)"
+      echo "commit: $(sed -n 's/.*ggml commit: *//p' "$dir/cmake.configure.log" | head -1)"
     } >"$dir/build-info.txt"
   fi
   local model=${LLAMACPP_PROBE_MODEL:-$BUILD/bench/phi3-mini-synthetic-q4_0-v3.gguf}
   if [ "$amx" != off ] && has_flag amx_int8 && [ ! -f "$model" ]; then
     say "AMX probe needs a model ($model, written by make bench): not probed this time"
   elif [ "$amx" != off ] && has_flag amx_int8 && ! grep -q '^amx:' "$dir/build-info.txt"; then
-    say "building ggml with AMX for a probe (logs in $dir/cmake-amx.*.log)"
+    # Only ggml's CPU library differs: built alone with AMX, and loaded by the same llama-bench
+    # through LD_LIBRARY_PATH (its RUNPATH gives way to it).
+    say "building ggml-cpu with AMX for a probe (logs in $dir/cmake-amx.*.log)"
     if configure_and_build "$src" "$dir/cmake-amx" \
-      "$(isa_flags) -DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON" llama-bench \
-      && probe_amx "$dir/cmake-amx/bin/llama-bench" "$model"; then
-      echo "amx: works (probe passed); cmake-amx/bin/llama-bench has it" >>"$dir/build-info.txt"
+      "$(isa_flags) -DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON" ggml-cpu \
+      && LD_LIBRARY_PATH=$dir/cmake-amx/bin probe_amx "$dir/bin/llama-bench" "$model"; then
+      echo "amx: works (probe passed): LD_LIBRARY_PATH=$dir/cmake-amx/bin" >>"$dir/build-info.txt"
     else
-      echo "amx: off (probe failed: $(tail -c 300 "$dir/amx-probe.log" 2>/dev/null | tr '\n' ' '))" \
+      echo "amx: off (the probe run failed: $(tail -1 "$dir/amx-probe.log" 2>/dev/null || true))" \
         >>"$dir/build-info.txt"
     fi
   fi

@@ -14,6 +14,8 @@ Lines (fields separated by ';', text and decodes in hex, ids decimal separated b
   T;<text hex>;<tiktoken ids>                              tiktoken == bpe-openai (no specials)
   D;<ids>;<HF decode hex>;<HF decode skip_special hex>    decode of id lists (partial UTF-8 too)
   C;<add_generation_prompt>;<role hex>,<content hex>|...;<rendered hex>
+  S;<text hex>;<HF ids>   HF on a variant of the file whose <|end|> has rstrip, <|user|> lstrip and
+                          <|system|> normalized (the C test sets the same flags)
 """
 import argparse
 import json
@@ -140,6 +142,25 @@ CHATS = [
 ]
 
 
+# The added-token flags of the strip variant: id -> (lstrip, rstrip, normalized).
+STRIP_FLAGS = {200020: (False, True, False), 200021: (True, False, False), 200022: (False, False, True)}
+STRIP_TEXTS = [
+    "a <|end|>  b", "x<|end|>\n\ny", "  <|user|>  hi", "\t\n<|user|>\n", "a\u3000<|user|>b<|end|>\u2003c",
+    "<|system|> sys <|end|> <|user|> u <|end|> <|assistant|> a", "<|end|><|end|>  <|end|>",
+    "word   <|user|>\n\nHi<|end|>\n", "\u00a0<|end|>\u00a0", "  <|system|>  ", "x <|system|>y",
+    "<|user|>   ", "   <|end|>", "I'LL <|end|>   12345 <|user|>  ok",
+]
+
+
+def strip_cases(tok_dir):
+    spec = json.load(open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8"))
+    for t in spec["added_tokens"]:
+        if t["id"] in STRIP_FLAGS:
+            t["lstrip"], t["rstrip"], t["normalized"] = STRIP_FLAGS[t["id"]]
+    tok = tokenizers.Tokenizer.from_str(json.dumps(spec))
+    return ["S;%s;%s" % (hexs(t), ids_str(tok.encode(t, add_special_tokens=False).ids)) for t in STRIP_TEXTS]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tokenizer_dir")
@@ -177,6 +198,7 @@ def main():
                                eos_token=cfg["eos_token"], add_generation_prompt=gen)
             enc = "|".join(hexs(r) + "," + hexs(c) for r, c in msgs)
             lines.append("C;%d;%s;%s" % (gen, enc, hexs(text)))
+    lines += strip_cases(args.tokenizer_dir)
     with open(os.path.join(args.out, "phi4-mini.cases"), "w", encoding="ascii") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "VERSIONS.phi4"), "w") as f:

@@ -173,7 +173,11 @@ panel_tile(float *y, size_t y_stride, const p3_block_q8g *xa, int64_t ng, const 
 
 /* Decode: one token, four independent dot chains per group to hide vpdpbusd latency. High
  * nibbles are used in place (v & 0xf0 = 16 q): their dot is 16x the wanted one, exactly, so an
- * arithmetic shift recovers it and the loop saves a shift per 64 bytes. */
+ * arithmetic shift recovers it and the loop saves a shift per 64 bytes. Every cache line is also
+ * prefetched GEMV_PREFETCH bytes ahead (two groups): the hardware prefetcher alone left ~10% of
+ * the read bandwidth unused at 1 and 2 threads (A/B in one process, timed in thread CPU time on
+ * a shared machine: +9-14% for 1-3 KB ahead, -5% for 512 bytes, less with the L2 hint). */
+#define GEMV_PREFETCH 2048
 static void panel_gemv(float *y, const p3_block_q8g *xa, int64_t ng, const uint8_t *data,
                        const uint16_t *scales, const uint8_t *zeros, __mmask16 rows_mask) {
     const __m512i low4 = _mm512_set1_epi8(0x0f), high4 = _mm512_set1_epi8((char)0xf0);
@@ -184,6 +188,8 @@ static void panel_gemv(float *y, const p3_block_q8g *xa, int64_t ng, const uint8
         __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
 #pragma GCC unroll 8
         for (int c = 0; c < P3_QK / 8; c += 2) {
+            _mm_prefetch((const char *)src + c * CPU_CHUNK + GEMV_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)src + (c + 1) * CPU_CHUNK + GEMV_PREFETCH, _MM_HINT_T0);
             __m512i v0 = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
             __m512i v1 = _mm512_load_si512((const void *)(src + (c + 1) * CPU_CHUNK));
             int32_t a[4];

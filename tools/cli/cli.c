@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,38 @@ bool cli_float(const char *cmd, const char *flag, const char *text, double lo, d
     return true;
 }
 
+/* The cause of the first failed flush of stdout: glibc drops the buffer after a failed write, so
+ * a later flush succeeds and errno no longer tells why the output was lost. */
+static int stdout_errno;
+
+bool cli_flush_stdout(void) {
+    errno = 0;
+    if (fflush(stdout) != 0 && !stdout_errno) stdout_errno = errno ? errno : EIO;
+    return !ferror(stdout);
+}
+
+int cli_finish_stdout(const char *cmd, int rc) {
+    if (cli_flush_stdout()) return rc;
+    fprintf(stderr, "phi3c %s: cannot write to stdout: %s\n", cmd,
+            stdout_errno ? strerror(stdout_errno) : "write error");
+    return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+}
+
+volatile sig_atomic_t cli_stop_signal;
+
+static void on_stop_signal(int sig) {
+    cli_stop_signal = sig;
+}
+
+void cli_catch_stop_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < P3_ARRAY_LEN(sigs); i++) sigaction(sigs[i], &sa, NULL);
+}
+
 bool cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (cli_is(argv[i], "--help", "-h")) return true;
@@ -136,4 +169,44 @@ uint64_t cli_random_seed(void) {
 int cli_core_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+void cli_progress_init(cli_progress *p, const char *label) {
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->t0 = p3_time_now();
+    p->tty = isatty(STDERR_FILENO) == 1;
+}
+
+void cli_progress_draw(cli_progress *p, uint64_t done, uint64_t total, const char *detail) {
+    enum { WIDTH = 24 };
+    if (!p->tty || total == 0) return;
+    double now = p3_time_now();
+    if (p->drawn && now - p->last < 0.1 && done < total) return;
+    p->last = now;
+    p->drawn = true;
+    double frac = (double)(done > total ? total : done) / (double)total;
+    char bar[WIDTH + 1];
+    int filled = (int)(frac * WIDTH);
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+    double el = now - p->t0, eta = frac > 0 ? el * (1.0 - frac) / frac : 0.0;
+    fprintf(stderr, "\r%s [%s] %3.0f%%  %s  %s %.0f s\033[K", p->label, bar, 100.0 * frac,
+            detail ? detail : "", done < total ? "ETA" : "in", done < total ? eta : el);
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p, bool keep) {
+    if (!p->drawn) return;
+    fputs(keep ? "\n" : "\r\033[K", stderr);
+    fflush(stderr);
+    p->drawn = false;
+}
+
+bool cli_progress_tensors(void *user, uint64_t done, uint64_t total) {
+    char detail[64];
+    snprintf(detail, sizeof detail, "%llu/%llu weight tensors", (unsigned long long)done,
+             (unsigned long long)total);
+    cli_progress_draw(user, done, total, detail);
+    return true;
 }

@@ -28,7 +28,7 @@ const char cli_sampler_help[] =
     "  --top-k K             keep the K most likely tokens (default 40; 0 = off)\n"
     "  --top-p P             keep the smallest set with probability >= P (default 0.95)\n"
     "  --min-p P             drop tokens below P x the top probability (default 0.05)\n"
-    "  --repeat-penalty R    transformers' repetition penalty (default 1 = off)\n"
+    "  --repeat-penalty R    transformers' repetition penalty, > 0 (default 1 = off)\n"
     "  --repeat-last-n N     tokens the penalty looks back at (default 64, -1 = all)\n"
     "  -s, --seed S          PRNG seed (xorshift64* via splitmix64); -1 or none = random, and\n"
     "                        the seed used is printed with the statistics: the same seed and\n"
@@ -160,8 +160,10 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
             p->top_p = (float)d;
         else if (cli_is(a, "--min-p", NULL))
             p->min_p = (float)d;
-        else
+        else if (d > 0.0) /* 0 would divide the logits by zero */
             p->repeat_penalty = (float)d;
+        else
+            return cli_usage_error(cmd, "%s must be > 0 (1 = off), got '%s'", a, v), CLI_FLAG_BAD;
     }
     return CLI_FLAG_TAKEN;
 }
@@ -196,7 +198,14 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
         fprintf(stderr,
                 "phi3c %s: warning: -t %d is more threads than the %d cores here (slower)\n", cmd,
                 o->model.n_threads, cores);
-    if (phi3c_model_load(o->model_path, &o->model, model, &err) != PHI3C_OK) {
+    phi3c_model_params mp = o->model;
+    cli_progress bar;
+    cli_progress_init(&bar, "loading");
+    mp.progress = cli_progress_tensors;
+    mp.progress_user = &bar;
+    phi3c_status st = phi3c_model_load(o->model_path, &mp, model, &err);
+    cli_progress_end(&bar, false);
+    if (st != PHI3C_OK) {
         cli_fail(cmd, &err);
         return false;
     }
@@ -222,29 +231,30 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
 }
 
 bool cli_parse_ids(const char *text, int32_t **out, size_t *n_out) {
-    size_t cap = 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    const char *p = text;
-    while (ids) {
+    size_t cap = 0, n = 0;
+    int32_t *ids = NULL;
+    for (const char *p = text;;) {
         while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
+        if (!*p) {
+            if (n == 0) break;
+            *out = ids;
+            *n_out = n;
+            return true;
+        }
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > INT32_MAX) {
-            free(ids);
-            return false;
-        }
+        if (end == p || v < 0 || v > INT32_MAX) break;
         if (n == cap) {
-            int32_t *grown = realloc(ids, 2 * cap * sizeof *ids);
+            /* running out of memory must not pass a shortened prompt on as the whole one */
+            size_t grown_cap = cap ? 2 * cap : 16;
+            int32_t *grown = realloc(ids, grown_cap * sizeof *ids);
             if (!grown) break;
             ids = grown;
-            cap *= 2;
+            cap = grown_cap;
         }
         ids[n++] = (int32_t)v;
         p = end;
     }
-    if (!ids) return false;
-    *out = ids;
-    *n_out = n;
-    return n > 0;
+    free(ids);
+    return false;
 }

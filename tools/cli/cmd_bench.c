@@ -715,7 +715,7 @@ static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_resul
 }
 
 static int bench_fail(const p3_error *err) {
-    fflush(stdout); /* the table so far, then the message */
+    cli_flush_stdout(); /* the table so far, then the message */
     return cli_fail("bench", err);
 }
 

@@ -71,6 +71,7 @@ static bool add_message(chat *c, const char *role, const char *content) {
 }
 
 static void drop_messages(chat *c, size_t first, size_t count) {
+    if (count == 0) return; /* msgs is NULL before the first message: no memmove on it */
     for (size_t i = first; i < first + count; i++) free((char *)c->msgs[i].content);
     memmove(&c->msgs[first], &c->msgs[first + count],
             (c->n_msgs - first - count) * sizeof *c->msgs);
@@ -82,7 +83,7 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
     (void)token;
     if (text && len) {
         fwrite(text, 1, len, stdout);
-        fflush(stdout);
+        cli_flush_stdout();
         if (c->answer_len + len + 1 > c->answer_cap) {
             size_t cap = 2 * (c->answer_len + len + 1);
             char *grown = realloc(c->answer, cap);
@@ -94,7 +95,7 @@ static bool collect_answer(void *user, int32_t token, const char *text, size_t l
         c->answer_len += len;
         c->answer[c->answer_len] = '\0';
     }
-    return !interrupted;
+    return !interrupted && !ferror(stdout); /* nobody reads what follows a failed write */
 }
 
 /* Renders the conversation and finds the tokens to prefill (phi3c_chat_prepare), dropping the
@@ -145,7 +146,7 @@ static int run_turn(chat *c, const char *line) {
     fputs(c->color ? "\033[32m" : "", stdout);
     st = phi3c_generate(c->s, &c->o->sampler, n_predict, collect_answer, c, &r, &err);
     printf("%s\n", c->color ? CLI_COLOR_OFF : "");
-    fflush(stdout);
+    cli_flush_stdout();
     if (st != PHI3C_OK) {
         phi3c_session_reset(c->s);
         return cli_fail("chat", &err);
@@ -248,9 +249,9 @@ static int chat_loop(chat *c) {
         chat_cmd cmd = msg[0] ? run_command(c, msg) : CMD_DONE;
         if (cmd == CMD_NONE) rc = run_turn(c, msg);
         free(msg);
-        if (cmd == CMD_EXIT || rc != CLI_EXIT_OK) break;
+        if (cmd == CMD_EXIT || rc != CLI_EXIT_OK || ferror(stdout)) break; /* main reports it */
     }
-    fflush(stdout);
+    cli_flush_stdout();
     chat_input_free(&in);
     return rc;
 }

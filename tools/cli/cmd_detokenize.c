@@ -103,7 +103,7 @@ int cmd_detokenize(int argc, char **argv) {
     }
     if (tok && !err.message[0] &&
         p3_tokenizer_decode(tok, ids, n, flags, &text, &len, &err) == PHI3C_OK) {
-        if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) rc = CLI_EXIT_FAIL;
+        if (fwrite(text, 1, len, stdout) != len || !cli_flush_stdout()) rc = CLI_EXIT_FAIL;
     } else {
         rc = cli_fail(CMD, &err);
     }

@@ -491,5 +491,5 @@ int cmd_info(int argc, char **argv) {
     else
         print_text(stdout, src);
     p3_source_close(src);
-    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    return cli_flush_stdout() ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }

@@ -2,8 +2,11 @@
  * sequence or (--decode) one token at a time through the KV cache. Needs no tokenizer. */
 #include "cli_engine.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "phi3c logits writes the host's floats as little-endian: big-endian hosts need a swap"
@@ -18,7 +21,8 @@ static const char usage[] =
     "\n"
     "  --ids \"IDS\"           token ids, separated by spaces or commas\n"
     "  --ids-file FILE       the same, read from a file\n"
-    "  -o, --out FILE        output file (required)\n"
+    "  -o, --out FILE        output file (required): a new path or a regular file, replaced\n"
+    "                        only once all rows are written (never a device or FIFO)\n"
     "  --decode              feed one token at a time\n";
 
 static bool read_ids_file(const char *path, int32_t **ids, size_t *n) {
@@ -35,9 +39,25 @@ static bool read_ids_file(const char *path, int32_t **ids, size_t *n) {
     return ok;
 }
 
-/* Runs the ids and writes the rows; returns an exit code. */
+/* write() until done; false with errno set on a failure (a full disk: ENOSPC). */
+static bool write_all(int fd, const void *data, size_t n) {
+    const char *p = data;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            return false;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Runs the ids and writes the rows to fd; returns an exit code. */
 static int write_logits(phi3c_session *s, int vocab, const int32_t *ids, size_t n, bool decode,
-                        FILE *f, const char *out_path) {
+                        int fd, const char *out_path) {
     phi3c_error err = {0};
     size_t rows = decode ? 1 : n;
     float *logits = malloc(rows * (size_t)vocab * sizeof(float));
@@ -47,17 +67,46 @@ static int write_logits(phi3c_session *s, int vocab, const int32_t *ids, size_t 
     }
     int rc = CLI_EXIT_OK;
     for (size_t p = 0; p < n && rc == CLI_EXIT_OK; p += rows) {
-        if (phi3c_session_feed_tokens(s, ids + p, rows, decode ? NULL : logits, &err) != PHI3C_OK) {
+        if (cli_stop_signal) {
+            fprintf(stderr, "phi3c logits: interrupted (signal %d)\n", (int)cli_stop_signal);
+            rc = CLI_EXIT_FAIL;
+        } else if (phi3c_session_feed_tokens(s, ids + p, rows, decode ? NULL : logits, &err) !=
+                   PHI3C_OK) {
             rc = cli_fail("logits", &err);
-            break;
-        }
-        const float *src = decode ? phi3c_session_logits(s) : logits;
-        if (fwrite(src, sizeof(float) * (size_t)vocab, rows, f) != rows) {
-            fprintf(stderr, "phi3c logits: %s: write failed\n", out_path);
+        } else if (!write_all(fd, decode ? phi3c_session_logits(s) : logits,
+                              rows * (size_t)vocab * sizeof(float))) {
+            fprintf(stderr, "phi3c logits: %s: write failed: %s\n", out_path, strerror(errno));
             rc = CLI_EXIT_FAIL;
         }
     }
     free(logits);
+    return rc;
+}
+
+/* The rows go to a temp file beside out_path, renamed into place once complete and on disk: a
+ * failure (a full disk, a bad id, a signal) leaves no file, not a partial or empty one. */
+static int write_logits_file(phi3c_model *model, phi3c_session *s, const int32_t *ids, size_t n,
+                             bool decode, const char *out_path) {
+    p3_error err = {0};
+    char *tmp = NULL;
+    int fd = -1;
+    if (p3_output_temp(out_path, &tmp, &fd, &err) != PHI3C_OK) return cli_fail("logits", &err);
+    int vocab = phi3c_model_vocab_size(model);
+    int rc = write_logits(s, vocab, ids, n, decode, fd, out_path);
+    if (rc == CLI_EXIT_OK && (fsync(fd) != 0 || fchmod(fd, 0644) != 0)) {
+        fprintf(stderr, "phi3c logits: %s: write failed: %s\n", out_path, strerror(errno));
+        rc = CLI_EXIT_FAIL;
+    }
+    if (close(fd) != 0 && rc == CLI_EXIT_OK) {
+        fprintf(stderr, "phi3c logits: %s: write failed: %s\n", out_path, strerror(errno));
+        rc = CLI_EXIT_FAIL;
+    }
+    if (rc == CLI_EXIT_OK && p3_output_commit(tmp, out_path, true, &err) != PHI3C_OK)
+        rc = cli_fail("logits", &err);
+    if (rc != CLI_EXIT_OK) unlink(tmp);
+    p3_free(tmp);
+    if (rc == CLI_EXIT_OK)
+        fprintf(stderr, "phi3c logits: wrote %zu rows of %d floats to %s\n", n, vocab, out_path);
     return rc;
 }
 
@@ -98,6 +147,12 @@ int cmd_logits(int argc, char **argv) {
     if (ids_text && !cli_parse_ids(ids_text, &ids, &n))
         return cli_usage_error("logits", "--ids wants decimal token ids, got '%s'", ids_text);
     if (ids_file && !read_ids_file(ids_file, &ids, &n)) return CLI_EXIT_FAIL;
+    p3_error err = {0};
+    if (p3_output_check(out_path, true, &err) != PHI3C_OK) { /* before the model loads */
+        free(ids);
+        return cli_fail("logits", &err);
+    }
+    cli_catch_stop_signals();
 
     /* the cache holds exactly the sequence unless the user chose -c */
     if (!o.ctx_given) o.session.n_ctx = (int)P3_MIN(n, (size_t)1 << 24);
@@ -108,21 +163,7 @@ int cmd_logits(int argc, char **argv) {
         free(ids);
         return CLI_EXIT_FAIL;
     }
-    int rc = CLI_EXIT_FAIL;
-    FILE *f = fopen(out_path, "wb");
-    if (!f) {
-        fprintf(stderr, "phi3c logits: %s: cannot create the file\n", out_path);
-    } else {
-        int vocab = phi3c_model_vocab_size(model);
-        rc = write_logits(s, vocab, ids, n, decode, f, out_path);
-        if (fclose(f) != 0 && rc == CLI_EXIT_OK) {
-            fprintf(stderr, "phi3c logits: %s: write failed\n", out_path);
-            rc = CLI_EXIT_FAIL;
-        }
-        if (rc == CLI_EXIT_OK)
-            fprintf(stderr, "phi3c logits: wrote %zu rows of %d floats to %s\n", n, vocab,
-                    out_path);
-    }
+    int rc = write_logits_file(model, s, ids, n, decode, out_path);
     phi3c_session_free(s);
     phi3c_model_free(model);
     free(ids);

@@ -86,6 +86,11 @@ static int evaluate(phi3c_model *model, phi3c_session *s, int32_t *ids, size_t n
                     const ppl_plan *p) {
     phi3c_error err = {0};
     int vocab = phi3c_model_vocab_size(model);
+    if (p->window - 1 - p->first < 1) { /* nothing scored: the mean would be 0/0 = -nan */
+        fprintf(stderr, "phi3c perplexity: windows of %d tokens leave no token to score\n",
+                p->window);
+        return CLI_EXIT_FAIL;
+    }
     size_t n_windows = n / (size_t)p->window;
     if (n_windows == 0) {
         fprintf(stderr, "phi3c perplexity: the text has %zu tokens, fewer than one window of %d\n",
@@ -152,6 +157,11 @@ static int parse_args(int argc, char **argv, cli_engine_opts *o, ppl_args *a) {
         }
     }
     if (!o->model_path) return cli_usage_error("perplexity", "-m MODEL is required");
+    int min_window = a->llama ? 3 : 2; /* at least one scored token per window */
+    if (o->ctx_given && o->session.n_ctx < min_window)
+        return cli_usage_error("perplexity",
+                               "-c must be at least %d: smaller windows leave no token to score",
+                               min_window);
     if (!a->file == !a->ids_file)
         return cli_usage_error("perplexity", "give one of -f FILE, --ids-file FILE");
     return CLI_EXIT_OK;

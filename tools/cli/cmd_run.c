@@ -41,8 +41,8 @@ static bool print_token(void *user, int32_t token, const char *text, size_t len)
     } else if (text && len) {
         fwrite(text, 1, len, stdout);
     }
-    fflush(stdout);
-    return !interrupted;
+    cli_flush_stdout();
+    return !interrupted && !ferror(stdout); /* nobody reads what follows a failed write */
 }
 
 static bool read_prompt_file(const char *path, char **text) {
@@ -121,7 +121,7 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
         fputs(color ? CLI_COLOR_PROMPT : "", stdout);
         fputs(p->text, stdout);
         fputs(color ? CLI_COLOR_OFF : "", stdout);
-        fflush(stdout);
+        cli_flush_stdout();
     }
     double t0 = p3_time_now();
     phi3c_status st = phi3c_session_feed_tokens(s, p->ids ? p->ids : ids, n, NULL, &err);
@@ -136,7 +136,7 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     st = phi3c_generate(s, &o->sampler, n_predict, print_token, &rs, &r, &err);
     signal(SIGINT, SIG_DFL);
     printf("%s\n", color ? CLI_COLOR_OFF : "");
-    fflush(stdout);
+    cli_flush_stdout();
     if (st != PHI3C_OK) return cli_fail("run", &err);
     double load_s = phi3c_model_load_seconds(model);
     char lookup[128];

@@ -22,7 +22,7 @@ static void usage(FILE *f) {
         "  --file F          read the text from F instead of the argument\n");
 }
 
-/* Reads all of stdin into a heap buffer. */
+/* Reads all of stdin into a heap buffer, at most P3_FILE_READ_MAX bytes (as --file). */
 static bool read_stdin(char **data, size_t *len) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
@@ -30,6 +30,12 @@ static bool read_stdin(char **data, size_t *len) {
     size_t got;
     while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
         n += got;
+        if (n > P3_FILE_READ_MAX) {
+            fprintf(stderr, "phi3c %s: stdin: larger than the limit of %zu MiB\n", CMD,
+                    P3_FILE_READ_MAX >> 20);
+            free(buf);
+            return false;
+        }
         if (n == cap) {
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
@@ -48,7 +54,7 @@ static bool read_stdin(char **data, size_t *len) {
 static int print_ids(const int32_t *ids, size_t n) {
     for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
     printf("\n");
-    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    return cli_flush_stdout() ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
 int cmd_tokenize(int argc, char **argv) {

@@ -35,18 +35,39 @@ static void print_usage(FILE *f) {
             "file or a native .phi3c file.\n");
 }
 
+#ifdef P3_FAULT_INJECTION
+/* Sanitizer build only, for tests/stages/fault_injection.sh: PHI3C_TEST_ALLOC_FAIL=N makes the
+ * N-th library allocation of the main thread (from 0) fail; PHI3C_TEST_ALLOC_COUNT=1 prints how
+ * many the command made, so the stage knows which indices exist. */
+static void test_alloc_setup(void) {
+    const char *v = getenv("PHI3C_TEST_ALLOC_FAIL");
+    if (v) p3_alloc_fail_after(strtol(v, NULL, 10));
+}
+static int test_alloc_report(int rc) {
+    if (getenv("PHI3C_TEST_ALLOC_COUNT"))
+        fprintf(stderr, "phi3c: %ld allocations\n", p3_alloc_count());
+    return rc;
+}
+#else
+static void test_alloc_setup(void) {}
+static int test_alloc_report(int rc) {
+    return rc;
+}
+#endif
+
 int main(int argc, char **argv) {
+    test_alloc_setup();
     if (argc < 2) {
         print_usage(stderr);
         return CLI_EXIT_USAGE;
     }
     if (cli_is(argv[1], "--help", "-h") || strcmp(argv[1], "help") == 0) {
         print_usage(stdout);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("help", CLI_EXIT_OK);
     }
     if (cli_is(argv[1], "--version", NULL)) {
         printf("phi3c %s\n", PHI3C_VERSION);
-        return CLI_EXIT_OK;
+        return cli_finish_stdout("--version", CLI_EXIT_OK);
     }
     for (size_t i = 0; i < P3_ARRAY_LEN(commands); i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
@@ -58,7 +79,7 @@ int main(int argc, char **argv) {
         }
         int rc = commands[i].fn(n, args);
         free(args);
-        return rc;
+        return test_alloc_report(cli_finish_stdout(argv[1], rc));
     }
     fprintf(stderr, "phi3c: unknown command '%s'\n\n", argv[1]);
     print_usage(stderr);
