@@ -73,6 +73,11 @@ typedef enum phi3c_kv_type {
     PHI3C_KV_Q8,
 } phi3c_kv_type;
 
+/* Progress of long work (phi3c_model_load): `done` of `total` steps (weight tensors uploaded, and
+ * quantized with PHI3C_QUANT_*); return false to cancel (the call then fails with
+ * PHI3C_ERR_INTERRUPTED). The library never prints: the caller draws a bar or ignores it. */
+typedef bool (*phi3c_progress_fn)(void *user, uint64_t done, uint64_t total);
+
 typedef struct phi3c_model_params {
     const char *backend; /* "cpu", "opencl", "level-zero"; NULL or "auto" = best available */
     int device;          /* device index for GPU backends */
@@ -81,6 +86,8 @@ typedef struct phi3c_model_params {
     bool quant_search; /* per-group scales minimising the squared error (what `phi3c quantize`
                         * uses; slower) instead of round-to-nearest with the absmax scale */
     phi3c_act act;
+    phi3c_progress_fn progress; /* NULL: no calls */
+    void *progress_user;
 } phi3c_model_params;
 
 phi3c_model_params phi3c_model_params_default(void);

@@ -198,7 +198,14 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
         fprintf(stderr,
                 "phi3c %s: warning: -t %d is more threads than the %d cores here (slower)\n", cmd,
                 o->model.n_threads, cores);
-    if (phi3c_model_load(o->model_path, &o->model, model, &err) != PHI3C_OK) {
+    phi3c_model_params mp = o->model;
+    cli_progress bar;
+    cli_progress_init(&bar, "loading");
+    mp.progress = cli_progress_tensors;
+    mp.progress_user = &bar;
+    phi3c_status st = phi3c_model_load(o->model_path, &mp, model, &err);
+    cli_progress_end(&bar, false);
+    if (st != PHI3C_OK) {
         cli_fail(cmd, &err);
         return false;
     }

@@ -27,23 +27,45 @@ static void print_help(void) {
            "  --force             replace OUT if it exists\n");
 }
 
-typedef struct progress_state {
-    double t0, last;
-    bool tty;
-} progress_state;
-
+/* The bar: tensors and MB written, and the write rate (stderr on a terminal only). */
 static bool on_progress(void *user, size_t i, size_t n, uint64_t done, uint64_t total) {
-    progress_state *p = user;
+    cli_progress *p = user;
     if (cli_stop_signal) return false; /* the writer removes its temp file */
-    if (!p->tty) return true;
-    double now = p3_time_now();
-    if (now - p->last < 0.1 && done < total) return true;
-    p->last = now;
-    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\rquantize: tensor %zu/%zu  %6.0f/%.0f MB  %6.1f MB/s  ETA %4.0f s ", i + 1, n,
-            (double)done / 1e6, (double)total / 1e6, rate / 1e6, eta);
+    double el = p3_time_now() - p->t0;
+    char detail[96];
+    snprintf(detail, sizeof detail, "tensor %zu/%zu  %.0f/%.0f MB  %.1f MB/s", i + 1, n,
+             (double)done / 1e6, (double)total / 1e6, el > 0 ? (double)done / 1e6 / el : 0.0);
+    cli_progress_draw(p, done, total, detail);
     return true;
+}
+
+typedef struct quantize_summary_args {
+    const char *out, *method;
+    bool asym;
+    double seconds;
+    const p3_native_write_stats *stats;
+} quantize_summary_args;
+
+/* The closing summary (stderr, always): what was written, its size, bits per weight, time and the
+ * mean normalized squared error of the INT4 weights against the source's. */
+static const char *human_bytes(uint64_t n, char *buf, size_t len) {
+    if (n >= 1000000000u)
+        snprintf(buf, len, "%.2f GB", (double)n / 1e9);
+    else
+        snprintf(buf, len, "%.2f MB", (double)n / 1e6);
+    return buf;
+}
+
+static void print_summary(const quantize_summary_args *q) {
+    const p3_native_write_stats *s = q->stats;
+    char in[32], out[32];
+    double bpw = s->int4_weights ? 8.0 * (double)s->int4_bytes / (double)s->int4_weights : 0.0;
+    fprintf(stderr,
+            "quantize: wrote %s: %zu tensors (%zu INT4-g128 %s, %s), %s in -> %s out, %.3f bits "
+            "per INT4 weight, %.1f s, mean weight NMSE %.3e\n",
+            q->out, s->n_tensors, s->n_int4, q->asym ? "asym" : "sym", q->method,
+            human_bytes(s->bytes_in, in, sizeof in), human_bytes(s->bytes_out, out, sizeof out),
+            bpw, q->seconds, s->n_int4 ? s->nmse_sum / (double)s->n_int4 : 0.0);
 }
 
 /* PHI3C_TEST_WRITE_FAULT=KIND:BYTES (tests only): enospc, kill (SIGKILL), or a signal the command
@@ -127,10 +149,13 @@ int cmd_quantize(int argc, char **argv) {
     quantize_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc;
-    progress_state prog = {.t0 = p3_time_now(), .tty = isatty(STDERR_FILENO) == 1};
+    cli_progress prog;
+    cli_progress_init(&prog, "quantize");
+    p3_native_write_stats stats = {0};
     a.o.to_f32 = p3_tensor_to_f32;
     a.o.progress = on_progress;
     a.o.progress_user = &prog;
+    a.o.stats = &stats;
     read_test_fault(&a.o);
     cli_catch_stop_signals();
 
@@ -142,10 +167,15 @@ int cmd_quantize(int argc, char **argv) {
     if (st == PHI3C_OK) st = p3_source_check_tensors(src, &err);
     if (st == PHI3C_OK) st = p3_native_gather_blobs(src, &blobs, &n_blobs, &err);
     if (st == PHI3C_OK) st = p3_native_write(src, blobs, n_blobs, a.out, &a.o, &err);
-    if (prog.tty) fprintf(stderr, "\n");
+    cli_progress_end(&prog, true);
     p3_native_blobs_free(blobs, n_blobs);
     p3_source_close(src);
     if (st != PHI3C_OK) return cli_fail("quantize", &err);
-    if (prog.tty) fprintf(stderr, "quantize: wrote %s in %.1f s\n", a.out, p3_time_now() - prog.t0);
+    quantize_summary_args sum = {.out = a.out,
+                                 .method = a.o.method == P3_QUANT_SEARCH ? "search" : "rtn",
+                                 .asym = a.o.asym,
+                                 .seconds = p3_time_now() - prog.t0,
+                                 .stats = &stats};
+    print_summary(&sum);
     return CLI_EXIT_OK;
 }
