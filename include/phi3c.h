@@ -186,6 +186,10 @@ typedef struct phi3c_generate_result {
 /* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
  * the GGUF's tokenizer metadata). */
 bool phi3c_model_has_tokenizer(const phi3c_model *model);
+/* Why there is no tokenizer: PHI3C_OK when there is one; PHI3C_ERR_UNSUPPORTED when the model
+ * came without any; else the load's own error (a corrupt tokenizer.json: PHI3C_ERR_FORMAT with
+ * the parser's position; out of memory: PHI3C_ERR_NOMEM), with its message in err. */
+phi3c_status phi3c_model_tokenizer_status(const phi3c_model *model, phi3c_error *err);
 /* UTF-8 text to ids in a new array (free with phi3c_free). Special tokens written in the text
  * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it.
  */

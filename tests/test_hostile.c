@@ -303,3 +303,26 @@ P3_TEST(hostile_model_paths_that_are_not_regular_files) {
     snprintf(args, sizeof args, "info -m %s", folder);
     check_cli(t, args, 1, "config.json: is a directory");
 }
+
+/* ---- a tokenizer that is there but unusable is reported with its cause ---- */
+
+P3_TEST(hostile_corrupt_tokenizer_is_reported_as_such) {
+    const char *m = tmp_path(t, "m");
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd,
+             "cp -r " DEMO " %s && head -c 5000 " DEMO "/tokenizer.json > %s/tokenizer.json", m, m);
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r) || !CHECK(r.exit_code == 0)) return;
+    p3_cmd_result_free(&r);
+    static const char *const cmds[] = {"run -p hi -n 1 -m", "chat -m",
+                                       "perplexity -f " DEMO "/heldout.txt -m"};
+    for (size_t i = 0; i < P3_ARRAY_LEN(cmds); i++) {
+        snprintf(cmd, sizeof cmd, "%s %s < /dev/null", cmds[i], m);
+        check_cli(t, cmd, 1, "tokenizer.json: "); /* the file and the parser's position */
+        check_cli(t, cmd, 1, "unterminated string");
+    }
+    const char *out = tmp_path(t, "q.phi3c");
+    snprintf(cmd, sizeof cmd, "quantize -m %s -o %s --method rtn", m, out);
+    check_cli(t, cmd, 1, "unterminated string"); /* once copied into the output, exit 0 */
+    CHECK_MSG(!p3_file_exists(out), "quantize wrote %s with a corrupt tokenizer", out);
+}

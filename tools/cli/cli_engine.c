@@ -230,6 +230,20 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
     return true;
 }
 
+bool cli_need_tokenizer(const char *cmd, const phi3c_model *model, const char *model_path) {
+    phi3c_error err = {0};
+    phi3c_status st = phi3c_model_tokenizer_status(model, &err);
+    if (st == PHI3C_OK) return true;
+    if (st == PHI3C_ERR_UNSUPPORTED)
+        fprintf(stderr,
+                "phi3c %s: %s has no tokenizer (tokenizer.json, tokenizer.model or GGUF "
+                "tokenizer metadata); `phi3c logits` works on ids\n",
+                cmd, model_path);
+    else /* the cause, not "has no tokenizer": the file is there but unusable */
+        fprintf(stderr, "phi3c %s: the tokenizer cannot be loaded: %s\n", cmd, err.message);
+    return false;
+}
+
 bool cli_parse_ids(const char *text, int32_t **out, size_t *n_out) {
     size_t cap = 0, n = 0;
     int32_t *ids = NULL;

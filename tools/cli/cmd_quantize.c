@@ -2,7 +2,9 @@
  * .phi3c file with INT4-g128 linear weights, with a progress bar on a terminal and Ctrl-C that
  * leaves no output behind. */
 #include "cli.h"
+#include "gguf.h"
 #include "phi3c_file.h"
+#include "tokenizer.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -91,6 +93,30 @@ static void read_test_fault(p3_native_write_opts *o) {
     }
 }
 
+/* The tokenizer files are copied into the output as they are: a corrupt one is refused here,
+ * not found when the quantized model is first run. A source without any tokenizer is fine. */
+static bool gguf_has_tokenizer(const p3_gguf *g) {
+    static const char key[] = "tokenizer.ggml.model";
+    for (size_t i = 0; i < g->n_kvs; i++)
+        if (g->kvs[i].key.len == sizeof key - 1 &&
+            memcmp(g->kvs[i].key.s, key, sizeof key - 1) == 0)
+            return true;
+    return false;
+}
+
+static p3_status check_tokenizer(const p3_model_source *src, p3_error *err) {
+    if (src->gguf && !gguf_has_tokenizer(src->gguf)) return PHI3C_OK; /* none to copy */
+    p3_tokenizer *tok = NULL;
+    p3_status st = p3_tokenizer_load_source(src, &tok, err);
+    p3_tokenizer_free(tok);
+    if (st == PHI3C_ERR_UNSUPPORTED) {
+        p3_error_clear(err);
+        return PHI3C_OK;
+    }
+    if (st != PHI3C_OK) p3_error_prefix(err, "the tokenizer cannot be loaded");
+    return st;
+}
+
 typedef struct quantize_args {
     const char *in, *out;
     p3_native_write_opts o;
@@ -165,6 +191,7 @@ int cmd_quantize(int argc, char **argv) {
     size_t n_blobs = 0;
     p3_status st = p3_source_open(a.in, &src, &err);
     if (st == PHI3C_OK) st = p3_source_check_tensors(src, &err);
+    if (st == PHI3C_OK) st = check_tokenizer(src, &err);
     if (st == PHI3C_OK) st = p3_native_gather_blobs(src, &blobs, &n_blobs, &err);
     if (st == PHI3C_OK) st = p3_native_write(src, blobs, n_blobs, a.out, &a.o, &err);
     cli_progress_end(&prog, true);

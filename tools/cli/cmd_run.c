@@ -226,12 +226,7 @@ int cmd_run(int argc, char **argv) {
     phi3c_session *s;
     int rc = CLI_EXIT_FAIL;
     if (cli_engine_open("run", &o, &model, &s)) {
-        if (!rp.ids && !phi3c_model_has_tokenizer(model))
-            fprintf(stderr,
-                    "phi3c run: %s has no tokenizer (tokenizer.json, tokenizer.model or "
-                    "GGUF tokenizer metadata); `phi3c logits` works on ids\n",
-                    o.model_path);
-        else
+        if (rp.ids || cli_need_tokenizer("run", model, o.model_path))
             rc = generate(model, s, &o, &rp, (int)n_predict, echo, print_ids);
         phi3c_session_free(s);
         phi3c_model_free(model);
