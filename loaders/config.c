@@ -298,9 +298,11 @@ p3_status p3_config_parse_json(const char *json, size_t len, const char *what, p
 }
 
 p3_status p3_config_read_generation(const char *path, p3_config *cfg, p3_error *err) {
-    if (!p3_file_exists(path)) return PHI3C_OK;
+    bool present = false;
+    p3_status st = p3_file_probe(path, &present, err);
+    if (st != PHI3C_OK || !present) return st; /* optional, but not when something else is there */
     json_doc *doc = NULL;
-    p3_status st = json_parse_file(path, &doc, err);
+    st = json_parse_file(path, &doc, err);
     if (st != PHI3C_OK) return st;
     cfg_reader r = {path, err};
     const json_value *root = json_root(doc);

@@ -238,3 +238,68 @@ P3_TEST(hostile_tokenizer_merges_of_the_wrong_type) {
     CHECK_MSG(strstr(err.message, "merges must be a list"), "message: %s", err.message);
     p3_tokenizer_free(tok);
 }
+
+/* The ids of a command's "prompt ids:" stderr line, or of its stdout. */
+static char *ids_of(p3_test_ctx *t, const char *cmd, bool from_stderr) {
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return NULL;
+    CHECK_MSG(r.exit_code == 0, "%s: exit %d: %s", cmd, r.exit_code, r.err ? r.err : "");
+    const char *src = from_stderr ? r.err : r.out, *at = src ? src : "";
+    if (from_stderr) at = (at = strstr(at, "prompt ids:")) ? at + 11 : "";
+    while (*at == ' ') at++;
+    size_t n = strcspn(at, "\n");
+    char *ids = p3_malloc(n + 1);
+    memcpy(ids, at, n);
+    ids[n] = '\0';
+    p3_cmd_result_free(&r);
+    return ids;
+}
+
+P3_TEST(hostile_run_file_keeps_bytes_after_a_nul) {
+    const char *path = tmp_path(t, "nul.txt");
+    FILE *f = fopen(path, "wb");
+    if (!CHECK(f != NULL)) return;
+    fwrite("And God\0 said", 1, 13, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s run -m " DEMO " -f %s -n 1 --greedy --verbose-prompt",
+             p3_test_cli(), path);
+    char *run_ids = ids_of(t, cmd, true);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " --file %s", p3_test_cli(), path);
+    char *tok_ids = ids_of(t, cmd, false);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " 'And God'", p3_test_cli());
+    char *cut_ids = ids_of(t, cmd, false);
+    if (run_ids && tok_ids && cut_ids) {
+        CHECK_MSG(strcmp(run_ids, tok_ids) == 0, "run -f ids '%s', tokenize --file '%s'", run_ids,
+                  tok_ids);
+        CHECK_MSG(strcmp(run_ids, cut_ids) != 0, "run -f stopped at the NUL: '%s'", run_ids);
+    }
+    p3_free(run_ids);
+    p3_free(tok_ids);
+    p3_free(cut_ids);
+    snprintf(cmd, sizeof cmd, "run -m " DEMO " -f %s -n 1 --chat", path);
+    check_cli(t, cmd, 1, "NUL byte at offset 7");
+}
+
+/* ---- paths that exist but are not regular files: said so, never "no such file" ---- */
+
+P3_TEST(hostile_model_paths_that_are_not_regular_files) {
+    const char *fifo = tmp_path(t, "model.gguf"), *loop_a = tmp_path(t, "loop-a");
+    const char *loop_b = tmp_path(t, "loop-b"), *folder = tmp_path(t, "folder");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(symlink(loop_b, loop_a) == 0 && symlink(loop_a, loop_b) == 0);
+    char sub[600], args[1400];
+    snprintf(sub, sizeof sub, "%s/config.json", folder); /* a folder where config.json belongs */
+    CHECK(mkdir(folder, 0700) == 0 && mkdir(sub, 0700) == 0);
+    static const char *const cmds[] = {"info -m", "run -p hi -n 1 -m", "tokenize hi -m"};
+    for (size_t c = 0; c < P3_ARRAY_LEN(cmds); c++) {
+        snprintf(args, sizeof args, "%s %s", cmds[c], fifo);
+        check_cli(t, args, 1, "is a FIFO");
+        snprintf(args, sizeof args, "%s /dev/zero", cmds[c]);
+        check_cli(t, args, 1, "is a character device");
+        snprintf(args, sizeof args, "%s %s", cmds[c], loop_a);
+        check_cli(t, args, 1, "symbolic links");
+    }
+    snprintf(args, sizeof args, "info -m %s", folder);
+    check_cli(t, args, 1, "config.json: is a directory");
+}
