@@ -255,7 +255,11 @@ p3_status p3_source_check_tensors(const p3_model_source *src, p3_error *err) {
         }
         bool same = t->n_dims == s->n_dims;
         for (int d = 0; same && d < s->n_dims; d++) same = t->shape[d] == s->shape[d];
-        if (!same) {
+        if (t->dtype == P3_DT_I32) { /* integers are not weights: converting them is no model */
+            st = p3_fail(err, PHI3C_ERR_FORMAT,
+                         "%s: tensor %s has dtype I32; weights must be floats or quantized",
+                         src->path, t->name);
+        } else if (!same) {
             format_shape(got, sizeof got, t->n_dims, t->shape);
             st = p3_fail(err, PHI3C_ERR_FORMAT,
                          "%s: tensor %s has shape %s but the config "

@@ -326,3 +326,34 @@ P3_TEST(hostile_corrupt_tokenizer_is_reported_as_such) {
     check_cli(t, cmd, 1, "unterminated string"); /* once copied into the output, exit 0 */
     CHECK_MSG(!p3_file_exists(out), "quantize wrote %s with a corrupt tokenizer", out);
 }
+
+/* ---- an integer weight matrix is refused, not converted and run ---- */
+
+P3_TEST(hostile_gguf_i32_weight_is_refused) {
+    size_t n = 0;
+    uint8_t *b = p3_test_read_file(t, "tests/fixtures/mini4k/model-f32.gguf", &n);
+    if (!b) return;
+    /* the tensor info: u64 name length, name, u32 n_dims, n_dims x u64, u32 type (F32 = 0) */
+    static const char name[] = "blk.0.ffn_down.weight";
+    uint8_t *at = memmem(b, n, name, sizeof name - 1);
+    if (CHECK(at != NULL && at + sizeof name - 1 + 4 < b + n)) {
+        uint8_t *p = at + sizeof name - 1;
+        uint32_t n_dims;
+        memcpy(&n_dims, p, 4);
+        p += 4 + 8 * (size_t)n_dims;
+        uint32_t type, i32 = 26;
+        memcpy(&type, p, 4);
+        CHECK_EQ_INT(type, 0);
+        memcpy(p, &i32, 4); /* I32 has F32's size: the file stays consistent */
+        const char *path = tmp_path(t, "i32.gguf");
+        FILE *f = fopen(path, "wb");
+        if (CHECK(f != NULL)) {
+            fwrite(b, 1, n, f);
+            fclose(f);
+            char args[700];
+            snprintf(args, sizeof args, "run -m %s --prompt-ids '1 2' -n 1", path);
+            check_cli(t, args, 1, "dtype I32");
+        }
+    }
+    p3_free(b);
+}
