@@ -243,6 +243,11 @@ static p3_status read_rope(const cfg_reader *r, const json_value *root, p3_confi
     const json_value *params = json_object_get(root, "rope_parameters");
     if (st == PHI3C_OK && params && !json_is_null(params))
         st = read_rope_object(r, params, "rope_parameters", cfg);
+    /* transformers takes the top-level original_max_position_embeddings when there is one
+     * (getattr(config, ...) in its longrope code), whatever rope_scaling/rope_parameters say */
+    if (st == PHI3C_OK)
+        st = read_int(r, root, "original_max_position_embeddings", false, 1, INT32_MAX,
+                      &cfg->original_max_position_embeddings);
     return st;
 }
 

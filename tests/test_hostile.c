@@ -357,3 +357,24 @@ P3_TEST(hostile_gguf_i32_weight_is_refused) {
     }
     p3_free(b);
 }
+
+/* ---- a 5.x config with two original_max_position_embeddings: the top-level one counts ---- */
+
+P3_TEST(hostile_config_top_level_original_max_position_wins) {
+    char json[2048], factors[600] = "";
+    size_t k = 0;
+    for (int i = 0; i < 16; i++)
+        k += (size_t)snprintf(factors + k, sizeof factors - k, "%s1.0", i ? ", " : "");
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 64, "
+             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32, "
+             "\"vocab_size\": 8, \"max_position_embeddings\": 8192, "
+             "\"original_max_position_embeddings\": 4096, \"rope_parameters\": {\"rope_type\": "
+             "\"longrope\", \"rope_theta\": 10000.0, \"original_max_position_embeddings\": 2048, "
+             "\"short_factor\": [%s], \"long_factor\": [%s]}}",
+             factors, factors);
+    p3_config cfg;
+    p3_error err = {0};
+    if (CHECK_OK(p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err), &err))
+        CHECK_EQ_INT(cfg.original_max_position_embeddings, 4096);
+}
