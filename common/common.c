@@ -336,6 +336,12 @@ p3_path_kind p3_path_check(const char *path, p3_error *err) {
     return S_ISDIR(st.st_mode) ? P3_PATH_DIR : P3_PATH_OTHER;
 }
 
+p3_status p3_file_probe(const char *path, bool *present, p3_error *err) {
+    p3_path_kind k = p3_path_check(path, err);
+    *present = k == P3_PATH_FILE;
+    return k == P3_PATH_FILE || k == P3_PATH_MISSING ? PHI3C_OK : PHI3C_ERR_IO;
+}
+
 bool p3_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);

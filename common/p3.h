@@ -99,6 +99,10 @@ typedef enum p3_path_kind {
     P3_PATH_OTHER,       /* a device, FIFO, socket, or the path cannot be looked at (ELOOP...) */
 } p3_path_kind;
 p3_path_kind p3_path_check(const char *path, p3_error *err);
+/* For a file that may be absent (config.json, a shard, tokenizer.json): *present is true for a
+ * regular file and false when nothing is there; anything else there (a directory, FIFO, device,
+ * symlink loop) is an error saying what it is, never taken as "missing". */
+p3_status p3_file_probe(const char *path, bool *present, p3_error *err);
 
 /* Output files (common/outfile.c): written only as a new file or over a regular file, through a
  * temp file beside the target that is fsync'ed and renamed into place. */

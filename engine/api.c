@@ -18,6 +18,8 @@ static p3_status to_load_options(const phi3c_model_params *p, p3_load_options *o
     o->device = p->device;
     o->n_threads = p->n_threads;
     o->quant_method = p->quant_search ? P3_QUANT_SEARCH : P3_QUANT_RTN;
+    o->progress = p->progress;
+    o->progress_user = p->progress_user;
     switch (p->quant) {
     case PHI3C_QUANT_NONE:
         o->quant = P3_WQ_NONE;

@@ -11,8 +11,9 @@
 
 struct phi3c_model {
     p3_model *m;
-    p3_tokenizer *tok;   /* NULL when the model came without a usable tokenizer */
-    char tok_error[512]; /* why tok is NULL */
+    p3_tokenizer *tok;    /* NULL when the model came without a usable tokenizer */
+    char tok_error[512];  /* why tok is NULL */
+    p3_status tok_status; /* and its status (UNSUPPORTED: none; FORMAT, NOMEM, IO: a bad one) */
     /* Held around every call that reaches the backend (feeds, batches, session create/free): a
      * backend context has one thread pool and one set of scratch buffers (quantized activations,
      * attention scores), so concurrent sessions of one model take turns on it. */

@@ -18,8 +18,15 @@ void p3_api_load_tokenizer(phi3c_model *model, const p3_model_source *src) {
     p3_status st = p3_tokenizer_load_source(src, &model->tok, &err);
     if (st != PHI3C_OK) {
         model->tok = NULL;
+        model->tok_status = st;
         memcpy(model->tok_error, err.message, sizeof model->tok_error);
     }
+}
+
+phi3c_status phi3c_model_tokenizer_status(const phi3c_model *model, phi3c_error *err) {
+    if (model->tok) return PHI3C_OK;
+    return p3_fail(err, model->tok_status ? model->tok_status : PHI3C_ERR_UNSUPPORTED, "%s",
+                   model->tok_error);
 }
 
 bool phi3c_model_has_tokenizer(const phi3c_model *model) {

@@ -22,8 +22,10 @@ typedef struct p3_load_options {
     int n_threads;       /* backend threads and load-time quantizer threads; 0 = all cores */
     p3_weight_quant quant;
     p3_quant_method quant_method;
-    p3_act_mode act; /* INT4 activation mode (w4a8 default; w4a32 when unsupported) */
-    bool act_given;  /* the caller chose `act`: fail instead of falling back */
+    p3_act_mode act;            /* INT4 activation mode (w4a8 default; w4a32 when unsupported) */
+    bool act_given;             /* the caller chose `act`: fail instead of falling back */
+    phi3c_progress_fn progress; /* per weight tensor uploaded (phi3c.h); NULL: none */
+    void *progress_user;
 } p3_load_options;
 
 void p3_load_options_init(p3_load_options *opt);

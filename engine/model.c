@@ -245,17 +245,30 @@ static p3_status choose_act_mode(p3_model *m, p3_error *err) {
                    p3_be_name(&m->be), p3_dtype_name(fmt), m->act == P3_ACT_Q8 ? "int8" : "f32");
 }
 
+/* Entries of the architecture's tensor table this config uploads (the progress total). */
+static uint64_t count_entries(const p3_model *m, const p3_arch *arch) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < arch->n_tensors; i++)
+        if (p3_arch_has(&m->cfg, &arch->tensors[i]))
+            n += arch->tensors[i].per_layer ? (uint64_t)m->cfg.num_layers : 1;
+    return n;
+}
+
 /* Every tensor of the architecture's table into its slot, then the RoPE tables. */
 static p3_status load_weights(p3_model *m, const p3_model_source *src, p3_error *err) {
     P3_TRY(choose_act_mode(m, err));
     m->layers = p3_calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the layer table");
     const p3_arch *arch = p3_arch_of(&m->cfg);
+    uint64_t done = 0, total = count_entries(m, arch);
     for (size_t i = 0; i < arch->n_tensors; i++) {
         const p3_arch_tensor *t = &arch->tensors[i];
         if (!p3_arch_has(&m->cfg, t)) continue;
-        for (int l = 0; l < (t->per_layer ? m->cfg.num_layers : 1); l++)
+        for (int l = 0; l < (t->per_layer ? m->cfg.num_layers : 1); l++) {
             P3_TRY(upload_entry(m, src, t, t->per_layer ? l : -1, err));
+            if (m->opt.progress && !m->opt.progress(m->opt.progress_user, ++done, total))
+                return p3_fail(err, PHI3C_ERR_INTERRUPTED, "%s: loading interrupted", src->path);
+        }
     }
     if (m->cfg.tie_word_embeddings) m->lm_head = m->embed;
     return upload_rope_tables(m, err);

@@ -73,6 +73,11 @@ typedef enum phi3c_kv_type {
     PHI3C_KV_Q8,
 } phi3c_kv_type;
 
+/* Progress of long work (phi3c_model_load): `done` of `total` steps (weight tensors uploaded, and
+ * quantized with PHI3C_QUANT_*); return false to cancel (the call then fails with
+ * PHI3C_ERR_INTERRUPTED). The library never prints: the caller draws a bar or ignores it. */
+typedef bool (*phi3c_progress_fn)(void *user, uint64_t done, uint64_t total);
+
 typedef struct phi3c_model_params {
     const char *backend; /* "cpu", "opencl", "level-zero"; NULL or "auto" = best available */
     int device;          /* device index for GPU backends */
@@ -81,6 +86,8 @@ typedef struct phi3c_model_params {
     bool quant_search; /* per-group scales minimising the squared error (what `phi3c quantize`
                         * uses; slower) instead of round-to-nearest with the absmax scale */
     phi3c_act act;
+    phi3c_progress_fn progress; /* NULL: no calls */
+    void *progress_user;
 } phi3c_model_params;
 
 phi3c_model_params phi3c_model_params_default(void);
@@ -179,6 +186,10 @@ typedef struct phi3c_generate_result {
 /* ---- Text: needs the model's tokenizer (tokenizer.json / tokenizer.model beside the weights, or
  * the GGUF's tokenizer metadata). */
 bool phi3c_model_has_tokenizer(const phi3c_model *model);
+/* Why there is no tokenizer: PHI3C_OK when there is one; PHI3C_ERR_UNSUPPORTED when the model
+ * came without any; else the load's own error (a corrupt tokenizer.json: PHI3C_ERR_FORMAT with
+ * the parser's position; out of memory: PHI3C_ERR_NOMEM), with its message in err. */
+phi3c_status phi3c_model_tokenizer_status(const phi3c_model *model, phi3c_error *err);
 /* UTF-8 text to ids in a new array (free with phi3c_free). Special tokens written in the text
  * (<|user|>, ...) are recognised; with add_bos, BOS is added when the tokenizer config asks for it.
  */

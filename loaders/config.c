@@ -130,6 +130,11 @@ static const struct {
 
 static p3_status read_architecture(const cfg_reader *r, const json_value *root, p3_config *cfg) {
     const json_value *archs = json_object_get(root, "architectures");
+    if (archs && (json_typeof(archs) != JSON_ARRAY || json_array_len(archs) == 0 ||
+                  !json_string(json_array_at(archs, 0))))
+        return p3_fail(r->err, PHI3C_ERR_FORMAT,
+                       "%s: \"architectures\" must be a list of one string (Phi3ForCausalLM)",
+                       r->what);
     const char *arch = json_string(json_array_at(archs, 0));
     const char *model_type = json_string(json_object_get(root, "model_type"));
     if (!arch && model_type && strcmp(model_type, "phi3") == 0) arch = "Phi3ForCausalLM";
@@ -153,7 +158,11 @@ static p3_status read_architecture(const cfg_reader *r, const json_value *root, 
                        r->what, arch);
     }
     snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
-    const char *act = json_string(json_object_get(root, "hidden_act"));
+    const json_value *act_value = json_object_get(root, "hidden_act");
+    const char *act = json_string(act_value);
+    if (act_value && !act)
+        return p3_fail(r->err, PHI3C_ERR_FORMAT, "%s: \"hidden_act\" must be a string (\"silu\")",
+                       r->what);
     if (act && strcmp(act, "silu") != 0)
         return p3_fail(r->err, PHI3C_ERR_UNSUPPORTED,
                        "%s: hidden_act \"%.32s\" is not supported (Phi-3 uses silu)", r->what, act);
@@ -234,6 +243,11 @@ static p3_status read_rope(const cfg_reader *r, const json_value *root, p3_confi
     const json_value *params = json_object_get(root, "rope_parameters");
     if (st == PHI3C_OK && params && !json_is_null(params))
         st = read_rope_object(r, params, "rope_parameters", cfg);
+    /* transformers takes the top-level original_max_position_embeddings when there is one
+     * (getattr(config, ...) in its longrope code), whatever rope_scaling/rope_parameters say */
+    if (st == PHI3C_OK)
+        st = read_int(r, root, "original_max_position_embeddings", false, 1, INT32_MAX,
+                      &cfg->original_max_position_embeddings);
     return st;
 }
 
@@ -289,9 +303,11 @@ p3_status p3_config_parse_json(const char *json, size_t len, const char *what, p
 }
 
 p3_status p3_config_read_generation(const char *path, p3_config *cfg, p3_error *err) {
-    if (!p3_file_exists(path)) return PHI3C_OK;
+    bool present = false;
+    p3_status st = p3_file_probe(path, &present, err);
+    if (st != PHI3C_OK || !present) return st; /* optional, but not when something else is there */
     json_doc *doc = NULL;
-    p3_status st = json_parse_file(path, &doc, err);
+    st = json_parse_file(path, &doc, err);
     if (st != PHI3C_OK) return st;
     cfg_reader r = {path, err};
     const json_value *root = json_root(doc);

@@ -311,11 +311,9 @@ static p3_status parse_number(parser *p, json_value *out) {
     double d = strtod(buf, NULL);
     if (buf != small) p3_free(buf);
     if (!(d - d == 0)) return fail_at(p, start, "number out of range of a double");
+    /* 16.0 or 1.6e1 stays a float: a size, offset or id must be written as an integer, so a
+     * float where one belongs is reported (with the key) instead of taken as its value */
     out->u.num = d;
-    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (double)(int64_t)d == d) {
-        out->is_int = 1;
-        out->i = (int64_t)d;
-    }
     return PHI3C_OK;
 }
 

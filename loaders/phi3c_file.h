@@ -75,6 +75,15 @@ typedef enum p3_native_fault {
     P3N_FAULT_SIGNAL,  /* the process raises test_fault_signal (HUP, QUIT, TERM, PIPE...) */
 } p3_native_fault;
 
+/* What p3_native_write did (when opts.stats is given): for `phi3c quantize`'s summary. */
+typedef struct p3_native_write_stats {
+    size_t n_tensors, n_int4; /* tensors written, of them INT4 */
+    uint64_t bytes_in;        /* the source tensors' bytes as stored */
+    uint64_t bytes_out;       /* the output file */
+    uint64_t int4_weights, int4_bytes;
+    double nmse_sum; /* sum over INT4 tensors of ||w - dequant(q)||^2 / ||w||^2 */
+} p3_native_write_stats;
+
 typedef struct p3_native_write_opts {
     bool asym;              /* I4G128A instead of I4G128S */
     p3_quant_method method; /* P3_QUANT_SEARCH recommended */
@@ -84,6 +93,9 @@ typedef struct p3_native_write_opts {
     p3_tensor_f32_fn to_f32;
     p3_native_progress_fn progress;
     void *progress_user;
+    /* Optional: filled by p3_native_write. The weight error costs a second read of each INT4
+     * tensor's source values and a dequantization (single-threaded; a few % of a search). */
+    p3_native_write_stats *stats;
     /* Testing: when the file reaches test_fault_at bytes, simulate test_fault (a full disk, a
      * kill -9 or a Ctrl-C) there. The CLI sets it from PHI3C_TEST_WRITE_FAULT. */
     uint64_t test_fault_at;

@@ -63,7 +63,9 @@ static p3_status gather_hf_files(const p3_model_source *src, blob_list *l, p3_er
             st = p3_fail(err, PHI3C_ERR_NOMEM, "out of memory");
             break;
         }
-        if (p3_file_exists(path)) {
+        bool present = false;
+        st = p3_file_probe(path, &present, err);
+        if (st == PHI3C_OK && present) {
             char *data = NULL;
             size_t size = 0;
             st = p3_file_read_all(path, &data, &size, err);

@@ -87,8 +87,11 @@ typedef struct writer {
     size_t n_blobs;
     uint64_t *blob_offsets, *blob_hashes;
     uint64_t data_offset, file_bytes, tensor_bytes_total, tensor_bytes_done;
-    uint64_t written; /* bytes handed to pwrite so far (for the test fault hook) */
-    uint8_t *image;   /* in-memory mode: the whole file is built here instead of on disk */
+    uint64_t written;  /* bytes handed to pwrite so far (for the test fault hook) */
+    uint8_t *image;    /* in-memory mode: the whole file is built here instead of on disk */
+    double err2, ref2; /* the current INT4 tensor's squared error and squared values (stats) */
+    float *deq;        /* one dequantized row, whole groups (stats) */
+    size_t deq_cap;
     p3n_buf config;
     p3_error *err;
 } writer;
@@ -268,6 +271,35 @@ static p3_status fetch_row(void *user, int64_t row, float *out, p3_error *err) {
     return c->to_f32(c->t, first, (size_t)c->cols, out, err);
 }
 
+/* Adds the squared error of rows [r0, r0 + n) of an INT4 tensor (out, as quantized) against its
+ * source values (fetched again into tmp) to w->err2 and w->ref2. */
+static p3_status add_int4_error(writer *w, const planned *p, int64_t r0, int64_t n,
+                                const uint8_t *out, float *tmp) {
+    size_t cols = (size_t)p->cols, row_bytes = (size_t)(p->nbytes / (uint64_t)p->rows);
+    size_t need = (size_t)p3_groups(p->cols) * P3_QK;
+    if (need > w->deq_cap) {
+        p3_free(w->deq);
+        if (!(w->deq = p3_malloc(need * sizeof *w->deq)))
+            return p3_fail(w->err, PHI3C_ERR_NOMEM, "%s: out of memory", w->out_path);
+        w->deq_cap = need;
+    }
+    P3_TRY(w->o->to_f32(p->src, (size_t)r0 * cols, (size_t)n * cols, tmp, w->err));
+    for (int64_t r = 0; r < n; r++) {
+        const void *q = out + (size_t)r * row_bytes;
+        if (p->dtype == P3_DT_I4G128A)
+            p3_dequantize_row_i4a(q, p->cols, w->deq);
+        else
+            p3_dequantize_row_i4s(q, p->cols, w->deq);
+        const float *x = tmp + (size_t)r * cols;
+        for (size_t i = 0; i < cols; i++) {
+            double d = (double)x[i] - (double)w->deq[i];
+            w->err2 += d * d;
+            w->ref2 += (double)x[i] * (double)x[i];
+        }
+    }
+    return PHI3C_OK;
+}
+
 /* Produces rows [r0, r0 + n) of tensor p in its output dtype into out. */
 static p3_status encode_rows(writer *w, const planned *p, int64_t r0, int64_t n, uint8_t *out,
                              float *tmp) {
@@ -287,7 +319,8 @@ static p3_status encode_rows(writer *w, const planned *p, int64_t r0, int64_t n,
                                   .fetch = fetch_row,
                                   .fetch_user = &ctx,
                                   .n_threads = w->o->n_threads};
-        return p3_quantize_matrix(&a, out, w->err);
+        P3_TRY(p3_quantize_matrix(&a, out, w->err));
+        return w->o->stats ? add_int4_error(w, p, r0, n, out, tmp) : PHI3C_OK;
     }
     p3_status st = w->o->to_f32(t, (size_t)r0 * (size_t)p->cols, count, tmp, w->err);
     if (st != PHI3C_OK) return st;
@@ -303,11 +336,24 @@ static p3_status encode_rows(writer *w, const planned *p, int64_t r0, int64_t n,
     return PHI3C_OK;
 }
 
+static void add_tensor_stats(writer *w, const planned *p) {
+    p3_native_write_stats *s = w->o->stats;
+    if (!s) return;
+    s->n_tensors++;
+    s->bytes_in += p->src->nbytes;
+    if (!p3_dtype_is_int4(p->dtype)) return;
+    s->n_int4++;
+    s->int4_weights += (uint64_t)p->rows * (uint64_t)p->cols;
+    s->int4_bytes += p->nbytes;
+    if (w->ref2 > 0) s->nmse_sum += w->err2 / w->ref2;
+}
+
 static p3_status write_tensor(writer *w, size_t index, float *tmp, uint8_t *buf, XXH3_state_t *hs) {
     planned *p = &w->plan[index];
     int64_t chunk_rows = P3_MAX((int64_t)1, (int64_t)CHUNK_FLOATS / p->cols);
     uint64_t row_bytes = p->nbytes / (uint64_t)p->rows, off = p->offset;
     XXH3_64bits_reset(hs);
+    w->err2 = w->ref2 = 0.0;
     for (int64_t r0 = 0; r0 < p->rows; r0 += chunk_rows) {
         int64_t n = P3_MIN(chunk_rows, p->rows - r0);
         p3_status st = encode_rows(w, p, r0, n, buf, tmp);
@@ -325,6 +371,7 @@ static p3_status write_tensor(writer *w, size_t index, float *tmp, uint8_t *buf,
         if (st != PHI3C_OK) return st;
     }
     p->hash = XXH3_64bits_digest(hs);
+    add_tensor_stats(w, p);
     return PHI3C_OK;
 }
 
@@ -420,6 +467,8 @@ p3_status p3_native_write(const p3_model_source *src, const p3_native_blob *blob
     if (w.fd >= 0 && close(w.fd) != 0 && st == PHI3C_OK) st = write_failed(&w, errno, "close");
     if (st == PHI3C_OK) st = p3_output_commit(w.tmp_path, out_path, o->force, err);
     if (st != PHI3C_OK && w.tmp_path) unlink(w.tmp_path);
+    if (st == PHI3C_OK && o->stats) o->stats->bytes_out = w.file_bytes;
+    p3_free(w.deq);
     p3_free(w.tmp_path);
     p3_free(w.plan);
     p3_free(w.blob_offsets);
@@ -476,6 +525,7 @@ p3_status p3_native_quantize_in_memory(const p3_model_source *src, const p3_nati
     }
     p3_free_aligned(w.image);
     p3_native_blobs_free(blobs, n_blobs);
+    p3_free(w.deq);
     p3_free(w.plan);
     p3_free(w.blob_offsets);
     p3_free(w.blob_hashes);

@@ -315,14 +315,15 @@ static p3_status open_sharded(const char *dir, const char *index_path, p3_model_
     if (json_typeof(map) != JSON_OBJECT || json_object_size(map) == 0)
         st = p3_fail(err, PHI3C_ERR_FORMAT, "%s: no \"weight_map\" object", index_path);
     if (st == PHI3C_OK) st = list_shards(index_path, map, &shards, &n_shards, err);
+    bool present = false;
     for (size_t i = 0; i < n_shards && st == PHI3C_OK; i++) {
         char *path = p3_path_join(dir, shards[i]);
         if (!path) {
             st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", index_path);
-        } else if (!p3_file_exists(path)) {
+        } else if ((st = p3_file_probe(path, &present, err)) == PHI3C_OK && !present) {
             st = p3_fail(err, PHI3C_ERR_IO, "%s: shard %s listed in %s is missing", path, shards[i],
                          index_path);
-        } else {
+        } else if (st == PHI3C_OK) {
             st = p3_safetensors_open_file(path, src, err);
         }
         p3_free(path);
@@ -337,11 +338,14 @@ p3_status p3_safetensors_open_dir(const char *dir, p3_model_source *src, p3_erro
     char *index = p3_path_join(dir, "model.safetensors.index.json");
     char *single = p3_path_join(dir, "model.safetensors");
     p3_status st;
+    bool has_index = false, has_single = false;
     if (!index || !single) {
         st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", dir);
-    } else if (p3_file_exists(index)) {
+    } else if ((st = p3_file_probe(index, &has_index, err)) != PHI3C_OK) {
+    } else if (has_index) {
         st = open_sharded(dir, index, src, err);
-    } else if (p3_file_exists(single)) {
+    } else if ((st = p3_file_probe(single, &has_single, err)) != PHI3C_OK) {
+    } else if (has_single) {
         st = p3_safetensors_open_file(single, src, err);
     } else {
         st = p3_fail(err, PHI3C_ERR_FORMAT,

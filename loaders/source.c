@@ -90,8 +90,10 @@ static p3_status note_tokenizer_dir(const char *dir, p3_model_source *src, p3_er
     for (size_t i = 0; i < P3_ARRAY_LEN(names); i++) {
         char *p = p3_path_join(dir, names[i]);
         if (!p) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", dir);
-        bool found = p3_file_exists(p);
+        bool found = false;
+        p3_status st = p3_file_probe(p, &found, err);
         p3_free(p);
+        if (st != PHI3C_OK) return st;
         if (found) {
             src->tokenizer_dir = p3_strdup(dir);
             if (!src->tokenizer_dir) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory");
@@ -104,8 +106,10 @@ static p3_status note_tokenizer_dir(const char *dir, p3_model_source *src, p3_er
 static p3_status open_hf_folder(const char *dir, p3_model_source *src, p3_error *err) {
     char *config = p3_path_join(dir, "config.json");
     if (!config) return p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", dir);
-    bool has = p3_file_exists(config);
+    bool has = false;
+    p3_status probe = p3_file_probe(config, &has, err);
     p3_free(config);
+    if (probe != PHI3C_OK) return probe;
     if (!has)
         return p3_fail(err, PHI3C_ERR_FORMAT,
                        "%s: folder has no config.json (a model folder "
@@ -130,9 +134,10 @@ static p3_status open_safetensors_file(const char *path, p3_model_source *src, p
     }
     char *config = p3_path_join(dir, "config.json");
     p3_status st = PHI3C_OK;
+    bool has_config = false;
     if (!config)
         st = p3_fail(err, PHI3C_ERR_NOMEM, "%s: out of memory", path);
-    else if (!p3_file_exists(config))
+    else if ((st = p3_file_probe(config, &has_config, err)) == PHI3C_OK && !has_config)
         st = p3_fail(err, PHI3C_ERR_FORMAT,
                      "%s: a safetensors file needs config.json beside it "
                      "(none in %s)",
@@ -174,8 +179,10 @@ static bool looks_like_safetensors(const uint8_t *head, size_t n) {
 static p3_status open_by_kind(const char *path, bool verify, p3_model_source *src,
                               p3_model_source **native, p3_error *err) {
     if (p3_is_directory(path)) return open_hf_folder(path, src, err);
-    if (!p3_file_exists(path))
-        return p3_fail(err, PHI3C_ERR_IO, "%s: no such file or folder", path);
+    bool present = false;
+    p3_status probe = p3_file_probe(path, &present, err); /* a FIFO, /dev/zero, a symlink loop */
+    if (probe != PHI3C_OK) return probe;
+    if (!present) return p3_fail(err, PHI3C_ERR_IO, "%s: no such file or folder", path);
     uint8_t head[16];
     size_t n = 0;
     p3_status st = read_head(path, head, sizeof head, &n, err);
@@ -248,7 +255,11 @@ p3_status p3_source_check_tensors(const p3_model_source *src, p3_error *err) {
         }
         bool same = t->n_dims == s->n_dims;
         for (int d = 0; same && d < s->n_dims; d++) same = t->shape[d] == s->shape[d];
-        if (!same) {
+        if (t->dtype == P3_DT_I32) { /* integers are not weights: converting them is no model */
+            st = p3_fail(err, PHI3C_ERR_FORMAT,
+                         "%s: tensor %s has dtype I32; weights must be floats or quantized",
+                         src->path, t->name);
+        } else if (!same) {
             format_shape(got, sizeof got, t->n_dims, t->shape);
             st = p3_fail(err, PHI3C_ERR_FORMAT,
                          "%s: tensor %s has shape %s but the config "

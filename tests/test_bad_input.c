@@ -162,6 +162,13 @@ P3_TEST(bad_safetensors_headers) {
          "\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
          "listed twice"},
         {"[1, 2]", "not a JSON object"},
+        /* integral values written as floats are not sizes (issue 15: once taken as integers) */
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2.0, 2], \"data_offsets\": [0, 16]}}",
+         "shape[0] is not a size"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16.0]}}",
+         "data_offsets"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 1.6e1]}}",
+         "data_offsets"},
         {"{\"a\": 1} x", "unexpected data"},
         {"{\"a\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", "no dtype"},
     };

@@ -5,6 +5,9 @@
  * --llama-compatible against transformers' logits. Expected numbers come from the model files
  * (config.json) and the oracle fixtures, not from phi3c. */
 #include "harness.h"
+#include "int4.h"
+#include "phi3c_file.h"
+#include "source.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -192,4 +195,124 @@ P3_TEST(cli_perplexity_llama_compatible_matches_transformers_logits) {
     p3_cmd_result_free(&r);
     p3_free(text);
     p3_free(logits);
+}
+
+/* ||x - dequant(q)||^2 / ||x||^2 of one INT4 tensor of the native file against the source's f32
+ * values, recomputed here from the two files. */
+static double tensor_nmse(p3_test_ctx *t, const p3_tensor *src, const p3_tensor *q) {
+    int64_t rows = src->shape[0], cols = src->shape[1];
+    size_t rb = (size_t)p3_groups(cols) *
+                (q->dtype == P3_DT_I4G128A ? sizeof(p3_block_i4a) : sizeof(p3_block_i4s));
+    float *x = p3_malloc((size_t)cols * sizeof *x);
+    float *y = p3_malloc((size_t)p3_groups(cols) * P3_QK * sizeof *y);
+    double e2 = 0, r2 = 0;
+    p3_error err = {0};
+    for (int64_t r = 0; x && y && r < rows; r++) {
+        if (!CHECK_OK(p3_tensor_to_f32(src, (size_t)(r * cols), (size_t)cols, x, &err), &err))
+            break;
+        const uint8_t *row = (const uint8_t *)q->data + (size_t)r * rb;
+        if (q->dtype == P3_DT_I4G128A)
+            p3_dequantize_row_i4a((const p3_block_i4a *)row, cols, y);
+        else
+            p3_dequantize_row_i4s((const p3_block_i4s *)row, cols, y);
+        for (int64_t i = 0; i < cols; i++) {
+            e2 += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+            r2 += (double)x[i] * x[i];
+        }
+    }
+    p3_free(x);
+    p3_free(y);
+    return r2 > 0 ? e2 / r2 : 0.0;
+}
+
+/* The closing summary of `phi3c quantize` against the files: tensor counts, output size, bits per
+ * INT4 weight (4.125 = 16 + 128 x 4 bits per 128 weights) and the mean weight NMSE. */
+P3_TEST(cli_quantize_summary_matches_the_files) {
+    char out[512], a[1024];
+    snprintf(out, sizeof out, "%s/q.phi3c", p3_test_tmpdir(t));
+    snprintf(a, sizeof a, "quantize -m tests/fixtures/mini4k/hf-f32 -o %s -t 2", out);
+    p3_cmd_result r = {0};
+    p3_model_source *src = NULL, *nat = NULL;
+    p3_error err = {0};
+    if (!cli(t, a, &r) || !CHECK_MSG(r.exit_code == 0, "%s", r.err ? r.err : "")) goto done;
+    size_t n_tensors = 0, n_int4 = 0;
+    double bpw = 0, nmse = 0, size_out = 0;
+    char unit[3] = "";
+    const char *s = r.err ? strstr(r.err, "quantize: wrote ") : NULL;
+    s = s ? strstr(s + 16, ": ") : NULL;
+    if (!CHECK_MSG(s && sscanf(s, ": %zu tensors (%zu INT4-g128", &n_tensors, &n_int4) == 2, "%s",
+                   r.err))
+        goto done;
+    const char *p = strstr(s, "-> "), *b = strstr(s, " bits per"), *m = strstr(s, "NMSE ");
+    CHECK(p && sscanf(p, "-> %lf %2s", &size_out, unit) == 2);
+    size_out *= strcmp(unit, "GB") == 0 ? 1e9 : 1e6;
+    CHECK(b && sscanf(b - 6, "%lf", &bpw) == 1);
+    CHECK(m && sscanf(m, "NMSE %lf", &nmse) == 1);
+    if (!CHECK_OK(p3_source_open("tests/fixtures/mini4k/hf-f32", &src, &err), &err) ||
+        !CHECK_OK(p3_source_open(out, &nat, &err), &err))
+        goto done;
+    double sum = 0;
+    size_t want_int4 = 0;
+    for (size_t i = 0; i < nat->n_tensors; i++) {
+        const p3_tensor *q = &nat->tensors[i], *x = p3_source_find(src, q->hf_name);
+        if (!p3_dtype_is_int4(q->dtype) || !CHECK(x != NULL)) continue;
+        sum += tensor_nmse(t, x, q);
+        want_int4++;
+    }
+    CHECK_EQ_INT((int)n_tensors, (int)nat->n_tensors);
+    CHECK_EQ_INT((int)n_int4, (int)want_int4);
+    CHECK_MSG(fabs(bpw - 4.125) < 1e-3, "bits per weight %f", bpw);
+    CHECK_MSG(fabs(size_out - (double)nat->file_bytes) <= 0.01 * (double)nat->file_bytes,
+              "%.0f bytes, the file has %llu", size_out, (unsigned long long)nat->file_bytes);
+    double want = want_int4 ? sum / (double)want_int4 : -1;
+    CHECK_MSG(fabs(nmse - want) <= 1e-3 * want, "NMSE %.4e, from the files %.4e", nmse, want);
+done:
+    p3_source_close(src);
+    p3_source_close(nat);
+    p3_cmd_result_free(&r);
+}
+
+typedef struct progress_log {
+    uint64_t calls, last_done, total, stop_at;
+    bool monotonic;
+} progress_log;
+
+static bool log_progress(void *user, uint64_t done, uint64_t total) {
+    progress_log *l = user;
+    l->monotonic = l->monotonic && done > l->last_done && done <= total;
+    l->calls++;
+    l->last_done = done;
+    l->total = total;
+    return l->stop_at == 0 || done < l->stop_at;
+}
+
+/* phi3c_model_load reports one step per weight tensor (the fixture's safetensors holds exactly the
+ * tensors the model uploads), and a false return cancels the load. */
+P3_TEST(api_model_load_reports_progress_and_can_be_cancelled) {
+    const char *path = "tests/fixtures/mini4k/hf-f32";
+    p3_model_source *src = NULL;
+    p3_error err = {0};
+    if (!CHECK_OK(p3_source_open(path, &src, &err), &err)) return;
+    uint64_t n_tensors = src->n_tensors;
+    p3_source_close(src);
+    progress_log log = {.monotonic = true};
+    phi3c_model_params mp = phi3c_model_params_default();
+    mp.progress = log_progress;
+    mp.progress_user = &log;
+    mp.quant = PHI3C_QUANT_INT4_G128; /* quantizing at load is part of the work reported */
+    phi3c_model *m = NULL;
+    phi3c_error e = {0};
+    if (CHECK_OK(phi3c_model_load(path, &mp, &m, &e), &e)) {
+        CHECK(log.monotonic);
+        CHECK_MSG(log.total == n_tensors && log.last_done == log.total && log.calls == log.total,
+                  "%llu calls, last %llu of %llu; the file has %llu tensors",
+                  (unsigned long long)log.calls, (unsigned long long)log.last_done,
+                  (unsigned long long)log.total, (unsigned long long)n_tensors);
+    }
+    phi3c_model_free(m);
+    progress_log stop = {.monotonic = true, .stop_at = 3};
+    mp.progress_user = &stop;
+    m = NULL;
+    CHECK_STATUS(phi3c_model_load(path, &mp, &m, &e), PHI3C_ERR_INTERRUPTED);
+    CHECK(m == NULL && stop.calls == 3);
 }

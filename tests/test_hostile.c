@@ -3,6 +3,8 @@
  * gave NaN or silently wrong results. Under the sanitizer build (PHI3C_BIN=build/asan/phi3c)
  * a UBSan report or a leak makes the command fail, so these checks catch those too. */
 #include "harness.h"
+#include "source.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -192,4 +194,187 @@ P3_TEST(hostile_quantize_removes_its_temp_file_on_every_stop_signal) {
         CHECK_MSG(count_entries_except(t, "-") == 0, "%s left a temp file", sigs[i]);
         p3_cmd_result_free(&r);
     }
+}
+
+/* ---- wrong JSON types are errors naming the key, not silently ignored or converted ---- */
+
+static void check_config_refused(p3_test_ctx *t, const char *json, const char *why) {
+    p3_config cfg;
+    p3_error err = {0};
+    p3_status st = p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err);
+    if (st == PHI3C_OK) st = p3_config_finish(&cfg, "config.json", &err);
+    CHECK_MSG(st != PHI3C_OK && strstr(err.message, why), "%s: status %d, message '%s'", json,
+              (int)st, err.message);
+}
+
+P3_TEST(hostile_config_values_of_the_wrong_type) {
+    static const char base[] =
+        "\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, "
+        "\"intermediate_size\": 32, \"vocab_size\": 8, \"max_position_embeddings\": 64";
+    char json[1024];
+    snprintf(json, sizeof json, "{\"architectures\": [\"Phi3ForCausalLM\"], %s}", base);
+    p3_config cfg;
+    p3_error err = {0};
+    CHECK_OK(p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err), &err);
+    snprintf(json, sizeof json, "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_act\": 5, %s}",
+             base);
+    check_config_refused(t, json, "hidden_act");
+    snprintf(json, sizeof json, "{\"architectures\": [], \"model_type\": \"phi3\", %s}", base);
+    check_config_refused(t, json, "architectures");
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"Phi3ForCausalLM\"], %s, \"vocab_size\": 8.0}", base);
+    check_config_refused(t, json, "vocab_size");
+}
+
+P3_TEST(hostile_tokenizer_merges_of_the_wrong_type) {
+    static const char json[] =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "
+        "\"merges\": {\"a\": \"b\"}}}";
+    p3_tokenizer_files files = {
+        .what = "tokenizer.json", .tokenizer_json = json, .tokenizer_json_len = strlen(json)};
+    p3_tokenizer *tok = NULL;
+    p3_error err = {0};
+    CHECK_STATUS(p3_tokenizer_load_buffers(&files, &tok, &err), PHI3C_ERR_FORMAT);
+    CHECK_MSG(strstr(err.message, "merges must be a list"), "message: %s", err.message);
+    p3_tokenizer_free(tok);
+}
+
+/* The ids of a command's "prompt ids:" stderr line, or of its stdout. */
+static char *ids_of(p3_test_ctx *t, const char *cmd, bool from_stderr) {
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return NULL;
+    CHECK_MSG(r.exit_code == 0, "%s: exit %d: %s", cmd, r.exit_code, r.err ? r.err : "");
+    const char *src = from_stderr ? r.err : r.out, *at = src ? src : "";
+    if (from_stderr) at = (at = strstr(at, "prompt ids:")) ? at + 11 : "";
+    while (*at == ' ') at++;
+    size_t n = strcspn(at, "\n");
+    char *ids = p3_malloc(n + 1);
+    memcpy(ids, at, n);
+    ids[n] = '\0';
+    p3_cmd_result_free(&r);
+    return ids;
+}
+
+P3_TEST(hostile_run_file_keeps_bytes_after_a_nul) {
+    const char *path = tmp_path(t, "nul.txt");
+    FILE *f = fopen(path, "wb");
+    if (!CHECK(f != NULL)) return;
+    fwrite("And God\0 said", 1, 13, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s run -m " DEMO " -f %s -n 1 --greedy --verbose-prompt",
+             p3_test_cli(), path);
+    char *run_ids = ids_of(t, cmd, true);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " --file %s", p3_test_cli(), path);
+    char *tok_ids = ids_of(t, cmd, false);
+    snprintf(cmd, sizeof cmd, "%s tokenize -m " DEMO " 'And God'", p3_test_cli());
+    char *cut_ids = ids_of(t, cmd, false);
+    if (run_ids && tok_ids && cut_ids) {
+        CHECK_MSG(strcmp(run_ids, tok_ids) == 0, "run -f ids '%s', tokenize --file '%s'", run_ids,
+                  tok_ids);
+        CHECK_MSG(strcmp(run_ids, cut_ids) != 0, "run -f stopped at the NUL: '%s'", run_ids);
+    }
+    p3_free(run_ids);
+    p3_free(tok_ids);
+    p3_free(cut_ids);
+    snprintf(cmd, sizeof cmd, "run -m " DEMO " -f %s -n 1 --chat", path);
+    check_cli(t, cmd, 1, "NUL byte at offset 7");
+}
+
+/* ---- paths that exist but are not regular files: said so, never "no such file" ---- */
+
+P3_TEST(hostile_model_paths_that_are_not_regular_files) {
+    const char *fifo = tmp_path(t, "model.gguf"), *loop_a = tmp_path(t, "loop-a");
+    const char *loop_b = tmp_path(t, "loop-b"), *folder = tmp_path(t, "folder");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(symlink(loop_b, loop_a) == 0 && symlink(loop_a, loop_b) == 0);
+    char sub[600], args[1400];
+    snprintf(sub, sizeof sub, "%s/config.json", folder); /* a folder where config.json belongs */
+    CHECK(mkdir(folder, 0700) == 0 && mkdir(sub, 0700) == 0);
+    static const char *const cmds[] = {"info -m", "run -p hi -n 1 -m", "tokenize hi -m"};
+    for (size_t c = 0; c < P3_ARRAY_LEN(cmds); c++) {
+        snprintf(args, sizeof args, "%s %s", cmds[c], fifo);
+        check_cli(t, args, 1, "is a FIFO");
+        snprintf(args, sizeof args, "%s /dev/zero", cmds[c]);
+        check_cli(t, args, 1, "is a character device");
+        snprintf(args, sizeof args, "%s %s", cmds[c], loop_a);
+        check_cli(t, args, 1, "symbolic links");
+    }
+    snprintf(args, sizeof args, "info -m %s", folder);
+    check_cli(t, args, 1, "config.json: is a directory");
+}
+
+/* ---- a tokenizer that is there but unusable is reported with its cause ---- */
+
+P3_TEST(hostile_corrupt_tokenizer_is_reported_as_such) {
+    const char *m = tmp_path(t, "m");
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd,
+             "cp -r " DEMO " %s && head -c 5000 " DEMO "/tokenizer.json > %s/tokenizer.json", m, m);
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r) || !CHECK(r.exit_code == 0)) return;
+    p3_cmd_result_free(&r);
+    static const char *const cmds[] = {"run -p hi -n 1 -m", "chat -m",
+                                       "perplexity -f " DEMO "/heldout.txt -m"};
+    for (size_t i = 0; i < P3_ARRAY_LEN(cmds); i++) {
+        snprintf(cmd, sizeof cmd, "%s %s < /dev/null", cmds[i], m);
+        check_cli(t, cmd, 1, "tokenizer.json: "); /* the file and the parser's position */
+        check_cli(t, cmd, 1, "unterminated string");
+    }
+    const char *out = tmp_path(t, "q.phi3c");
+    snprintf(cmd, sizeof cmd, "quantize -m %s -o %s --method rtn", m, out);
+    check_cli(t, cmd, 1, "unterminated string"); /* once copied into the output, exit 0 */
+    CHECK_MSG(!p3_file_exists(out), "quantize wrote %s with a corrupt tokenizer", out);
+}
+
+/* ---- an integer weight matrix is refused, not converted and run ---- */
+
+P3_TEST(hostile_gguf_i32_weight_is_refused) {
+    size_t n = 0;
+    uint8_t *b = p3_test_read_file(t, "tests/fixtures/mini4k/model-f32.gguf", &n);
+    if (!b) return;
+    /* the tensor info: u64 name length, name, u32 n_dims, n_dims x u64, u32 type (F32 = 0) */
+    static const char name[] = "blk.0.ffn_down.weight";
+    uint8_t *at = memmem(b, n, name, sizeof name - 1);
+    if (CHECK(at != NULL && at + sizeof name - 1 + 4 < b + n)) {
+        uint8_t *p = at + sizeof name - 1;
+        uint32_t n_dims;
+        memcpy(&n_dims, p, 4);
+        p += 4 + 8 * (size_t)n_dims;
+        uint32_t type, i32 = 26;
+        memcpy(&type, p, 4);
+        CHECK_EQ_INT(type, 0);
+        memcpy(p, &i32, 4); /* I32 has F32's size: the file stays consistent */
+        const char *path = tmp_path(t, "i32.gguf");
+        FILE *f = fopen(path, "wb");
+        if (CHECK(f != NULL)) {
+            fwrite(b, 1, n, f);
+            fclose(f);
+            char args[700];
+            snprintf(args, sizeof args, "run -m %s --prompt-ids '1 2' -n 1", path);
+            check_cli(t, args, 1, "dtype I32");
+        }
+    }
+    p3_free(b);
+}
+
+/* ---- a 5.x config with two original_max_position_embeddings: the top-level one counts ---- */
+
+P3_TEST(hostile_config_top_level_original_max_position_wins) {
+    char json[2048], factors[600] = "";
+    size_t k = 0;
+    for (int i = 0; i < 16; i++)
+        k += (size_t)snprintf(factors + k, sizeof factors - k, "%s1.0", i ? ", " : "");
+    snprintf(json, sizeof json,
+             "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 64, "
+             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32, "
+             "\"vocab_size\": 8, \"max_position_embeddings\": 8192, "
+             "\"original_max_position_embeddings\": 4096, \"rope_parameters\": {\"rope_type\": "
+             "\"longrope\", \"rope_theta\": 10000.0, \"original_max_position_embeddings\": 2048, "
+             "\"short_factor\": [%s], \"long_factor\": [%s]}}",
+             factors, factors);
+    p3_config cfg;
+    p3_error err = {0};
+    if (CHECK_OK(p3_config_parse_json(json, strlen(json), "config.json", &cfg, &err), &err))
+        CHECK_EQ_INT(cfg.original_max_position_embeddings, 4096);
 }

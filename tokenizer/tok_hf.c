@@ -230,6 +230,9 @@ static int32_t merge_side(const p3_tokenizer *tok, const char *s, size_t len) {
 
 /* A merge is "left right" (one space) or, in newer files, ["left", "right"]. */
 static p3_status read_merges(p3_tokenizer *tok, const json_value *merges, p3_error *err) {
+    /* absent means none; anything but a list (an object, a string) would silently mean none too */
+    if (merges && json_typeof(merges) != JSON_ARRAY)
+        return p3_fail(err, PHI3C_ERR_FORMAT, "%s: model.merges must be a list", tok->what);
     size_t n = json_array_len(merges);
     if (n > INT32_MAX) return p3_fail(err, PHI3C_ERR_FORMAT, "%s: too many merges", tok->what);
     p3_status st = tok_merges_reserve(tok, n, err);

@@ -45,7 +45,9 @@ static p3_status read_optional(const char *dir, const char *name, char **data, s
     char *path = p3_path_join(dir, name);
     if (!path) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory");
     p3_status st = PHI3C_OK;
-    if (p3_file_exists(path)) st = p3_file_read_all(path, data, len, err);
+    bool present = false;
+    st = p3_file_probe(path, &present, err);
+    if (st == PHI3C_OK && present) st = p3_file_read_all(path, data, len, err);
     p3_free(path);
     return st;
 }
@@ -95,8 +97,10 @@ static bool file_starts_with(const char *path, const char *magic, size_t n) {
 p3_status p3_tokenizer_load_path(const char *path, p3_tokenizer **out, p3_error *err) {
     *out = NULL;
     if (p3_is_directory(path)) return p3_tokenizer_load_dir(path, out, err);
-    if (!p3_file_exists(path))
-        return p3_fail(err, PHI3C_ERR_IO, "%s: no such file or folder", path);
+    bool present = false;
+    p3_status probe = p3_file_probe(path, &present, err); /* a FIFO, /dev/zero, a symlink loop */
+    if (probe != PHI3C_OK) return probe;
+    if (!present) return p3_fail(err, PHI3C_ERR_IO, "%s: no such file or folder", path);
     if (file_starts_with(path, "GGUF", 4)) return tok_load_gguf_file(path, out, err);
     if (file_starts_with(path, "PHI3C\0\x1a\n", 8)) return tok_load_native_file(path, out, err);
     /* a tokenizer.json or tokenizer.model passed directly: use its folder */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`. The kernel lab with its roofline, phi3c against llama.cpp's own
 # llama-bench side by side (T = 1 .. nproc, long context, a loaded line), `phi3c serve` against
-# llama-server at 1-16 concurrent streams, the tokenizer's encode throughput against HF tokenizers, and the cost of verifying a native file's checksums. Results go to build/bench/; docs/BENCHMARKS.md explains
+# llama-server at 1-16 concurrent streams, the tokenizer's encode throughput against HF
+# tokenizers, and the cost of verifying a native file's checksums. Results go to build/bench/;
+# docs/BENCHMARKS.md explains
 # every number. Not part of `make test` (long, and the machine must be quiet to mean anything).
 #   BENCH_THREADS=2        threads of the kernel lab
 #   BENCH_SIDE_THREADS=1,2 thread counts of the side-by-side run (default 1 .. nproc)

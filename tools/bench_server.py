@@ -130,6 +130,8 @@ def main():
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--out", default="build/bench/server.md")
+    ap.add_argument("--phi3c-port", type=int, default=0,
+                    help="use a phi3c serve already running on this port (16 slots, enough -c)")
     a = ap.parse_args()
     levels = [int(x) for x in a.streams.split(",")]
     rng = random.Random(7)
@@ -137,12 +139,16 @@ def main():
     ctx = a.prompt + a.gen + 32
     rows = {}
     la0 = loadavg()
-    port = free_port()
-    phi = subprocess.Popen([a.phi3c, "serve", "-m", a.gguf, "--quant", "int4-g128", "--parallel",
-                            str(max(levels)), "-c", str(ctx), "-t", str(a.threads), "--port",
-                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = a.phi3c_port or free_port()
+    phi = None
+    if not a.phi3c_port:
+        phi = subprocess.Popen([a.phi3c, "serve", "-m", a.gguf, "--quant", "int4-g128",
+                                "--parallel", str(max(levels)), "-c", str(ctx), "-t",
+                                str(a.threads), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_health(port, phi, 1800)
+        if phi:
+            wait_health(port, phi, 1800)
         for n in levels:
             rows.setdefault(n, {})["phi3c"] = run_level(port, n, prompts, a.gen, {})
             print(f"phi3c serve  N={n}: {rows[n]['phi3c']}", flush=True)
@@ -158,7 +164,8 @@ def main():
             finally:
                 stop(ll)
     finally:
-        stop(phi)
+        if phi:
+            stop(phi)
     one = rows[levels[0]]["phi3c"]["tps"]
     lines = [f"phi3c serve (INT4-g128 w4a8, --parallel {max(levels)}) vs llama-server -np N (Q4_0), "
              f"synthetic Phi-3-mini, {a.prompt}-token prompts, {a.gen} generated, greedy, "

@@ -52,18 +52,29 @@ class Chat:
                 self.log += chunk
         return re.search(pattern, self.log[start:])
 
+    def drain(self, seconds):
+        """Reads what is there (until EOF or `seconds` without output)."""
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], seconds)
+            if not ready:
+                return
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.log += chunk
+
     def wait(self):
+        """The exit code, after reading everything the process wrote before it ended."""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
+            self.drain(0.1)
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
+                self.drain(0.5)
                 return os.waitstatus_to_exitcode(status)
-            try:
-                r, _, _ = select.select([self.fd], [], [], 0.1)
-                if r:
-                    self.log += os.read(self.fd, 65536)
-            except OSError:
-                time.sleep(0.1)
         os.kill(self.pid, 9)
         return -1
 
@@ -145,7 +156,9 @@ def main():
 
     m = chat.read_until(PROMPT, 0)
     head = chat.log.split(b">>> ")[0].decode(errors="replace")
-    banner = [l for l in head.splitlines() if l.startswith("phi3c chat:")]
+    # lines as the terminal shows them: the loading bar redraws itself with \r and erases with \x1b[K
+    shown = re.split(r"[\r\n]+", head.replace("\x1b[K", ""))
+    banner = [l for l in shown if l.startswith("phi3c chat:")]
     c.check(
         m is not None and len(banner) == 1 and "/help" in banner[0] and "/exit" in banner[0]
         and "context" in banner[0] and args.model in banner[0],

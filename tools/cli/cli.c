@@ -170,3 +170,43 @@ int cli_core_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+void cli_progress_init(cli_progress *p, const char *label) {
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->t0 = p3_time_now();
+    p->tty = isatty(STDERR_FILENO) == 1;
+}
+
+void cli_progress_draw(cli_progress *p, uint64_t done, uint64_t total, const char *detail) {
+    enum { WIDTH = 24 };
+    if (!p->tty || total == 0) return;
+    double now = p3_time_now();
+    if (p->drawn && now - p->last < 0.1 && done < total) return;
+    p->last = now;
+    p->drawn = true;
+    double frac = (double)(done > total ? total : done) / (double)total;
+    char bar[WIDTH + 1];
+    int filled = (int)(frac * WIDTH);
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+    double el = now - p->t0, eta = frac > 0 ? el * (1.0 - frac) / frac : 0.0;
+    fprintf(stderr, "\r%s [%s] %3.0f%%  %s  %s %.0f s\033[K", p->label, bar, 100.0 * frac,
+            detail ? detail : "", done < total ? "ETA" : "in", done < total ? eta : el);
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p, bool keep) {
+    if (!p->drawn) return;
+    fputs(keep ? "\n" : "\r\033[K", stderr);
+    fflush(stderr);
+    p->drawn = false;
+}
+
+bool cli_progress_tensors(void *user, uint64_t done, uint64_t total) {
+    char detail[64];
+    snprintf(detail, sizeof detail, "%llu/%llu weight tensors", (unsigned long long)done,
+             (unsigned long long)total);
+    cli_progress_draw(user, done, total, detail);
+    return true;
+}

@@ -60,4 +60,18 @@ uint64_t cli_random_seed(void);
 /* Online CPU cores. */
 int cli_core_count(void);
 
+/* A progress bar on stderr for long work, drawn only when stderr is a terminal (nothing in logs or
+ * pipes), at most 10 times a second: "LABEL [#####.....]  45%  DETAIL  ETA 12 s". */
+typedef struct cli_progress {
+    const char *label;
+    double t0, last;
+    bool tty, drawn;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *label);
+void cli_progress_draw(cli_progress *p, uint64_t done, uint64_t total, const char *detail);
+/* Ends the bar: keeps it on its line (keep) or erases it. */
+void cli_progress_end(cli_progress *p, bool keep);
+/* A phi3c_progress_fn drawing the bar of `user` (a cli_progress) in weight tensors. */
+bool cli_progress_tensors(void *user, uint64_t done, uint64_t total);
+
 #endif /* P3_CLI_H */

@@ -198,7 +198,14 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
         fprintf(stderr,
                 "phi3c %s: warning: -t %d is more threads than the %d cores here (slower)\n", cmd,
                 o->model.n_threads, cores);
-    if (phi3c_model_load(o->model_path, &o->model, model, &err) != PHI3C_OK) {
+    phi3c_model_params mp = o->model;
+    cli_progress bar;
+    cli_progress_init(&bar, "loading");
+    mp.progress = cli_progress_tensors;
+    mp.progress_user = &bar;
+    phi3c_status st = phi3c_model_load(o->model_path, &mp, model, &err);
+    cli_progress_end(&bar, false);
+    if (st != PHI3C_OK) {
         cli_fail(cmd, &err);
         return false;
     }
@@ -221,6 +228,20 @@ bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **mo
         return false;
     }
     return true;
+}
+
+bool cli_need_tokenizer(const char *cmd, const phi3c_model *model, const char *model_path) {
+    phi3c_error err = {0};
+    phi3c_status st = phi3c_model_tokenizer_status(model, &err);
+    if (st == PHI3C_OK) return true;
+    if (st == PHI3C_ERR_UNSUPPORTED)
+        fprintf(stderr,
+                "phi3c %s: %s has no tokenizer (tokenizer.json, tokenizer.model or GGUF "
+                "tokenizer metadata); `phi3c logits` works on ids\n",
+                cmd, model_path);
+    else /* the cause, not "has no tokenizer": the file is there but unusable */
+        fprintf(stderr, "phi3c %s: the tokenizer cannot be loaded: %s\n", cmd, err.message);
+    return false;
 }
 
 bool cli_parse_ids(const char *text, int32_t **out, size_t *n_out) {

@@ -51,6 +51,10 @@ void cli_lookup_stats(char *buf, size_t len, const cli_engine_opts *o,
 bool cli_engine_open(const char *cmd, const cli_engine_opts *o, phi3c_model **model,
                      phi3c_session **session);
 
+/* True when the model has a tokenizer; else prints why (none at all, or the load's own error: a
+ * corrupt tokenizer.json, a bad native blob, out of memory) and returns false. */
+bool cli_need_tokenizer(const char *cmd, const phi3c_model *model, const char *model_path);
+
 /* Parses token ids separated by spaces, commas or newlines into a new malloc'd array; false when
  * there is something else or no id at all. */
 bool cli_parse_ids(const char *text, int32_t **ids, size_t *n);

@@ -296,8 +296,7 @@ int cmd_chat(int argc, char **argv) {
     chat c = {.o = &o, .n_predict = (int)n_predict, .color = o.color && isatty(STDOUT_FILENO)};
     if (!cli_engine_open("chat", &o, &c.model, &c.s)) return CLI_EXIT_FAIL;
     int rc = CLI_EXIT_FAIL;
-    if (!phi3c_model_has_tokenizer(c.model)) {
-        fprintf(stderr, "phi3c chat: %s has no tokenizer\n", o.model_path);
+    if (!cli_need_tokenizer("chat", c.model, o.model_path)) {
     } else if (system && !add_message(&c, "system", system)) {
         fprintf(stderr, "phi3c chat: out of memory\n");
     } else {

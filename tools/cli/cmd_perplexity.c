@@ -201,8 +201,8 @@ int cmd_perplexity(int argc, char **argv) {
         p.first = p.llama ? p.window / 2 : 0;
         if (given)
             rc = evaluate(model, s, given, n_given, &p);
-        else if (!phi3c_model_has_tokenizer(model))
-            fprintf(stderr, "phi3c perplexity: %s has no tokenizer\n", o.model_path);
+        else if (!cli_need_tokenizer("perplexity", model, o.model_path))
+            ;
         else if (text_ids(model, text, len, &p, &ids, &n, &err) != PHI3C_OK)
             cli_fail("perplexity", &err);
         else

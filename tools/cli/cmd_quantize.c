@@ -2,7 +2,9 @@
  * .phi3c file with INT4-g128 linear weights, with a progress bar on a terminal and Ctrl-C that
  * leaves no output behind. */
 #include "cli.h"
+#include "gguf.h"
 #include "phi3c_file.h"
+#include "tokenizer.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -27,23 +29,45 @@ static void print_help(void) {
            "  --force             replace OUT if it exists\n");
 }
 
-typedef struct progress_state {
-    double t0, last;
-    bool tty;
-} progress_state;
-
+/* The bar: tensors and MB written, and the write rate (stderr on a terminal only). */
 static bool on_progress(void *user, size_t i, size_t n, uint64_t done, uint64_t total) {
-    progress_state *p = user;
+    cli_progress *p = user;
     if (cli_stop_signal) return false; /* the writer removes its temp file */
-    if (!p->tty) return true;
-    double now = p3_time_now();
-    if (now - p->last < 0.1 && done < total) return true;
-    p->last = now;
-    double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\rquantize: tensor %zu/%zu  %6.0f/%.0f MB  %6.1f MB/s  ETA %4.0f s ", i + 1, n,
-            (double)done / 1e6, (double)total / 1e6, rate / 1e6, eta);
+    double el = p3_time_now() - p->t0;
+    char detail[96];
+    snprintf(detail, sizeof detail, "tensor %zu/%zu  %.0f/%.0f MB  %.1f MB/s", i + 1, n,
+             (double)done / 1e6, (double)total / 1e6, el > 0 ? (double)done / 1e6 / el : 0.0);
+    cli_progress_draw(p, done, total, detail);
     return true;
+}
+
+typedef struct quantize_summary_args {
+    const char *out, *method;
+    bool asym;
+    double seconds;
+    const p3_native_write_stats *stats;
+} quantize_summary_args;
+
+/* The closing summary (stderr, always): what was written, its size, bits per weight, time and the
+ * mean normalized squared error of the INT4 weights against the source's. */
+static const char *human_bytes(uint64_t n, char *buf, size_t len) {
+    if (n >= 1000000000u)
+        snprintf(buf, len, "%.2f GB", (double)n / 1e9);
+    else
+        snprintf(buf, len, "%.2f MB", (double)n / 1e6);
+    return buf;
+}
+
+static void print_summary(const quantize_summary_args *q) {
+    const p3_native_write_stats *s = q->stats;
+    char in[32], out[32];
+    double bpw = s->int4_weights ? 8.0 * (double)s->int4_bytes / (double)s->int4_weights : 0.0;
+    fprintf(stderr,
+            "quantize: wrote %s: %zu tensors (%zu INT4-g128 %s, %s), %s in -> %s out, %.3f bits "
+            "per INT4 weight, %.1f s, mean weight NMSE %.3e\n",
+            q->out, s->n_tensors, s->n_int4, q->asym ? "asym" : "sym", q->method,
+            human_bytes(s->bytes_in, in, sizeof in), human_bytes(s->bytes_out, out, sizeof out),
+            bpw, q->seconds, s->n_int4 ? s->nmse_sum / (double)s->n_int4 : 0.0);
 }
 
 /* PHI3C_TEST_WRITE_FAULT=KIND:BYTES (tests only): enospc, kill (SIGKILL), or a signal the command
@@ -67,6 +91,30 @@ static void read_test_fault(p3_native_write_opts *o) {
             o->test_fault_at = strtoull(v + n, NULL, 10);
         }
     }
+}
+
+/* The tokenizer files are copied into the output as they are: a corrupt one is refused here,
+ * not found when the quantized model is first run. A source without any tokenizer is fine. */
+static bool gguf_has_tokenizer(const p3_gguf *g) {
+    static const char key[] = "tokenizer.ggml.model";
+    for (size_t i = 0; i < g->n_kvs; i++)
+        if (g->kvs[i].key.len == sizeof key - 1 &&
+            memcmp(g->kvs[i].key.s, key, sizeof key - 1) == 0)
+            return true;
+    return false;
+}
+
+static p3_status check_tokenizer(const p3_model_source *src, p3_error *err) {
+    if (src->gguf && !gguf_has_tokenizer(src->gguf)) return PHI3C_OK; /* none to copy */
+    p3_tokenizer *tok = NULL;
+    p3_status st = p3_tokenizer_load_source(src, &tok, err);
+    p3_tokenizer_free(tok);
+    if (st == PHI3C_ERR_UNSUPPORTED) {
+        p3_error_clear(err);
+        return PHI3C_OK;
+    }
+    if (st != PHI3C_OK) p3_error_prefix(err, "the tokenizer cannot be loaded");
+    return st;
 }
 
 typedef struct quantize_args {
@@ -127,10 +175,13 @@ int cmd_quantize(int argc, char **argv) {
     quantize_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc;
-    progress_state prog = {.t0 = p3_time_now(), .tty = isatty(STDERR_FILENO) == 1};
+    cli_progress prog;
+    cli_progress_init(&prog, "quantize");
+    p3_native_write_stats stats = {0};
     a.o.to_f32 = p3_tensor_to_f32;
     a.o.progress = on_progress;
     a.o.progress_user = &prog;
+    a.o.stats = &stats;
     read_test_fault(&a.o);
     cli_catch_stop_signals();
 
@@ -140,12 +191,18 @@ int cmd_quantize(int argc, char **argv) {
     size_t n_blobs = 0;
     p3_status st = p3_source_open(a.in, &src, &err);
     if (st == PHI3C_OK) st = p3_source_check_tensors(src, &err);
+    if (st == PHI3C_OK) st = check_tokenizer(src, &err);
     if (st == PHI3C_OK) st = p3_native_gather_blobs(src, &blobs, &n_blobs, &err);
     if (st == PHI3C_OK) st = p3_native_write(src, blobs, n_blobs, a.out, &a.o, &err);
-    if (prog.tty) fprintf(stderr, "\n");
+    cli_progress_end(&prog, true);
     p3_native_blobs_free(blobs, n_blobs);
     p3_source_close(src);
     if (st != PHI3C_OK) return cli_fail("quantize", &err);
-    if (prog.tty) fprintf(stderr, "quantize: wrote %s in %.1f s\n", a.out, p3_time_now() - prog.t0);
+    quantize_summary_args sum = {.out = a.out,
+                                 .method = a.o.method == P3_QUANT_SEARCH ? "search" : "rtn",
+                                 .asym = a.o.asym,
+                                 .seconds = p3_time_now() - prog.t0,
+                                 .stats = &stats};
+    print_summary(&sum);
     return CLI_EXIT_OK;
 }

@@ -13,7 +13,8 @@ static const char usage[] =
     "Generates text after a prompt and streams it to stdout; statistics go to stderr.\n"
     "\n"
     "  -p, --prompt TEXT     the prompt\n"
-    "  -f, --file FILE       read the prompt from a file\n"
+    "  -f, --file FILE       read the prompt from a file, byte for byte (NUL bytes too, as\n"
+    "                        tokenize --file; at most 256 MiB)\n"
     "  --prompt-ids \"IDS\"    the prompt as token ids (no tokenizer needed; implies --ids)\n"
     "  --chat                wrap the prompt in the model's chat template (as a user turn)\n"
     "  -sys, --system-prompt TEXT  system message for --chat (also --system)\n"
@@ -45,10 +46,10 @@ static bool print_token(void *user, int32_t token, const char *text, size_t len)
     return !interrupted && !ferror(stdout); /* nobody reads what follows a failed write */
 }
 
-static bool read_prompt_file(const char *path, char **text) {
-    size_t size;
+/* The file byte for byte, NUL bytes included (as `tokenize --file`): size, not strlen. */
+static bool read_prompt_file(const char *path, char **text, size_t *size) {
     p3_error err = {0};
-    if (p3_file_read_all(path, text, &size, &err) != PHI3C_OK) {
+    if (p3_file_read_all(path, text, size, &err) != PHI3C_OK) {
         cli_fail("run", &err);
         return false;
     }
@@ -56,9 +57,13 @@ static bool read_prompt_file(const char *path, char **text) {
 }
 
 /* The prompt's ids: plain text (BOS as the tokenizer config says) or a rendered chat turn. */
-static phi3c_status prompt_ids(phi3c_model *model, const char *prompt, bool chat,
+static phi3c_status prompt_ids(phi3c_model *model, const char *prompt, size_t prompt_len, bool chat,
                                const char *system, int32_t **ids, size_t *n, phi3c_error *err) {
-    if (!chat) return phi3c_tokenize(model, prompt, strlen(prompt), true, ids, n, err);
+    if (!chat) return phi3c_tokenize(model, prompt, prompt_len, true, ids, n, err);
+    if (memchr(prompt, '\0', prompt_len)) /* a chat message is a C string: it would be cut */
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                       "the prompt has a NUL byte at offset %zu; --chat takes text only",
+                       (size_t)((const char *)memchr(prompt, '\0', prompt_len) - prompt));
     phi3c_chat_message msgs[2];
     size_t n_msgs = 0;
     if (system) msgs[n_msgs++] = (phi3c_chat_message){"system", system};
@@ -85,7 +90,8 @@ static const char *stop_name(phi3c_stop_reason r) {
 }
 
 typedef struct run_prompt {
-    const char *text;   /* or */
+    const char *text; /* text_len bytes (a file's may hold NUL bytes), or */
+    size_t text_len;
     const int32_t *ids; /* given with --prompt-ids */
     size_t n_ids;
     bool chat;
@@ -100,7 +106,8 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     size_t n = 0;
     if (p->ids) {
         n = p->n_ids;
-    } else if (prompt_ids(model, p->text, p->chat, p->system, &ids, &n, &err) != PHI3C_OK) {
+    } else if (prompt_ids(model, p->text, p->text_len, p->chat, p->system, &ids, &n, &err) !=
+               PHI3C_OK) {
         return cli_fail("run", &err);
     }
     if (n == 0) {
@@ -119,7 +126,7 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     bool color = o->color && isatty(STDOUT_FILENO);
     if (echo && !p->chat && !print_ids) {
         fputs(color ? CLI_COLOR_PROMPT : "", stdout);
-        fputs(p->text, stdout);
+        fwrite(p->text, 1, p->text_len, stdout);
         fputs(color ? CLI_COLOR_OFF : "", stdout);
         cli_flush_stdout();
     }
@@ -208,8 +215,10 @@ int cmd_run(int argc, char **argv) {
     print_ids = print_ids || ids_text;
     char *file_text = NULL;
     if (file) {
-        if (!read_prompt_file(file, &file_text)) return CLI_EXIT_FAIL;
+        if (!read_prompt_file(file, &file_text, &rp.text_len)) return CLI_EXIT_FAIL;
         prompt = file_text;
+    } else if (prompt) {
+        rp.text_len = strlen(prompt);
     }
     rp.text = prompt;
     cli_note_quant_method("run", &o);
@@ -217,12 +226,7 @@ int cmd_run(int argc, char **argv) {
     phi3c_session *s;
     int rc = CLI_EXIT_FAIL;
     if (cli_engine_open("run", &o, &model, &s)) {
-        if (!rp.ids && !phi3c_model_has_tokenizer(model))
-            fprintf(stderr,
-                    "phi3c run: %s has no tokenizer (tokenizer.json, tokenizer.model or "
-                    "GGUF tokenizer metadata); `phi3c logits` works on ids\n",
-                    o.model_path);
-        else
+        if (rp.ids || cli_need_tokenizer("run", model, o.model_path))
             rc = generate(model, s, &o, &rp, (int)n_predict, echo, print_ids);
         phi3c_session_free(s);
         phi3c_model_free(model);
