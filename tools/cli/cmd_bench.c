@@ -654,8 +654,11 @@ static p3_status run_e2e(const bench_opts *o, bench_state *bs, e2e_result *r, p3
         r->weights = (double)m->weight_bytes;
         r->kv = kv_bytes_per_pos(&m->cfg, o->kv) * s->n_ctx;
         /* a decode step reads the weights and the keys/values of the depth and, on average, of
-         * half the tg positions */
-        r->kv_read = kv_bytes_per_pos(&m->cfg, o->kv) * (o->depth + o->tg / 2.0);
+         * half the tg positions; no more than the sliding window's keys (Phi-3-mini-4k: 2047) */
+        double kv_positions = o->depth + o->tg / 2.0;
+        if (m->cfg.sliding_window > 0 && kv_positions > m->cfg.sliding_window)
+            kv_positions = m->cfg.sliding_window;
+        r->kv_read = kv_bytes_per_pos(&m->cfg, o->kv) * kv_positions;
         r->stream_bytes = linear_bytes(m) + r->kv_read;
         r->rss_lifetime = bench_peak_rss();
         if (!bench_reset_peak_rss()) r->rss_lifetime = 0;
