@@ -89,6 +89,23 @@ P3_TEST_SLOW(bench_e2e_depth_counts_the_kv_bytes_a_step_reads) {
     p3_cmd_result_free(&r);
 }
 
+/* Past Phi-3-mini-4k's 2047-position sliding window a decode step reads only the window's keys
+ * and values, so the bandwidth share must not count the whole depth (it printed 107% at 4096). */
+P3_TEST_SLOW(bench_e2e_depth_past_the_window_counts_only_the_window) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "%s bench --e2e --synthetic phi3-mini --layers 1 --pp 8 --tg 4 --reps 1 "
+             "--mem-mb 4 -t 2 --depth 2100 --kv q8",
+             p3_test_cli());
+    p3_cmd_result r;
+    if (!p3_test_run(t, cmd, &r)) return;
+    CHECK_MSG(r.exit_code == 0, "%s: %s", cmd, r.err ? r.err : "");
+    double want_mb = 2.0 * 1 * 32 * (96 + 4) * 2047 / 1e6;
+    double got = result_field(r.out, "kv_read_mb");
+    CHECK_MSG(fabs(got - want_mb) < 0.06, "KV read %.2f MB a step, want %.2f", got, want_mb);
+    p3_cmd_result_free(&r);
+}
+
 /* --verify-cost: forwards of 1..16 tokens after --pp cached positions; k = 1 is its own unit. */
 P3_TEST_SLOW(bench_verify_cost_synthetic_one_layer_prints_every_k) {
     char cmd[512];
