@@ -29,6 +29,23 @@ import tokenizers
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def run_ours(args, tok_dir, text):
+    """Times phi3c's encoder (tools/bench_tokenizer.c) on text; returns its rows by mode."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
+        f.write(text.encode("utf-8"))
+        path = f.name
+    try:
+        out = subprocess.run([args.bin, tok_dir, path, str(args.repeats)], check=True,
+                             capture_output=True, text=True).stdout
+    finally:
+        os.unlink(path)
+    ours = {}
+    for line in out.splitlines():
+        kv = dict(item.split("=", 1) for item in line.split())
+        ours[kv["mode"]] = kv
+    return ours
+
+
 def oracle_texts():
     path = os.path.join(HERE, "..", "tests", "fixtures", "tokenizer", "tokenizer-phi-3-mini.cases")
     out = []
@@ -146,18 +163,7 @@ def bench_phi4(args):
     import bpe_openai
     import tiktoken
     text = phi4_text(args.mb)
-    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
-        f.write(text.encode("utf-8"))
-        path = f.name
-    try:
-        out = subprocess.run([args.bin, tok_dir, path, str(args.repeats)], check=True,
-                             capture_output=True, text=True).stdout
-    finally:
-        os.unlink(path)
-    ours = {}
-    for line in out.splitlines():
-        kv = dict(item.split("=", 1) for item in line.split())
-        ours[kv["mode"]] = kv
+    ours = run_ours(args, tok_dir, text)
     hf = tokenizers.Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
     reg = bpe_openai.registry.o200k_base()
     tk = tiktoken.Encoding(name="o200k_local", pat_str=reg["pat_str"],
@@ -198,18 +204,7 @@ def main():
     folder = os.path.join(args.shared, "data", "phi3", "tokenizer-phi-3-mini")
     tok_json = os.path.join(folder, "tokenizer.json")
     text = make_text(tok_json, args.mb)
-    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
-        f.write(text.encode("utf-8"))
-        path = f.name
-    try:
-        out = subprocess.run([args.bin, folder, path, str(args.repeats)], check=True,
-                             capture_output=True, text=True).stdout
-    finally:
-        os.unlink(path)
-    ours = {}
-    for line in out.splitlines():
-        kv = dict(item.split("=", 1) for item in line.split())
-        ours[kv["mode"]] = kv
+    ours = run_ours(args, folder, text)
     hf = time_hf(tokenizers.Tokenizer.from_file(tok_json), text, args.repeats)
     print("tokenizer throughput on %.1f MB (%s), best of %d, tokenizers %s" %
           (len(text.encode("utf-8")) / 1e6, "tokenizer-phi-3-mini", args.repeats, tokenizers.__version__))
