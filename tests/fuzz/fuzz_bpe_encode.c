@@ -6,6 +6,8 @@
  * bytes. */
 #include "tok_bpe.h"
 
+#include "fuzz_tokenizer_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,25 +35,6 @@ static void check_chunks(const uint8_t *s, size_t n) {
     }
 }
 
-static void check_stream(const p3_tokenizer *tok, const int32_t *ids, size_t n, const char *want,
-                         size_t want_len) {
-    p3_detok_stream s;
-    p3_error err = {0};
-    if (p3_detok_stream_init(&s, tok, 0, &err) != PHI3C_OK) return;
-    size_t at = 0;
-    const char *piece;
-    size_t len;
-    for (size_t i = 0; i < n; i++) {
-        if (p3_detok_stream_push(&s, ids[i], &piece, &len, &err) != PHI3C_OK) __builtin_trap();
-        if (!p3_utf8_valid(piece, len)) __builtin_trap(); /* never a partial character */
-        if (at + len > want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
-        at += len;
-    }
-    p3_detok_stream_finish(&s, &piece, &len);
-    if (at + len != want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
-    p3_detok_stream_free(&s);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
     const p3_tokenizer *tok = tokenizer();
@@ -72,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* special tokens decode to their text too, so any valid text comes back */
     if (p3_utf8_valid(text, len) && (out_len != len || memcmp(out, text, len) != 0))
         __builtin_trap();
-    check_stream(tok, ids, n, out, out_len);
+    fuzz_check_detok_stream(tok, ids, n, out, out_len, true);
     p3_free(out);
     p3_free(ids);
     return 0;

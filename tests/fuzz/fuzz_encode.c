@@ -4,6 +4,8 @@
  * equals the whole decode whenever the text was valid UTF-8. */
 #include "tokenizer.h"
 
+#include "fuzz_tokenizer_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,24 +25,6 @@ static p3_tokenizer *tokenizer(void) {
         abort();
     }
     return tok;
-}
-
-static void check_stream(const p3_tokenizer *tok, const int32_t *ids, size_t n, const char *want,
-                         size_t want_len) {
-    p3_detok_stream s;
-    p3_error err = {0};
-    if (p3_detok_stream_init(&s, tok, 0, &err) != PHI3C_OK) return;
-    size_t at = 0;
-    const char *piece;
-    size_t len;
-    for (size_t i = 0; i < n; i++) {
-        if (p3_detok_stream_push(&s, ids[i], &piece, &len, &err) != PHI3C_OK) __builtin_trap();
-        if (at + len > want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
-        at += len;
-    }
-    p3_detok_stream_finish(&s, &piece, &len);
-    if (at + len != want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
-    p3_detok_stream_free(&s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -66,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool plain = (flags & P3_ENCODE_NO_SPECIAL) && !(flags & P3_ENCODE_ADD_BOS) &&
                  !memmem(text, len, "</s>", 4) && !memmem(text, len, "\xe2\x96\x81", 3);
     if (valid && plain && (out_len != len || memcmp(out, text, len) != 0)) __builtin_trap();
-    if (valid) check_stream(tok, ids, n, out, out_len);
+    if (valid) fuzz_check_detok_stream(tok, ids, n, out, out_len, false);
     p3_free(out);
     p3_free(ids);
     return 0;

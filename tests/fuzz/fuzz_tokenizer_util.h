@@ -35,4 +35,25 @@ static inline void fuzz_check_tokenizer_load(p3_status st, p3_tokenizer *tok, co
     }
 }
 
+/* Streams ids through the detokenizer and traps unless the pieces add up to want exactly; with
+ * whole_chars, every piece must also be valid UTF-8 on its own (byte-level BPE's promise). */
+static inline void fuzz_check_detok_stream(const p3_tokenizer *tok, const int32_t *ids, size_t n,
+                                           const char *want, size_t want_len, bool whole_chars) {
+    p3_detok_stream s;
+    p3_error err = {0};
+    if (p3_detok_stream_init(&s, tok, 0, &err) != PHI3C_OK) return;
+    size_t at = 0;
+    const char *piece;
+    size_t len;
+    for (size_t i = 0; i < n; i++) {
+        if (p3_detok_stream_push(&s, ids[i], &piece, &len, &err) != PHI3C_OK) __builtin_trap();
+        if (whole_chars && !p3_utf8_valid(piece, len)) __builtin_trap();
+        if (at + len > want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
+        at += len;
+    }
+    p3_detok_stream_finish(&s, &piece, &len);
+    if (at + len != want_len || memcmp(want + at, piece, len) != 0) __builtin_trap();
+    p3_detok_stream_free(&s);
+}
+
 #endif
