@@ -121,13 +121,22 @@ typedef struct amx_panel {
     __mmask16 mask;
 } amx_panel;
 
+/* Unpacks group g0 + g of each panel into ring slot g & 1 (the one-token-tile stream). */
+static inline __attribute__((always_inline)) void stream_unpack(const amx_panel *pn, int NP,
+                                                                int64_t g0, int64_t g) {
+    for (int p = 0; p < NP; p++)
+        unpack_group(pn[p].b[g & 1], pn[p].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
+                     pn[p].zeros ? pn[p].zeros + (g0 + g) * CPU_PANEL : NULL, true);
+}
+
 /* NT tokens (one token tile) x NP panels (1 or 2) over groups [g0, g0 + n): the activation tiles
  * are loaded once for both panels. Software-pipelined by one group: the int32 tiles of group g
  * are stored to c[g & 1] and scaled (AVX-512) while the tile multiplies of group g + 1 run. acc is
- * carried in y between segments. STREAM: the B tiles of group g are unpacked here into the ring
- * slot b[g & 1], so the weight stream, the unpack, the tile work and the scaling of one group
- * overlap (one token tile: nothing to share an unpacked segment with). Otherwise b[g - g0] was
- * unpacked before for every token tile. */
+ * carried in y between segments. STREAM (one token tile: nothing to share an unpacked segment
+ * with): the B tiles of group g + 1 are unpacked into ring slot b[(g + 1) & 1] while group g's tile
+ * loads wait for nothing (its slot was written one group earlier, so its stores have reached L1),
+ * and the weight stream, unpack, tile work and scaling of three groups overlap. Otherwise b[g - g0]
+ * was unpacked before for every token tile. */
 static inline __attribute__((always_inline)) void tile_groups(const amx_panel *pn, int NP, int NT,
                                                               bool STREAM, size_t ys,
                                                               const uint8_t *at, int64_t g0,
@@ -139,13 +148,11 @@ static inline __attribute__((always_inline)) void tile_groups(const amx_panel *p
         for (int i = 0; i < NT; i++)
             acc[p][i] = g0 ? _mm512_maskz_loadu_ps(pn[p].mask, pn[p].y + (size_t)i * ys)
                            : _mm512_setzero_ps();
+    if (STREAM) stream_unpack(pn, NP, g0, 0);
     for (int64_t g = 0; g <= n; g++) {
         if (g < n) {
             int64_t slot = STREAM ? (g & 1) : g;
-            if (STREAM)
-                for (int p = 0; p < NP; p++)
-                    unpack_group(pn[p].b[slot], pn[p].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
-                                 pn[p].zeros ? pn[p].zeros + (g0 + g) * CPU_PANEL : NULL, true);
+            if (STREAM && g + 1 < n) stream_unpack(pn, NP, g0, g + 1);
             const uint8_t *a = at + (size_t)(g0 + g) * CPU_ACT_TILE_BYTES;
             _tile_loadd(1, a, 64);
             _tile_loadd(3, pn[0].b[slot][0], 64);
