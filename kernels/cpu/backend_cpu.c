@@ -62,8 +62,11 @@ static bool cpuid7(unsigned sub, unsigned reg, unsigned bit) {
     if (!__get_cpuid_count(7, sub, &r[0], &r[1], &r[2], &r[3])) return false;
     return (r[reg] >> bit) & 1;
 }
-static bool has_amx(void) { /* EDX bits 24, 25: AMX-TILE, AMX-INT8 */
-    return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpu_amx_request();
+/* EDX bits 24, 25: AMX-TILE, AMX-INT8; ECX bit 8: GFNI (every AMX CPU has it; the unpack uses it)
+ */
+static bool has_amx(void) {
+    return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpuid7(0, 2, 8) &&
+           cpu_amx_request();
 }
 static bool has_avx2_vnni(void) {
     return has_avx2() && cpuid7(1, 0, 4); /* EAX bit 4 */
