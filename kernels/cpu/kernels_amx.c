@@ -74,24 +74,25 @@ void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_
 }
 
 /* One group of one panel as two B tiles: b[0] from the low nibbles (K 0..63), b[1] from the high
- * ones (K 64..127). Symmetric weights (zeros NULL): the nibbles as they are (0..15), multiplied
- * as unsigned bytes (tdpbsud), and the offset 8 is taken off in the epilogue as 8 * the token's
- * activation sum, exactly as the reference does: the unpack, which is most of the tile path's
- * work, is then one AND or shift + AND per 64 bytes. Asymmetric: nibble - zero point per row as
- * signed bytes (tdpbssd), whose dot is the reference's dot - z*sum exactly. The high nibbles
- * come down by one GF(2) affine byte op (gf2p8affineqb with a shift-right-by-4 bit matrix) instead
- * of a 16-bit shift and a mask: the unpack is load, AND, affine, two stores. With `prefetch` (the
- * one-token-tile stream), every line GEMV_PREFETCH bytes ahead is requested as the AVX-512 GEMV
- * does, so the unpack reads from L1 and the weight stream never waits for the tile work. */
+ * ones (K 64..127). With `offset`: nibble - z as signed bytes (tdpbssd), z = 8 or the row's zero
+ * point, whose dot is the reference's corrected integer (sum a*(q-8), or dot - z*sum) exactly.
+ * Without (the one-token-tile stream, symmetric weights): the nibbles as they are (0..15), for
+ * tdpbsud (unsigned B), and the epilogue takes off 8 * the token's activation sum, again exactly
+ * the reference's integer. The stream's cost is its unpack, so it drops the subtractions; the
+ * multi-tile path unpacks once for many token tiles and its cost is the epilogue, so it keeps them.
+ * The high nibbles come down by one GF(2) affine byte op (gf2p8affineqb with a shift-right-by-4
+ * bit matrix) instead of a 16-bit shift and a mask. With `prefetch` (the stream), every line
+ * GEMV_PREFETCH bytes ahead is requested as the AVX-512 GEMV does, so the unpack reads from L1 and
+ * the weight stream never waits for the tile work. */
 #define GEMV_PREFETCH 2048
 static inline __attribute__((always_inline)) void unpack_group(uint8_t (*b)[CPU_GROUP_BYTES],
                                                                const uint8_t *src,
-                                                               const uint8_t *zeros,
+                                                               const uint8_t *zeros, bool offset,
                                                                bool prefetch) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     /* row i of the 8x8 bit matrix (byte 7 - i) picks input bit i + 4 for output bits 0..3 */
     const __m512i shr4 = _mm512_set1_epi64(0x1020408000000000LL);
-    __m512i z = _mm512_setzero_si512();
+    __m512i z = _mm512_set1_epi8(8);
     if (zeros) /* byte r*4 + b of a chunk belongs to row r */
         z = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)zeros)),
                                _mm512_set1_epi32(0x01010101));
@@ -101,7 +102,7 @@ static inline __attribute__((always_inline)) void unpack_group(uint8_t (*b)[CPU_
         __m512i v = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
         __m512i lo = _mm512_and_si512(v, low4);
         __m512i hi = _mm512_gf2p8affine_epi64_epi8(v, shr4, 0);
-        if (zeros) {
+        if (offset) {
             lo = _mm512_sub_epi8(lo, z);
             hi = _mm512_sub_epi8(hi, z);
         }
@@ -141,7 +142,8 @@ static inline __attribute__((always_inline)) void stream_unpack(const amx_panel 
                                                                 int64_t g0, int64_t g) {
     for (int p = 0; p < NP; p++)
         unpack_group(pn[p].b[g & 1], pn[p].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
-                     pn[p].zeros ? pn[p].zeros + (g0 + g) * CPU_PANEL : NULL, true);
+                     pn[p].zeros ? pn[p].zeros + (g0 + g) * CPU_PANEL : NULL, pn[p].zeros != NULL,
+                     true);
 }
 
 /* NT tokens (one token tile) x NP panels (1 or 2) over groups [g0, g0 + n): the activation tiles
@@ -158,7 +160,9 @@ static inline __attribute__((always_inline)) void tile_groups(const amx_panel *p
                                                               int64_t n) {
     __attribute__((aligned(64))) int32_t c[2][2][AMX_TOKENS][16];
     __m512 acc[2][AMX_TOKENS];
-    bool sym = !pn[0].zeros; /* a weight's panels are all symmetric or all not */
+    /* unsigned B tiles (stream_unpack of symmetric weights); a weight's panels are all symmetric
+     * or all not */
+    bool sym = STREAM && !pn[0].zeros;
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 16
         for (int i = 0; i < NT; i++)
@@ -293,7 +297,8 @@ static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int
             for (int k = 0; k < np; k++)
                 for (int64_t g = 0; g < n; g++)
                     unpack_group(b[k][g], pn[k].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
-                                 pn[k].zeros ? pn[k].zeros + (g0 + g) * CPU_PANEL : NULL, false);
+                                 pn[k].zeros ? pn[k].zeros + (g0 + g) * CPU_PANEL : NULL, true,
+                                 false);
             for (int64_t t = t0; t < t1; t++) {
                 int nt = tile_tokens(n_tokens, t);
                 if (nt != configured) configure_tiles(configured = nt);
