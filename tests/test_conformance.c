@@ -340,6 +340,29 @@ P3_TEST(conformance_matmul_int4) {
     conf_close_all(tg, n);
 }
 
+/* Every token count the AMX level splits differently: 1 (GEMV), 2..16 (one partial or whole token
+ * tile, streamed), 17, 31, 33 (whole tiles plus a partial one). Odd rows (a partial last panel and
+ * an odd panel pair) and > 16 groups (more than one unpacked segment in the multi-tile path). */
+static const int w4a8_tokens[] = {1,  2,  3,  4,  5,  6,  7,  8,  9, 10,
+                                  11, 12, 13, 14, 15, 16, 17, 31, 33};
+
+P3_TEST(conformance_matmul_int4_q8_token_counts) {
+    conf_target tg[CONF_MAX_TARGETS];
+    int n = conf_open_all(t, tg, 2);
+    p3_test_rng rng;
+    p3_test_rng_seed(&rng, 15);
+    const p3_dtype dts[] = {P3_DT_I4G128S, P3_DT_I4G128A};
+    for (int i = 0; i < n; i++)
+        for (size_t d = 0; d < P3_ARRAY_LEN(dts); d++) {
+            if (!p3_be_supports(&tg[i].be, P3_OP_MATMUL, dts[d], P3_ACT_Q8, P3_KV_F32)) continue;
+            for (size_t k = 0; k < P3_ARRAY_LEN(w4a8_tokens); k++) {
+                matmul_case(t, &tg[i], dts[d], P3_ACT_Q8, 49, 384, w4a8_tokens[k], &rng);
+                matmul_case(t, &tg[i], dts[d], P3_ACT_Q8, 40, 2200, w4a8_tokens[k], &rng);
+            }
+        }
+    conf_close_all(tg, n);
+}
+
 /* ---- rope */
 
 static void rope_case(p3_test_ctx *t, conf_target *tg, int nh, int nkv, int hd, int rd,

@@ -218,7 +218,8 @@ def checks(configs):
     if loaded and 1 in base:
         c = loaded[0]
         out.append(f"- one core busy: phi3c tg at T={c.threads} {med(c.phi3c['tg']):.2f} tok/s "
-                   f"against its own T=1 figure {med(base[1].phi3c['tg']):.2f} (quiet cores); "
+                   f"against its own T=1 figure {med(base[1].phi3c['tg']):.2f} "
+                   f"(its row's load {med(base[1].loads):.1f}); "
                    f"llama.cpp {med(c.llama['tg']):.2f} against {med(base[1].llama['tg']):.2f}")
     return out
 

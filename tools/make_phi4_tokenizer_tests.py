@@ -28,6 +28,9 @@ import jinja2
 import tiktoken
 import tokenizers
 
+import tokcase_common
+from tokcase_common import hex_text as hexs, ids_str
+
 SPECIALS = ["<|endoftext|>", "<|endofprompt|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>",
             "<|tool|>"]
 
@@ -87,32 +90,12 @@ POOLS = [
 
 
 def random_texts(rng, n, with_specials):
-    out = []
-    for _ in range(n):
-        parts = []
-        for _ in range(rng.randint(1, 14)):
-            r = rng.random()
-            if with_specials and r < 0.15:
-                parts.append(rng.choice(SPECIALS))
-            elif r < 0.25:
-                parts.append(" " * rng.randint(1, 12))
-            else:
-                pool = rng.choice(POOLS)
-                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 12))))
-        out.append("".join(parts))
-    return out
+    return tokcase_common.random_texts(rng, n, POOLS, SPECIALS, 0.15 if with_specials else 0.0,
+                                       p_space=0.25, max_parts=14, max_len=12)
 
 
 def has_special(text):
     return any(s in text for s in SPECIALS)
-
-
-def hexs(s):
-    return s.encode("utf-8").hex()
-
-
-def ids_str(ids):
-    return " ".join(str(i) for i in ids)
 
 
 def random_id_lists(rng, n):
@@ -191,13 +174,7 @@ def main():
         lines.append("D;%s;%s;%s" % (ids_str(ids), hexs(hf.decode(ids, skip_special_tokens=False)),
                                      hexs(hf.decode(ids, skip_special_tokens=True))))
     cfg = json.load(open(os.path.join(args.tokenizer_dir, "tokenizer_config.json"), encoding="utf-8"))
-    tmpl = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(cfg["chat_template"])
-    for msgs in CHATS:
-        for gen in (False, True):
-            text = tmpl.render(messages=[{"role": r, "content": c} for r, c in msgs],
-                               eos_token=cfg["eos_token"], add_generation_prompt=gen)
-            enc = "|".join(hexs(r) + "," + hexs(c) for r, c in msgs)
-            lines.append("C;%d;%s;%s" % (gen, enc, hexs(text)))
+    lines += tokcase_common.chat_case_lines(cfg["chat_template"], CHATS, eos_token=cfg["eos_token"])
     lines += strip_cases(args.tokenizer_dir)
     with open(os.path.join(args.out, "phi4-mini.cases"), "w", encoding="ascii") as f:
         f.write("\n".join(lines) + "\n")

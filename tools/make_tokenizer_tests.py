@@ -24,6 +24,9 @@ import sys
 import jinja2
 import tokenizers
 
+import tokcase_common
+from tokcase_common import ids_str
+
 VERSIONS = ["tokenizer-phi-3-mini", "tokenizer-phi-3-apr2024", "tokenizer-phi-3-medium"]
 # Phi-3-medium's tokenizer.json holds the same JSON as Phi-3-mini's (only the formatting differs),
 # so it gets chat cases only.
@@ -94,36 +97,21 @@ def fixed_strings():
     return s
 
 
-def random_strings(rng, n):
-    pools = [
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        "0123456789", " ", "  ", "\t", "\n", "\r\n", ".,;:!?'\"()[]{}<>|/\\-_=+*&^%$#@~`",
-        "äöüßéèêàçñøåæœ", "абвгдеёжзийклмнопрстуфхцчшщъыьэюя", "的一是不了人我在有他这为之大来以个中上们",
-        "あいうえおかきくけこアイウエオ", "가나다라마바사", "😀😃😄😁👍🏽❤️🏳️‍🌈👨‍👩‍👧",
-        "\u0301\u0308\u0327", "\u00a0\u3000\u2003\u200b\u200d", "\ue000\U00020000\U0001f9ec",
-    ]
-    out = []
-    for i in range(n):
-        parts = []
-        for _ in range(rng.randint(1, 12)):
-            r = rng.random()
-            if r < 0.12:
-                parts.append(rng.choice(SPECIALS))
-            elif r < 0.2:
-                parts.append(" " * rng.randint(1, 12))
-            else:
-                pool = rng.choice(pools)
-                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 10))))
-        out.append("".join(parts))
-    return out
+RANDOM_POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "0123456789", " ", "  ", "\t", "\n", "\r\n", ".,;:!?'\"()[]{}<>|/\\-_=+*&^%$#@~`",
+    "äöüßéèêàçñøåæœ", "абвгдеёжзийклмнопрстуфхцчшщъыьэюя", "的一是不了人我在有他这为之大来以个中上们",
+    "あいうえおかきくけこアイウエオ", "가나다라마바사", "😀😃😄😁👍🏽❤️🏳️‍🌈👨‍👩‍👧",
+    "\u0301\u0308\u0327", "\u00a0\u3000\u2003\u200b\u200d", "\ue000\U00020000\U0001f9ec",
+]
 
 
 def hexs(b):
     return b.hex()
 
 
-def ids_str(ids):
-    return " ".join(str(i) for i in ids)
+def random_strings(rng, n):
+    return tokcase_common.random_texts(rng, n, RANDOM_POOLS, SPECIALS, p_special=0.12, p_space=0.2)
 
 
 def random_id_lists(rng, vocab_size, n):
@@ -159,17 +147,8 @@ CHATS = [
 def chat_cases(folder):
     import json
     cfg = json.load(open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8"))
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders
-    tmpl = env.from_string(cfg["chat_template"])
-    lines = []
-    for msgs in CHATS:
-        for gen in (False, True):
-            text = tmpl.render(messages=[{"role": r, "content": c} for r, c in msgs],
-                               bos_token=cfg["bos_token"], eos_token=cfg["eos_token"],
-                               add_generation_prompt=gen)
-            enc = "|".join(hexs(r.encode()) + "," + hexs(c.encode()) for r, c in msgs)
-            lines.append("C;%d;%s;%s" % (gen, enc, hexs(text.encode("utf-8"))))
-    return lines
+    return tokcase_common.chat_case_lines(cfg["chat_template"], CHATS, bos_token=cfg["bos_token"],
+                                          eos_token=cfg["eos_token"])
 
 
 def gguf_string(path, key):

@@ -341,6 +341,36 @@ def test_idle_connection_is_closed(srv):
     assert data == b"" and time.time() - t0 < 10
 
 
+def test_headers_that_trickle_in_are_cut(srv):
+    # A byte a second keeps MHD's idle timeout (--timeout 3) from firing; the headers' total
+    # deadline (--timeout too) must cut the socket anyway.
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+    t0 = time.time()
+    cut_at = None
+    for byte in head:  # bounded: 60 bytes, one a second at most
+        try:
+            s.sendall(bytes([byte]))
+        except OSError:
+            cut_at = time.time() - t0
+            break
+        s.settimeout(1.0)
+        try:
+            if s.recv(4096) == b"":
+                cut_at = time.time() - t0
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            cut_at = time.time() - t0
+            break
+        if time.time() - t0 > 12:
+            break
+    s.close()
+    assert cut_at is not None and cut_at < 8, f"still open after {time.time() - t0:.1f} s"
+    assert srv.get("/health") == (200, b'{"status":"ok"}')
+
+
 def slots_active(srv):
     _, body = srv.get("/metrics")
     for line in body.decode().splitlines():
@@ -367,6 +397,28 @@ def test_client_disconnecting_mid_stream_frees_its_slot(srv):
         time.sleep(0.05)
     assert slots_active(srv) == 0
     assert srv.get("/health") == (200, b'{"status":"ok"}')
+
+
+def test_non_streaming_client_that_leaves_frees_its_slot(srv):
+    # 500 tokens (the 512-token context) take the ASan build several seconds; the slot must be free
+    # within a second or two of the close, long before the answer would be done.
+    body = json.dumps({"prompt": "And God said", "max_tokens": 500, "temperature": 1.0,
+                       "seed": 3}).encode()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    deadline = time.time() + 10
+    while slots_active(srv) != 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert slots_active(srv) == 1
+    time.sleep(0.3)  # generating
+    s.close()
+    t0 = time.time()
+    while slots_active(srv) != 0 and time.time() - t0 < 2:
+        time.sleep(0.02)
+    assert slots_active(srv) == 0, f"slot still busy {time.time() - t0:.1f} s after the close"
+    got = srv.client().completions.create(model="m", prompt="In the beginning", max_tokens=4)
+    assert got.usage.completion_tokens >= 1 and srv.get("/health")[0] == 200
 
 
 def test_chat_page_is_served(srv):

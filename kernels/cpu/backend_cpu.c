@@ -22,7 +22,7 @@
 typedef struct cpu_ctx {
     const cpu_isa *isa;
     cpu_isa amx;  /* the AVX-512 table renamed, when the AMX level is chosen */
-    bool use_amx; /* prefill GEMMs of >= CPU_ACT_TILE_TOKENS tokens through AMX */
+    bool use_amx; /* INT4 GEMMs of >= AMX_MIN_TOKENS tokens through AMX */
     cpu_pool *pool;
     p3_block_q8g *act;    /* quantized activations, grown to the largest matmul seen */
     size_t act_cap;       /* blocks */
@@ -616,40 +616,46 @@ static void quantize_task(void *arg, int ith, int nth) {
 }
 
 #if defined(__x86_64__)
-/* AMX: whole token tiles per thread, each quantized then repacked while it is still in cache. */
+/* AMX: whole token tiles per thread (the last may be partial), each quantized then repacked while
+ * it is still in cache. */
+static int64_t token_tiles(int n_tokens) {
+    return (n_tokens + CPU_ACT_TILE_TOKENS - 1) / CPU_ACT_TILE_TOKENS;
+}
+
 static void quantize_tiles_task(void *arg, int ith, int nth) {
     matmul_job *j = arg;
-    int64_t t0, t1, groups = j->w->n_groups, full = j->n_tokens / CPU_ACT_TILE_TOKENS;
+    int64_t t0, t1, groups = j->w->n_groups;
     cpu_split(j->n_tokens, CPU_ACT_TILE_TOKENS, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++)
         j->c->isa->quantize_act(j->x + t * j->w->pub.cols, j->w->pub.cols, j->c->act + t * groups);
-    int64_t tile0 = t0 / CPU_ACT_TILE_TOKENS, tile1 = P3_MIN(full, t1 / CPU_ACT_TILE_TOKENS);
-    if (tile0 < tile1) cpu_pack_act_tiles(j->c->act_tiles, j->c->act, groups, tile0, tile1);
+    int64_t tile0 = t0 / CPU_ACT_TILE_TOKENS, tile1 = token_tiles((int)t1);
+    if (tile0 < tile1)
+        cpu_pack_act_tiles(j->c->act_tiles, j->c->act, groups, j->n_tokens, tile0, tile1);
 }
 
 /* Chunks of AMX_CHUNK panels x one L2 block of token tiles, block-major, claimed in turn by
  * whichever thread is free (a busy machine deschedules threads; every output is computed the same
- * way by any thread). The tokens after the last whole tile take the AVX-512 kernel. */
+ * way by any thread). With one token tile (2..16 tokens) this is a split by panels, like the
+ * GEMV's: each thread streams its own share of the weights. */
 #define AMX_CHUNK 16
+/* Fewest tokens for which the AMX GEMM beats the AVX-512 kernel (one vpdpbusd chain per token):
+ * MEASURED below. */
+#define AMX_MIN_TOKENS 2
 static void matmul_amx_task(void *arg, int ith, int nth) {
+    (void)ith;
+    (void)nth;
     matmul_job *j = arg;
     const cpu_weight *w = j->w;
-    int64_t n_tiles = j->n_tokens / CPU_ACT_TILE_TOKENS, full = n_tiles * CPU_ACT_TILE_TOKENS;
+    int64_t n_tiles = token_tiles(j->n_tokens);
     int64_t per = cpu_amx_block_tiles(w, n_tiles), blocks = (n_tiles + per - 1) / per;
     int64_t pchunks = (w->n_panels + AMX_CHUNK - 1) / AMX_CHUNK;
     for (;;) {
         int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= blocks * pchunks) break;
         int64_t t0 = c / pchunks * per, p0 = c % pchunks * AMX_CHUNK;
-        cpu_matmul_w4a8_amx(j->y, j->c->act_tiles, w, t0, P3_MIN(n_tiles, t0 + per), p0,
-                            P3_MIN(w->n_panels, p0 + AMX_CHUNK));
+        cpu_matmul_w4a8_amx(j->y, j->c->act_tiles, w, j->n_tokens, t0, P3_MIN(n_tiles, t0 + per),
+                            p0, P3_MIN(w->n_panels, p0 + AMX_CHUNK));
     }
-    int64_t p0, p1;
-    cpu_split(w->n_panels, 1, ith, nth, &p0, &p1);
-    if (full < j->n_tokens && p0 < p1)
-        j->c->isa->matmul_w4a8(j->y + (size_t)full * (size_t)w->pub.rows,
-                               j->c->act + (size_t)full * (size_t)w->n_groups, w,
-                               j->n_tokens - (int)full, p0, p1);
 }
 
 static p3_status grow_act_tiles(cpu_ctx *c, size_t bytes, p3_error *err) {
@@ -704,8 +710,8 @@ static p3_status cpu_matmul(void *ctx, p3_ref y, p3_ref x, const p3_weight *pw, 
         p3_status st = grow_act(c, (size_t)n_tokens * (size_t)w->n_groups, err);
         if (st != PHI3C_OK) return st;
 #if defined(__x86_64__)
-        if (c->use_amx && n_tokens >= CPU_ACT_TILE_TOKENS) {
-            size_t tiles = (size_t)(n_tokens / CPU_ACT_TILE_TOKENS) * (size_t)w->n_groups;
+        if (c->use_amx && n_tokens >= AMX_MIN_TOKENS) {
+            size_t tiles = (size_t)token_tiles(n_tokens) * (size_t)w->n_groups;
             st = grow_act_tiles(c, tiles * CPU_ACT_TILE_BYTES, err);
             if (st != PHI3C_OK) return st;
             cpu_pool_run(c->pool, quantize_tiles_task, &job);

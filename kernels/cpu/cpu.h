@@ -132,22 +132,23 @@ extern const cpu_isa cpu_isa_scalar;
 #if defined(__x86_64__)
 extern const cpu_isa cpu_isa_avx2;
 extern const cpu_isa cpu_isa_avx2_vnni;
-/* AMX (kernels_amx.c): the AVX-512 level with this prefill GEMM; needs cpu_amx_request() first.
- * Its activations are repacked per tile of CPU_ACT_TILE_TOKENS tokens and 128-group into
+/* AMX (kernels_amx.c): the AVX-512 level with a GEMM for 2 or more tokens; needs cpu_amx_request()
+ * first. Its activations are repacked per tile of CPU_ACT_TILE_TOKENS tokens and 128-group into
  * CPU_ACT_TILE_BYTES: qs[0..63] of the 16 tokens (one 64-byte row each), then qs[64..127], then
- * the 16 scales d; tiles [token tile][group], 64-byte aligned. */
+ * the 16 scales d; tiles [token tile][group], 64-byte aligned. The last tile may hold fewer tokens
+ * (its A and C tiles are configured with that many rows; the rows past them are never read). */
 #define CPU_ACT_TILE_TOKENS 16
 #define CPU_ACT_TILE_BYTES  (2 * CPU_ACT_TILE_TOKENS * 64 + 64)
 bool cpu_amx_request(void);
-/* Token tiles [tile0, tile1) of xa ([tokens][ng] blocks) into dst, laid out as above. */
-void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t tile0,
-                        int64_t tile1);
+/* Token tiles [tile0, tile1) of xa ([n_tokens][ng] blocks) into dst, laid out as above. */
+void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t n_tokens,
+                        int64_t tile0, int64_t tile1);
 /* Token tiles per block (of n_tiles) whose activations stay in L2 while every panel uses them. */
 int64_t cpu_amx_block_tiles(const cpu_weight *w, int64_t n_tiles);
-/* Outputs of token tiles [tile0, tile1) x panels [p0, p1) from packed `tiles` (y: [tokens][rows]).
- */
-void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t tile0,
-                         int64_t tile1, int64_t p0, int64_t p1);
+/* Outputs of token tiles [tile0, tile1) x panels [p0, p1) of an n_tokens matmul from packed
+ * `tiles` (y: [tokens][rows]). */
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t n_tokens,
+                         int64_t tile0, int64_t tile1, int64_t p0, int64_t p1);
 extern const cpu_isa cpu_isa_avx512;
 #endif
 #if defined(__aarch64__)

@@ -32,64 +32,80 @@ bool cpu_amx_request(void) {
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-static void configure_tiles(void) {
+/* A and C tiles have `tokens` rows (1..16: a partial last token tile, or a verification / batch
+ * of a few tokens, costs only its own rows); B tiles are always 16 K-quads x 64 bytes. Tiles: 0, 5
+ * C int32; 1, 2 A (K 0..63, 64..127); 3, 4 and 6, 7 B of the first and second panel. */
+static void configure_tiles(int tokens) {
     tile_config c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    for (int t = 0; t < 8;
-         t++) { /* 0, 5: C int32 16x16; 1-2: A 16 tokens x 64 K; others: B 16x64 */
-        c.rows[t] = 16;
+    for (int t = 0; t < 8; t++) {
+        bool token_rows = t == 0 || t == 1 || t == 2 || t == 5;
+        c.rows[t] = (uint8_t)(token_rows ? tokens : 16);
         c.colsb[t] = 64;
     }
+    /* GCC does not model ldtilecfg as reading all 64 bytes and dropped part of the memset (the
+     * zeros of tiles 8..15): the compiler barrier keeps every store. */
+    __asm__ volatile("" : : "r"(&c) : "memory");
     _tile_loadconfig(&c);
 }
 
-void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t tile0,
-                        int64_t tile1) {
-    for (int64_t tt = tile0; tt < tile1; tt++)
+static inline int tile_tokens(int64_t n_tokens, int64_t tile) {
+    return (int)P3_MIN((int64_t)AMX_TOKENS, n_tokens - tile * AMX_TOKENS);
+}
+
+void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t n_tokens,
+                        int64_t tile0, int64_t tile1) {
+    for (int64_t tt = tile0; tt < tile1; tt++) {
+        int nt = tile_tokens(n_tokens, tt);
         for (int64_t g = 0; g < ng; g++) {
             uint8_t *o = dst + (size_t)(tt * ng + g) * CPU_ACT_TILE_BYTES;
             float *d = (float *)(o + 2 * AMX_TOKENS * 64);
-            for (int i = 0; i < AMX_TOKENS; i++) {
+            for (int i = 0; i < nt; i++) { /* rows past nt are never loaded (A tile rows = nt) */
                 const p3_block_q8g *a = xa + (size_t)(tt * AMX_TOKENS + i) * (size_t)ng + g;
                 memcpy(o + i * 64, a->qs, 64);
                 memcpy(o + (AMX_TOKENS + i) * 64, a->qs + 64, 64);
                 d[i] = a->d;
             }
         }
-}
-
-/* One panel's groups [g0, g0+n) as signed B tiles: b[g][0] = low nibbles - z (K 0..63), b[g][1] =
- * high nibbles - z (K 64..127), with z = 8 or the row's zero point. The dot of such a tile with the
- * activations is the reference's corrected integer (sum a*(q-8), or dot - z*sum) exactly, so the
- * per-group scaling needs no correction term. */
-static void unpack_segment(uint8_t (*b)[2][CPU_GROUP_BYTES], const uint8_t *data,
-                           const uint8_t *zeros, int64_t g0, int64_t n) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    for (int64_t g = 0; g < n; g++) {
-        const uint8_t *src = data + (size_t)(g0 + g) * CPU_GROUP_BYTES;
-        __m512i z = _mm512_set1_epi8(8);
-        if (zeros) /* byte r*4 + b of a chunk belongs to row r */
-            z = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_load_si128(
-                                       (const __m128i *)(zeros + (g0 + g) * CPU_PANEL))),
-                                   _mm512_set1_epi32(0x01010101));
-        for (int c = 0; c < P3_QK / 8; c++) {
-            __m512i v = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
-            __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, low4), z);
-            __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), z);
-            _mm512_store_si512((void *)(b[g][0] + c * CPU_CHUNK), lo);
-            _mm512_store_si512((void *)(b[g][1] + c * CPU_CHUNK), hi);
-        }
     }
 }
 
-/* Scales one panel's int32 tile (16 tokens x 16 rows) of group gg into the f32 sums, in the
+/* One group of one panel as two signed B tiles: b[0] = low nibbles - z (K 0..63), b[1] = high
+ * nibbles - z (K 64..127), with z = 8 or the row's zero point. The dot of such a tile with the
+ * activations is the reference's corrected integer (sum a*(q-8), or dot - z*sum) exactly, so the
+ * per-group scaling needs no correction term. With `prefetch` (the one-token-tile stream), every
+ * line GEMV_PREFETCH bytes ahead is requested as the AVX-512 GEMV does: the unpack then reads from
+ * L1 and the weight stream never waits for the tile work. */
+#define GEMV_PREFETCH 2048
+static inline __attribute__((always_inline)) void unpack_group(uint8_t (*b)[CPU_GROUP_BYTES],
+                                                               const uint8_t *src,
+                                                               const uint8_t *zeros,
+                                                               bool prefetch) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512i z = _mm512_set1_epi8(8);
+    if (zeros) /* byte r*4 + b of a chunk belongs to row r */
+        z = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)zeros)),
+                               _mm512_set1_epi32(0x01010101));
+#pragma GCC unroll 16
+    for (int c = 0; c < P3_QK / 8; c++) {
+        if (prefetch) _mm_prefetch((const char *)src + c * CPU_CHUNK + GEMV_PREFETCH, _MM_HINT_T0);
+        __m512i v = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
+        __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, low4), z);
+        __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), z);
+        _mm512_store_si512((void *)(b[0] + c * CPU_CHUNK), lo);
+        _mm512_store_si512((void *)(b[1] + c * CPU_CHUNK), hi);
+    }
+}
+
+/* Scales one panel's int32 tile (NT tokens x 16 rows) of group gg into the f32 sums, in the
  * reference's order: acc += (d_w * d_x) * (float)dot. */
-static inline __attribute__((always_inline)) void
-scale_tile(__m512 *acc, int32_t (*c)[16], const float *dx, int64_t gg, const uint16_t *scales) {
+static inline __attribute__((always_inline)) void scale_tile(__m512 *acc, int32_t (*c)[16],
+                                                             const float *dx, int64_t gg,
+                                                             const uint16_t *scales, int NT) {
     __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + gg * CPU_PANEL)));
 #pragma GCC unroll 16
-    for (int i = 0; i < AMX_TOKENS; i++) {
+    for (int i = 0; i < NT; i++) {
         __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[i]));
         __m512 dot = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)c[i]));
         acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(s, dot));
@@ -98,43 +114,60 @@ scale_tile(__m512 *acc, int32_t (*c)[16], const float *dx, int64_t gg, const uin
 
 typedef struct amx_panel {
     float *y;
-    uint8_t (*b)[2][CPU_GROUP_BYTES];
+    uint8_t (*b)[2][CPU_GROUP_BYTES]; /* unpacked B tiles: a segment, or a ring of 2 groups */
     const uint8_t *data;
     const uint16_t *scales;
     const uint8_t *zeros;
     __mmask16 mask;
 } amx_panel;
 
-/* 16 tokens x NP panels (1 or 2) over one segment of groups: the activation tiles are loaded once
- * for both panels. Software-pipelined by one group: the int32 tiles of group g are stored to
- * c[g & 1] and scaled (AVX-512) while the tile multiplies of group g + 1 run. acc is carried in y
- * between segments. */
-static inline __attribute__((always_inline)) void
-tile_segment(const amx_panel *pn, int NP, size_t ys, const uint8_t *at, int64_t g0, int64_t n) {
+/* Unpacks group g0 + g of each panel into ring slot g & 1 (the one-token-tile stream). */
+static inline __attribute__((always_inline)) void stream_unpack(const amx_panel *pn, int NP,
+                                                                int64_t g0, int64_t g) {
+    for (int p = 0; p < NP; p++)
+        unpack_group(pn[p].b[g & 1], pn[p].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
+                     pn[p].zeros ? pn[p].zeros + (g0 + g) * CPU_PANEL : NULL, true);
+}
+
+/* NT tokens (one token tile) x NP panels (1 or 2) over groups [g0, g0 + n): the activation tiles
+ * are loaded once for both panels. Software-pipelined by one group: the int32 tiles of group g
+ * are stored to c[g & 1] and scaled (AVX-512) while the tile multiplies of group g + 1 run. acc is
+ * carried in y between segments. STREAM (one token tile: nothing to share an unpacked segment
+ * with): the B tiles of group g + 1 are unpacked into ring slot b[(g + 1) & 1] while group g's tile
+ * loads wait for nothing (its slot was written one group earlier, so its stores have reached L1),
+ * and the weight stream, unpack, tile work and scaling of three groups overlap. Otherwise b[g - g0]
+ * was unpacked before for every token tile. */
+static inline __attribute__((always_inline)) void tile_groups(const amx_panel *pn, int NP, int NT,
+                                                              bool STREAM, size_t ys,
+                                                              const uint8_t *at, int64_t g0,
+                                                              int64_t n) {
     __attribute__((aligned(64))) int32_t c[2][2][AMX_TOKENS][16];
     __m512 acc[2][AMX_TOKENS];
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 16
-        for (int i = 0; i < AMX_TOKENS; i++)
+        for (int i = 0; i < NT; i++)
             acc[p][i] = g0 ? _mm512_maskz_loadu_ps(pn[p].mask, pn[p].y + (size_t)i * ys)
                            : _mm512_setzero_ps();
+    if (STREAM) stream_unpack(pn, NP, g0, 0);
     for (int64_t g = 0; g <= n; g++) {
         if (g < n) {
+            int64_t slot = STREAM ? (g & 1) : g;
+            if (STREAM && g + 1 < n) stream_unpack(pn, NP, g0, g + 1);
             const uint8_t *a = at + (size_t)(g0 + g) * CPU_ACT_TILE_BYTES;
             _tile_loadd(1, a, 64);
-            _tile_loadd(3, pn[0].b[g][0], 64);
+            _tile_loadd(3, pn[0].b[slot][0], 64);
             _tile_zero(0);
             _tile_dpbssd(0, 1, 3);
             if (NP == 2) {
-                _tile_loadd(6, pn[1].b[g][0], 64);
+                _tile_loadd(6, pn[1].b[slot][0], 64);
                 _tile_zero(5);
                 _tile_dpbssd(5, 1, 6);
             }
             _tile_loadd(2, a + AMX_TOKENS * 64, 64);
-            _tile_loadd(4, pn[0].b[g][1], 64);
+            _tile_loadd(4, pn[0].b[slot][1], 64);
             _tile_dpbssd(0, 2, 4);
             if (NP == 2) {
-                _tile_loadd(7, pn[1].b[g][1], 64);
+                _tile_loadd(7, pn[1].b[slot][1], 64);
                 _tile_dpbssd(5, 2, 7);
             }
         }
@@ -142,7 +175,7 @@ tile_segment(const amx_panel *pn, int NP, size_t ys, const uint8_t *at, int64_t 
             const float *dx = (const float *)(at + (size_t)(g0 + g - 1) * CPU_ACT_TILE_BYTES +
                                               2 * AMX_TOKENS * 64);
             for (int p = 0; p < NP; p++)
-                scale_tile(acc[p], c[(g - 1) & 1][p], dx, g0 + g - 1, pn[p].scales);
+                scale_tile(acc[p], c[(g - 1) & 1][p], dx, g0 + g - 1, pn[p].scales, NT);
         }
         if (g < n) {
             _tile_stored(0, c[g & 1][0], 64);
@@ -151,17 +184,61 @@ tile_segment(const amx_panel *pn, int NP, size_t ys, const uint8_t *at, int64_t 
     }
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 16
-        for (int i = 0; i < AMX_TOKENS; i++)
+        for (int i = 0; i < NT; i++)
             _mm512_mask_storeu_ps(pn[p].y + (size_t)i * ys, pn[p].mask, acc[p][i]);
 }
 
-/* Panel pairs [p0, p1) of the token tiles [t0, t1): each segment of B tiles is unpacked once
- * and used by every token tile. */
-static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t t0, int64_t t1,
-                        int64_t p0, int64_t p1) {
+/* tile_groups with NP, NT and STREAM as constants, so acc stays in registers (NT rows). */
+#define TILE_CASE(NT)                                                                              \
+    case NT:                                                                                       \
+        if (np == 2)                                                                               \
+            tile_groups(pn, 2, NT, stream, ys, at, g0, n);                                         \
+        else                                                                                       \
+            tile_groups(pn, 1, NT, stream, ys, at, g0, n);                                         \
+        break;
+#define TILE_SWITCH(nt)                                                                            \
+    switch (nt) {                                                                                  \
+        TILE_CASE(1)                                                                               \
+        TILE_CASE(2)                                                                               \
+        TILE_CASE(3)                                                                               \
+        TILE_CASE(4)                                                                               \
+        TILE_CASE(5)                                                                               \
+        TILE_CASE(6)                                                                               \
+        TILE_CASE(7)                                                                               \
+        TILE_CASE(8)                                                                               \
+        TILE_CASE(9)                                                                               \
+        TILE_CASE(10)                                                                              \
+        TILE_CASE(11)                                                                              \
+        TILE_CASE(12)                                                                              \
+        TILE_CASE(13)                                                                              \
+        TILE_CASE(14)                                                                              \
+        TILE_CASE(15)                                                                              \
+    default:                                                                                       \
+        TILE_CASE(16)                                                                              \
+    }
+
+static void tiles_streamed(const amx_panel *pn, int np, int nt, size_t ys, const uint8_t *at,
+                           int64_t g0, int64_t n) {
+    const bool stream = true;
+    TILE_SWITCH(nt)
+}
+
+static void tiles_unpacked(const amx_panel *pn, int np, int nt, size_t ys, const uint8_t *at,
+                           int64_t g0, int64_t n) {
+    const bool stream = false;
+    TILE_SWITCH(nt)
+}
+
+/* Panel pairs [p0, p1) of the token tiles [t0, t1) (n_tokens in all; the last tile may be
+ * partial). Several token tiles: each segment of B tiles is unpacked once and used by every token
+ * tile. One token tile: the groups stream through a 2-group ring of B tiles (4 KiB per panel,
+ * L1-resident), which keeps the weights flowing at the GEMV's pace. */
+static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t n_tokens,
+                        int64_t t0, int64_t t1, int64_t p0, int64_t p1) {
     int64_t ng = w->n_groups, rows = w->pub.rows;
     size_t ys = (size_t)rows;
     __attribute__((aligned(64))) uint8_t b[2][SEG_GROUPS][2][CPU_GROUP_BYTES];
+    int configured = 0;
     for (int64_t p = p0; p < p1; p += 2) {
         int np = p + 1 < p1 ? 2 : 1;
         amx_panel pn[2];
@@ -174,20 +251,30 @@ static void panel_range(float *y, const uint8_t *tiles, const cpu_weight *w, int
             pn[k].zeros = src.zeros;
             pn[k].mask = (__mmask16)((1u << src.rows) - 1);
         }
+        if (t1 - t0 == 1) {
+            int nt = tile_tokens(n_tokens, t0);
+            if (nt != configured) configure_tiles(configured = nt);
+            for (int k = 0; k < np; k++) pn[k].y += (size_t)(t0 * AMX_TOKENS) * ys;
+            tiles_streamed(pn, np, nt, ys, tiles + (size_t)(t0 * ng) * CPU_ACT_TILE_BYTES, 0, ng);
+            continue;
+        }
         for (int64_t g0 = 0; g0 < ng; g0 += SEG_GROUPS) {
             int64_t n = P3_MIN((int64_t)SEG_GROUPS, ng - g0);
-            for (int k = 0; k < np; k++) unpack_segment(b[k], pn[k].data, pn[k].zeros, g0, n);
+            for (int k = 0; k < np; k++)
+                for (int64_t g = 0; g < n; g++)
+                    unpack_group(b[k][g], pn[k].data + (size_t)(g0 + g) * CPU_GROUP_BYTES,
+                                 pn[k].zeros ? pn[k].zeros + (g0 + g) * CPU_PANEL : NULL, false);
             for (int64_t t = t0; t < t1; t++) {
+                int nt = tile_tokens(n_tokens, t);
+                if (nt != configured) configure_tiles(configured = nt);
                 amx_panel pt[2] = {pn[0], pn[1 % np]};
                 for (int k = 0; k < np; k++) pt[k].y += (size_t)(t * AMX_TOKENS) * ys;
-                const uint8_t *at = tiles + (size_t)(t * ng) * CPU_ACT_TILE_BYTES;
-                if (np == 2)
-                    tile_segment(pt, 2, ys, at, g0, n);
-                else
-                    tile_segment(pt, 1, ys, at, g0, n);
+                tiles_unpacked(pt, np, nt, ys, tiles + (size_t)(t * ng) * CPU_ACT_TILE_BYTES, g0,
+                               n);
             }
         }
     }
+    if (configured) _tile_release();
 }
 
 int64_t cpu_amx_block_tiles(const cpu_weight *w, int64_t n_tiles) {
@@ -196,9 +283,7 @@ int64_t cpu_amx_block_tiles(const cpu_weight *w, int64_t n_tiles) {
     return (n_tiles + blocks - 1) / blocks;
 }
 
-void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t tile0,
-                         int64_t tile1, int64_t p0, int64_t p1) {
-    configure_tiles();
-    panel_range(y, tiles, w, tile0, tile1, p0, p1);
-    _tile_release();
+void cpu_matmul_w4a8_amx(float *y, const uint8_t *tiles, const cpu_weight *w, int64_t n_tokens,
+                         int64_t tile0, int64_t tile1, int64_t p0, int64_t p1) {
+    panel_range(y, tiles, w, n_tokens, tile0, tile1, p0, p1);
 }

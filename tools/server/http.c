@@ -1,16 +1,40 @@
-/* http.c: the HTTP side on libmicrohttpd (a thread per connection): bodies collected under a size
- * limit and a deadline, the API key, routing with 404/405, OpenAI-shaped JSON errors, and
- * streamed answers (server-sent events) written as the scheduler produces them. */
+/* http.c: the HTTP side on libmicrohttpd (a thread per connection): headers and bodies collected
+ * under deadlines (a watchdog cuts sockets whose headers trickle in) and a size limit, the API
+ * key, routing with 404/405, OpenAI-shaped JSON errors, streamed answers (server-sent events)
+ * written as the scheduler produces them, and non-streamed ones whose client may leave. */
 #include "routes.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
-/* Per connection: the body as it arrives. */
+/* Per socket: when its current request's headers began and whether they are complete. MHD's
+ * idle timeout restarts with every byte, so a client sending a header byte now and then would
+ * hold its connection for ever; the watchdog shuts down sockets whose headers take longer than
+ * --timeout in total (the body has its own total deadline: 408). */
+typedef struct sock_watch {
+    int fd;
+    double t0;
+    bool headers_done, cut;
+    struct sock_watch *prev, *next;
+} sock_watch;
+
+struct http_server {
+    struct MHD_Daemon *d;
+    server *srv;
+    pthread_mutex_t mu; /* guards the list and every sock_watch */
+    pthread_cond_t wake;
+    bool stopping, watching;
+    pthread_t watchdog;
+    sock_watch *socks;
+};
+
+/* Per request: the body as it arrives. */
 typedef struct conn {
     sbuf body;
     bool too_large;
@@ -142,6 +166,31 @@ static request *new_request(bool chat) {
     return req;
 }
 
+/* The client of a non-streamed answer closed its socket (nothing else reads it meanwhile: the
+ * connection's thread is here). */
+static bool client_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char byte;
+    ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Waits for a non-streamed answer, looking at the socket every 50 ms; false when the client left
+ * (the scheduler then frees the slot at its next step). */
+static bool wait_answer(server *srv, struct MHD_Connection *c, request *req) {
+    server_lock(srv);
+    bool gone = false;
+    while (!req->done && !gone) {
+        server_wait_for(srv, req, 0.05);
+        if (!req->done && client_gone(c)) gone = true;
+    }
+    server_unlock(srv);
+    if (gone) server_cancel(srv, req);
+    return !gone;
+}
+
 static enum MHD_Result completion(server *srv, struct MHD_Connection *c, const js_node *body,
                                   bool chat) {
     phi3c_model *model = server_model(srv);
@@ -167,10 +216,9 @@ static enum MHD_Result completion(server *srv, struct MHD_Connection *c, const j
     if (req->stream) {
         /* the status is sent at once; a failure inside the scheduler becomes an error event */
         r = send_stream(srv, c, req);
+    } else if (!wait_answer(srv, c, req)) {
+        r = MHD_NO; /* nobody to answer: close */
     } else {
-        server_lock(srv);
-        while (!req->done) server_wait(srv, req);
-        server_unlock(srv);
         sbuf b = {0};
         if (req->err_status) {
             r = send_error(c, (unsigned)req->err_status, req->err_msg);
@@ -279,14 +327,86 @@ static enum MHD_Result post_route(server *srv, struct MHD_Connection *c, route_i
     return res;
 }
 
+/* ---- the headers' deadline */
+
+static sock_watch *watch_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* done: the headers of the socket's request are in; !done: a request ended, the next one's
+ * headers have until --timeout from now. */
+static void watch_headers_done(http_server *hs, struct MHD_Connection *c, bool done) {
+    pthread_mutex_lock(&hs->mu);
+    sock_watch *w = watch_of(c);
+    if (w) {
+        w->headers_done = done;
+        if (!done) w->t0 = now();
+    }
+    pthread_mutex_unlock(&hs->mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server *hs = cls;
+    pthread_mutex_lock(&hs->mu);
+    sock_watch *w = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        w = ci ? calloc(1, sizeof *w) : NULL; /* none: this socket is only under the idle limit */
+        if (w) {
+            *w = (sock_watch){.fd = ci->connect_fd, .t0 = now(), .next = hs->socks};
+            if (hs->socks) hs->socks->prev = w;
+            hs->socks = w;
+        }
+        *socket_context = w;
+    } else if (w) { /* closed; MHD closes the descriptor after this returns */
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            hs->socks = w->next;
+        if (w->next) w->next->prev = w->prev;
+        free(w);
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&hs->mu);
+}
+
+/* Every 250 ms: shuts down the sockets whose headers are late (their thread then sees the end
+ * of the stream and closes them). Holding the lock keeps each descriptor open meanwhile. */
+static void *watchdog(void *arg) {
+    http_server *hs = arg;
+    double limit = server_options(hs->srv)->timeout;
+    pthread_mutex_lock(&hs->mu);
+    while (!hs->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&hs->wake, &hs->mu, &until);
+        double t = now();
+        for (sock_watch *w = hs->socks; w; w = w->next)
+            if (!w->headers_done && !w->cut && t - w->t0 > limit) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->cut = true;
+            }
+    }
+    pthread_mutex_unlock(&hs->mu);
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
     (void)version;
-    server *srv = cls;
+    http_server *hs = cls;
+    server *srv = hs->srv;
     const server_opts *o = server_options(srv);
     conn *cn = *con_cls;
-    if (!cn) { /* first call: headers only */
+    if (!cn) { /* first call: the headers are complete */
+        watch_headers_done(hs, c, true);
         cn = calloc(1, sizeof *cn);
         if (!cn) return MHD_NO;
         cn->t0 = now();
@@ -332,7 +452,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)toe;
+    watch_headers_done(cls, c, false); /* the next request's headers (keep-alive) start now */
     conn *cn = *con_cls;
     if (!cn) return;
     sb_free(&cn->body);
@@ -340,7 +461,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-struct MHD_Daemon *http_start(server *srv, char *why, size_t why_len) {
+http_server *http_start(server *srv, char *why, size_t why_len) {
     const server_opts *o = server_options(srv);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -350,15 +471,41 @@ struct MHD_Daemon *http_start(server *srv, char *why, size_t why_len) {
         snprintf(why, why_len, "--host %s is not an IPv4 address", o->host);
         return NULL;
     }
-    struct MHD_Daemon *d = MHD_start_daemon(
+    http_server *hs = calloc(1, sizeof *hs);
+    if (!hs) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    hs->srv = srv;
+    pthread_mutex_init(&hs->mu, NULL);
+    pthread_cond_init(&hs->wake, NULL);
+    hs->watching = pthread_create(&hs->watchdog, NULL, watchdog, hs) == 0;
+    hs->d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
-        (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &addr,
+        (uint16_t)o->port, NULL, NULL, on_request, hs, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
-    if (!d) snprintf(why, why_len, "cannot listen on %s:%d (in use?)", o->host, o->port);
-    return d;
+        (unsigned)512, MHD_OPTION_NOTIFY_COMPLETED, on_completed, hs, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, hs, MHD_OPTION_END);
+    if (!hs->watching || !hs->d) {
+        snprintf(why, why_len,
+                 hs->watching ? "cannot listen on %s:%d (in use?)"
+                              : "cannot start the header watchdog (%s:%d)",
+                 o->host, o->port);
+        http_stop(hs);
+        return NULL;
+    }
+    return hs;
 }
 
-void http_stop(struct MHD_Daemon *d) {
-    if (d) MHD_stop_daemon(d);
+void http_stop(http_server *hs) {
+    if (!hs) return;
+    if (hs->d) MHD_stop_daemon(hs->d); /* closes every connection: the list empties */
+    pthread_mutex_lock(&hs->mu);
+    hs->stopping = true;
+    pthread_cond_signal(&hs->wake);
+    pthread_mutex_unlock(&hs->mu);
+    if (hs->watching) pthread_join(hs->watchdog, NULL);
+    pthread_mutex_destroy(&hs->mu);
+    pthread_cond_destroy(&hs->wake);
+    free(hs);
 }

@@ -84,6 +84,20 @@ void server_unlock(server *srv) {
 void server_wait(server *srv, request *req) {
     pthread_cond_wait(&req->cv, &srv->mu);
 }
+void server_wait_for(server *srv, request *req, double seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = (long long)until.tv_nsec + (long long)(seconds * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_cond_timedwait(&req->cv, &srv->mu, &until);
+}
+void server_cancel(server *srv, request *req) {
+    server_lock(srv);
+    req->gone = true;
+    pthread_cond_signal(&srv->work);
+    server_unlock(srv);
+}
 
 bool server_ready(server *srv) {
     server_lock(srv);

@@ -26,7 +26,8 @@ static const char usage[] =
     "  --batch N             tokens per forward pass, all slots together (default 256)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY' (not for / and /health)\n"
     "  --alias NAME          the model's id in the API (default: the path's last part)\n"
-    "  --timeout S           seconds a connection may idle, and a body may take (default 30)\n"
+    "  --timeout S           seconds a connection may idle, and headers or a body may take "
+    "(default 30)\n"
     "  --max-body BYTES      largest request body (default 1048576); beyond: 413\n"
     "  --backend NAME        cpu, opencl, level-zero or auto (default)\n"
     "  -t, --threads N       CPU threads (default: all cores)\n"
@@ -166,7 +167,7 @@ int serve_main(int argc, char **argv) {
         return 1;
     }
     char why[256];
-    struct MHD_Daemon *d = http_start(srv, why, sizeof why);
+    http_server *d = http_start(srv, why, sizeof why);
     if (!d) {
         fprintf(stderr, "phi3c serve: %s\n", why);
         server_free(srv);

@@ -75,6 +75,10 @@ bool server_submit(server *srv, request *req);
 void server_lock(server *srv);
 void server_unlock(server *srv);
 void server_wait(server *srv, request *req);
+void server_wait_for(server *srv, request *req, double seconds); /* at most that long */
+/* The client left before its answer: the slot is freed at the next step (or it leaves the queue).
+ */
+void server_cancel(server *srv, request *req);
 void request_release(server *srv, request *req); /* drops a reference (locks) */
 void server_metrics(server *srv, sbuf *out);
 
@@ -84,9 +88,9 @@ void route_stream_delta(request *req, const char *model, const char *text, size_
 void route_stream_end(request *req, const char *model);
 
 /* ---- http.c */
-struct MHD_Daemon;
-struct MHD_Daemon *http_start(server *srv, char *why, size_t why_len);
-void http_stop(struct MHD_Daemon *d);
+typedef struct http_server http_server;
+http_server *http_start(server *srv, char *why, size_t why_len);
+void http_stop(http_server *hs);
 
 /* ---- page.c: the chat page served at GET / */
 const char *chat_page(size_t *len);
