@@ -43,7 +43,7 @@ EXAMPLE_SRC := $(wildcard tools/examples/*.c)
 
 ISA_avx2   := -mavx2 -mfma -mf16c -mavxvnni
 ISA_avx512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
-ISA_amx    := $(ISA_avx512) -mamx-tile -mamx-int8
+ISA_amx    := $(ISA_avx512) -mamx-tile -mamx-int8 -mgfni
 ISA_neon   := -march=armv8.2-a+dotprod
 isa_flags = $(if $(filter %_avx2.c,$1),$(ISA_avx2))$(if $(filter %_avx512.c,$1),$(ISA_avx512))$(if $(filter %_amx.c,$1),$(ISA_amx))$(if $(filter %_neon.c,$1),$(ISA_neon))
 

@@ -62,8 +62,11 @@ static bool cpuid7(unsigned sub, unsigned reg, unsigned bit) {
     if (!__get_cpuid_count(7, sub, &r[0], &r[1], &r[2], &r[3])) return false;
     return (r[reg] >> bit) & 1;
 }
-static bool has_amx(void) { /* EDX bits 24, 25: AMX-TILE, AMX-INT8 */
-    return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpu_amx_request();
+/* EDX bits 24, 25: AMX-TILE, AMX-INT8; ECX bit 8: GFNI (every AMX CPU has it; the unpack uses it)
+ */
+static bool has_amx(void) {
+    return has_avx512() && cpuid7(0, 3, 24) && cpuid7(0, 3, 25) && cpuid7(0, 2, 8) &&
+           cpu_amx_request();
 }
 static bool has_avx2_vnni(void) {
     return has_avx2() && cpuid7(1, 0, 4); /* EAX bit 4 */
@@ -638,8 +641,13 @@ static void quantize_tiles_task(void *arg, int ith, int nth) {
  * way by any thread). With one token tile (2..16 tokens) this is a split by panels, like the
  * GEMV's: each thread streams its own share of the weights. */
 #define AMX_CHUNK 16
-/* Fewest tokens for which the AMX GEMM beats the AVX-512 kernel (one vpdpbusd chain per token):
- * MEASURED below. */
+/* Fewest tokens for which the AMX GEMM beats the AVX-512 kernel (one vpdpbusd chain per token).
+ * Measured with `phi3c bench --kernels --shapes 32064x8192 --batch N -t 1` (134 MB of INT4, so
+ * both stream from memory; 1-thread GEMV 9.3-9.9 ms; shared machine, load ~2.8, two runs):
+ *   N          2          3          4          8          16
+ *   AVX-512    12.9-25.0  14.4-22.3  13.2-15.8  21.1-43.6  21.9-38.5 ms
+ *   AMX        9.4-10.2   10.1-10.5  10.7-11.5  11.0-11.4  13.7-14.5 ms
+ * AMX wins from 2 tokens on; 1 token stays on the GEMV (nothing to share a B tile with). */
 #define AMX_MIN_TOKENS 2
 static void matmul_amx_task(void *arg, int ith, int nth) {
     (void)ith;

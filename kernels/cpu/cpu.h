@@ -135,10 +135,11 @@ extern const cpu_isa cpu_isa_avx2_vnni;
 /* AMX (kernels_amx.c): the AVX-512 level with a GEMM for 2 or more tokens; needs cpu_amx_request()
  * first. Its activations are repacked per tile of CPU_ACT_TILE_TOKENS tokens and 128-group into
  * CPU_ACT_TILE_BYTES: qs[0..63] of the 16 tokens (one 64-byte row each), then qs[64..127], then
- * the 16 scales d; tiles [token tile][group], 64-byte aligned. The last tile may hold fewer tokens
- * (its A and C tiles are configured with that many rows; the rows past them are never read). */
+ * the 16 scales d, then the 16 sums * 8 (int32); tiles [token tile][group], 64-byte aligned. The
+ * last tile may hold fewer tokens (its A and C tiles are configured with that many rows; the rows
+ * past them are never read). */
 #define CPU_ACT_TILE_TOKENS 16
-#define CPU_ACT_TILE_BYTES  (2 * CPU_ACT_TILE_TOKENS * 64 + 64)
+#define CPU_ACT_TILE_BYTES  (2 * CPU_ACT_TILE_TOKENS * 64 + 128)
 bool cpu_amx_request(void);
 /* Token tiles [tile0, tile1) of xa ([n_tokens][ng] blocks) into dst, laid out as above. */
 void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_t n_tokens,

@@ -61,29 +61,37 @@ void cpu_pack_act_tiles(uint8_t *dst, const p3_block_q8g *xa, int64_t ng, int64_
         for (int64_t g = 0; g < ng; g++) {
             uint8_t *o = dst + (size_t)(tt * ng + g) * CPU_ACT_TILE_BYTES;
             float *d = (float *)(o + 2 * AMX_TOKENS * 64);
+            int32_t *sum8 = (int32_t *)(o + 2 * AMX_TOKENS * 64 + 64);
             for (int i = 0; i < nt; i++) { /* rows past nt are never loaded (A tile rows = nt) */
                 const p3_block_q8g *a = xa + (size_t)(tt * AMX_TOKENS + i) * (size_t)ng + g;
                 memcpy(o + i * 64, a->qs, 64);
                 memcpy(o + (AMX_TOKENS + i) * 64, a->qs + 64, 64);
                 d[i] = a->d;
+                sum8[i] = 8 * a->sum;
             }
         }
     }
 }
 
-/* One group of one panel as two signed B tiles: b[0] = low nibbles - z (K 0..63), b[1] = high
- * nibbles - z (K 64..127), with z = 8 or the row's zero point. The dot of such a tile with the
- * activations is the reference's corrected integer (sum a*(q-8), or dot - z*sum) exactly, so the
- * per-group scaling needs no correction term. With `prefetch` (the one-token-tile stream), every
- * line GEMV_PREFETCH bytes ahead is requested as the AVX-512 GEMV does: the unpack then reads from
- * L1 and the weight stream never waits for the tile work. */
+/* One group of one panel as two B tiles: b[0] from the low nibbles (K 0..63), b[1] from the high
+ * ones (K 64..127). Symmetric weights (zeros NULL): the nibbles as they are (0..15), multiplied
+ * as unsigned bytes (tdpbsud), and the offset 8 is taken off in the epilogue as 8 * the token's
+ * activation sum, exactly as the reference does: the unpack, which is most of the tile path's
+ * work, is then one AND or shift + AND per 64 bytes. Asymmetric: nibble - zero point per row as
+ * signed bytes (tdpbssd), whose dot is the reference's dot - z*sum exactly. The high nibbles
+ * come down by one GF(2) affine byte op (gf2p8affineqb with a shift-right-by-4 bit matrix) instead
+ * of a 16-bit shift and a mask: the unpack is load, AND, affine, two stores. With `prefetch` (the
+ * one-token-tile stream), every line GEMV_PREFETCH bytes ahead is requested as the AVX-512 GEMV
+ * does, so the unpack reads from L1 and the weight stream never waits for the tile work. */
 #define GEMV_PREFETCH 2048
 static inline __attribute__((always_inline)) void unpack_group(uint8_t (*b)[CPU_GROUP_BYTES],
                                                                const uint8_t *src,
                                                                const uint8_t *zeros,
                                                                bool prefetch) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512i z = _mm512_set1_epi8(8);
+    /* row i of the 8x8 bit matrix (byte 7 - i) picks input bit i + 4 for output bits 0..3 */
+    const __m512i shr4 = _mm512_set1_epi64(0x1020408000000000LL);
+    __m512i z = _mm512_setzero_si512();
     if (zeros) /* byte r*4 + b of a chunk belongs to row r */
         z = _mm512_mullo_epi32(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)zeros)),
                                _mm512_set1_epi32(0x01010101));
@@ -91,24 +99,31 @@ static inline __attribute__((always_inline)) void unpack_group(uint8_t (*b)[CPU_
     for (int c = 0; c < P3_QK / 8; c++) {
         if (prefetch) _mm_prefetch((const char *)src + c * CPU_CHUNK + GEMV_PREFETCH, _MM_HINT_T0);
         __m512i v = _mm512_load_si512((const void *)(src + c * CPU_CHUNK));
-        __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, low4), z);
-        __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), z);
+        __m512i lo = _mm512_and_si512(v, low4);
+        __m512i hi = _mm512_gf2p8affine_epi64_epi8(v, shr4, 0);
+        if (zeros) {
+            lo = _mm512_sub_epi8(lo, z);
+            hi = _mm512_sub_epi8(hi, z);
+        }
         _mm512_store_si512((void *)(b[0] + c * CPU_CHUNK), lo);
         _mm512_store_si512((void *)(b[1] + c * CPU_CHUNK), hi);
     }
 }
 
 /* Scales one panel's int32 tile (NT tokens x 16 rows) of group gg into the f32 sums, in the
- * reference's order: acc += (d_w * d_x) * (float)dot. */
+ * reference's order: acc += (d_w * d_x) * (float)dot, with dot = c - 8 * sum for symmetric
+ * weights (sum8 of the activation tile; NULL when the tile already holds the corrected dot). */
 static inline __attribute__((always_inline)) void scale_tile(__m512 *acc, int32_t (*c)[16],
-                                                             const float *dx, int64_t gg,
-                                                             const uint16_t *scales, int NT) {
+                                                             const float *dx, const int32_t *sum8,
+                                                             int64_t gg, const uint16_t *scales,
+                                                             int NT) {
     __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + gg * CPU_PANEL)));
 #pragma GCC unroll 16
     for (int i = 0; i < NT; i++) {
         __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[i]));
-        __m512 dot = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)c[i]));
-        acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(s, dot));
+        __m512i d = _mm512_load_si512((const void *)c[i]);
+        if (sum8) d = _mm512_sub_epi32(d, _mm512_set1_epi32(sum8[i]));
+        acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(s, _mm512_cvtepi32_ps(d)));
     }
 }
 
@@ -143,6 +158,7 @@ static inline __attribute__((always_inline)) void tile_groups(const amx_panel *p
                                                               int64_t n) {
     __attribute__((aligned(64))) int32_t c[2][2][AMX_TOKENS][16];
     __m512 acc[2][AMX_TOKENS];
+    bool sym = !pn[0].zeros; /* a weight's panels are all symmetric or all not */
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 16
         for (int i = 0; i < NT; i++)
@@ -157,25 +173,39 @@ static inline __attribute__((always_inline)) void tile_groups(const amx_panel *p
             _tile_loadd(1, a, 64);
             _tile_loadd(3, pn[0].b[slot][0], 64);
             _tile_zero(0);
-            _tile_dpbssd(0, 1, 3);
+            if (sym)
+                _tile_dpbsud(0, 1, 3);
+            else
+                _tile_dpbssd(0, 1, 3);
             if (NP == 2) {
                 _tile_loadd(6, pn[1].b[slot][0], 64);
                 _tile_zero(5);
-                _tile_dpbssd(5, 1, 6);
+                if (sym)
+                    _tile_dpbsud(5, 1, 6);
+                else
+                    _tile_dpbssd(5, 1, 6);
             }
             _tile_loadd(2, a + AMX_TOKENS * 64, 64);
             _tile_loadd(4, pn[0].b[slot][1], 64);
-            _tile_dpbssd(0, 2, 4);
+            if (sym)
+                _tile_dpbsud(0, 2, 4);
+            else
+                _tile_dpbssd(0, 2, 4);
             if (NP == 2) {
                 _tile_loadd(7, pn[1].b[slot][1], 64);
-                _tile_dpbssd(5, 2, 7);
+                if (sym)
+                    _tile_dpbsud(5, 2, 7);
+                else
+                    _tile_dpbssd(5, 2, 7);
             }
         }
         if (g > 0) { /* group g - 1, whose tiles were stored last time round */
-            const float *dx = (const float *)(at + (size_t)(g0 + g - 1) * CPU_ACT_TILE_BYTES +
-                                              2 * AMX_TOKENS * 64);
+            const uint8_t *ag =
+                at + (size_t)(g0 + g - 1) * CPU_ACT_TILE_BYTES + 2 * AMX_TOKENS * 64;
+            const int32_t *sum8 = sym ? (const int32_t *)(ag + 64) : NULL;
             for (int p = 0; p < NP; p++)
-                scale_tile(acc[p], c[(g - 1) & 1][p], dx, g0 + g - 1, pn[p].scales, NT);
+                scale_tile(acc[p], c[(g - 1) & 1][p], (const float *)ag, sum8, g0 + g - 1,
+                           pn[p].scales, NT);
         }
         if (g < n) {
             _tile_stored(0, c[g & 1][0], 64);
