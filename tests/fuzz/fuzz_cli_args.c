@@ -7,6 +7,7 @@
  * input, ids in range, values in their documented range) and every sampler setting the CLI
  * accepts is one the library's sampler accepts; the same argv parses the same way twice. */
 #include "cli_args.h"
+#include "api_internal.h"
 #include "engine.h"
 
 #include <stdio.h>
@@ -50,13 +51,7 @@ static void check(bool ok) {
 
 /* What the library's sampler refuses, the CLI must refuse as a usage error, not accept. */
 static void check_sampler(const phi3c_sampler_params *p) {
-    p3_sampler_options so = {.temperature = p->temperature,
-                             .top_k = p->top_k,
-                             .top_p = p->top_p,
-                             .min_p = p->min_p,
-                             .repeat_penalty = p->repeat_penalty,
-                             .repeat_last_n = p->repeat_last_n,
-                             .seed = p->seed};
+    p3_sampler_options so = p3_api_sampler_options(p);
     p3_sampler *s = NULL;
     p3_error err = {0};
     check(p3_sampler_create(&so, 8, &s, &err) == PHI3C_OK);
