@@ -206,11 +206,22 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	@echo "LD [fuzz] $@"
 	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+# fuzz_cli_args also links the CLI's parsers (every tools/cli file but main.c) and libedit.
+FUZZ_CLI_OBJ := $(call objs,$(BUILD)/fuzzobj,$(filter-out tools/cli/main.c,$(wildcard tools/cli/*.c)))
+$(BUILD)/fuzz/fuzz_cli_args: tests/fuzz/fuzz_cli_args.c $(FUZZ_LIB_OBJ) $(FUZZ_CLI_OBJ)
+	@mkdir -p $(@D)
+	@echo "LD [fuzz] $@"
+	$(Q)$(CLANG) $(BASE_CFLAGS) -Itools/cli -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< \
+	    $(FUZZ_CLI_OBJ) $(FUZZ_LIB_OBJ) $(LDLIBS) -ledit
 fuzz: $(FUZZ_BIN)
 # The short run of `make test` (FUZZ_SECONDS per target) and a long one for nightly use,
 # `make fuzz-long FUZZ_SECONDS=3600`, whose corpus grows in build/fuzz-corpus/ across runs.
+# In the short run, the CLI-argument and chat-message targets (small inputs: a command line, a
+# few messages) take FUZZ_QUICK_SECONDS each, so they add ~10 s to `make test`.
+FUZZ_QUICK_SECONDS ?= 5
 fuzz-smoke: fuzz
-	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+	@FUZZ_QUICK="fuzz_cli_args fuzz_chat_template" FUZZ_QUICK_SECONDS=$(FUZZ_QUICK_SECONDS) \
+	    tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 fuzz-long: fuzz
 	@tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(BUILD)/fuzz-corpus
 

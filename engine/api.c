@@ -216,7 +216,7 @@ phi3c_status phi3c_session_feed_tokens(phi3c_session *session, const int32_t *id
     return p3_api_feed(session, ids, (int)n, logits, err);
 }
 
-static p3_sampler_options to_sampler_options(const phi3c_sampler_params *p) {
+p3_sampler_options p3_api_sampler_options(const phi3c_sampler_params *p) {
     p3_sampler_options o = {.temperature = p->temperature,
                             .top_k = p->top_k,
                             .top_p = p->top_p,
@@ -329,7 +329,7 @@ phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *
     const p3_config *c = &s->model->cfg;
     if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "generate: feed a prompt first");
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
-    p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
+    p3_sampler_options so = p3_api_sampler_options(sampler ? sampler : &greedy);
     p3_sampler *smp = NULL;
     p3_status st = p3_sampler_create(&so, c->vocab_size, &smp, err);
     if (st != PHI3C_OK) return st;
@@ -419,7 +419,7 @@ phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_para
     if (!g) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for the stream");
     g->session = session;
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
-    p3_sampler_options so = to_sampler_options(sampler ? sampler : &greedy);
+    p3_sampler_options so = p3_api_sampler_options(sampler ? sampler : &greedy);
     p3_status st = p3_sampler_create(&so, session->model->m->cfg.vocab_size, &g->smp, err);
     if (st == PHI3C_OK) st = p3_api_stream_begin(session, &g->detok, &g->text, err);
     if (st != PHI3C_OK) {

@@ -34,6 +34,9 @@ struct phi3c_session {
 
 /* Loads the tokenizer that comes with an open source; failure only leaves model->tok NULL. */
 void p3_api_load_tokenizer(phi3c_model *model, const p3_model_source *src);
+/* The engine's sampler options for the public sampler parameters (also what the CLI fuzzer checks
+ * its accepted flags against). */
+p3_sampler_options p3_api_sampler_options(const phi3c_sampler_params *p);
 /* Starts the streaming decoder of a generation (*active false when there is no tokenizer). */
 p3_status p3_api_stream_begin(phi3c_session *session, p3_detok_stream *stream, bool *active,
                               p3_error *err);

@@ -57,6 +57,9 @@ P3_TEST(hostile_repeat_penalty_must_be_positive) {
     check_cli(t, "run -m " DEMO " -p hi -n 2 --repeat-penalty 0", 2,
               "--repeat-penalty must be > 0");
     check_cli(t, "chat -m " DEMO " --repeat-penalty -1 < /dev/null", 2, "--repeat-penalty");
+    /* positive as a double but 0 as the float the sampler keeps (found by fuzz_cli_args) */
+    check_cli(t, "run -m " DEMO " -p hi -n 2 --repeat-penalty 1e-46", 2,
+              "--repeat-penalty must be > 0");
     /* the library refuses it too, before it can divide by zero */
     phi3c_model_params mp = phi3c_model_params_default();
     mp.backend = "cpu";

@@ -160,7 +160,8 @@ int cli_sampler_flag(const char *cmd, int argc, char **argv, int *i, cli_engine_
             p->top_p = (float)d;
         else if (cli_is(a, "--min-p", NULL))
             p->min_p = (float)d;
-        else if (d > 0.0) /* 0 would divide the logits by zero */
+        else if ((float)d > 0.0f) /* 0 (also a tiny value that is 0 as a float) would divide
+                                     the logits by zero */
             p->repeat_penalty = (float)d;
         else
             return cli_usage_error(cmd, "%s must be > 0 (1 = off), got '%s'", a, v), CLI_FLAG_BAD;

@@ -3,7 +3,7 @@
  * (pp512, tg128, time to first token, peak RSS), each set against this machine's memory bandwidth
  * and int8 peak measured in the same process. Everything runs through the backend interface. */
 #include "bench.h"
-#include "cli.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -720,6 +720,12 @@ static void print_e2e(const bench_opts *o, const bench_state *s, const e2e_resul
 static int bench_fail(const p3_error *err) {
     cli_flush_stdout(); /* the table so far, then the message */
     return cli_fail("bench", err);
+}
+
+int cli_bench_parse(int argc, char **argv) {
+    bench_opts o;
+    opts_init(&o);
+    return parse_args(argc, argv, &o);
 }
 
 int cmd_bench(int argc, char **argv) {

@@ -4,7 +4,7 @@
  * Works with piped stdin; on a terminal lines are edited with libedit (chat_input.c). */
 #include "chat_file.h"
 #include "chat_input.h"
-#include "cli_engine.h"
+#include "cli_args.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -264,35 +264,42 @@ static void print_banner(const chat *c) {
             (unsigned long long)c->o->sampler.seed);
 }
 
+int cli_chat_parse(int argc, char **argv, cli_chat_args *a) {
+    memset(a, 0, sizeof *a);
+    cli_engine_opts_init(&a->o);
+    for (int i = 1; i < argc; i++) {
+        int r = cli_engine_flag("chat", argc, argv, &i, &a->o);
+        if (r == CLI_FLAG_NOT_MINE) r = cli_sampler_flag("chat", argc, argv, &i, &a->o);
+        if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
+        if (r == CLI_FLAG_TAKEN) continue;
+        const char *f = argv[i];
+        bool sys = cli_is(f, "--system", "-sys") || cli_is(f, "--system-prompt", NULL);
+        if (sys || cli_is(f, "-n", "--n-predict")) {
+            const char *v = cli_value("chat", argc, argv, &i);
+            if (!v) return CLI_EXIT_USAGE;
+            if (sys)
+                a->system = v;
+            else if (!cli_int("chat", f, v, -1, 1 << 24, &a->n_predict))
+                return CLI_EXIT_USAGE;
+        } else {
+            return cli_usage_error("chat", "unknown option '%s'", f);
+        }
+    }
+    if (!a->o.model_path) return cli_usage_error("chat", "-m MODEL is required");
+    return CLI_EXIT_OK;
+}
+
 int cmd_chat(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         printf(usage, commands_help);
         printf("%s%s%s", cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
-    cli_engine_opts o;
-    cli_engine_opts_init(&o);
-    const char *system = NULL;
-    long n_predict = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_engine_flag("chat", argc, argv, &i, &o);
-        if (r == CLI_FLAG_NOT_MINE) r = cli_sampler_flag("chat", argc, argv, &i, &o);
-        if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
-        if (r == CLI_FLAG_TAKEN) continue;
-        const char *a = argv[i];
-        bool sys = cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL);
-        if (sys || cli_is(a, "-n", "--n-predict")) {
-            const char *v = cli_value("chat", argc, argv, &i);
-            if (!v) return CLI_EXIT_USAGE;
-            if (sys)
-                system = v;
-            else if (!cli_int("chat", a, v, -1, 1 << 24, &n_predict))
-                return CLI_EXIT_USAGE;
-        } else {
-            return cli_usage_error("chat", "unknown option '%s'", a);
-        }
-    }
-    if (!o.model_path) return cli_usage_error("chat", "-m MODEL is required");
+    cli_chat_args a;
+    if (cli_chat_parse(argc, argv, &a) != CLI_EXIT_OK) return CLI_EXIT_USAGE;
+    cli_engine_opts o = a.o;
+    const char *system = a.system;
+    long n_predict = a.n_predict;
     chat c = {.o = &o, .n_predict = (int)n_predict, .color = o.color && isatty(STDOUT_FILENO)};
     if (!cli_engine_open("chat", &o, &c.model, &c.s)) return CLI_EXIT_FAIL;
     int rc = CLI_EXIT_FAIL;

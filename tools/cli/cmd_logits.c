@@ -1,6 +1,6 @@
 /* cmd_logits.c: `phi3c logits`: raw f32 logits of a token sequence, from one prefill of the whole
  * sequence or (--decode) one token at a time through the KV cache. Needs no tokenizer. */
-#include "cli_engine.h"
+#include "cli_args.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -110,42 +110,50 @@ static int write_logits_file(phi3c_model *model, phi3c_session *s, const int32_t
     return rc;
 }
 
-int cmd_logits(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) {
-        printf("%s%s%s", usage, cli_engine_help, cli_ctx_help);
-        return CLI_EXIT_OK;
-    }
-    cli_engine_opts o;
-    cli_engine_opts_init(&o);
-    const char *ids_text = NULL, *ids_file = NULL, *out_path = NULL;
-    bool decode = false;
+int cli_logits_parse(int argc, char **argv, cli_logits_args *a) {
+    memset(a, 0, sizeof *a);
+    cli_engine_opts_init(&a->o);
     for (int i = 1; i < argc; i++) {
-        int r = cli_engine_flag("logits", argc, argv, &i, &o);
+        int r = cli_engine_flag("logits", argc, argv, &i, &a->o);
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
         if (r == CLI_FLAG_TAKEN) continue;
         if (cli_is(argv[i], "--decode", NULL)) {
-            decode = true;
+            a->decode = true;
         } else if (cli_is(argv[i], "--ids", NULL) || cli_is(argv[i], "--ids-file", NULL) ||
                    cli_is(argv[i], "-o", "--out")) {
             const char *flag = argv[i], *v = cli_value("logits", argc, argv, &i);
             if (!v) return CLI_EXIT_USAGE;
             if (cli_is(flag, "--ids", NULL))
-                ids_text = v;
+                a->ids_text = v;
             else if (cli_is(flag, "--ids-file", NULL))
-                ids_file = v;
+                a->ids_file = v;
             else
-                out_path = v;
+                a->out_path = v;
         } else {
             return cli_usage_error("logits", "unknown option '%s'", argv[i]);
         }
     }
-    if (!o.model_path) return cli_usage_error("logits", "-m MODEL is required");
-    if (!out_path) return cli_usage_error("logits", "--out FILE is required");
-    if (!ids_text == !ids_file) return cli_usage_error("logits", "give one of --ids, --ids-file");
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (ids_text && !cli_parse_ids(ids_text, &ids, &n))
-        return cli_usage_error("logits", "--ids wants decimal token ids, got '%s'", ids_text);
+    if (!a->o.model_path) return cli_usage_error("logits", "-m MODEL is required");
+    if (!a->out_path) return cli_usage_error("logits", "--out FILE is required");
+    if (!a->ids_text == !a->ids_file)
+        return cli_usage_error("logits", "give one of --ids, --ids-file");
+    if (a->ids_text && !cli_parse_ids(a->ids_text, &a->ids, &a->n_ids))
+        return cli_usage_error("logits", "--ids wants decimal token ids, got '%s'", a->ids_text);
+    return CLI_EXIT_OK;
+}
+
+int cmd_logits(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        printf("%s%s%s", usage, cli_engine_help, cli_ctx_help);
+        return CLI_EXIT_OK;
+    }
+    cli_logits_args a;
+    if (cli_logits_parse(argc, argv, &a) != CLI_EXIT_OK) return CLI_EXIT_USAGE;
+    cli_engine_opts o = a.o;
+    const char *ids_file = a.ids_file, *out_path = a.out_path;
+    bool decode = a.decode;
+    int32_t *ids = a.ids;
+    size_t n = a.n_ids;
     if (ids_file && !read_ids_file(ids_file, &ids, &n)) return CLI_EXIT_FAIL;
     p3_error err = {0};
     if (p3_output_check(out_path, true, &err) != PHI3C_OK) { /* before the model loads */

@@ -5,7 +5,7 @@
  * double. --llama-compatible scores as llama.cpp's llama-perplexity does instead: BOS as the
  * tokenizer asks, each window's first token replaced by BOS, only the second half of each window
  * scored, and "PPL = X +/- Y" with Y the delta-method standard error of exp(mean NLL). */
-#include "cli_engine.h"
+#include "cli_args.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -136,12 +136,10 @@ static phi3c_status text_ids(phi3c_model *model, const char *text, size_t len, p
     return st;
 }
 
-typedef struct ppl_args {
-    const char *file, *ids_file;
-    bool llama;
-} ppl_args;
-
-static int parse_args(int argc, char **argv, cli_engine_opts *o, ppl_args *a) {
+int cli_perplexity_parse(int argc, char **argv, cli_perplexity_args *a) {
+    memset(a, 0, sizeof *a);
+    cli_engine_opts *o = &a->o;
+    cli_engine_opts_init(o);
     for (int i = 1; i < argc; i++) {
         int r = cli_engine_flag("perplexity", argc, argv, &i, o);
         if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
@@ -172,11 +170,10 @@ int cmd_perplexity(int argc, char **argv) {
         printf("%s%s", usage, cli_engine_help);
         return CLI_EXIT_OK;
     }
-    cli_engine_opts o;
-    cli_engine_opts_init(&o);
-    ppl_args a = {0};
-    int rc = parse_args(argc, argv, &o, &a);
+    cli_perplexity_args a;
+    int rc = cli_perplexity_parse(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc;
+    cli_engine_opts o = a.o;
     char *text = NULL;
     size_t len = 0;
     p3_error err = {0};

@@ -1,7 +1,7 @@
 /* cmd_quantize.c: `phi3c quantize`: any model source (HF folder, GGUF, native file) to one native
  * .phi3c file with INT4-g128 linear weights, with a progress bar on a terminal and Ctrl-C that
  * leaves no output behind. */
-#include "cli.h"
+#include "cli_args.h"
 #include "gguf.h"
 #include "phi3c_file.h"
 #include "tokenizer.h"
@@ -117,13 +117,9 @@ static p3_status check_tokenizer(const p3_model_source *src, p3_error *err) {
     return st;
 }
 
-typedef struct quantize_args {
-    const char *in, *out;
-    p3_native_write_opts o;
-} quantize_args;
-
-static int parse_args(int argc, char **argv, quantize_args *a) {
+int cli_quantize_parse(int argc, char **argv, cli_quantize_args *a) {
     const char *cmd = "quantize";
+    memset(a, 0, sizeof *a);
     a->o.method = P3_QUANT_SEARCH;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
@@ -172,8 +168,8 @@ int cmd_quantize(int argc, char **argv) {
         print_help();
         return CLI_EXIT_OK;
     }
-    quantize_args a = {0};
-    int rc = parse_args(argc, argv, &a);
+    cli_quantize_args a;
+    int rc = cli_quantize_parse(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc;
     cli_progress prog;
     cli_progress_init(&prog, "quantize");

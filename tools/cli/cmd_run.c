@@ -1,6 +1,6 @@
 /* cmd_run.c: `phi3c run`: one prompt in, generated text streamed to stdout as it is produced,
  * timing statistics (load, prompt and generation speed, time to first token) to stderr. */
-#include "cli_engine.h"
+#include "cli_args.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -159,79 +159,87 @@ static int generate(phi3c_model *model, phi3c_session *s, const cli_engine_opts 
     return CLI_EXIT_OK;
 }
 
+int cli_run_parse(int argc, char **argv, cli_run_args *a) {
+    memset(a, 0, sizeof *a);
+    cli_engine_opts_init(&a->o);
+    a->echo = true;
+    a->n_predict = 256;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_engine_flag("run", argc, argv, &i, &a->o);
+        if (r == CLI_FLAG_NOT_MINE) r = cli_sampler_flag("run", argc, argv, &i, &a->o);
+        if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
+        if (r == CLI_FLAG_TAKEN) continue;
+        const char *f = argv[i];
+        if (cli_is(f, "--chat", NULL)) {
+            a->chat = true;
+        } else if (cli_is(f, "--no-echo", NULL)) {
+            a->echo = false;
+        } else if (cli_is(f, "--ids", NULL)) {
+            a->print_ids = true;
+        } else if (cli_is(f, "--verbose-prompt", NULL)) {
+            a->verbose = true;
+        } else if (cli_is(f, "-p", "--prompt") || cli_is(f, "-f", "--file") ||
+                   cli_is(f, "--system", "-sys") || cli_is(f, "--system-prompt", NULL) ||
+                   cli_is(f, "-n", "--n-predict") || cli_is(f, "--prompt-ids", NULL)) {
+            const char *v = cli_value("run", argc, argv, &i);
+            if (!v) return CLI_EXIT_USAGE;
+            if (cli_is(f, "-p", "--prompt"))
+                a->prompt = v;
+            else if (cli_is(f, "-f", "--file"))
+                a->file = v;
+            else if (cli_is(f, "--system", "-sys") || cli_is(f, "--system-prompt", NULL))
+                a->system = v;
+            else if (cli_is(f, "--prompt-ids", NULL))
+                a->ids_text = v;
+            else if (!cli_int("run", f, v, -1, 1 << 24, &a->n_predict))
+                return CLI_EXIT_USAGE;
+        } else {
+            return cli_usage_error("run", "unknown option '%s'", f);
+        }
+    }
+    if (!a->o.model_path) return cli_usage_error("run", "-m MODEL is required");
+    if ((a->prompt != NULL) + (a->file != NULL) + (a->ids_text != NULL) != 1)
+        return cli_usage_error("run", "give one of -p TEXT, -f FILE, --prompt-ids IDS");
+    if (a->system && !a->chat) return cli_usage_error("run", "--system-prompt needs --chat");
+    if (a->ids_text && a->chat) return cli_usage_error("run", "--chat needs a text prompt");
+    if (a->ids_text && !cli_parse_ids(a->ids_text, &a->ids, &a->n_ids))
+        return cli_usage_error("run", "--prompt-ids wants decimal token ids, got '%s'",
+                               a->ids_text);
+    a->print_ids = a->print_ids || a->ids_text;
+    return CLI_EXIT_OK;
+}
+
 int cmd_run(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         printf("%s%s%s%s", usage, cli_engine_help, cli_ctx_help, cli_sampler_help);
         return CLI_EXIT_OK;
     }
-    cli_engine_opts o;
-    cli_engine_opts_init(&o);
-    const char *prompt = NULL, *file = NULL, *system = NULL, *ids_text = NULL;
-    bool chat = false, echo = true, print_ids = false, verbose = false;
-    long n_predict = 256;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_engine_flag("run", argc, argv, &i, &o);
-        if (r == CLI_FLAG_NOT_MINE) r = cli_sampler_flag("run", argc, argv, &i, &o);
-        if (r == CLI_FLAG_BAD) return CLI_EXIT_USAGE;
-        if (r == CLI_FLAG_TAKEN) continue;
-        const char *a = argv[i];
-        if (cli_is(a, "--chat", NULL)) {
-            chat = true;
-        } else if (cli_is(a, "--no-echo", NULL)) {
-            echo = false;
-        } else if (cli_is(a, "--ids", NULL)) {
-            print_ids = true;
-        } else if (cli_is(a, "--verbose-prompt", NULL)) {
-            verbose = true;
-        } else if (cli_is(a, "-p", "--prompt") || cli_is(a, "-f", "--file") ||
-                   cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL) ||
-                   cli_is(a, "-n", "--n-predict") || cli_is(a, "--prompt-ids", NULL)) {
-            const char *v = cli_value("run", argc, argv, &i);
-            if (!v) return CLI_EXIT_USAGE;
-            if (cli_is(a, "-p", "--prompt"))
-                prompt = v;
-            else if (cli_is(a, "-f", "--file"))
-                file = v;
-            else if (cli_is(a, "--system", "-sys") || cli_is(a, "--system-prompt", NULL))
-                system = v;
-            else if (cli_is(a, "--prompt-ids", NULL))
-                ids_text = v;
-            else if (!cli_int("run", a, v, -1, 1 << 24, &n_predict))
-                return CLI_EXIT_USAGE;
-        } else {
-            return cli_usage_error("run", "unknown option '%s'", a);
-        }
-    }
-    if (!o.model_path) return cli_usage_error("run", "-m MODEL is required");
-    if ((prompt != NULL) + (file != NULL) + (ids_text != NULL) != 1)
-        return cli_usage_error("run", "give one of -p TEXT, -f FILE, --prompt-ids IDS");
-    if (system && !chat) return cli_usage_error("run", "--system-prompt needs --chat");
-    if (ids_text && chat) return cli_usage_error("run", "--chat needs a text prompt");
-    run_prompt rp = {.chat = chat, .system = system, .verbose = verbose};
-    int32_t *given_ids = NULL;
-    if (ids_text && !cli_parse_ids(ids_text, &given_ids, &rp.n_ids))
-        return cli_usage_error("run", "--prompt-ids wants decimal token ids, got '%s'", ids_text);
-    rp.ids = given_ids;
-    print_ids = print_ids || ids_text;
+    cli_run_args a;
+    if (cli_run_parse(argc, argv, &a) != CLI_EXIT_OK) return CLI_EXIT_USAGE;
+    cli_engine_opts *o = &a.o;
+    run_prompt rp = {.chat = a.chat, .system = a.system, .verbose = a.verbose};
+    rp.ids = a.ids;
+    rp.n_ids = a.n_ids;
+    const char *prompt = a.prompt;
     char *file_text = NULL;
-    if (file) {
-        if (!read_prompt_file(file, &file_text, &rp.text_len)) return CLI_EXIT_FAIL;
+    if (a.file) {
+        if (!read_prompt_file(a.file, &file_text, &rp.text_len)) return CLI_EXIT_FAIL;
         prompt = file_text;
     } else if (prompt) {
         rp.text_len = strlen(prompt);
     }
     rp.text = prompt;
-    cli_note_quant_method("run", &o);
+    cli_note_quant_method("run", o);
     phi3c_model *model;
     phi3c_session *s;
     int rc = CLI_EXIT_FAIL;
-    if (cli_engine_open("run", &o, &model, &s)) {
-        if (rp.ids || cli_need_tokenizer("run", model, o.model_path))
-            rc = generate(model, s, &o, &rp, (int)n_predict, echo, print_ids);
+    if (cli_engine_open("run", o, &model, &s)) {
+        if (rp.ids || cli_need_tokenizer("run", model, o->model_path))
+            rc = generate(model, s, o, &rp, (int)a.n_predict, a.echo, a.print_ids);
         phi3c_session_free(s);
         phi3c_model_free(model);
     }
     p3_free(file_text);
-    free(given_ids);
+    free(a.ids);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* cmd_tokenize.c: `phi3c tokenize`: prints the token ids of a text (argument or file, used byte for
  * byte) separated by single spaces, then one newline. */
-#include "cli.h"
+#include "cli_args.h"
 #include "tokenizer.h"
 
 #include <stdlib.h>
@@ -57,34 +57,41 @@ static int print_ids(const int32_t *ids, size_t n) {
     return cli_flush_stdout() ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
+int cli_tokenize_parse(int argc, char **argv, cli_tokenize_args *a) {
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "--model", "-m")) {
+            if (!(a->model = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
+        } else if (cli_is(argv[i], "--file", "-f")) {
+            if (!(a->file = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
+        } else if (cli_is(argv[i], "--bos", NULL)) {
+            a->flags |= P3_ENCODE_ADD_BOS;
+        } else if (cli_is(argv[i], "--no-special", NULL)) {
+            a->flags |= P3_ENCODE_NO_SPECIAL;
+        } else if (cli_is(argv[i], "--", NULL) && i + 2 == argc && !a->text) {
+            a->text = argv[++i]; /* a TEXT that starts with '-' */
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
+        } else if (!a->text) {
+            a->text = argv[i];
+        } else {
+            return cli_usage_error(CMD, "give the text as one argument (quote it)");
+        }
+    }
+    if (!a->model) return cli_usage_error(CMD, "-m PATH is required");
+    if (!a->file == !a->text) return cli_usage_error(CMD, "give either TEXT or --file F");
+    return CLI_EXIT_OK;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
         return CLI_EXIT_OK;
     }
-    const char *model = NULL, *file = NULL, *text = NULL;
-    unsigned flags = 0;
-    for (int i = 1; i < argc; i++) {
-        if (cli_is(argv[i], "--model", "-m")) {
-            if (!(model = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
-        } else if (cli_is(argv[i], "--file", "-f")) {
-            if (!(file = cli_value(CMD, argc, argv, &i))) return CLI_EXIT_USAGE;
-        } else if (cli_is(argv[i], "--bos", NULL)) {
-            flags |= P3_ENCODE_ADD_BOS;
-        } else if (cli_is(argv[i], "--no-special", NULL)) {
-            flags |= P3_ENCODE_NO_SPECIAL;
-        } else if (cli_is(argv[i], "--", NULL) && i + 2 == argc && !text) {
-            text = argv[++i]; /* a TEXT that starts with '-' */
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
-        } else if (!text) {
-            text = argv[i];
-        } else {
-            return cli_usage_error(CMD, "give the text as one argument (quote it)");
-        }
-    }
-    if (!model) return cli_usage_error(CMD, "-m PATH is required");
-    if (!file == !text) return cli_usage_error(CMD, "give either TEXT or --file F");
+    cli_tokenize_args a;
+    if (cli_tokenize_parse(argc, argv, &a) != CLI_EXIT_OK) return CLI_EXIT_USAGE;
+    const char *model = a.model, *file = a.file, *text = a.text;
+    unsigned flags = a.flags;
     p3_error err = {0};
     char *data = NULL;
     size_t len = 0;
