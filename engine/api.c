@@ -408,7 +408,8 @@ struct phi3c_stream {
     phi3c_session *session;
     p3_sampler *smp;
     p3_detok_stream detok;
-    bool text; /* the model has a tokenizer: pieces are produced */
+    bool text;    /* the model has a tokenizer: pieces are produced */
+    pick_queue q; /* picks of the last verification not returned yet (q.rows unused) */
 };
 
 phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_params *sampler,
@@ -439,9 +440,14 @@ phi3c_status phi3c_stream_next(phi3c_stream *g, int32_t *token, const char **tex
     *text = NULL;
     *len = 0;
     if (s->n_past == 0) return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream: feed a prompt first");
-    /* the logits of the last fed position predict the next token, as in phi3c_generate */
-    memcpy(session->scratch, s->host_logits, (size_t)s->model->cfg.vocab_size * sizeof(float));
-    int32_t id = p3_sampler_pick(g->smp, session->scratch, s->history, s->n_past);
+    int32_t id;
+    if (g->q.pos < g->q.n) {
+        id = g->q.ids[g->q.pos++]; /* picked by phi3c_stream_verify */
+    } else {
+        /* the logits of the last fed position predict the next token, as in phi3c_generate */
+        memcpy(session->scratch, s->host_logits, (size_t)s->model->cfg.vocab_size * sizeof(float));
+        id = p3_sampler_pick(g->smp, session->scratch, s->history, s->n_past);
+    }
     if (is_stop_id(session->model, id)) return PHI3C_OK;
     if (g->text) {
         p3_status st = p3_detok_stream_push(&g->detok, id, text, len, err);
@@ -449,6 +455,35 @@ phi3c_status phi3c_stream_next(phi3c_stream *g, int32_t *token, const char **tex
     }
     p3_api_chat_extend(session, *text, *len);
     *token = id;
+    return PHI3C_OK;
+}
+
+int phi3c_stream_draft(phi3c_stream *g, int32_t token, int cap, int32_t *draft) {
+    phi3c_session *session = g->session;
+    p3_session *s = session->s;
+    if (!draft || token < 0 || s->n_past >= s->n_ctx || g->q.pos < g->q.n) return 0;
+    /* the draft continues the history plus token (history[n_past] is free: n_past < n_ctx) */
+    s->history[s->n_past] = token;
+    return p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
+                           P3_MIN(cap, p3_lookup_room(s)), draft);
+}
+
+phi3c_status phi3c_stream_verify(phi3c_stream *g, const int32_t *draft, int k, float *rows,
+                                 double seconds, int *n_accepted, phi3c_error *err) {
+    phi3c_session *session = g->session;
+    if (n_accepted) *n_accepted = 0;
+    if (k == 0) {
+        p3_lookup_update(&session->lookup, 0, 0, seconds);
+        return PHI3C_OK;
+    }
+    if (k < 0 || !draft || !rows || g->q.pos < g->q.n)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG, "stream_verify: bad draft or picks pending");
+    p3_status st = p3_lookup_pick(session->s, g->smp, draft, k, is_stop_id, session->model, rows,
+                                  session->scratch, g->q.ids, &g->q.n, err);
+    if (st != PHI3C_OK) return st;
+    g->q.pos = 0;
+    p3_lookup_update(&session->lookup, k, g->q.n - 1, seconds);
+    if (n_accepted) *n_accepted = g->q.n - 1;
     return PHI3C_OK;
 }
 

@@ -108,8 +108,6 @@ int p3_lookup_room(const p3_session *s) {
 p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
                            p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
                            int32_t *picks, int *n_picks, p3_error *err) {
-    int vocab = s->model->cfg.vocab_size, base = s->n_past;
-    size_t row_bytes = (size_t)vocab * sizeof(float);
     int32_t fed[P3_LOOKUP_MAX + 1];
     if (k < 1 || k > P3_LOOKUP_MAX || k > p3_lookup_room(s))
         return p3_fail(err, PHI3C_ERR_INVALID_ARG, "lookup: %d draft tokens do not fit", k);
@@ -117,6 +115,18 @@ p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int
     memcpy(fed + 1, draft, (size_t)k * sizeof *fed);
     p3_status st = p3_session_feed(s, fed, k + 1, rows, err);
     if (st != PHI3C_OK) return st;
+    return p3_lookup_pick(s, smp, draft, k, is_stop, stop_user, rows, scratch, picks, n_picks, err);
+}
+
+p3_status p3_lookup_pick(p3_session *s, p3_sampler *smp, const int32_t *draft, int k,
+                         p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
+                         int32_t *picks, int *n_picks, p3_error *err) {
+    int vocab = s->model->cfg.vocab_size, base = s->n_past - k - 1;
+    size_t row_bytes = (size_t)vocab * sizeof(float);
+    if (k < 0 || k > P3_LOOKUP_MAX || base < 0 ||
+        memcmp(s->history + base + 1, draft, (size_t)k * sizeof *draft) != 0)
+        return p3_fail(err, PHI3C_ERR_INVALID_ARG,
+                       "lookup: the last %d fed tokens are not the draft", k);
     /* the same picks, in the same order and with the same history, as one token at a time */
     int i = 0;
     bool in_place = smp->opt.repeat_penalty == 1.0f; /* only the penalty writes the logits */

@@ -6,7 +6,7 @@
 
 #include "engine.h"
 
-enum { P3_LOOKUP_MAX = 64 }; /* largest draft length a caller may ask for */
+enum { P3_LOOKUP_MAX = PHI3C_LOOKUP_MAX }; /* largest draft length a caller may ask for */
 
 /* A source of drafts: up to cap tokens to follow seq[0..n); returns how many. */
 typedef int (*p3_draft_fn)(void *user, const int32_t *seq, int n, int cap, int32_t *draft);
@@ -63,5 +63,11 @@ typedef bool (*p3_stop_fn)(const void *user, int32_t id);
 p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
                            p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
                            int32_t *picks, int *n_picks, p3_error *err);
+
+/* The picks of a verification whose k + 1 tokens (the token, then draft[0..k)) were already fed
+ * with the logits of every row (a batch step): as p3_lookup_verify after its feed. */
+p3_status p3_lookup_pick(p3_session *s, p3_sampler *smp, const int32_t *draft, int k,
+                         p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
+                         int32_t *picks, int *n_picks, p3_error *err);
 
 #endif /* P3_LOOKUP_H */

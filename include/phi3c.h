@@ -107,6 +107,8 @@ double phi3c_model_load_seconds(const phi3c_model *model);
  * eos, <|end|> and <|endoftext|>); returns how many, writes up to cap. */
 int phi3c_model_stop_ids(const phi3c_model *model, int32_t *ids, int cap);
 
+enum { PHI3C_LOOKUP_MAX = 64 }; /* the longest lookup draft (phi3c_session_params.lookup) */
+
 typedef struct phi3c_session_params {
     int n_ctx;   /* KV cache positions; 0 = min(max_position_embeddings, 4096) */
     int n_batch; /* tokens per forward chunk; 0 = 256 */
@@ -272,6 +274,23 @@ phi3c_status phi3c_stream_begin(phi3c_session *session, const phi3c_sampler_para
  * phi3c_batch_decode) before the next pick. */
 phi3c_status phi3c_stream_next(phi3c_stream *stream, int32_t *token, const char **text, size_t *len,
                                phi3c_error *err);
+/* Prompt lookup in step-by-step generation, with the session's lookup setting (see
+ * phi3c_session_params.lookup). After phi3c_stream_next gave a token to feed,
+ * phi3c_stream_draft drafts up to `cap` tokens to follow it (also bounded by the session's
+ * lookup, its context and LongRoPE's switch); returns how many, 0: feed the token alone. Feed
+ * the token and the k drafts as one sequence with the logits of its k + 1 rows
+ * (phi3c_batch_seq.logits), then call phi3c_stream_verify. */
+int phi3c_stream_draft(phi3c_stream *stream, int32_t token, int cap, int32_t *draft);
+/* Picks through the rows exactly as phi3c_stream_next would one position at a time, keeps the
+ * drafts up to the first pick that differs in the cache, drops the rest, and says how many were
+ * kept. The next *n_accepted calls of phi3c_stream_next return them (they are in the cache: do
+ * not feed them) and the call after them the model's own next token (feed it). `rows` may be
+ * overwritten. `seconds` is how long the step took: the draft length adapts to the measured cost
+ * of drafts (k = 0 only records the time of a plain step; draft and rows may be NULL). If the
+ * caller stops before taking every kept draft, the cache holds more than it was given;
+ * phi3c_chat_prepare and phi3c_session_keep_prefix compare tokens and drop them. */
+phi3c_status phi3c_stream_verify(phi3c_stream *stream, const int32_t *draft, int k, float *rows,
+                                 double seconds, int *n_accepted, phi3c_error *err);
 /* Bytes of an unfinished character at the end, as U+FFFD (valid until the stream is freed). */
 void phi3c_stream_finish(phi3c_stream *stream, const char **text, size_t *len);
 void phi3c_stream_free(phi3c_stream *stream);

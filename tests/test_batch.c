@@ -97,7 +97,7 @@ done:
     p3_free(want);
 }
 
-enum { MAX_NEW = 32, NSEQ = 5, CHUNK = 8 };
+enum { MAX_NEW = 32, NSEQ = 5, CHUNK = 8, LOOKUP = 6 };
 
 typedef struct seq_run {
     const int32_t *prompt;
@@ -105,7 +105,10 @@ typedef struct seq_run {
     int start_step;    /* joins the batch at this step */
     phi3c_session *s;
     phi3c_stream *g;
-    int32_t next; /* picked, to feed in the next step (-1 none) */
+    int32_t next;                /* picked, to feed in the next step (-1 none) */
+    int32_t fed_ids[1 + LOOKUP]; /* with lookup: next and its draft, fed together */
+    int k;                       /* drafts fed in this step */
+    float *rows;                 /* [1 + LOOKUP] x vocab: their logits */
     int32_t out[MAX_NEW];
     int n_out;
     bool done;
@@ -119,11 +122,40 @@ static bool collect(void *user, int32_t token, const char *text, size_t len) {
     return true;
 }
 
-/* One step: each running sequence contributes a prompt chunk or its picked token. */
+/* The sequence's decode token, with a lookup draft when the session drafts. */
+static phi3c_batch_seq decode_seq(seq_run *r, int n_new) {
+    r->fed_ids[0] = r->next;
+    int cap = n_new - r->n_out < LOOKUP ? n_new - r->n_out : LOOKUP;
+    r->k = r->rows ? phi3c_stream_draft(r->g, r->next, cap, r->fed_ids + 1) : 0;
+    return (phi3c_batch_seq){r->s, r->fed_ids, (size_t)(1 + r->k), r->k ? r->rows : NULL};
+}
+
+/* After a step that fed the sequence's decode token: the drafts kept, then the model's own pick,
+ * each taken as phi3c_generate would report it. */
+static bool take_picks(p3_test_ctx *t, seq_run *r, bool decoded, int n_new) {
+    phi3c_error err = {0};
+    int kept = 0;
+    /* seconds 0: the draft lengths stay at the prior, so the run is reproducible */
+    if (decoded && r->rows &&
+        !CHECK_OK(phi3c_stream_verify(r->g, r->fed_ids + 1, r->k, r->rows, 0.0, &kept, &err), &err))
+        return false;
+    for (int j = 0; j <= kept && !r->done; j++) {
+        const char *text;
+        size_t len;
+        if (!CHECK_OK(phi3c_stream_next(r->g, &r->next, &text, &len, &err), &err)) return false;
+        if (j < kept) CHECK_EQ_INT(r->next, r->fed_ids[1 + j]);
+        if (r->next >= 0) r->out[r->n_out++] = r->next;
+        r->done = r->next < 0 || r->n_out == n_new;
+    }
+    return true;
+}
+
+/* One step: each running sequence contributes a prompt chunk or its picked token (and draft). */
 static bool step(p3_test_ctx *t, phi3c_batch *b, seq_run *runs, int n_runs, int stepno,
                  const phi3c_sampler_params *sp, int n_new) {
     phi3c_error err = {0};
     phi3c_batch_seq seqs[NSEQ];
+    bool decoded[NSEQ] = {0};
     size_t n = 0;
     for (int i = 0; i < n_runs; i++) {
         seq_run *r = &runs[i];
@@ -133,7 +165,8 @@ static bool step(p3_test_ctx *t, phi3c_batch *b, seq_run *runs, int n_runs, int 
             seqs[n++] = (phi3c_batch_seq){r->s, r->prompt + r->fed, (size_t)k, NULL};
             r->fed += k;
         } else if (r->next >= 0) {
-            seqs[n++] = (phi3c_batch_seq){r->s, &r->next, 1, NULL};
+            seqs[n++] = decode_seq(r, n_new);
+            decoded[i] = true;
         }
     }
     if (n > 0 && !CHECK_OK(phi3c_batch_decode(b, seqs, n, &err), &err)) return false;
@@ -142,11 +175,7 @@ static bool step(p3_test_ctx *t, phi3c_batch *b, seq_run *runs, int n_runs, int 
         seq_run *r = &runs[i];
         if (r->done || stepno < r->start_step || r->fed < r->n_prompt) continue;
         if (!r->g && !CHECK_OK(phi3c_stream_begin(r->s, sp, &r->g, &err), &err)) return false;
-        const char *text;
-        size_t len;
-        if (!CHECK_OK(phi3c_stream_next(r->g, &r->next, &text, &len, &err), &err)) return false;
-        if (r->next >= 0) r->out[r->n_out++] = r->next;
-        r->done = r->next < 0 || r->n_out == n_new;
+        if (!take_picks(t, r, decoded[i], n_new)) return false;
     }
     return true;
 }
@@ -155,7 +184,7 @@ static bool step(p3_test_ctx *t, phi3c_batch *b, seq_run *runs, int n_runs, int 
  * through batches, sequences joining at different steps. */
 static void check_batched_generation(p3_test_ctx *t, phi3c_model *m, const int32_t *ids, int n_ids,
                                      const phi3c_sampler_params *sp, int n_new,
-                                     const int32_t *oracle) {
+                                     const int32_t *oracle, bool lookup) {
     phi3c_error err = {0};
     phi3c_batch *b = NULL;
     seq_run runs[NSEQ];
@@ -168,6 +197,11 @@ static void check_batched_generation(p3_test_ctx *t, phi3c_model *m, const int32
         r->start_step = i == 0 ? 0 : 3 * i - 2;
         r->next = -1;
         r->s = session(t, m, false);
+        if (lookup && r->s) {
+            CHECK_OK(phi3c_session_set_lookup(r->s, LOOKUP, &err), &err);
+            r->rows =
+                p3_malloc((size_t)(1 + LOOKUP) * (size_t)phi3c_model_vocab_size(m) * sizeof(float));
+        }
     }
     for (int stepno = 0; stepno < 4 * MAX_NEW + 64; stepno++) {
         bool all_done = true;
@@ -188,9 +222,18 @@ static void check_batched_generation(p3_test_ctx *t, phi3c_model *m, const int32
             CHECK_MSG(r->n_out == n_new &&
                           memcmp(r->out, oracle, (size_t)n_new * sizeof(int32_t)) == 0,
                       "batched greedy ids differ from transformers'");
+        if (lookup) {
+            phi3c_session_stats st;
+            phi3c_session_get_stats(r->s, &st);
+            CHECK_MSG(st.n_drafted > 0, "sequence %d: lookup drafted nothing", i);
+            if (i == 0)
+                printf("    lookup, sequence 0: %lld drafts verified, %lld kept\n", st.n_drafted,
+                       st.n_accepted);
+        }
         phi3c_session_free(s);
         phi3c_stream_free(r->g);
         phi3c_session_free(r->s);
+        p3_free(r->rows);
     }
     phi3c_batch_free(b);
 }
@@ -201,8 +244,10 @@ P3_TEST(batch_greedy_generation_equals_transformers_and_each_session_alone) {
     int32_t *want = p3_fixture_read_ids(t, "tests/fixtures/mini4k/f32.gen.out.ids", &n_want);
     phi3c_model *m = load(t, "tests/fixtures/mini4k/hf-f32", PHI3C_QUANT_NONE);
     phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
-    if (prompt && want && m && CHECK(n_want == 32 && n_prompt > NSEQ))
-        check_batched_generation(t, m, prompt, n_prompt, &greedy, 32, want);
+    if (prompt && want && m && CHECK(n_want == 32 && n_prompt > NSEQ)) {
+        check_batched_generation(t, m, prompt, n_prompt, &greedy, 32, want, false);
+        check_batched_generation(t, m, prompt, n_prompt, &greedy, 32, want, true);
+    }
     phi3c_model_free(m);
     p3_free(prompt);
     p3_free(want);
@@ -219,10 +264,12 @@ P3_TEST(batch_int4_greedy_and_seeded_generation_equal_each_session_alone) {
                        "house by the sea.<|end|>\n<|assistant|>\n";
     if (m && CHECK_OK(phi3c_tokenize(m, text, strlen(text), false, &ids, &n, &err), &err)) {
         phi3c_sampler_params greedy = phi3c_sampler_params_greedy();
-        check_batched_generation(t, m, ids, (int)n, &greedy, 24, NULL);
+        check_batched_generation(t, m, ids, (int)n, &greedy, 24, NULL, false);
+        check_batched_generation(t, m, ids, (int)n, &greedy, 24, NULL, true);
         phi3c_sampler_params seeded = phi3c_sampler_params_default();
         seeded.seed = 7;
-        check_batched_generation(t, m, ids, (int)n, &seeded, 24, NULL);
+        check_batched_generation(t, m, ids, (int)n, &seeded, 24, NULL, false);
+        check_batched_generation(t, m, ids, (int)n, &seeded, 24, NULL, true);
     }
     phi3c_free(ids);
     phi3c_model_free(m);

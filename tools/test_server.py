@@ -264,6 +264,11 @@ BAD = [
     ("POST", "/v1/completions", {"prompt": ["a", "b"]}, 400),
     ("POST", "/v1/completions", {"prompt": [1, 99999999]}, 400),
     ("POST", "/v1/completions", {"prompt": "x", "stop": 7}, 400),
+    ("POST", "/v1/completions", {"prompt": "x", "lookup": 65}, 400),
+    ("POST", "/v1/completions", {"prompt": "x", "lookup": -1}, 400),
+    ("POST", "/v1/completions", {"prompt": "x", "lookup": 2.5}, 400),
+    ("POST", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "x"}], "lookup": "on"}, 400),
     ("POST", "/detokenize", {"tokens": [-1]}, 400),
     ("POST", "/tokenize", {"content": 3}, 400),
     ("GET", "/v1/nothing", None, 404),
@@ -460,3 +465,118 @@ def test_full_queue_answers_503_with_retry_after():
         assert s.get("/health")[0] == 200
     finally:
         s.stop()
+
+
+# ---- prompt lookup (`serve --lookup N`, a request's "lookup"): the same text, drafts reported
+
+def lookup_prompts(kind, n):
+    with open("tools/lookup_prompts.txt") as f:
+        rows = [line.rstrip("\n").split("\t", 1) for line in f if not line.startswith("#")]
+    return [text.replace("\\n", "\n") for k, text in rows if k == kind][:n]
+
+
+@pytest.fixture(scope="module")
+def lookup_srv():
+    s = Server("lookup", "--lookup", "8", "--parallel", "4", "-c", "512")
+    yield s
+    s.stop(signal.SIGINT)
+
+
+def metric(srv, name):
+    _, body = srv.get("/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def completion(srv, prompt, **kw):
+    args = dict(model="m", prompt=prompt, max_tokens=61, temperature=0)
+    args.update(kw)
+    return srv.client().completions.create(**args)
+
+
+def test_lookup_greedy_and_seeded_text_equal_without_lookup_and_drafts_are_kept(srv, lookup_srv):
+    accepted = drafted = 0
+    for prompt in lookup_prompts("grounded", 3) + lookup_prompts("open", 1):
+        for kw in (dict(), dict(temperature=1.0, top_p=0.95, seed=11)):
+            plain = completion(srv, prompt, **kw)
+            fast = completion(lookup_srv, prompt, **kw)
+            assert fast.choices[0].text == plain.choices[0].text, (prompt[:40], kw)
+            assert fast.choices[0].finish_reason == plain.choices[0].finish_reason
+            assert fast.usage.completion_tokens == plain.usage.completion_tokens
+            d = fast.usage.completion_tokens_details
+            assert plain.usage.completion_tokens_details.accepted_prediction_tokens == 0
+            accepted += d.accepted_prediction_tokens
+            drafted += d.accepted_prediction_tokens + d.rejected_prediction_tokens
+    assert accepted > 0 and drafted >= accepted, (accepted, drafted)
+    assert metric(lookup_srv, "phi3c_lookup_accepted_tokens_total") >= accepted
+    assert metric(lookup_srv, "phi3c_lookup_drafted_tokens_total") >= drafted
+    # grounded text is copied: fewer forward passes than generated tokens
+    assert metric(lookup_srv, "phi3c_decode_feeds_total") < metric(
+        lookup_srv, "phi3c_generated_tokens_total")
+
+
+def test_lookup_runs_to_the_end_of_the_context_like_without(srv, lookup_srv):
+    # no max_tokens: the answer ends where the 512-position context is full, drafts or not
+    prompt = lookup_prompts("grounded", 2)[1]
+    plain = srv.client().completions.create(model="m", prompt=prompt, temperature=0)
+    fast = lookup_srv.client().completions.create(model="m", prompt=prompt, temperature=0)
+    assert plain.choices[0].finish_reason == fast.choices[0].finish_reason == "length"
+    assert plain.usage.total_tokens == fast.usage.total_tokens == 513  # the last one is not fed
+    assert fast.choices[0].text == plain.choices[0].text
+    assert fast.usage.completion_tokens_details.accepted_prediction_tokens > 0
+
+
+def test_a_requests_lookup_field_overrides_the_servers(srv, lookup_srv):
+    prompt = lookup_prompts("grounded", 1)[0]
+    plain = completion(srv, prompt)
+    on = completion(srv, prompt, extra_body={"lookup": 8})
+    off = completion(lookup_srv, prompt, extra_body={"lookup": 0})
+    assert on.choices[0].text == plain.choices[0].text == off.choices[0].text
+    assert on.usage.completion_tokens_details.accepted_prediction_tokens > 0
+    details = off.usage.completion_tokens_details
+    assert details.accepted_prediction_tokens == details.rejected_prediction_tokens == 0
+
+
+def lookup_stream(srv, i, prompt):
+    kw = dict(temperature=0) if i % 2 == 0 else dict(temperature=0.9, seed=500 + i)
+    chunks = srv.client().chat.completions.create(
+        model="m", messages=[{"role": "user", "content": prompt}], max_tokens=40, stream=True,
+        stream_options={"include_usage": True}, **kw)
+    parts, usage = [], None
+    for c in chunks:
+        if c.choices:
+            parts.append(c.choices[0].delta.content or "")
+        if c.usage:
+            usage = c.usage
+    return "".join(parts), usage
+
+
+def test_concurrent_lookup_streams_each_equal_the_request_without_lookup(srv, lookup_srv):
+    prompts = lookup_prompts("grounded", 4) + lookup_prompts("open", 2)
+    results, errors = [None] * 8, []
+
+    def worker(i):
+        try:
+            results[i] = lookup_stream(lookup_srv, i, prompts[i % len(prompts)])
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for i in range(8):
+        text, usage = lookup_stream(srv, i, prompts[i % len(prompts)])
+        assert results[i][0] == text, f"lookup stream {i} differs from the request without lookup"
+        assert results[i][1].completion_tokens == usage.completion_tokens
+    assert sum(r[1].completion_tokens_details.accepted_prediction_tokens for r in results) > 0
+
+
+def test_serve_refuses_a_lookup_out_of_range():
+    r = subprocess.run([BIN, "serve", "-m", MODEL, "--lookup", "65"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and "--lookup wants an integer in 0..64" in r.stderr, r.stderr

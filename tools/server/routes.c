@@ -103,6 +103,9 @@ static int read_common(const js_node *body, request *req, char *why, size_t why_
     if ((st = int_field(body, "max_tokens", 0, 1 << 24, &d, why, why_len))) return st;
     if ((st = int_field(body, "max_completion_tokens", 0, 1 << 24, &d, why, why_len))) return st;
     req->max_tokens = (int)d;
+    d = -1; /* absent: the server's --lookup */
+    if ((st = int_field(body, "lookup", 0, PHI3C_LOOKUP_MAX, &d, why, why_len))) return st;
+    req->lookup = (int)d;
     if ((st = bool_field(body, "stream", &req->stream, why, why_len))) return st;
     const js_node *so = js_get(body, "stream_options");
     if (so && so->type != JS_NULL) {
@@ -242,10 +245,15 @@ int route_parse_completion(phi3c_model *model, int n_ctx, const js_node *body, r
 
 /* ---- responses */
 
+/* Lookup drafts are reported as OpenAI reports predicted outputs: the draft tokens the model
+ * kept and the ones it did not. */
 static void usage_json(const request *req, sbuf *out) {
     sb_printf(out,
-              "\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%d,\"total_tokens\":%zu}",
-              req->n_prompt, req->n_generated, req->n_prompt + (size_t)req->n_generated);
+              "\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%d,\"total_tokens\":%zu,"
+              "\"completion_tokens_details\":{\"accepted_prediction_tokens\":%d,"
+              "\"rejected_prediction_tokens\":%d}}",
+              req->n_prompt, req->n_generated, req->n_prompt + (size_t)req->n_generated,
+              req->n_accepted, req->n_drafted - req->n_accepted);
 }
 
 static void head_json(const request *req, const char *model, const char *object, sbuf *out) {

@@ -1,7 +1,8 @@
 /* sched.c: the server's scheduler: --parallel slots (one phi3c session each), a bounded queue,
  * and the step loop that advances every busy slot in one phi3c_batch_decode per step (decode
- * tokens first, then prompt chunks in the room left), so requests join the running batch between
- * steps and a client that went away frees its slot at the next step. */
+ * tokens first, each with its prompt-lookup draft when the request drafts, then prompt chunks in
+ * the room left), so requests join the running batch between steps and a client that went away
+ * frees its slot at the next step. */
 #include "server.h"
 
 #include <stdio.h>
@@ -15,7 +16,12 @@ typedef struct slot {
     request *req;
     int32_t *feed; /* prompt tokens still to feed: feed[fed..n_feed) */
     size_t n_feed, fed;
-    int32_t next; /* picked, fed in the next step; -1 none */
+    int32_t next;                          /* picked, fed in the next step; -1 none */
+    int lookup;                            /* the request's draft length (0: off) */
+    int32_t fed_ids[1 + PHI3C_LOOKUP_MAX]; /* next and its draft, fed together */
+    int k;                                 /* draft tokens fed in this step */
+    float *rows; /* [1 + rows_cap] x vocab: the logits of next and its draft */
+    int rows_cap;
 } slot;
 
 struct server {
@@ -32,6 +38,7 @@ struct server {
     int n_ctx;
     /* metrics */
     long long n_requests, n_prompt_tokens, n_generated_tokens;
+    long long n_decode_feeds, n_drafted, n_accepted; /* a slot's decode token (and draft) fed */
     double busy_seconds;
     int n_active;
 };
@@ -65,6 +72,7 @@ void server_free(server *srv) {
         phi3c_stream_free(srv->slots[i].g);
         phi3c_session_free(srv->slots[i].s);
         free(srv->slots[i].feed);
+        free(srv->slots[i].rows);
     }
     phi3c_batch_free(srv->batch);
     phi3c_model_free(srv->model);
@@ -219,11 +227,31 @@ static slot *free_slot_for(server *srv) {
     return NULL;
 }
 
+/* Sets the slot's lookup for the request: the session's draft length and room for the logits of
+ * a token and its draft. */
+static phi3c_status slot_lookup(server *srv, slot *sl, const request *req, phi3c_error *err) {
+    sl->lookup = req->lookup >= 0 ? req->lookup : srv->o.lookup;
+    if (sl->lookup > sl->rows_cap) {
+        size_t vocab = (size_t)phi3c_model_vocab_size(srv->model);
+        float *rows = realloc(sl->rows, (size_t)(1 + sl->lookup) * vocab * sizeof *rows);
+        if (!rows) {
+            snprintf(err->message, sizeof err->message, "out of memory for lookup logits");
+            return PHI3C_ERR_NOMEM;
+        }
+        sl->rows = rows;
+        sl->rows_cap = sl->lookup;
+    }
+    return phi3c_session_set_lookup(sl->s, sl->lookup, err);
+}
+
 /* Prepares the slot's session for the request (outside the lock: tokenizing and rendering). */
-static bool start_request(slot *sl, request *req, char *why, size_t why_len) {
+static bool start_request(server *srv, slot *sl, request *req, char *why, size_t why_len) {
     phi3c_error err = {0};
-    phi3c_status st;
-    if (req->chat) {
+    phi3c_status st = slot_lookup(srv, sl, req, &err);
+    if (st != PHI3C_OK) {
+        snprintf(why, why_len, "%s", err.message);
+        return false;
+    } else if (req->chat) {
         phi3c_chat_params cp = {.reserve = 1, .drop_turns = false};
         phi3c_chat_turn turn;
         st = phi3c_chat_prepare(sl->s, req->msgs, req->n_msgs, &cp, &turn, &err);
@@ -268,7 +296,7 @@ static void admit(server *srv) {
         server_unlock(srv);
         if (!sl) return;
         char why[512];
-        bool ok = start_request(sl, req, why, sizeof why);
+        bool ok = start_request(srv, sl, req, why, sizeof why);
         server_lock(srv);
         if (!ok) {
             fail_locked(srv, req, 400, why);
@@ -332,8 +360,10 @@ static void emit(server *srv, request *req, bool final) {
     }
 }
 
-/* Takes the token picked for a slot: text, stop strings, limits. Lock held. */
-static void take_token(server *srv, slot *sl, int32_t id, const char *piece, size_t len) {
+/* Takes the token picked for a slot: text, stop strings, limits. `ahead`: positions the cache holds
+ * beyond this token's (kept lookup drafts not taken yet). Lock held. */
+static void take_token(server *srv, slot *sl, int32_t id, const char *piece, size_t len,
+                       int ahead) {
     request *req = sl->req;
     if (req->gone) return;
     if (id < 0) {
@@ -350,7 +380,7 @@ static void take_token(server *srv, slot *sl, int32_t id, const char *piece, siz
         finish_locked(srv, req, "stop");
         return;
     }
-    int n_past = phi3c_session_n_past(sl->s);
+    int n_past = phi3c_session_n_past(sl->s) - ahead;
     bool at_max = req->max_tokens > 0 && req->n_generated >= req->max_tokens;
     if (at_max || n_past + 1 > phi3c_session_n_ctx(sl->s)) {
         const char *rest;
@@ -370,6 +400,7 @@ static void take_token(server *srv, slot *sl, int32_t id, const char *piece, siz
 typedef struct step_plan {
     phi3c_batch_seq seqs[256];
     slot *of[256];
+    bool decode[256]; /* the slot's picked token (and draft), not a prompt chunk */
     size_t n;
 } step_plan;
 
@@ -385,62 +416,90 @@ static void reap(server *srv) {
     server_unlock(srv);
 }
 
-/* Decode tokens first (one each), then prompt chunks in the room left. */
+/* The slot's picked token with a lookup draft of at most `cap` tokens (and no more than the
+ * request may still generate). */
+static phi3c_batch_seq decode_seq(slot *sl, int cap) {
+    const request *req = sl->req;
+    if (req->max_tokens > 0 && req->max_tokens - req->n_generated < cap)
+        cap = req->max_tokens - req->n_generated;
+    sl->fed_ids[0] = sl->next;
+    sl->k =
+        sl->lookup > 0 && cap > 0 ? phi3c_stream_draft(sl->g, sl->next, cap, sl->fed_ids + 1) : 0;
+    return (phi3c_batch_seq){sl->s, sl->fed_ids, (size_t)(1 + sl->k), sl->k ? sl->rows : NULL};
+}
+
+/* Decode tokens first (one each, drafts in the room the others leave), then prompt chunks in the
+ * room left. */
 static void plan_step(server *srv, step_plan *p) {
-    int room = phi3c_batch_n_tokens(srv->batch);
+    int room = phi3c_batch_n_tokens(srv->batch), waiting = 0;
     p->n = 0;
+    for (int i = 0; i < srv->o.parallel; i++)
+        waiting += srv->slots[i].req && srv->slots[i].next >= 0;
     for (int i = 0; i < srv->o.parallel && room > 0; i++) {
         slot *sl = &srv->slots[i];
         if (!sl->req || sl->next < 0) continue;
-        p->seqs[p->n] = (phi3c_batch_seq){sl->s, &sl->next, 1, NULL};
+        waiting--;
+        p->seqs[p->n] = decode_seq(sl, room - 1 - waiting);
+        p->decode[p->n] = true;
         p->of[p->n++] = sl;
-        room--;
+        room -= (int)p->seqs[p->n - 1].n;
     }
     for (int i = 0; i < srv->o.parallel && room > 0; i++) {
         slot *sl = &srv->slots[i];
         if (!sl->req || sl->fed >= sl->n_feed) continue;
         size_t k = sl->n_feed - sl->fed < (size_t)room ? sl->n_feed - sl->fed : (size_t)room;
         p->seqs[p->n] = (phi3c_batch_seq){sl->s, sl->feed + sl->fed, k, NULL};
+        p->decode[p->n] = false;
         p->of[p->n++] = sl;
         room -= (int)k;
     }
+}
+
+/* After a step: the slot's kept drafts (if it drafted), then its next token, each taken as it
+ * would be one step at a time. */
+static phi3c_status advance_slot(server *srv, slot *sl, bool decoded, size_t n_fed, double seconds,
+                                 phi3c_error *err) {
+    if (!decoded) sl->fed += n_fed;
+    sl->next = -1;
+    if (sl->fed < sl->n_feed) return PHI3C_OK;
+    /* the stream starts once the prompt is in: its text decoder looks at the last token */
+    phi3c_status st = sl->g ? PHI3C_OK : phi3c_stream_begin(sl->s, &sl->req->sampler, &sl->g, err);
+    int kept = 0;
+    if (st == PHI3C_OK && decoded && sl->lookup > 0)
+        st = phi3c_stream_verify(sl->g, sl->fed_ids + 1, sl->k, sl->rows, seconds, &kept, err);
+    if (st != PHI3C_OK) return st;
+    server_lock(srv);
+    if (decoded) {
+        srv->n_decode_feeds++;
+        srv->n_drafted += sl->k, srv->n_accepted += kept;
+        sl->req->n_drafted += sl->k, sl->req->n_accepted += kept;
+    }
+    server_unlock(srv);
+    for (int j = 0; j <= kept; j++) {
+        int32_t id;
+        const char *piece;
+        size_t len;
+        if ((st = phi3c_stream_next(sl->g, &id, &piece, &len, err)) != PHI3C_OK) return st;
+        server_lock(srv);
+        take_token(srv, sl, id, piece, len, kept - j);
+        bool over = sl->req->done || sl->req->gone;
+        server_unlock(srv);
+        if (over) break;
+    }
+    return PHI3C_OK;
 }
 
 static void run_step(server *srv, step_plan *p) {
     phi3c_error err = {0};
     double t0 = now();
     phi3c_status st = phi3c_batch_decode(srv->batch, p->seqs, p->n, &err);
-    /* pick the next token of every slot whose prompt is in (outside the lock) */
-    int32_t ids[256];
-    const char *pieces[256];
-    size_t lens[256];
-    bool picked[256];
-    for (size_t i = 0; i < p->n; i++) {
-        slot *sl = p->of[i];
-        picked[i] = false;
-        if (st != PHI3C_OK) continue;
-        if (sl->next < 0) sl->fed += p->seqs[i].n;
-        sl->next = -1;
-        if (sl->fed < sl->n_feed) continue;
-        /* the stream starts once the prompt is in: its text decoder looks at the last token */
-        phi3c_status ps = PHI3C_OK;
-        if (!sl->g) ps = phi3c_stream_begin(sl->s, &sl->req->sampler, &sl->g, &err);
-        if (ps == PHI3C_OK) ps = phi3c_stream_next(sl->g, &ids[i], &pieces[i], &lens[i], &err);
-        if (ps != PHI3C_OK) {
-            st = ps;
-            break;
-        }
-        picked[i] = true;
-    }
+    double seconds = now() - t0;
+    for (size_t i = 0; i < p->n && st == PHI3C_OK; i++)
+        st = advance_slot(srv, p->of[i], p->decode[i], p->seqs[i].n, seconds, &err);
     server_lock(srv);
     srv->busy_seconds += now() - t0;
-    for (size_t i = 0; i < p->n; i++) {
-        slot *sl = p->of[i];
-        if (st != PHI3C_OK)
-            fail_locked(srv, sl->req, 500, err.message);
-        else if (picked[i])
-            take_token(srv, sl, ids[i], pieces[i], lens[i]);
-    }
+    for (size_t i = 0; i < p->n && st != PHI3C_OK; i++)
+        fail_locked(srv, p->of[i]->req, 500, err.message);
     server_unlock(srv);
     if (st != PHI3C_OK) /* the slots' caches may be inconsistent: start them afresh */
         for (size_t i = 0; i < p->n; i++) phi3c_session_reset(p->of[i]->s);
@@ -537,8 +596,17 @@ void server_metrics(server *srv, sbuf *out) {
               "# HELP phi3c_requests_queued Requests waiting for a slot.\n"
               "# TYPE phi3c_requests_queued gauge\nphi3c_requests_queued %d\n"
               "# HELP phi3c_tokens_per_second Generated tokens per second of busy time.\n"
-              "# TYPE phi3c_tokens_per_second gauge\nphi3c_tokens_per_second %.3f\n",
+              "# TYPE phi3c_tokens_per_second gauge\nphi3c_tokens_per_second %.3f\n"
+              "# HELP phi3c_decode_feeds_total A slot's picked token fed to the model (with its "
+              "lookup draft, if any); generated / feeds = tokens per forward pass.\n"
+              "# TYPE phi3c_decode_feeds_total counter\nphi3c_decode_feeds_total %lld\n"
+              "# HELP phi3c_lookup_drafted_tokens_total Prompt-lookup draft tokens verified.\n"
+              "# TYPE phi3c_lookup_drafted_tokens_total counter\n"
+              "phi3c_lookup_drafted_tokens_total %lld\n"
+              "# HELP phi3c_lookup_accepted_tokens_total Prompt-lookup draft tokens kept.\n"
+              "# TYPE phi3c_lookup_accepted_tokens_total counter\n"
+              "phi3c_lookup_accepted_tokens_total %lld\n",
               srv->n_requests, srv->n_prompt_tokens, srv->n_generated_tokens, srv->n_active,
-              srv->q_len, tps);
+              srv->q_len, tps, srv->n_decode_feeds, srv->n_drafted, srv->n_accepted);
     server_unlock(srv);
 }

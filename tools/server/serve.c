@@ -24,6 +24,9 @@ static const char usage[] =
     "  --queue N             requests waiting for a slot at most (default 64); beyond: 503\n"
     "  -c, --ctx N           KV cache positions per slot (default: the model's, at most 4096)\n"
     "  --batch N             tokens per forward pass, all slots together (default 256)\n"
+    "  --lookup N            prompt-lookup decoding: up to N draft tokens (0..64) checked in\n"
+    "                        the step's forward pass, same output (default 0 = off; a request's\n"
+    "                        \"lookup\" field overrides it)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY' (not for / and /health)\n"
     "  --alias NAME          the model's id in the API (default: the path's last part)\n"
     "  --timeout S           seconds a connection may idle, and headers or a body may take "
@@ -94,6 +97,9 @@ static bool take_option(server_opts *o, const char *a, const char *v) {
     } else if (arg_is(a, "--batch", NULL)) {
         if (!parse_int(a, v, 1, 256, &n)) return false;
         o->n_batch = (int)n;
+    } else if (arg_is(a, "--lookup", NULL)) {
+        if (!parse_int(a, v, 0, PHI3C_LOOKUP_MAX, &n)) return false;
+        o->lookup = (int)n;
     } else if (arg_is(a, "--timeout", NULL)) {
         if (!parse_int(a, v, 1, 3600, &n)) return false;
         o->timeout = (int)n;

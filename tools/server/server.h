@@ -21,6 +21,7 @@ typedef struct server_opts {
     int n_ctx;       /* KV positions per slot (0: the model's, at most 4096) */
     int n_batch;     /* tokens per forward pass, all slots together */
     int timeout;     /* seconds: idle connection / whole request body */
+    int lookup;      /* prompt-lookup draft length of requests that do not say (0: off) */
     size_t max_body; /* bytes */
     const char *api_key;
     phi3c_model_params model;
@@ -37,6 +38,7 @@ typedef struct request {
     int32_t *prompt; /* completions: the prompt's ids */
     size_t n_prompt; /* tokens of the whole prompt (chat: as rendered) */
     int max_tokens;  /* 0: until the context is full */
+    int lookup;      /* prompt-lookup draft length; -1: the server's --lookup */
     phi3c_sampler_params sampler;
     char **stops;
     size_t n_stops;
@@ -48,7 +50,8 @@ typedef struct request {
     sbuf sse;       /* streaming: bytes waiting to be written */
     size_t sse_pos;
     int n_generated;
-    const char *finish; /* "stop" / "length" when done */
+    int n_drafted, n_accepted; /* lookup: draft tokens verified and kept */
+    const char *finish;        /* "stop" / "length" when done */
     bool done, gone, started;
     int err_status; /* failed inside the scheduler: HTTP status and message */
     char err_msg[512];
