@@ -238,3 +238,31 @@ P3_TEST(sampler_repetition_penalty_follows_transformers_rule) {
     CHECK_EQ_INT(id, 1);
     p3_sampler_free(s);
 }
+
+/* The plain scan p3_argmax must agree with: the first index of the largest value, NaNs never
+ * larger, x[0] NaN giving 0. */
+static int32_t argmax_scan(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+P3_TEST(argmax_equals_the_plain_scan_with_ties_nans_signed_zeros_and_odd_lengths) {
+    enum { N = 300 };
+    float x[N];
+    p3_test_rng rng;
+    p3_test_rng_seed(&rng, 42);
+    const float specials[] = {0.0f, -0.0f, -INFINITY, INFINITY, NAN, 3.0f, -3.0f};
+    for (int trial = 0; trial < 2000; trial++) {
+        int n = 1 + (int)(p3_test_rng_u64(&rng) % N);
+        for (int i = 0; i < n; i++) {
+            uint64_t r = p3_test_rng_u64(&rng);
+            /* few distinct values, so ties are common */
+            x[i] = r % 4 == 0 ? specials[(r >> 8) % P3_ARRAY_LEN(specials)]
+                              : (float)((int)((r >> 16) % 9) - 4);
+        }
+        if (trial % 7 == 0) x[0] = NAN;
+        CHECK_EQ_INT(p3_argmax(x, n), argmax_scan(x, n));
+    }
+}

@@ -315,9 +315,82 @@ static inline __attribute__((always_inline)) void plain_tile(float *y, size_t ys
     for (int i = 0; i < NT; i++) y[(size_t)i * ys] = _mm512_reduce_add_ps(acc[i]);
 }
 
+/* plain_tile for two weight rows at once: each activation load feeds two FMAs (the loads, not
+ * the FMAs, bound the one-row tile when several tokens share it). Each row's sum is computed
+ * exactly as by plain_tile. */
+static inline __attribute__((always_inline)) void plain_tile2(float *y, size_t ys, const float *x,
+                                                              size_t xs, const void *row0,
+                                                              const void *row1, p3_dtype dt,
+                                                              int64_t cols, int NT) {
+    __m512 acc0[8], acc1[8];
+#pragma GCC unroll 16
+    for (int i = 0; i < NT; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < cols; k += 16) {
+        __mmask16 m = tail_mask((int)(cols - k));
+        __m512 w0 = load_w(row0, dt, k, m), w1 = load_w(row1, dt, k, m);
+#pragma GCC unroll 16
+        for (int i = 0; i < NT; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * xs + k);
+            acc0[i] = _mm512_fmadd_ps(xv, w0, acc0[i]);
+            acc1[i] = _mm512_fmadd_ps(xv, w1, acc1[i]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < NT; i++) {
+        y[(size_t)i * ys] = _mm512_reduce_add_ps(acc0[i]);
+        y[(size_t)i * ys + 1] = _mm512_reduce_add_ps(acc1[i]);
+    }
+}
+
+/* Tiles of NT tokens for rows n0..n1, two rows at a time. */
+static inline __attribute__((always_inline)) void plain_rows(float *y, size_t ys, const float *x,
+                                                             size_t xs, const cpu_weight *w,
+                                                             int64_t n0, int64_t n1, int NT) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2)
+        plain_tile2(y + n, ys, x, xs, w->data + (size_t)n * w->row_bytes,
+                    w->data + (size_t)(n + 1) * w->row_bytes, w->pub.dtype, w->pub.cols, NT);
+    if (n < n1)
+        plain_tile(y + n, ys, x, xs, w->data + (size_t)n * w->row_bytes, w->pub.dtype, w->pub.cols,
+                   NT);
+}
+
 static void matmul_plain_avx512(float *y, const float *x, const cpu_weight *w, int n_tokens,
                                 int64_t n0, int64_t n1) {
     size_t rows = (size_t)w->pub.rows, cols = (size_t)w->pub.cols;
+    if (n_tokens > 1) {
+        int t = 0;
+        for (; t + 8 <= n_tokens; t += 8)
+            plain_rows(y + (size_t)t * rows, rows, x + (size_t)t * cols, cols, w, n0, n1, 8);
+        float *yt = y + (size_t)t * rows;
+        const float *xt = x + (size_t)t * cols;
+        switch (n_tokens - t) {
+        case 7:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 7);
+            break;
+        case 6:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 6);
+            break;
+        case 5:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 5);
+            break;
+        case 4:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 4);
+            break;
+        case 3:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 3);
+            break;
+        case 2:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 2);
+            break;
+        case 1:
+            plain_rows(yt, rows, xt, cols, w, n0, n1, 1);
+            break;
+        default:
+            break;
+        }
+        return;
+    }
     for (int64_t n = n0; n < n1; n++) {
         const void *row = w->data + (size_t)n * w->row_bytes;
         float *yn = y + n;
