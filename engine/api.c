@@ -295,11 +295,12 @@ static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, 
         if (q->rows) p3_lookup_update(&session->lookup, 0, 0, p3_time_now() - t0);
         return st;
     }
+    double feed_seconds = 0;
     p3_status st = p3_lookup_verify(s, smp, id, draft, k, is_stop_id, session->model, q->rows,
-                                    session->scratch, q->ids, &q->n, err);
+                                    session->scratch, q->ids, &q->n, &feed_seconds, err);
     if (st != PHI3C_OK) return st;
     q->pos = 0;
-    p3_lookup_update(&session->lookup, k, q->n - 1, p3_time_now() - t0);
+    p3_lookup_update(&session->lookup, k, q->n - 1, feed_seconds);
     r->n_drafted += k;
     r->n_accepted += q->n - 1;
     return PHI3C_OK;
@@ -315,8 +316,11 @@ static p3_status queue_begin(phi3c_session *session, pick_queue *q, p3_error *er
     p3_status st = p3_session_reserve_logits(s, P3_MIN(max + 1, s->n_batch), err);
     pthread_mutex_unlock(&session->model->lock);
     if (st != PHI3C_OK) return st;
-    q->rows = p3_malloc((size_t)(max + 1) * (size_t)s->model->cfg.vocab_size * sizeof(float));
-    return q->rows ? PHI3C_OK : p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for lookup logits");
+    size_t bytes = (size_t)(max + 1) * (size_t)s->model->cfg.vocab_size * sizeof(float);
+    q->rows = p3_malloc(bytes);
+    if (!q->rows) return p3_fail(err, PHI3C_ERR_NOMEM, "out of memory for lookup logits");
+    memset(q->rows, 0, bytes); /* touched now, not inside the timed verifications */
+    return PHI3C_OK;
 }
 
 phi3c_status phi3c_generate(phi3c_session *session, const phi3c_sampler_params *sampler,

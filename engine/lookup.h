@@ -26,12 +26,19 @@ typedef struct p3_lookup {
                         * oracle) may be plugged in and goes through the same verification */
     void *draft_user;
     float keep[P3_LOOKUP_NGRAM + 1][P3_LOOKUP_MAX]; /* [match length (0: plugged source)][i] */
-    float cost[P3_LOOKUP_MAX + 1];     /* [k]: time of verifying k drafts / a decode step */
-    bool cost_seen[P3_LOOKUP_MAX + 1]; /* cost[k] measured (else the prior) */
-    double cost_fixed; /* > 0: cost[k] = 1 + cost_fixed k instead of measured (reproducible) */
-    double step_sec;   /* EMA of a one-token decode step, seconds */
-    int last_match;    /* match length of the last draft */
-    int skipped;       /* matches in a row not drafted because they did not pay */
+    /* Times, each tracking its undisturbed value (see follow() in lookup.c): the cost of k drafts
+     * is verify_sec[k] / step_sec at the time of the decision, so a slow first step (cold caches)
+     * does not leave a cost ratio that is too low behind. */
+    double verify_sec[P3_LOOKUP_MAX + 1]; /* [k]: a forward of the token and k drafts */
+    int verify_seen[P3_LOOKUP_MAX + 1];   /* [k]: verifications of k drafts timed */
+    double cost_fixed;   /* > 0: cost[k] = 1 + cost_fixed k instead of measured (reproducible) */
+    double step_sec;     /* a one-token decode step, seconds (0: unseen) */
+    int last_match;      /* match length of the last draft */
+    int skipped;         /* matches in a row not drafted because they did not pay */
+    int probe_after;     /* matches to skip before a one-token probe; doubles while probes fail */
+    bool probing;        /* the last draft was a probe */
+    int n_steps;         /* plain steps timed */
+    int drafts_in_a_row; /* verifications since the last plain step */
     /* statistics since the session was made */
     long long n_drafted, n_accepted, n_verifies;
 } p3_lookup;
@@ -44,7 +51,7 @@ void p3_lookup_init(p3_lookup *lk, int max_draft);
 int p3_lookup_draft(p3_lookup *lk, const int32_t *seq, int n, int cap, int32_t *draft);
 
 /* Learns from a step: `drafted` tokens verified (0: a plain one-token decode), `accepted` of them
- * kept, in `seconds`. */
+ * kept; `seconds`: the forward pass only (the picks are the same with or without drafts). */
 void p3_lookup_update(p3_lookup *lk, int drafted, int accepted, double seconds);
 
 /* How many draft tokens the session can verify after feeding one more token: bounded by the
@@ -59,10 +66,11 @@ typedef bool (*p3_stop_fn)(const void *user, int32_t id);
  * from the next draft or is a stop id: picks[0..*n_picks) (the first *n_picks - 1 equal the
  * accepted drafts, the last is the model's own next token, not fed). The cache keeps id and the
  * accepted drafts, and host_logits holds the row the last pick was made from. `scratch` is
- * [vocab] for the sampler, which may modify the logits it is given. */
+ * [vocab] for the sampler, which may modify the logits it is given. *feed_seconds: the time of
+ * the forward pass. */
 p3_status p3_lookup_verify(p3_session *s, p3_sampler *smp, int32_t id, const int32_t *draft, int k,
                            p3_stop_fn is_stop, const void *stop_user, float *rows, float *scratch,
-                           int32_t *picks, int *n_picks, p3_error *err);
+                           int32_t *picks, int *n_picks, double *feed_seconds, p3_error *err);
 
 /* The picks of a verification whose k + 1 tokens (the token, then draft[0..k)) were already fed
  * with the logits of every row (a batch step): as p3_lookup_verify after its feed. */

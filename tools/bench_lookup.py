@@ -2,8 +2,9 @@
 """bench_lookup.py: generated tok/s with prompt lookup (`phi3c run --lookup N`) against without,
 on the fixed prompts of tools/lookup_prompts.txt (grounded: a passage to repeat; open: none).
 
-Every prompt runs greedily with and without lookup, alternating A/B `--reps` times (the machine
-may be shared: medians, and the load average is printed). Checks that both give the same ids.
+Every prompt runs greedily (or, with --temp T, sampled with a fixed seed) with and without
+lookup, alternating A/B `--reps` times (the machine may be shared: medians, and the load average
+is printed). Checks that both give the same ids.
 Prints one row per prompt and a summary per kind: the ratio of total generated tokens per total
 median seconds, the median of the per-prompt ratios, the acceptance rate and tokens per forward.
 
@@ -12,14 +13,24 @@ fixed draft length d with a measured cost: the greedy sequence (the same with an
 is replayed through the n-gram drafter (same rule as engine/lookup.c: latest earlier occurrence of
 the last 4..1 tokens, up to d tokens), and each step costs RATIO(d + 1) decode steps, where the
 ratios are `phi3c bench --verify-cost`'s k_ratio for forwards of k = d + 1 tokens on that model.
+--serve N: the same prompts through `phi3c serve --parallel N` instead, each kind's prompts sent
+at once as concurrent /v1/completions requests with "lookup": 0 and then "lookup": --lookup,
+alternating --reps times: aggregate generated tok/s (all tokens / wall time), drafts kept (from
+usage.completion_tokens_details) and identical texts.
+
 Standard library only.
 """
 import argparse
+import http.client
+import json
 import os
 import re
 import statistics
 import subprocess
+import socket
 import sys
+import threading
+import time
 
 STATS = re.compile(r"generated (\d+) tokens in ([0-9.]+) s")
 LOOKUP = re.compile(r"lookup: (\d+) drafted, (\d+) accepted \(\d+%\), ([0-9.]+) tokens/forward")
@@ -38,7 +49,7 @@ def read_prompts(path):
 
 
 def run_once(args, prompt, lookup):
-    cmd = [args.phi3c, "run", "-m", args.model, "-p", prompt, "-n", str(args.n), "--greedy",
+    cmd = [args.phi3c, "run", "-m", args.model, "-p", prompt, "-n", str(args.n), *sampling(args),
            "--ids", "-t", str(args.threads), "--lookup", str(lookup), "--verbose-prompt"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if p.returncode != 0:
@@ -57,6 +68,11 @@ def run_once(args, prompt, lookup):
 
 
 NGRAM = 4
+
+
+def sampling(args):
+    """run's sampling options: greedy, or --temp T with a fixed seed (the same ids either way)."""
+    return ["--greedy"] if args.temp <= 0 else ["--temp", str(args.temp), "--seed", "7"]
 
 
 def simulate(seq, n_prompt, d):
@@ -135,6 +151,98 @@ def summary(kind, rows):
     return same == len(rows)
 
 
+def post_completion(port, body, out, i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        c.request("POST", "/v1/completions", body=json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {data}")
+        out[i] = data
+    finally:
+        c.close()
+
+
+def serve_round(port, args, prompts, lookup):
+    """All prompts at once; returns (seconds, texts, tokens, accepted, drafted)."""
+    out = [None] * len(prompts)
+    temp = max(args.temp, 0.0)
+    threads = [threading.Thread(target=post_completion, args=(port, {
+        "prompt": p, "max_tokens": args.n, "temperature": temp, "seed": 7, "lookup": lookup},
+        out, i)) for i, p in enumerate(prompts)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    sec = time.time() - t0
+    if any(o is None for o in out):
+        sys.exit("bench_lookup: a request failed (see the server's output)")
+    details = [o["usage"]["completion_tokens_details"] for o in out]
+    accepted = sum(d["accepted_prediction_tokens"] for d in details)
+    return (sec, [o["choices"][0]["text"] for o in out],
+            sum(o["usage"]["completion_tokens"] for o in out), accepted,
+            accepted + sum(d["rejected_prediction_tokens"] for d in details))
+
+
+def start_server(args):
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    proc = subprocess.Popen([args.phi3c, "serve", "-m", args.model, "--port", str(port), "-t",
+                             str(args.threads), "--parallel", str(args.serve)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):  # 60 s at most
+        if proc.poll() is not None:
+            sys.exit(f"bench_lookup: phi3c serve exited with {proc.returncode}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("bench_lookup: phi3c serve was not ready within 60 s")
+
+
+def serve_main(args):
+    by_kind = {}
+    for kind, prompt in read_prompts(args.prompts):
+        by_kind.setdefault(kind, []).append(prompt)
+    print(f"phi3c serve -m {args.model} --parallel {args.serve} -t {args.threads}: each kind's "
+          f"prompts at once, -n {args.n}, {'greedy' if args.temp <= 0 else f'temp {args.temp}'}, "
+          f'"lookup": 0 vs {args.lookup}, {args.reps} alternating rounds, medians; load average '
+          f"before: {load_average()}")
+    proc, port = start_server(args)
+    ok = True
+    try:
+        serve_round(port, args, list(by_kind.values())[0][:1], 0)  # warm up
+        for kind, prompts in by_kind.items():
+            a_sec, b_sec = [], []
+            for _ in range(args.reps):
+                a = serve_round(port, args, prompts, 0)
+                b = serve_round(port, args, prompts, args.lookup)
+                a_sec.append(a[0])
+                b_sec.append(b[0])
+            same = a[1] == b[1]
+            ok = ok and same
+            a_tps, b_tps = a[2] / statistics.median(a_sec), b[2] / statistics.median(b_sec)
+            print(f"{kind:8s} {len(prompts)} streams, {a[2]} tokens: {a_tps:8.1f} -> {b_tps:8.1f} "
+                  f"tok/s = {b_tps / a_tps:.2f}x, accepted {b[3]}/{b[4]} drafts "
+                  f"({100.0 * b[3] / b[4] if b[4] else 0:.0f}%), identical texts "
+                  f"{'yes' if same else 'NO'}")
+            sys.stdout.flush()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    print(f"load average after: {load_average()}")
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phi3c", default=os.path.join(os.environ.get("BUILD", "build"), "phi3c"))
@@ -144,14 +252,22 @@ def main():
     ap.add_argument("--lookup", type=int, default=8, help="draft length of the B runs")
     ap.add_argument("-t", "--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="A/B pairs per prompt (medians)")
+    ap.add_argument("--temp", type=float, default=0.0,
+                    help="sample at this temperature with seed 7 instead of greedy (drafts fail "
+                         "more often: shows lookup backing off)")
     ap.add_argument("--project", default="",
                     help="K:RATIO,... from phi3c bench --verify-cost of another model")
+    ap.add_argument("--serve", type=int, default=0,
+                    help="N: through phi3c serve --parallel N, each kind's prompts at once")
     args = ap.parse_args()
+    if args.serve > 0:
+        return serve_main(args)
     costs = {}
     for item in filter(None, args.project.split(",")):
         k, ratio = item.split(":")
         costs[int(k)] = float(ratio)
-    print(f"phi3c run -m {args.model} -n {args.n} --greedy -t {args.threads}: --lookup 0 vs "
+    print(f"phi3c run -m {args.model} -n {args.n} {' '.join(sampling(args))} -t {args.threads}: "
+          f"--lookup 0 vs "
           f"--lookup {args.lookup}, {args.reps} alternating pairs per prompt, medians; "
           f"load average before: {load_average()}")
     print(f"{'kind':8s} {'#':>2s} {'tokens':>6s} {'tok/s':>8s} {'lookup':>8s} {'ratio':>6s} "
@@ -167,7 +283,9 @@ def main():
         sys.stdout.flush()
     print(f"load average after: {load_average()}")
     ok = all([summary(kind, rows) for kind, rows in by_kind.items()])
-    if costs:
+    if costs and args.temp > 0:
+        print("(no projection: it replays greedy decoding)")
+    elif costs:
         print(f"projection with verify costs {args.project} (forward of k tokens / one token):")
         for kind, rows in by_kind.items():
             gains = project(rows, costs)
