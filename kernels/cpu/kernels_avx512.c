@@ -40,6 +40,26 @@ static inline float lanes_sum(__m512 acc) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+/* Lane r of the result: the sum of v[r]'s 16 lanes by lanes_sum's tree (lanes l and l + 8, then
+ * + 4, + 2, + 1; float addition commutes, so the bits are lanes_sum's), for 16 vectors in 15
+ * shuffle-adds instead of 16 horizontal sums. */
+static inline __m512 reduce16(const __m512 v[16]) {
+    __m512 h[8], q[4], e[2];
+    for (int j = 0; j < 8; j++) /* 256-bit halves: [a0+a2, a1+a3, b0+b2, b1+b3] */
+        h[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xee));
+    for (int j = 0; j < 4; j++) /* 128-bit chunks: vectors 4j .. 4j+3, four partials each */
+        q[j] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * j], h[2 * j + 1], 0x88),
+                             _mm512_shuffle_f32x4(h[2 * j], h[2 * j + 1], 0xdd));
+    for (int j = 0; j < 2; j++) /* chunk c: vectors 8j+c, 8j+4+c, two partials each */
+        e[j] = _mm512_add_ps(_mm512_unpacklo_ps(q[2 * j], q[2 * j + 1]),
+                             _mm512_unpackhi_ps(q[2 * j], q[2 * j + 1]));
+    /* chunk c now holds vectors c, c + 8, c + 4, c + 12: back to their order */
+    __m512 sum = _mm512_add_ps(_mm512_unpacklo_ps(e[0], e[1]), _mm512_unpackhi_ps(e[0], e[1]));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(order, sum);
+}
+
 static inline float dot_spec(const float *a, const float *b, int n) {
     __m512 acc = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
@@ -606,20 +626,34 @@ static inline __attribute__((always_inline)) void attend_tile_nv(const cpu_attn_
             acc[t][i] = _mm512_setzero_ps();
         }
     }
-    for (int j = jlo; j <= jhi; j++) {
-        __m512 row[8];
+    /* scores 16 keys at a time: the 16 dot vectors of a token are summed by one reduce16 (the
+     * lanes_sum tree for each) instead of 16 horizontal sums, which bound the tile */
+    for (int j0 = jlo; j0 <= jhi; j0 += 16) {
+        int nk = P3_MIN(16, jhi - j0 + 1);
+        __m512 d[4][16];
+        for (int kk = 0; kk < nk; kk++) {
+            __m512 row[8];
 #pragma GCC unroll 8
-        for (int i = 0; i < NV; i++)
-            row[i] = kv_vec(kv, kv->k, kv->k_scale, idx0 + (size_t)j, hd, i);
+            for (int i = 0; i < NV; i++)
+                row[i] = kv_vec(kv, kv->k, kv->k_scale, idx0 + (size_t)(j0 + kk), hd, i);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m512 dt = _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int i = 0; i < NV; i++) dt = _mm512_fmadd_ps(q[t][i], row[i], dt);
+                d[t][kk] = dt;
+            }
+        }
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            if (j < jobs[t].lo || j > jobs[t].hi) continue;
-            __m512 d = _mm512_setzero_ps();
-#pragma GCC unroll 8
-            for (int i = 0; i < NV; i++) d = _mm512_fmadd_ps(q[t][i], row[i], d);
-            float sc = lanes_sum(d) * jobs[t].scale;
-            jobs[t].scores[j - jobs[t].lo] = sc;
-            m[t] = sc > m[t] ? sc : m[t];
+            for (int kk = nk; kk < 16; kk++) d[t][kk] = _mm512_setzero_ps();
+            float sc[16];
+            _mm512_storeu_ps(sc, _mm512_mul_ps(reduce16(d[t]), _mm512_set1_ps(jobs[t].scale)));
+            int lo = P3_MAX(j0, jobs[t].lo), hi = P3_MIN(j0 + nk - 1, jobs[t].hi);
+            for (int j = lo; j <= hi; j++) {
+                jobs[t].scores[j - jobs[t].lo] = sc[j - j0];
+                m[t] = sc[j - j0] > m[t] ? sc[j - j0] : m[t];
+            }
         }
     }
     for (int t = 0; t < T; t++) {
