@@ -223,22 +223,27 @@ def stream_text(client, i):
     return "".join(parts), reasons
 
 
-def test_32_concurrent_streams_each_equal_to_the_request_alone(srv):
-    results = [None] * 32
-    errors = []
+def run_concurrently(n, fn):
+    """fn(i) for i in 0..n-1, all at once; their results (each thread joined within 300 s)."""
+    results, errors = [None] * n, []
 
     def worker(i):
         try:
-            results[i] = stream_text(srv.client(), i)
+            results[i] = fn(i)
         except Exception as e:  # reported below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
     assert not errors, errors
+    return results
+
+
+def test_32_concurrent_streams_each_equal_to_the_request_alone(srv):
+    results = run_concurrently(32, lambda i: stream_text(srv.client(), i))
     assert all(r is not None and len(r[1]) == 1 for r in results)
     for i in range(32):
         alone = stream_text(srv.client(), i)
@@ -555,20 +560,7 @@ def lookup_stream(srv, i, prompt):
 
 def test_concurrent_lookup_streams_each_equal_the_request_without_lookup(srv, lookup_srv):
     prompts = lookup_prompts("grounded", 4) + lookup_prompts("open", 2)
-    results, errors = [None] * 8, []
-
-    def worker(i):
-        try:
-            results[i] = lookup_stream(lookup_srv, i, prompts[i % len(prompts)])
-        except Exception as e:  # reported below
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors, errors
+    results = run_concurrently(8, lambda i: lookup_stream(lookup_srv, i, prompts[i % len(prompts)]))
     for i in range(8):
         text, usage = lookup_stream(srv, i, prompts[i % len(prompts)])
         assert results[i][0] == text, f"lookup stream {i} differs from the request without lookup"

@@ -378,77 +378,30 @@ static inline __attribute__((always_inline)) void plain_rows(float *y, size_t ys
 static void matmul_plain_avx512(float *y, const float *x, const cpu_weight *w, int n_tokens,
                                 int64_t n0, int64_t n1) {
     size_t rows = (size_t)w->pub.rows, cols = (size_t)w->pub.cols;
-    if (n_tokens > 1) {
-        int t = 0;
-        for (; t + 8 <= n_tokens; t += 8)
-            plain_rows(y + (size_t)t * rows, rows, x + (size_t)t * cols, cols, w, n0, n1, 8);
-        float *yt = y + (size_t)t * rows;
-        const float *xt = x + (size_t)t * cols;
-        switch (n_tokens - t) {
-        case 7:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 7);
-            break;
-        case 6:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 6);
-            break;
-        case 5:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 5);
-            break;
-        case 4:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 4);
-            break;
-        case 3:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 3);
-            break;
-        case 2:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 2);
-            break;
-        case 1:
-            plain_rows(yt, rows, xt, cols, w, n0, n1, 1);
-            break;
-        default:
-            break;
-        }
-        return;
+    int t = 0;
+    /* tiles of 8 tokens, then one of the rest: a row is loaded and widened once per tile (a few
+     * tokens at a time, as a lookup verification feeds, then cost little more than one) */
+    for (; t + 8 <= n_tokens; t += 8)
+        plain_rows(y + (size_t)t * rows, rows, x + (size_t)t * cols, cols, w, n0, n1, 8);
+    float *yt = y + (size_t)t * rows;
+    const float *xt = x + (size_t)t * cols;
+    /* NT as a constant, so the accumulators stay in registers */
+#define PLAIN_CASE(NT)                                                                             \
+    case NT:                                                                                       \
+        plain_rows(yt, rows, xt, cols, w, n0, n1, NT);                                             \
+        break;
+    switch (n_tokens - t) {
+        PLAIN_CASE(1)
+        PLAIN_CASE(2)
+        PLAIN_CASE(3)
+        PLAIN_CASE(4)
+        PLAIN_CASE(5)
+        PLAIN_CASE(6)
+        PLAIN_CASE(7)
+    default:
+        break;
     }
-    for (int64_t n = n0; n < n1; n++) {
-        const void *row = w->data + (size_t)n * w->row_bytes;
-        float *yn = y + n;
-        int t = 0;
-        /* tiles of 8 tokens, then one of the rest: a row is loaded and widened once per tile
-         * (a few tokens at a time, as a lookup verification feeds, then cost little more than
-         * one) */
-        for (; t + 8 <= n_tokens; t += 8)
-            plain_tile(yn + (size_t)t * rows, rows, x + (size_t)t * cols, cols, row, w->pub.dtype,
-                       w->pub.cols, 8);
-        const float *xt = x + (size_t)t * cols;
-        float *yt = yn + (size_t)t * rows;
-        switch (n_tokens - t) {
-        case 7:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 7);
-            break;
-        case 6:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 6);
-            break;
-        case 5:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 5);
-            break;
-        case 4:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 4);
-            break;
-        case 3:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 3);
-            break;
-        case 2:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 2);
-            break;
-        case 1:
-            plain_tile(yt, rows, xt, cols, row, w->pub.dtype, w->pub.cols, 1);
-            break;
-        default:
-            break;
-        }
-    }
+#undef PLAIN_CASE
 }
 
 /* ---- INT4 weights x f32 activations (w4a32): exact dequantized weights, FMA dot */
