@@ -275,19 +275,22 @@ static p3_status drop_unreported(p3_session *s, pick_queue *q, p3_error *err) {
     return p3_session_truncate(s, s->n_past - unreported, err);
 }
 
+/* Drafts up to `cap` tokens to follow the history plus `token` (history[n_past] is free: the
+ * callers checked n_past < n_ctx). */
+static int draft_after(phi3c_session *session, int32_t token, int cap, int32_t *draft) {
+    p3_session *s = session->s;
+    s->history[s->n_past] = token;
+    return p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
+                           P3_MIN(cap, p3_lookup_room(s)), draft);
+}
+
 /* Feeds the reported token id, with a draft to verify when lookup finds one (at most `left`
  * tokens: the rest of max_tokens); the picks of a verification go to the queue. */
 static p3_status feed_next(phi3c_session *session, p3_sampler *smp, int32_t id, int left,
                            pick_queue *q, phi3c_generate_result *r, p3_error *err) {
     p3_session *s = session->s;
     int32_t draft[P3_LOOKUP_MAX];
-    int k = 0;
-    if (q->rows) {
-        /* the draft continues the history plus id (history[n_past] is free: n_past < n_ctx) */
-        s->history[s->n_past] = id;
-        k = p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
-                            P3_MIN(left, p3_lookup_room(s)), draft);
-    }
+    int k = q->rows ? draft_after(session, id, left, draft) : 0;
     r->n_forwards++;
     double t0 = p3_time_now();
     if (k == 0) {
@@ -463,13 +466,9 @@ phi3c_status phi3c_stream_next(phi3c_stream *g, int32_t *token, const char **tex
 }
 
 int phi3c_stream_draft(phi3c_stream *g, int32_t token, int cap, int32_t *draft) {
-    phi3c_session *session = g->session;
-    p3_session *s = session->s;
+    const p3_session *s = g->session->s;
     if (!draft || token < 0 || s->n_past >= s->n_ctx || g->q.pos < g->q.n) return 0;
-    /* the draft continues the history plus token (history[n_past] is free: n_past < n_ctx) */
-    s->history[s->n_past] = token;
-    return p3_lookup_draft(&session->lookup, s->history, s->n_past + 1,
-                           P3_MIN(cap, p3_lookup_room(s)), draft);
+    return draft_after(g->session, token, cap, draft);
 }
 
 phi3c_status phi3c_stream_verify(phi3c_stream *g, const int32_t *draft, int k, float *rows,

@@ -18,7 +18,7 @@ at once as concurrent /v1/completions requests with "lookup": 0 and then "lookup
 alternating --reps times: aggregate generated tok/s (all tokens / wall time), drafts kept (from
 usage.completion_tokens_details) and identical texts.
 
-Standard library only.
+Standard library only, plus the server helpers of bench_server.py beside it.
 """
 import argparse
 import http.client
@@ -27,10 +27,11 @@ import os
 import re
 import statistics
 import subprocess
-import socket
 import sys
 import threading
 import time
+
+from bench_server import free_port, stop, wait_health  # tools/, beside this script
 
 STATS = re.compile(r"generated (\d+) tokens in ([0-9.]+) s")
 LOOKUP = re.compile(r"lookup: (\d+) drafted, (\d+) accepted \(\d+%\), ([0-9.]+) tokens/forward")
@@ -188,25 +189,16 @@ def serve_round(port, args, prompts, lookup):
 
 
 def start_server(args):
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([args.phi3c, "serve", "-m", args.model, "--port", str(port), "-t",
                              str(args.threads), "--parallel", str(args.serve)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):  # 60 s at most
-        if proc.poll() is not None:
-            sys.exit(f"bench_lookup: phi3c serve exited with {proc.returncode}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    sys.exit("bench_lookup: phi3c serve was not ready within 60 s")
+    try:
+        wait_health(port, proc, 60)
+    except RuntimeError as e:
+        stop(proc)
+        sys.exit(f"bench_lookup: phi3c serve: {e}")
+    return proc, port
 
 
 def serve_main(args):
@@ -237,8 +229,7 @@ def serve_main(args):
                   f"{'yes' if same else 'NO'}")
             sys.stdout.flush()
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
     print(f"load average after: {load_average()}")
     return 0 if ok else 1
 

@@ -17,7 +17,6 @@ typedef struct slot {
     int32_t *feed; /* prompt tokens still to feed: feed[fed..n_feed) */
     size_t n_feed, fed;
     int32_t next;                          /* picked, fed in the next step; -1 none */
-    int lookup;                            /* the request's draft length (0: off) */
     int32_t fed_ids[1 + PHI3C_LOOKUP_MAX]; /* next and its draft, fed together */
     int k;                                 /* draft tokens fed in this step */
     float *rows; /* [1 + rows_cap] x vocab: the logits of next and its draft */
@@ -230,18 +229,18 @@ static slot *free_slot_for(server *srv) {
 /* Sets the slot's lookup for the request: the session's draft length and room for the logits of
  * a token and its draft. */
 static phi3c_status slot_lookup(server *srv, slot *sl, const request *req, phi3c_error *err) {
-    sl->lookup = req->lookup >= 0 ? req->lookup : srv->o.lookup;
-    if (sl->lookup > sl->rows_cap) {
+    int lookup = req->lookup >= 0 ? req->lookup : srv->o.lookup;
+    if (lookup > sl->rows_cap) {
         size_t vocab = (size_t)phi3c_model_vocab_size(srv->model);
-        float *rows = realloc(sl->rows, (size_t)(1 + sl->lookup) * vocab * sizeof *rows);
+        float *rows = realloc(sl->rows, (size_t)(1 + lookup) * vocab * sizeof *rows);
         if (!rows) {
             snprintf(err->message, sizeof err->message, "out of memory for lookup logits");
             return PHI3C_ERR_NOMEM;
         }
         sl->rows = rows;
-        sl->rows_cap = sl->lookup;
+        sl->rows_cap = lookup;
     }
-    return phi3c_session_set_lookup(sl->s, sl->lookup, err);
+    return phi3c_session_set_lookup(sl->s, lookup, err);
 }
 
 /* Prepares the slot's session for the request (outside the lock: tokenizing and rendering). */
@@ -417,14 +416,13 @@ static void reap(server *srv) {
 }
 
 /* The slot's picked token with a lookup draft of at most `cap` tokens (and no more than the
- * request may still generate). */
+ * request may still generate; none when its session does not draft). */
 static phi3c_batch_seq decode_seq(slot *sl, int cap) {
     const request *req = sl->req;
     if (req->max_tokens > 0 && req->max_tokens - req->n_generated < cap)
         cap = req->max_tokens - req->n_generated;
     sl->fed_ids[0] = sl->next;
-    sl->k =
-        sl->lookup > 0 && cap > 0 ? phi3c_stream_draft(sl->g, sl->next, cap, sl->fed_ids + 1) : 0;
+    sl->k = phi3c_stream_draft(sl->g, sl->next, cap, sl->fed_ids + 1);
     return (phi3c_batch_seq){sl->s, sl->fed_ids, (size_t)(1 + sl->k), sl->k ? sl->rows : NULL};
 }
 
@@ -465,7 +463,7 @@ static phi3c_status advance_slot(server *srv, slot *sl, bool decoded, size_t n_f
     /* the stream starts once the prompt is in: its text decoder looks at the last token */
     phi3c_status st = sl->g ? PHI3C_OK : phi3c_stream_begin(sl->s, &sl->req->sampler, &sl->g, err);
     int kept = 0;
-    if (st == PHI3C_OK && decoded && sl->lookup > 0)
+    if (st == PHI3C_OK && decoded) /* k = 0: the step's time, what drafts are measured against */
         st = phi3c_stream_verify(sl->g, sl->fed_ids + 1, sl->k, sl->rows, seconds, &kept, err);
     if (st != PHI3C_OK) return st;
     server_lock(srv);
