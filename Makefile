@@ -181,6 +181,9 @@ run: deps
 	$(BUILD)/phi3c run -m tools/demo-model -p "And God said" -n 64 --seed 1
 
 test: deps-test
+	@[ -d "$(SHARED)/data" ] || { echo "phi3c test: the real tokenizer files and test vectors the suite \
+	checks against are not at SHARED=$(SHARED) ($(SHARED)/data is missing); run make test \
+	SHARED=/path/to/shared" >&2; exit 2; }
 	@$(MAKE) --no-print-directory all $(BUILD)/phi3c-tests $(BUILD)/asan/phi3c-tests $(BUILD)/asan/phi3c \
 	    $(PHI4_TOK)
 	@SHARED=$(SHARED) BUILD=$(BUILD) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" \
